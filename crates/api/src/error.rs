@@ -1,0 +1,261 @@
+//! The API's one error type: every failure a client can see, and the single
+//! place each becomes a status, a stable code and a problem+json body
+//! (RFC 9457). 5xx bodies are opaque; their cause is logged once, here.
+
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use easel_catalog::CatalogError;
+use easel_render::{ErrorKind, RenderError};
+use easel_storage::StorageError;
+use serde::Serialize;
+
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No such image (or not visible).
+    #[error("no image with id {0:?}")]
+    ImageNotFound(String),
+    #[error("no route for {0}")]
+    RouteNotFound(String),
+    #[error("method {0} is not allowed here")]
+    MethodNotAllowed(String),
+    #[error("unknown style {0:?}: expected one of {styles}", styles = style_list())]
+    UnknownStyle(String),
+    /// The style does not exist for this image, and never will.
+    #[error("{0}")]
+    StyleNotApplicable(String),
+    /// Still rendering: the style will exist soon.
+    #[error("style {0} is not rendered yet; the image is still ingesting")]
+    StyleNotReady(String),
+    /// The image could not be rendered, so it has no styles.
+    #[error("the image could not be rendered: {reason}")]
+    ImageFailed { reason: String },
+    /// The engine refused the upload (format, limits, crop).
+    #[error(transparent)]
+    Render(#[from] RenderError),
+    #[error("the upload is larger than the limit of {limit} bytes")]
+    BodyTooLarge { limit: u64 },
+    #[error("{detail}")]
+    BadRequest { code: &'static str, detail: String },
+    #[error("the range {0:?} is outside the file")]
+    RangeNotSatisfiable(String, u64),
+    /// A backend (database, blob store) is down or overloaded: try again.
+    #[error("the service is temporarily unavailable")]
+    Unavailable(String),
+    /// A bug or lost data on our side.
+    #[error("internal error")]
+    Internal(String),
+}
+
+fn style_list() -> String {
+    let mut names: Vec<&str> = vec!["original"];
+    names.extend(easel_render::Style::RENDERED.iter().map(|s| s.as_str()));
+    names.push("feed");
+    names.join(", ")
+}
+
+impl ApiError {
+    pub fn bad_request(code: &'static str, detail: impl Into<String>) -> Self {
+        ApiError::BadRequest {
+            code,
+            detail: detail.into(),
+        }
+    }
+
+    /// Status, stable code, and a short title that never changes per code.
+    fn classify(&self) -> (StatusCode, &'static str, &'static str) {
+        match self {
+            ApiError::ImageNotFound(_) => {
+                (StatusCode::NOT_FOUND, "image-not-found", "Image not found")
+            }
+            ApiError::RouteNotFound(_) => (StatusCode::NOT_FOUND, "not-found", "Not found"),
+            ApiError::MethodNotAllowed(_) => (
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method-not-allowed",
+                "Method not allowed",
+            ),
+            ApiError::UnknownStyle(_) => (StatusCode::NOT_FOUND, "unknown-style", "Unknown style"),
+            ApiError::StyleNotApplicable(_) => (
+                StatusCode::NOT_FOUND,
+                "style-not-applicable",
+                "Style does not exist for this image",
+            ),
+            ApiError::StyleNotReady(_) => (
+                StatusCode::NOT_FOUND,
+                "style-not-ready",
+                "Style not rendered yet",
+            ),
+            ApiError::ImageFailed { .. } => (
+                StatusCode::NOT_FOUND,
+                "image-failed",
+                "Image could not be rendered",
+            ),
+            ApiError::Render(e) => {
+                let status = match (e.kind(), e) {
+                    (_, RenderError::TooManyBytes { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
+                    (ErrorKind::Unsupported, _) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    (ErrorKind::TooLarge | ErrorKind::Invalid, _) => {
+                        StatusCode::UNPROCESSABLE_ENTITY
+                    }
+                    (ErrorKind::Internal, _) => StatusCode::INTERNAL_SERVER_ERROR,
+                };
+                (status, e.code(), render_title(status))
+            }
+            ApiError::BodyTooLarge { .. } => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too-many-bytes",
+                "Upload too large",
+            ),
+            ApiError::BadRequest { code, .. } => (StatusCode::BAD_REQUEST, code, "Bad request"),
+            ApiError::RangeNotSatisfiable(..) => (
+                StatusCode::RANGE_NOT_SATISFIABLE,
+                "range-not-satisfiable",
+                "Range not satisfiable",
+            ),
+            ApiError::Unavailable(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                "Service unavailable",
+            ),
+            ApiError::Internal(_) => (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "Internal error",
+            ),
+        }
+    }
+}
+
+fn render_title(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "Upload too large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "Unsupported image format",
+        StatusCode::UNPROCESSABLE_ENTITY => "Image refused",
+        _ => "Internal error",
+    }
+}
+
+impl From<CatalogError> for ApiError {
+    fn from(e: CatalogError) -> Self {
+        match &e {
+            CatalogError::Database(
+                sqlx_error @ (easel_catalog::SqlxError::PoolTimedOut
+                | easel_catalog::SqlxError::PoolClosed
+                | easel_catalog::SqlxError::Io(_)),
+            ) => ApiError::Unavailable(format!("database: {sqlx_error}")),
+            // SQLite says "database is locked" when the busy timeout ran out.
+            CatalogError::Database(easel_catalog::SqlxError::Database(db))
+                if db.message().contains("locked") =>
+            {
+                ApiError::Unavailable(format!("database: {db}"))
+            }
+            _ => ApiError::Internal(format!("catalogue: {e}")),
+        }
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(e: StorageError) -> Self {
+        match e {
+            // A row points at a missing object: lost data, not the client's fault.
+            StorageError::NotFound { .. } | StorageError::InvalidUrl { .. } => {
+                ApiError::Internal(format!("blob store: {e}"))
+            }
+            StorageError::Backend { .. } => ApiError::Unavailable(format!("blob store: {e}")),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: String,
+    code: &'a str,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code, title) = self.classify();
+        let detail = match &self {
+            ApiError::Internal(cause) => {
+                tracing::error!(cause = %cause, "internal error");
+                "something went wrong on our side; it has been logged".to_string()
+            }
+            ApiError::Unavailable(cause) => {
+                tracing::warn!(cause = %cause, "backend unavailable");
+                "a backend is unavailable; retry shortly".to_string()
+            }
+            other => other.to_string(),
+        };
+        let body = Problem {
+            kind: format!("https://easel.dev/problems/{code}"),
+            title,
+            status: status.as_u16(),
+            detail,
+            code,
+        };
+        let bytes = serde_json::to_vec(&body).unwrap_or_default();
+        let mut response = (status, bytes).into_response();
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        match &self {
+            ApiError::StyleNotReady(_) | ApiError::Unavailable(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            ApiError::RangeNotSatisfiable(_, size) => {
+                if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {
+                    headers.insert(header::CONTENT_RANGE, v);
+                }
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_errors_map_to_their_statuses_once() {
+        let cases = [
+            (
+                RenderError::TooManyBytes { bytes: 2, limit: 1 },
+                413,
+                "too-many-bytes",
+            ),
+            (
+                RenderError::TooManyPixels {
+                    width: 20000,
+                    height: 20000,
+                    pixels: 400_000_000,
+                    limit: 1,
+                },
+                422,
+                "too-many-pixels",
+            ),
+            (
+                RenderError::UnsupportedFormat(None),
+                415,
+                "unsupported-format",
+            ),
+            (RenderError::Empty, 415, "empty-file"),
+        ];
+        for (error, status, code) in cases {
+            let (s, c, _) = ApiError::Render(error).classify();
+            assert_eq!((s.as_u16(), c), (status, code));
+        }
+    }
+
+    #[test]
+    fn internal_details_stay_out_of_the_body() {
+        let response = ApiError::Internal("secret path /var/x".into()).into_response();
+        assert_eq!(response.status(), 500);
+        assert_eq!(response.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+    }
+}

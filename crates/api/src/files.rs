@@ -1,0 +1,175 @@
+//! Serving stored files: validators, caching and byte ranges.
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::Response;
+
+use crate::{ApiError, AppState};
+
+/// What a response needs to know about a stored object.
+pub struct StoredFile<'a> {
+    pub key: &'a str,
+    pub sha256: &'a str,
+    pub mimetype: &'a str,
+    pub size: u64,
+}
+
+/// A file's bytes are named by their hash, so a URL's answer can change only
+/// if the image is re-rendered, and then the ETag changes with it.
+const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+
+pub async fn serve(
+    state: &AppState,
+    headers: &HeaderMap,
+    file: StoredFile<'_>,
+) -> Result<Response, ApiError> {
+    let etag = format!("\"{}\"", file.sha256);
+    let base = |status: StatusCode| {
+        let mut builder = Response::builder()
+            .status(status)
+            .header(header::ETAG, &etag)
+            .header(header::CACHE_CONTROL, IMMUTABLE)
+            .header(header::ACCEPT_RANGES, "bytes")
+            .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+        if status != StatusCode::NOT_MODIFIED {
+            builder = builder.header(header::CONTENT_TYPE, file.mimetype);
+        }
+        builder
+    };
+
+    if let Some(inm) = headers.get(header::IF_NONE_MATCH) {
+        if etag_matches(inm, file.sha256) {
+            return base(StatusCode::NOT_MODIFIED)
+                .body(Body::empty())
+                .map_err(|e| ApiError::Internal(e.to_string()));
+        }
+    }
+
+    // If-Range: only honour the range if the client's copy is this one.
+    let range_allowed = match headers.get(header::IF_RANGE) {
+        Some(v) => etag_matches(v, file.sha256),
+        None => true,
+    };
+    let range = match headers.get(header::RANGE).filter(|_| range_allowed) {
+        Some(value) => parse_range(value, file.size)?,
+        None => None,
+    };
+
+    let response = match range {
+        Some((start, end)) => {
+            let bytes = state.store.get_range(file.key, start..end + 1).await?;
+            base(StatusCode::PARTIAL_CONTENT)
+                .header(
+                    header::CONTENT_RANGE,
+                    format!("bytes {start}-{end}/{}", file.size),
+                )
+                .header(header::CONTENT_LENGTH, bytes.len())
+                .body(Body::from(bytes))
+        }
+        None => {
+            let bytes = state.store.get(file.key).await?;
+            base(StatusCode::OK)
+                .header(header::CONTENT_LENGTH, bytes.len())
+                .body(Body::from(bytes))
+        }
+    };
+    response.map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// `If-None-Match` / `If-Range` against our strong ETag. Weak validators
+/// compare equal for If-None-Match (RFC 9110 weak comparison).
+fn etag_matches(value: &HeaderValue, sha256: &str) -> bool {
+    let Ok(text) = value.to_str() else {
+        return false;
+    };
+    text.split(',')
+        .map(str::trim)
+        .any(|tag| tag == "*" || tag.trim_start_matches("W/").trim_matches('"') == sha256)
+}
+
+/// Parses a single `bytes=` range into inclusive `(start, end)`. Returns
+/// `None` (serve the whole file, which RFC 9110 allows) for forms we do not
+/// serve partially: other units, several ranges, or malformed values.
+fn parse_range(value: &HeaderValue, size: u64) -> Result<Option<(u64, u64)>, ApiError> {
+    let Some(spec) = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().strip_prefix("bytes="))
+    else {
+        return Ok(None);
+    };
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let Some((first, last)) = spec.trim().split_once('-') else {
+        return Ok(None);
+    };
+    let unsatisfiable = || ApiError::RangeNotSatisfiable(spec.to_string(), size);
+    let (first, last) = (first.trim(), last.trim());
+    let range = if first.is_empty() {
+        // Suffix: the last N bytes.
+        let Ok(n) = last.parse::<u64>() else {
+            return Ok(None);
+        };
+        if n == 0 || size == 0 {
+            return Err(unsatisfiable());
+        }
+        (size.saturating_sub(n), size - 1)
+    } else {
+        let Ok(start) = first.parse::<u64>() else {
+            return Ok(None);
+        };
+        let end = if last.is_empty() {
+            size.saturating_sub(1)
+        } else {
+            match last.parse::<u64>() {
+                Ok(end) if end >= start => end.min(size.saturating_sub(1)),
+                _ => return Ok(None),
+            }
+        };
+        if start >= size {
+            return Err(unsatisfiable());
+        }
+        (start, end)
+    };
+    Ok(Some(range))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range(v: &str, size: u64) -> Result<Option<(u64, u64)>, ApiError> {
+        parse_range(&HeaderValue::from_str(v).unwrap(), size)
+    }
+
+    #[test]
+    fn byte_ranges_parse_like_rfc_9110_says() {
+        assert_eq!(range("bytes=0-99", 1000).unwrap(), Some((0, 99)));
+        assert_eq!(range("bytes=900-", 1000).unwrap(), Some((900, 999)));
+        assert_eq!(range("bytes=-100", 1000).unwrap(), Some((900, 999)));
+        assert_eq!(range("bytes=-5000", 1000).unwrap(), Some((0, 999)));
+        assert_eq!(range("bytes=990-5000", 1000).unwrap(), Some((990, 999)));
+        assert!(range("bytes=1000-", 1000).is_err());
+        assert!(range("bytes=-0", 1000).is_err());
+        for ignored in [
+            "bytes=0-1,5-6",
+            "items=0-1",
+            "bytes=x-y",
+            "bytes=5-1",
+            "bytes=5",
+        ] {
+            assert_eq!(range(ignored, 1000).unwrap(), None, "{ignored}");
+        }
+    }
+
+    #[test]
+    fn etags_match_strong_weak_lists_and_star() {
+        let m = |v: &str| etag_matches(&HeaderValue::from_str(v).unwrap(), "abc");
+        assert!(m("\"abc\""));
+        assert!(m("W/\"abc\""));
+        assert!(m("\"x\", \"abc\""));
+        assert!(m("*"));
+        assert!(!m("\"abd\""));
+    }
+}

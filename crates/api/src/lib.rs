@@ -1,0 +1,155 @@
+//! Easel's HTTP API: upload an image, read it back, fetch any style.
+//!
+//! [`router`] builds the axum app over an [`AppState`]; [`Application`]
+//! binds it to an address (port 0 in tests) and serves it. The API renders
+//! nothing itself: it checks an upload's header against the limits, stores
+//! the original, commits the image row and its job, and leaves the pixels
+//! to the worker.
+
+mod error;
+mod files;
+mod images;
+mod ops;
+mod upload;
+mod view;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::routing::get;
+use axum::Router;
+use easel_catalog::Catalog;
+use easel_render::Settings;
+use easel_storage::BlobStore;
+use tokio::sync::Notify;
+use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
+
+pub use error::{ApiError, PROBLEM_JSON};
+pub use ops::metrics_handle;
+
+/// Knobs of the HTTP layer. Upload limits come from [`Settings::limits`], so
+/// the API and the engine can never disagree about them.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Prefix for links in bodies and `Location` (e.g. `https://img.example`);
+    /// empty gives root-relative links.
+    pub public_url: String,
+    /// How long `?wait=true` waits for the render before answering 202.
+    pub wait_timeout: Duration,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        ApiConfig {
+            public_url: String::new(),
+            wait_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// What every handler shares; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub catalog: Arc<dyn Catalog>,
+    pub store: BlobStore,
+    pub settings: Arc<Settings>,
+    pub config: Arc<ApiConfig>,
+    /// Poked after each upload so an embedded worker starts at once.
+    pub wake: Arc<Notify>,
+}
+
+impl AppState {
+    pub(crate) fn link(&self, path: &str) -> String {
+        format!("{}{path}", self.config.public_url.trim_end_matches('/'))
+    }
+}
+
+/// Room for multipart boundaries and the small text fields beside the file.
+const MULTIPART_OVERHEAD: u64 = 64 * 1024;
+
+pub fn router(state: AppState) -> Router {
+    // Install the recorder before the first request, or counters recorded
+    // before the first scrape would go nowhere.
+    metrics_handle();
+    let body_limit = state
+        .settings
+        .limits
+        .max_bytes
+        .saturating_add(MULTIPART_OVERHEAD);
+    let body_limit = usize::try_from(body_limit).unwrap_or(usize::MAX);
+    Router::new()
+        .route(
+            "/v1/images",
+            axum::routing::post(upload::upload).layer(DefaultBodyLimit::max(body_limit)),
+        )
+        .route("/v1/images/{id}", get(images::show))
+        .route("/v1/images/{id}/assets", get(images::assets))
+        .route("/v1/images/{id}/styles/{style}", get(images::style))
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .fallback(ops::not_found)
+        .method_not_allowed_fallback(ops::method_not_allowed)
+        .layer(middleware::from_fn(record_request))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(DefaultMakeSpan::new().level(tracing::Level::INFO))
+                .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
+        )
+        .with_state(state)
+}
+
+/// Request counts and latencies by route template (never by raw path, which
+/// would give one series per image).
+async fn record_request(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let method = request.method().to_string();
+    let started = std::time::Instant::now();
+    let response = next.run(request).await;
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("easel_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+        .increment(1);
+    metrics::histogram!("easel_http_request_seconds", "method" => method, "route" => route)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// The API bound to a socket, ready to serve.
+pub struct Application {
+    listener: tokio::net::TcpListener,
+    router: Router,
+}
+
+impl Application {
+    /// Binds `addr` (`127.0.0.1:0` picks a free port).
+    pub async fn bind(addr: SocketAddr, state: AppState) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        Ok(Application {
+            listener,
+            router: router(state),
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves until `shutdown` completes, then lets requests in flight finish.
+    pub async fn run(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+}

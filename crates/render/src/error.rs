@@ -1,0 +1,112 @@
+use std::fmt;
+
+use crate::geometry::Edge;
+
+/// Everything that can go wrong while turning an original into styles.
+///
+/// Every variant is the caller's input or settings, never a bug: the engine
+/// returns one of these instead of panicking, and [`RenderError::code`] gives
+/// the stable machine-readable code the API and the CLI report.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("the file is empty")]
+    Empty,
+    #[error("not a supported image: expected JPEG, PNG, WebP, GIF or TIFF{}", detail_suffix(.0))]
+    UnsupportedFormat(Option<String>),
+    #[error("the file is {bytes} bytes, over the limit of {limit} bytes")]
+    TooManyBytes { bytes: u64, limit: u64 },
+    #[error("the image is {width}x{height} = {pixels} pixels, over the limit of {limit} pixels")]
+    TooManyPixels {
+        width: u32,
+        height: u32,
+        pixels: u64,
+        limit: u64,
+    },
+    #[error("the image has a zero dimension ({width}x{height})")]
+    ZeroDimension { width: u32, height: u32 },
+    #[error("the {format} file is truncated or corrupt: {reason}")]
+    Corrupt {
+        format: &'static str,
+        reason: String,
+    },
+    #[error("crop width and height must be greater than zero (got {width}x{height})")]
+    EmptyCrop { width: u32, height: u32 },
+    #[error("the crop's {edge} edge is at {at}, outside the {limit_name} {limit} of the {image_width}x{image_height} oriented image")]
+    CropOutOfBounds {
+        edge: Edge,
+        at: u64,
+        limit_name: &'static str,
+        limit: u32,
+        image_width: u32,
+        image_height: u32,
+    },
+    #[error("invalid crop {input:?}: {reason}")]
+    InvalidCrop { input: String, reason: String },
+    #[error("unknown style {0:?}")]
+    UnknownStyle(String),
+    #[error("invalid settings: {0}")]
+    InvalidSettings(String),
+    #[error("resizing failed: {0}")]
+    Resize(String),
+    #[error("encoding {style} failed: {reason}")]
+    Encode { style: String, reason: String },
+}
+
+fn detail_suffix(detail: &Option<String>) -> String {
+    match detail {
+        Some(d) => format!(" ({d})"),
+        None => String::new(),
+    }
+}
+
+/// Coarse classes callers map to HTTP statuses and exit codes in one place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The bytes are not an image we read (HTTP 415).
+    Unsupported,
+    /// Over a configured limit (HTTP 413 for bytes, 422 for pixels).
+    TooLarge,
+    /// The image or the request is malformed (HTTP 422 / 400).
+    Invalid,
+    /// Our side failed on valid input (HTTP 500).
+    Internal,
+}
+
+impl RenderError {
+    /// A stable code for machines: it never changes once published.
+    pub fn code(&self) -> &'static str {
+        match self {
+            RenderError::Empty => "empty-file",
+            RenderError::UnsupportedFormat(_) => "unsupported-format",
+            RenderError::TooManyBytes { .. } => "too-many-bytes",
+            RenderError::TooManyPixels { .. } => "too-many-pixels",
+            RenderError::ZeroDimension { .. } => "zero-dimension",
+            RenderError::Corrupt { .. } => "corrupt-image",
+            RenderError::EmptyCrop { .. } => "crop-empty",
+            RenderError::CropOutOfBounds { .. } => "crop-out-of-bounds",
+            RenderError::InvalidCrop { .. } => "crop-invalid",
+            RenderError::UnknownStyle(_) => "unknown-style",
+            RenderError::InvalidSettings(_) => "invalid-settings",
+            RenderError::Resize(_) => "resize-failed",
+            RenderError::Encode { .. } => "encode-failed",
+        }
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            RenderError::Empty | RenderError::UnsupportedFormat(_) => ErrorKind::Unsupported,
+            RenderError::TooManyBytes { .. } | RenderError::TooManyPixels { .. } => {
+                ErrorKind::TooLarge
+            }
+            RenderError::Encode { .. } | RenderError::Resize(_) => ErrorKind::Internal,
+            _ => ErrorKind::Invalid,
+        }
+    }
+
+    pub(crate) fn corrupt(format: &'static str, reason: impl fmt::Display) -> Self {
+        RenderError::Corrupt {
+            format,
+            reason: reason.to_string(),
+        }
+    }
+}

@@ -1,0 +1,39 @@
+//! Easel's render engine: original bytes and settings in, every style out.
+//!
+//! This crate is pure: no files, network, database or async runtime. The
+//! worker, the CLI, the benchmarks and IIIF all call [`render`].
+//!
+//! The pipeline, in order:
+//! 1. [`probe`]: sniff the format from magic bytes, read the header, refuse
+//!    over-limit inputs before any pixel buffer exists;
+//! 2. read the EXIF orientation and validate the crop against the oriented size;
+//! 3. decode once (libjpeg-turbo for JPEG, `image` for the rest) to 8-bit;
+//! 4. orient; keep a metadata-free `stripped-original`;
+//! 5. convert the crop to sRGB (ICC via moxcms, CMYK), flatten alpha;
+//! 6. encode `regular`, resize each square (fast_image_resize, Lanczos3) and
+//!    encode it, in parallel on the current rayon pool.
+
+mod colour;
+mod decode;
+mod encode;
+mod error;
+mod format;
+mod geometry;
+mod pixels;
+mod render;
+mod resize;
+mod settings;
+mod strip;
+mod style;
+
+pub use error::{ErrorKind, RenderError};
+pub use format::{probe, Format, Probe};
+pub use geometry::{Crop, Edge, Orientation};
+pub use render::{inspect, render, sha256_hex, RenderedFile, Rendition, SourceFacts, Timings};
+pub use settings::{Background, Limits, Settings};
+pub use strip::metadata_found;
+pub use style::Style;
+
+/// Bumped whenever a change to the engine changes output bytes, so stored
+/// renditions can be recognised as stale.
+pub const ENGINE_VERSION: &str = "easel-render/1";

@@ -1,0 +1,370 @@
+//! One original in, every style out.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::colour;
+use crate::decode;
+use crate::encode;
+use crate::format::{self, Format};
+use crate::geometry::{Crop, Orientation};
+use crate::pixels::{Bitmap, Channels};
+use crate::resize;
+use crate::strip;
+use crate::{RenderError, Settings, Style};
+
+/// One rendered file and the facts a MediaAsset row records.
+#[derive(Debug, Clone, Serialize)]
+pub struct RenderedFile {
+    pub style: Style,
+    #[serde(skip)]
+    pub bytes: Vec<u8>,
+    pub mimetype: &'static str,
+    #[serde(skip)]
+    pub extension: &'static str,
+    pub width: u32,
+    pub height: u32,
+    /// Size in bytes.
+    #[serde(rename = "bytes")]
+    pub size: u64,
+    /// Lower-case hex SHA-256 of `bytes`: the ETag and the storage key.
+    pub sha256: String,
+    /// The style had to enlarge the source.
+    pub upscaled: bool,
+    /// Time this file took on its own (resize and encode, or strip).
+    #[serde(skip)]
+    pub elapsed: Duration,
+}
+
+impl RenderedFile {
+    fn new(
+        style: Style,
+        bytes: Vec<u8>,
+        format: Format,
+        width: u32,
+        height: u32,
+        upscaled: bool,
+    ) -> Self {
+        RenderedFile {
+            style,
+            size: bytes.len() as u64,
+            sha256: sha256_hex(&bytes),
+            bytes,
+            mimetype: format.mimetype(),
+            extension: format.extension(),
+            width,
+            height,
+            upscaled,
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    fn took(mut self, elapsed: Duration) -> Self {
+        self.elapsed = elapsed;
+        self
+    }
+
+    /// `<style>.<ext>`, the name the CLI writes.
+    pub fn file_name(&self) -> String {
+        format!("{}.{}", self.style, self.extension)
+    }
+}
+
+/// What the engine learnt about the original.
+#[derive(Debug, Clone, Serialize)]
+pub struct SourceFacts {
+    pub format: Format,
+    pub mimetype: &'static str,
+    /// Oriented size, as a person sees the image.
+    pub width: u32,
+    pub height: u32,
+    /// EXIF orientation that was applied (1 when none).
+    pub orientation: u8,
+    /// The crop every style was cut from.
+    pub crop: Crop,
+    pub had_icc_profile: bool,
+}
+
+/// Time spent per stage. Stages that run on several threads add up their
+/// threads' time, so the sum can exceed `total` when rendering in parallel.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Timings {
+    pub decode: Duration,
+    pub orient: Duration,
+    pub colour: Duration,
+    pub strip: Duration,
+    pub resize: Duration,
+    pub encode: Duration,
+    pub total: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Rendition {
+    pub source: SourceFacts,
+    /// In the order of [`Style::RENDERED`], without styles that do not apply.
+    pub files: Vec<RenderedFile>,
+    pub timings: Timings,
+    /// Problems tolerated on the way (e.g. an unreadable ICC profile).
+    pub warnings: Vec<String>,
+}
+
+impl Rendition {
+    pub fn file(&self, style: Style) -> Option<&RenderedFile> {
+        self.files.iter().find(|f| f.style == style)
+    }
+}
+
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// The oriented size and orientation of an original, from its header alone:
+/// enough to validate a crop before paying for a decode.
+pub fn inspect(original: &[u8], settings: &Settings) -> Result<SourceFacts, RenderError> {
+    let probe = format::probe(original, &settings.limits)?;
+    let orientation = decode::read_orientation(original, probe.format);
+    let (width, height) = orientation.oriented_size(probe.width, probe.height);
+    Ok(SourceFacts {
+        format: probe.format,
+        mimetype: probe.format.mimetype(),
+        width,
+        height,
+        orientation: orientation as u8,
+        crop: Crop::centred_square(width, height),
+        had_icc_profile: false,
+    })
+}
+
+#[derive(Default)]
+struct StageClock {
+    resize: AtomicU64,
+    encode: AtomicU64,
+}
+
+impl StageClock {
+    fn time<T>(counter: &AtomicU64, f: impl FnOnce() -> T) -> (T, Duration) {
+        let start = Instant::now();
+        let out = f();
+        let elapsed = start.elapsed();
+        counter.fetch_add(elapsed.as_nanos() as u64, Ordering::Relaxed);
+        (out, elapsed)
+    }
+}
+
+/// Renders every style that applies. Runs its parallel parts on the current
+/// rayon pool: install a pool of one thread for a single-threaded render.
+pub fn render(
+    original: &[u8],
+    crop: Option<Crop>,
+    settings: &Settings,
+) -> Result<Rendition, RenderError> {
+    let started = Instant::now();
+    settings.validate()?;
+    let mut timings = Timings::default();
+
+    let probe = format::probe(original, &settings.limits)?;
+    let orientation = decode::read_orientation(original, probe.format);
+    let (width, height) = orientation.oriented_size(probe.width, probe.height);
+    let crop = crop.unwrap_or_else(|| Crop::centred_square(width, height));
+    crop.check_inside(width, height)?;
+
+    let t = Instant::now();
+    let decoded = decode::decode(original, &probe)?;
+    timings.decode = t.elapsed();
+    let mut warnings = decoded.warnings;
+    let icc = decoded.icc;
+
+    let t = Instant::now();
+    let mut oriented = decoded.bitmap.oriented(orientation);
+    timings.orient = t.elapsed();
+
+    let t = Instant::now();
+    let stripped = stripped_original(
+        original,
+        probe.format,
+        orientation,
+        &oriented,
+        icc.as_deref(),
+        settings,
+    )?;
+    timings.strip = t.elapsed();
+    let stripped = stripped.took(timings.strip);
+
+    let t = Instant::now();
+    if let Some(profile) = icc
+        .as_deref()
+        .and_then(|icc| colour::conversion_source(icc, &mut warnings))
+    {
+        colour::convert_rect_to_srgb(&mut oriented, &crop, &profile, &mut warnings);
+    }
+    let (rgb, rect) = match oriented.channels {
+        Channels::Rgb => (oriented, crop),
+        Channels::Rgba => {
+            let flat = oriented.crop_to_rgb(&crop, settings.background.0);
+            drop(oriented);
+            (flat, Crop::new(0, 0, crop.width, crop.height)?)
+        }
+    };
+    timings.colour = t.elapsed();
+
+    let clock = StageClock::default();
+    let rendered: Mutex<Vec<RenderedFile>> = Mutex::new(vec![stripped]);
+    let first_error: Mutex<Option<RenderError>> = Mutex::new(None);
+    let keep = |result: Result<RenderedFile, RenderError>| match result {
+        Ok(file) => rendered
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(file),
+        Err(e) => {
+            first_error
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get_or_insert(e);
+        }
+    };
+
+    let (clock, keep, rgb) = (&clock, &keep, &rgb);
+    rayon::scope(|scope| {
+        scope.spawn(move |_| {
+            let (encoded, took) = StageClock::time(&clock.encode, || {
+                encode::jpeg(
+                    rgb,
+                    &rect,
+                    settings.jpeg_quality,
+                    None,
+                    Style::Regular.as_str(),
+                )
+            });
+            keep(encoded.map(|bytes| {
+                RenderedFile::new(
+                    Style::Regular,
+                    bytes,
+                    Format::Jpeg,
+                    rect.width,
+                    rect.height,
+                    false,
+                )
+                .took(took)
+            }))
+        });
+        let square = rect.inner_square();
+        let mut plan: Vec<Style> = Style::RENDERED
+            .into_iter()
+            .filter(|s| s.square_side().is_some() && s.applies_to_crop(crop.width, crop.height))
+            .collect();
+        plan.sort_by_key(|s| std::cmp::Reverse(s.square_side()));
+        // Squares are resized from the crop unless `resize_cascade` asks for
+        // each to come from the next larger one (see the bench for both).
+        let mut larger: Option<std::sync::Arc<Bitmap>> = None;
+        for style in plan {
+            let side = style.square_side().unwrap_or_default();
+            let (resized, resize_took) = StageClock::time(&clock.resize, || match &larger {
+                Some(previous) if settings.resize_cascade && previous.width >= side => {
+                    let whole = Crop {
+                        x: 0,
+                        y: 0,
+                        width: previous.width,
+                        height: previous.height,
+                    };
+                    resize::square(previous, &whole, side)
+                }
+                _ => resize::square(rgb, &square, side),
+            });
+            match resized.map(std::sync::Arc::new) {
+                Ok(bitmap) => scope.spawn({
+                    larger = Some(bitmap.clone());
+                    move |_| {
+                        let full = Crop {
+                            x: 0,
+                            y: 0,
+                            width: side,
+                            height: side,
+                        };
+                        let (encoded, took) = StageClock::time(&clock.encode, || {
+                            encode::jpeg(
+                                &bitmap,
+                                &full,
+                                settings.jpeg_quality,
+                                None,
+                                style.as_str(),
+                            )
+                        });
+                        keep(encoded.map(|bytes| {
+                            RenderedFile::new(
+                                style,
+                                bytes,
+                                Format::Jpeg,
+                                side,
+                                side,
+                                square.width < side,
+                            )
+                            .took(resize_took + took)
+                        }))
+                    }
+                }),
+                Err(e) => keep(Err(e)),
+            }
+        }
+    });
+
+    if let Some(e) = first_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        return Err(e);
+    }
+    let mut files = rendered.into_inner().unwrap_or_else(|e| e.into_inner());
+    files.sort_by_key(|f| Style::RENDERED.iter().position(|s| *s == f.style));
+    timings.resize = Duration::from_nanos(clock.resize.load(Ordering::Relaxed));
+    timings.encode = Duration::from_nanos(clock.encode.load(Ordering::Relaxed));
+    timings.total = started.elapsed();
+
+    Ok(Rendition {
+        source: SourceFacts {
+            format: probe.format,
+            mimetype: probe.format.mimetype(),
+            width,
+            height,
+            orientation: orientation as u8,
+            crop,
+            had_icc_profile: icc.is_some(),
+        },
+        files,
+        timings,
+        warnings,
+    })
+}
+
+/// The original without metadata: byte-level when the pixels need no change,
+/// else re-encoded from the oriented pixels in their own colour space, with
+/// the ICC profile kept.
+fn stripped_original(
+    original: &[u8],
+    format: Format,
+    orientation: Orientation,
+    oriented: &Bitmap,
+    icc: Option<&[u8]>,
+    settings: &Settings,
+) -> Result<RenderedFile, RenderError> {
+    let style = Style::StrippedOriginal;
+    let (w, h) = (oriented.width, oriented.height);
+    if orientation == Orientation::Normal {
+        if let Some(bytes) = strip::strip(original, format)? {
+            return Ok(RenderedFile::new(style, bytes, format, w, h, false));
+        }
+    }
+    if format == Format::Jpeg {
+        let whole = Crop::new(0, 0, w, h)?;
+        let bytes = encode::jpeg(
+            oriented,
+            &whole,
+            settings.stripped_quality,
+            icc,
+            style.as_str(),
+        )?;
+        return Ok(RenderedFile::new(style, bytes, Format::Jpeg, w, h, false));
+    }
+    let bytes = encode::png(oriented, icc, style.as_str())?;
+    Ok(RenderedFile::new(style, bytes, Format::Png, w, h, false))
+}

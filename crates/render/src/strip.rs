@@ -1,0 +1,232 @@
+//! Lossless metadata removal: segments and chunks are dropped, the
+//! compressed pixels are copied byte for byte.
+//!
+//! Kept: whatever decides how the pixels look (ICC, gamma, chromaticity,
+//! transparency, Adobe's colour-transform flag, JFIF density, animation).
+//! Dropped: EXIF, XMP, IPTC/Photoshop, comments, text, timestamps, maker
+//! notes, and data after the image's end (phones append previews and depth
+//! maps there).
+
+use img_parts::jpeg::{markers, Jpeg};
+use img_parts::png::Png;
+use img_parts::webp::{WebP, CHUNK_XMP};
+use img_parts::{Bytes, ImageEXIF, ImageICC};
+
+use crate::format::Format;
+use crate::RenderError;
+
+/// Strips metadata from an original whose pixels need no change. Returns
+/// `None` for formats kept only by re-encoding (GIF, TIFF).
+pub(crate) fn strip(bytes: &[u8], format: Format) -> Result<Option<Vec<u8>>, RenderError> {
+    let input = Bytes::copy_from_slice(bytes);
+    let corrupt = |e: img_parts::Error| RenderError::corrupt(format.name(), e);
+    let out = match format {
+        Format::Jpeg => strip_jpeg(input).map_err(corrupt)?,
+        Format::Png => {
+            let mut png = Png::from_bytes(input).map_err(corrupt)?;
+            png.chunks_mut().retain(|c| png_chunk_is_kept(c.kind()));
+            png.encoder().bytes().to_vec()
+        }
+        Format::Webp => {
+            let mut webp = WebP::from_bytes(input).map_err(corrupt)?;
+            webp.remove_chunks_by_id(CHUNK_XMP);
+            // Also recomputes the VP8X flags, so no flag points at a removed chunk.
+            webp.set_exif(None);
+            webp.encoder().bytes().to_vec()
+        }
+        Format::Gif | Format::Tiff => return Ok(None),
+    };
+    Ok(Some(out))
+}
+
+fn strip_jpeg(input: Bytes) -> Result<Vec<u8>, img_parts::Error> {
+    let mut jpeg = Jpeg::from_bytes(input)?;
+    jpeg.segments_mut()
+        .retain(|s| jpeg_segment_is_kept(s.marker(), s.contents()));
+    let mut out = jpeg.encoder().bytes().to_vec();
+    // img-parts keeps everything after the first scan header as "entropy",
+    // including trailing data after EOI. Cut at the primary image's end.
+    if let Some(end) = primary_image_end(&out) {
+        out.truncate(end);
+    }
+    Ok(out)
+}
+
+fn jpeg_segment_is_kept(marker: u8, contents: &[u8]) -> bool {
+    match marker {
+        markers::APP0 => contents.starts_with(b"JFIF\0"),
+        markers::APP2 => contents.starts_with(b"ICC_PROFILE\0"),
+        // Adobe's APP14 says whether YCC/YCCK was used: decoders need it.
+        markers::APP14 => contents.starts_with(b"Adobe"),
+        markers::APP1..=markers::APP15 | markers::COM => false,
+        _ => true,
+    }
+}
+
+fn png_chunk_is_kept(kind: [u8; 4]) -> bool {
+    matches!(
+        &kind,
+        b"IHDR"
+            | b"PLTE"
+            | b"IDAT"
+            | b"IEND"
+            | b"tRNS"
+            | b"gAMA"
+            | b"cHRM"
+            | b"sRGB"
+            | b"iCCP"
+            | b"sBIT"
+            | b"cICP"
+            | b"mDCv"
+            | b"cLLi"
+            | b"pHYs"
+            | b"bKGD"
+            | b"acTL"
+            | b"fcTL"
+            | b"fdAT"
+    )
+}
+
+/// The offset just past the EOI marker of the first (primary) image, found
+/// by walking the scans: inside entropy-coded data 0xFF is always followed by
+/// a stuffed 0x00 or a restart marker, so the first other marker ends a scan.
+pub(crate) fn primary_image_end(jpeg: &[u8]) -> Option<usize> {
+    let mut i = 2; // after SOI
+    let mut in_scan = false;
+    while i + 1 < jpeg.len() {
+        if jpeg[i] != 0xFF {
+            if !in_scan {
+                return None;
+            }
+            // Entropy-coded data is most of the file: jump to the next 0xFF.
+            i += memchr::memchr(0xFF, &jpeg[i..])?;
+            continue;
+        }
+        let marker = jpeg[i + 1];
+        match marker {
+            0x00 | 0xFF | 0xD0..=0xD7 if in_scan => i += if marker == 0xFF { 1 } else { 2 },
+            0xFF => i += 1,
+            0xD9 => return Some(i + 2),
+            0x01 | 0xD0..=0xD8 => i += 2,
+            _ => {
+                let len = u16::from_be_bytes([*jpeg.get(i + 2)?, *jpeg.get(i + 3)?]) as usize;
+                i += 2 + len;
+                in_scan = marker == 0xDA;
+            }
+        }
+    }
+    None
+}
+
+/// The embedded ICC profile of a JPEG, reassembled from its APP2 chunks.
+pub(crate) fn jpeg_icc_profile(bytes: &[u8]) -> Option<Vec<u8>> {
+    let jpeg = Jpeg::from_bytes(Bytes::copy_from_slice(header_part(bytes))).ok()?;
+    jpeg.icc_profile().map(|b| b.to_vec())
+}
+
+/// Whether Adobe's APP14 segment is present: Photoshop stores CMYK inverted.
+pub(crate) fn jpeg_has_adobe_marker(bytes: &[u8]) -> bool {
+    Jpeg::from_bytes(Bytes::copy_from_slice(header_part(bytes)))
+        .map(|jpeg| {
+            jpeg.segments_by_marker(markers::APP14)
+                .any(|s| s.contents().starts_with(b"Adobe"))
+        })
+        .unwrap_or(false)
+}
+
+/// Up to and including the first scan header: all the metadata lives there,
+/// and parsing it needs no copy of the compressed pixels.
+fn header_part(bytes: &[u8]) -> &[u8] {
+    let mut i = 2;
+    while i + 3 < bytes.len() && bytes[i] == 0xFF {
+        let marker = bytes[i + 1];
+        if marker == 0xFF {
+            i += 1;
+            continue;
+        }
+        let len = u16::from_be_bytes([bytes[i + 2], bytes[i + 3]]) as usize;
+        i += 2 + len;
+        if marker == 0xDA {
+            // img-parts 0.4.2 rejects a file as truncated when nothing at
+            // all follows the SOS header, so keep the scan's first byte.
+            i += 1;
+            break;
+        }
+    }
+    &bytes[..i.min(bytes.len())]
+}
+
+/// Metadata a stripped file must not contain, for tests and for audits:
+/// lists what is found, empty when clean.
+pub fn metadata_found(bytes: &[u8]) -> Vec<String> {
+    let mut found = Vec::new();
+    match Format::sniff(bytes) {
+        Ok(Format::Jpeg) => {
+            if let Ok(jpeg) = Jpeg::from_bytes(Bytes::copy_from_slice(header_part(bytes))) {
+                for s in jpeg.segments() {
+                    if !jpeg_segment_is_kept(s.marker(), s.contents()) {
+                        found.push(format!("JPEG marker 0x{:02X}", s.marker()));
+                    }
+                }
+            }
+            if let Some(end) = primary_image_end(bytes) {
+                if end < bytes.len() {
+                    found.push(format!("{} bytes after EOI", bytes.len() - end));
+                }
+            }
+        }
+        Ok(Format::Png) => {
+            if let Ok(png) = Png::from_bytes(Bytes::copy_from_slice(bytes)) {
+                for c in png.chunks() {
+                    if !png_chunk_is_kept(c.kind()) {
+                        found.push(format!("PNG chunk {}", String::from_utf8_lossy(&c.kind())));
+                    }
+                }
+            }
+        }
+        Ok(Format::Webp) => {
+            if let Ok(webp) = WebP::from_bytes(Bytes::copy_from_slice(bytes)) {
+                for id in [*b"EXIF", CHUNK_XMP] {
+                    if webp.has_chunk(id) {
+                        found.push(format!("WebP chunk {}", String::from_utf8_lossy(&id)));
+                    }
+                }
+            }
+        }
+        _ => {}
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_primary_image_ends_at_its_eoi_not_at_a_stuffed_ff() {
+        // SOI, SOS(len 2), entropy with FF00 and RST0, EOI, then trailing junk.
+        let jpeg = [
+            0xFF, 0xD8, 0xFF, 0xDA, 0x00, 0x02, 0x12, 0xFF, 0x00, 0x34, 0xFF, 0xD0, 0x56, 0xFF,
+            0xD9, 0xAA, 0xBB,
+        ];
+        assert_eq!(primary_image_end(&jpeg), Some(15));
+    }
+
+    #[test]
+    fn metadata_is_found_when_the_scan_data_follows_the_sos_header_directly() {
+        // SOI, APP1 "Exif", SOS (length 2), one byte of scan data, EOI.
+        let jpeg = [
+            0xFF, 0xD8, 0xFF, 0xE1, 0x00, 0x08, b'E', b'x', b'i', b'f', 0, 0, 0xFF, 0xDA, 0x00,
+            0x02, 0x12, 0xFF, 0xD9,
+        ];
+        assert_eq!(metadata_found(&jpeg), vec!["JPEG marker 0xE1".to_string()]);
+    }
+
+    #[test]
+    fn a_jpeg_without_eoi_has_no_end() {
+        assert_eq!(
+            primary_image_end(&[0xFF, 0xD8, 0xFF, 0xDA, 0x00, 0x02, 0x12, 0x34]),
+            None
+        );
+    }
+}

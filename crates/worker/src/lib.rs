@@ -1,0 +1,388 @@
+//! Easel's render worker: claims a job, renders every style, records assets.
+//!
+//! [`Worker::run_once`] is one step (claim, render, store, record) used by
+//! both the [`Worker::run`] loop and the tests. Rendering is CPU-bound, so it
+//! runs on `spawn_blocking` inside a dedicated rayon pool, never on the async
+//! runtime's threads; the lease is renewed beside it while it runs.
+//!
+//! Failure policy: an image the engine refuses (unsupported, too large,
+//! corrupt) will never render, so it ends in status `error` with the
+//! engine's reason and code, without retry. Storage and database trouble may
+//! pass, so the job goes back to the queue with exponential backoff, until
+//! `max_attempts` is spent.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use chrono::Utc;
+use easel_catalog::{now_ms, Catalog, CatalogError, Image, Job, NewAsset};
+use easel_render::{Crop, Rendition, Settings, Style};
+use easel_storage::{render_key, BlobStore, StorageError};
+use tokio::sync::{watch, Notify};
+
+/// Stable codes for failures that are the worker's, not the engine's.
+pub mod codes {
+    /// The job ran out of attempts (storage kept failing, or workers died).
+    pub const ABANDONED: &str = "render-abandoned";
+    /// The engine panicked: a bug, kept from taking the process down.
+    pub const PANICKED: &str = "render-panicked";
+    /// The image row disappeared before its job ran.
+    pub const IMAGE_GONE: &str = "image-gone";
+}
+
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// How long a claim lasts without renewal; a dead worker's job becomes
+    /// claimable after it.
+    pub lease: Duration,
+    /// How often an idle worker looks for jobs (it is also woken on upload).
+    pub poll_interval: Duration,
+    /// Claims before a job is abandoned.
+    pub max_attempts: i64,
+    /// First retry delay; doubled per attempt up to `retry_max`.
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            lease: Duration::from_secs(60),
+            poll_interval: Duration::from_millis(500),
+            max_attempts: 5,
+            retry_base: Duration::from_secs(1),
+            retry_max: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What one step did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Every style stored and recorded.
+    Finished { image_id: String, styles: usize },
+    /// The image is in status `error` with this code.
+    Failed { image_id: String, code: String },
+    /// Put back in the queue for later.
+    Retried { image_id: String, reason: String },
+    /// Another worker took the job over; nothing was recorded.
+    LeaseLost { image_id: String },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error(transparent)]
+    Catalog(#[from] CatalogError),
+}
+
+/// One worker; clone it to run several loops that share the rayon pool.
+#[derive(Clone)]
+pub struct Worker {
+    id: String,
+    catalog: Arc<dyn Catalog>,
+    store: BlobStore,
+    settings: Arc<Settings>,
+    pool: Arc<rayon::ThreadPool>,
+    config: WorkerConfig,
+    wake: Arc<Notify>,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    pub fn new(
+        id: impl Into<String>,
+        catalog: Arc<dyn Catalog>,
+        store: BlobStore,
+        settings: Arc<Settings>,
+        pool: Arc<rayon::ThreadPool>,
+        config: WorkerConfig,
+    ) -> Self {
+        Worker {
+            id: id.into(),
+            catalog,
+            store,
+            settings,
+            pool,
+            config,
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// Shares a wake-up signal, so an upload in the same process starts its
+    /// render at once instead of at the next poll.
+    pub fn with_wake(mut self, wake: Arc<Notify>) -> Self {
+        self.wake = wake;
+        self
+    }
+
+    /// A copy under another lease owner name.
+    pub fn named(&self, id: impl Into<String>) -> Self {
+        Worker {
+            id: id.into(),
+            ..self.clone()
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Claims and runs at most one job; `None` when the queue is empty.
+    pub async fn run_once(&self) -> Result<Option<Outcome>, WorkerError> {
+        let lease_ms = self.config.lease.as_millis() as i64;
+        let Some(job) = self.catalog.claim_job(&self.id, now_ms(), lease_ms).await? else {
+            return Ok(None);
+        };
+        tracing::info!(worker = %self.id, job = job.id, image = %job.image_id, attempt = job.attempts, "claimed");
+        let renewer = self.spawn_lease_renewal(&job);
+        let result = self.process(&job).await;
+        renewer.abort();
+        let outcome = match result {
+            Ok(outcome) => outcome,
+            Err(WorkerError::Catalog(CatalogError::LeaseLost { .. })) => {
+                tracing::warn!(worker = %self.id, job = job.id, "lease lost; another worker owns the job");
+                Outcome::LeaseLost {
+                    image_id: job.image_id.clone(),
+                }
+            }
+            Err(e) => return Err(e),
+        };
+        match &outcome {
+            Outcome::Finished { image_id, styles } => {
+                tracing::info!(worker = %self.id, image = %image_id, styles, "finished")
+            }
+            Outcome::Failed { image_id, code } => {
+                metrics::counter!("easel_render_failures_total", "code" => code.clone())
+                    .increment(1);
+                tracing::warn!(worker = %self.id, image = %image_id, code = %code, "image failed")
+            }
+            Outcome::Retried { image_id, reason } => {
+                metrics::counter!("easel_render_retries_total").increment(1);
+                tracing::warn!(worker = %self.id, image = %image_id, reason = %reason, "will retry")
+            }
+            Outcome::LeaseLost { .. } => {}
+        }
+        Ok(Some(outcome))
+    }
+
+    /// Runs jobs until `shutdown` turns true; a job in progress is finished
+    /// first, so stopping never wastes a render.
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        tracing::info!(worker = %self.id, "worker started");
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            match self.run_once().await {
+                Ok(Some(_)) => continue,
+                Ok(None) => {}
+                Err(e) => tracing::error!(worker = %self.id, error = %e, "worker step failed"),
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(self.config.poll_interval) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+        tracing::info!(worker = %self.id, "worker stopped");
+    }
+
+    fn spawn_lease_renewal(&self, job: &Job) -> tokio::task::JoinHandle<()> {
+        let (catalog, owner, job_id) = (self.catalog.clone(), self.id.clone(), job.id);
+        let lease = self.config.lease;
+        tokio::spawn(async move {
+            // A third of the lease: two renewals can fail before it lapses.
+            let mut tick = tokio::time::interval((lease / 3).max(Duration::from_millis(10)));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                let until = now_ms() + lease.as_millis() as i64;
+                match catalog.renew_lease(job_id, &owner, until).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(job = job_id, "lease taken over; stopping renewal");
+                        break;
+                    }
+                    Err(e) => tracing::warn!(job = job_id, error = %e, "lease renewal failed"),
+                }
+            }
+        })
+    }
+
+    async fn process(&self, job: &Job) -> Result<Outcome, WorkerError> {
+        let image_id = job.image_id.clone();
+        if job.attempts > self.config.max_attempts {
+            let reason = format!(
+                "gave up after {} attempts; last error: {}",
+                job.attempts - 1,
+                job.last_error
+                    .as_deref()
+                    .unwrap_or("the worker stopped mid-render")
+            );
+            return self.fail(job, &reason, codes::ABANDONED).await;
+        }
+        let Some(image) = self.catalog.image(&job.image_id).await? else {
+            return self
+                .fail(job, "the image no longer exists", codes::IMAGE_GONE)
+                .await;
+        };
+        let crop = match image.crop.as_deref().map(str::parse::<Crop>).transpose() {
+            Ok(crop) => crop,
+            Err(e) => return self.fail(job, &e.to_string(), e.code()).await,
+        };
+        let original = match self.store.get(&image.original_key).await {
+            Ok(bytes) => bytes,
+            Err(e) => return self.retry(job, &e).await,
+        };
+
+        let started = Instant::now();
+        let rendition = match self.render(original, crop).await {
+            Ok(Ok(rendition)) => rendition,
+            Ok(Err(e)) => return self.fail(job, &e.to_string(), e.code()).await,
+            Err(panic) => return self.fail(job, &panic, codes::PANICKED).await,
+        };
+        record_render_metrics(&rendition, started.elapsed());
+
+        match self.store_files(&image, &rendition).await {
+            Ok(assets) => {
+                let styles = assets.len();
+                self.catalog
+                    .finish_job(job, &self.id, &assets, Utc::now())
+                    .await?;
+                Ok(Outcome::Finished { image_id, styles })
+            }
+            Err(e) => self.retry(job, &e).await,
+        }
+    }
+
+    /// Renders off the async threads. The outer error is a panic, reported
+    /// as text: one bad input must not take the worker down.
+    async fn render(
+        &self,
+        original: Bytes,
+        crop: Option<Crop>,
+    ) -> Result<Result<Rendition, easel_render::RenderError>, String> {
+        let (pool, settings) = (self.pool.clone(), self.settings.clone());
+        tokio::task::spawn_blocking(move || {
+            pool.install(|| easel_render::render(&original, crop, &settings))
+        })
+        .await
+        .map_err(|e| format!("the render engine crashed: {e}"))
+    }
+
+    async fn store_files(
+        &self,
+        image: &Image,
+        rendition: &Rendition,
+    ) -> Result<Vec<NewAsset>, StorageError> {
+        let fingerprint = self.settings.fingerprint();
+        // The original is an asset too, so every style is one row away.
+        let mut assets = vec![NewAsset {
+            style: Style::Original.as_str().to_string(),
+            storage_key: image.original_key.clone(),
+            size: image.size,
+            mimetype: image.mimetype.clone(),
+            width: image.width,
+            height: image.height,
+            sha256: image.sha256.clone(),
+            upscaled: false,
+            settings_fingerprint: fingerprint.clone(),
+        }];
+        for file in &rendition.files {
+            let key = render_key(&file.sha256, file.extension);
+            self.store
+                .put_if_absent(&key, Bytes::copy_from_slice(&file.bytes))
+                .await?;
+            assets.push(NewAsset {
+                style: file.style.as_str().to_string(),
+                storage_key: key,
+                size: file.size as i64,
+                mimetype: file.mimetype.to_string(),
+                width: i64::from(file.width),
+                height: i64::from(file.height),
+                sha256: file.sha256.clone(),
+                upscaled: file.upscaled,
+                settings_fingerprint: fingerprint.clone(),
+            });
+        }
+        Ok(assets)
+    }
+
+    async fn fail(&self, job: &Job, reason: &str, code: &str) -> Result<Outcome, WorkerError> {
+        self.catalog
+            .fail_job(job, &self.id, reason, code, Utc::now())
+            .await?;
+        Ok(Outcome::Failed {
+            image_id: job.image_id.clone(),
+            code: code.to_string(),
+        })
+    }
+
+    async fn retry(&self, job: &Job, error: &StorageError) -> Result<Outcome, WorkerError> {
+        let reason = error.to_string();
+        let delay = backoff(&self.config, job.attempts);
+        let run_after = now_ms() + delay.as_millis() as i64;
+        self.catalog
+            .retry_job(job, &self.id, run_after, &reason, Utc::now())
+            .await?;
+        Ok(Outcome::Retried {
+            image_id: job.image_id.clone(),
+            reason,
+        })
+    }
+}
+
+/// `retry_base * 2^(attempt-1)`, capped at `retry_max`.
+pub fn backoff(config: &WorkerConfig, attempt: i64) -> Duration {
+    let exponent = attempt.saturating_sub(1).clamp(0, 20) as u32;
+    config
+        .retry_base
+        .saturating_mul(1u32 << exponent)
+        .min(config.retry_max)
+}
+
+fn record_render_metrics(rendition: &Rendition, elapsed: Duration) {
+    metrics::histogram!("easel_render_seconds").record(elapsed.as_secs_f64());
+    let t = &rendition.timings;
+    for (stage, d) in [
+        ("decode", t.decode),
+        ("orient", t.orient),
+        ("colour", t.colour),
+        ("strip", t.strip),
+        ("resize", t.resize),
+        ("encode", t.encode),
+    ] {
+        metrics::histogram!("easel_render_stage_seconds", "stage" => stage).record(d.as_secs_f64());
+    }
+    for file in &rendition.files {
+        metrics::counter!("easel_renders_total", "style" => file.style.as_str()).increment(1);
+        metrics::counter!("easel_rendered_bytes_total", "style" => file.style.as_str())
+            .increment(file.size);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_is_capped() {
+        let config = WorkerConfig {
+            retry_base: Duration::from_secs(1),
+            retry_max: Duration::from_secs(10),
+            ..WorkerConfig::default()
+        };
+        let delays: Vec<u64> = (1..=6).map(|a| backoff(&config, a).as_secs()).collect();
+        assert_eq!(delays, [1, 2, 4, 8, 10, 10]);
+        assert_eq!(backoff(&config, 0).as_secs(), 1);
+        assert_eq!(backoff(&config, i64::MAX).as_secs(), 10);
+    }
+}

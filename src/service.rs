@@ -1,0 +1,304 @@
+//! `serve`, `worker`, `migrate`: configuration and wiring of the service.
+//!
+//! Every setting is a flag and an `EASEL_*` environment variable, with
+//! defaults that need nothing: SQLite at `$EASEL_DATA_DIR/easel.db`, a
+//! local object store at `$EASEL_DATA_DIR/objects`, `./data`, and
+//! `127.0.0.1:8080`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use easel_api::{ApiConfig, AppState, Application};
+use easel_catalog::Catalog;
+use easel_render::Settings;
+use easel_storage::BlobStore;
+use easel_worker::{Worker, WorkerConfig};
+
+use crate::engine_args::EngineArgs;
+use tokio::sync::{watch, Notify};
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Where the data lives and how to log: shared by every service command.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CommonArgs {
+    /// Directory holding the embedded database and object store.
+    #[arg(long, env = "EASEL_DATA_DIR", default_value = "./data")]
+    data_dir: PathBuf,
+    /// Catalogue database [default: sqlite://$EASEL_DATA_DIR/easel.db].
+    #[arg(long, env = "EASEL_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Object store [default: file://$EASEL_DATA_DIR/objects].
+    #[arg(long, env = "EASEL_STORE_URL")]
+    store_url: Option<String>,
+    /// Log format; the level comes from RUST_LOG (default: info).
+    #[arg(long, env = "EASEL_LOG_FORMAT", value_enum, default_value = "text")]
+    log_format: LogFormat,
+}
+
+/// How workers run.
+#[derive(clap::Args, Debug, Clone)]
+pub struct WorkerTuning {
+    /// Render threads (rayon) shared by this process's workers; 0 means one per core.
+    #[arg(long, env = "EASEL_THREADS", default_value_t = 0)]
+    threads: usize,
+    /// Seconds a claimed job stays leased without renewal.
+    #[arg(long, env = "EASEL_LEASE_SECS", default_value_t = 60)]
+    lease_secs: u64,
+    /// Attempts before a job is given up (storage errors are retried).
+    #[arg(long, env = "EASEL_MAX_ATTEMPTS", default_value_t = 5)]
+    max_attempts: i64,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(flatten)]
+    render: EngineArgs,
+    #[command(flatten)]
+    tuning: WorkerTuning,
+    /// Address to listen on.
+    #[arg(long, env = "EASEL_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: SocketAddr,
+    /// Embedded worker loops; 0 leaves rendering to `easel worker` processes.
+    #[arg(long, env = "EASEL_WORKERS", default_value_t = 1)]
+    workers: usize,
+    /// Prefix for links and Location headers, e.g. https://img.example.com.
+    #[arg(long, env = "EASEL_PUBLIC_URL", default_value = "")]
+    public_url: String,
+    /// Longest wait, in seconds, for `POST /v1/images?wait=true`.
+    #[arg(long, env = "EASEL_WAIT_TIMEOUT_SECS", default_value_t = 60)]
+    wait_timeout_secs: u64,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(flatten)]
+    render: EngineArgs,
+    #[command(flatten)]
+    tuning: WorkerTuning,
+    /// Worker loops in this process (jobs rendered at once).
+    #[arg(long, env = "EASEL_WORKERS", default_value_t = 1)]
+    workers: usize,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+}
+
+pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    init_logging(args.common.log_format);
+    runtime()?.block_on(async move {
+        let (catalog, store) = open(&args.common).await?;
+        let settings = Arc::new(args.render.settings()?);
+        let wake = Arc::new(Notify::new());
+        let (stop, stopped) = watch::channel(false);
+        let workers = spawn_workers(
+            args.workers,
+            &args.tuning,
+            &catalog,
+            &store,
+            &settings,
+            &wake,
+            stopped,
+        )?;
+
+        let state = AppState {
+            catalog,
+            store,
+            settings,
+            config: Arc::new(ApiConfig {
+                public_url: args.public_url,
+                wait_timeout: Duration::from_secs(args.wait_timeout_secs),
+            }),
+            wake,
+        };
+        let app = Application::bind(args.listen, state)
+            .await
+            .with_context(|| format!("cannot listen on {}", args.listen))?;
+        let addr = app.local_addr()?;
+        // On stdout, for scripts and tests that start us on port 0.
+        println!("easel: listening on http://{addr}");
+        tracing::info!(%addr, workers = args.workers, "serving");
+        app.run(shutdown_signal()).await?;
+
+        tracing::info!("stopping workers after their current job");
+        let _ = stop.send(true);
+        for worker in workers {
+            let _ = worker.await;
+        }
+        Ok(())
+    })
+}
+
+pub fn worker(args: WorkerArgs) -> anyhow::Result<()> {
+    init_logging(args.common.log_format);
+    runtime()?.block_on(async move {
+        let (catalog, store) = open(&args.common).await?;
+        let settings = Arc::new(args.render.settings()?);
+        let (stop, stopped) = watch::channel(false);
+        let wake = Arc::new(Notify::new());
+        let workers = spawn_workers(
+            args.workers.max(1),
+            &args.tuning,
+            &catalog,
+            &store,
+            &settings,
+            &wake,
+            stopped,
+        )?;
+        shutdown_signal().await;
+        tracing::info!("stopping workers after their current job");
+        let _ = stop.send(true);
+        for worker in workers {
+            let _ = worker.await;
+        }
+        Ok(())
+    })
+}
+
+pub fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
+    init_logging(args.common.log_format);
+    runtime()?.block_on(async move {
+        let url = database_url(&args.common)?;
+        let catalog = easel_catalog::connect(&url)
+            .await
+            .with_context(|| format!("cannot open database {url}"))?;
+        catalog.migrate().await.context("migration failed")?;
+        println!("easel: migrations applied to {url}");
+        Ok(())
+    })
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+}
+
+fn absolute_data_dir(common: &CommonArgs) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(&common.data_dir)
+        .with_context(|| format!("cannot create data directory {}", common.data_dir.display()))?;
+    std::path::absolute(&common.data_dir)
+        .with_context(|| format!("cannot resolve {}", common.data_dir.display()))
+}
+
+fn database_url(common: &CommonArgs) -> anyhow::Result<String> {
+    match &common.database_url {
+        Some(url) => Ok(url.clone()),
+        None => Ok(sqlite_url(&absolute_data_dir(common)?.join("easel.db"))),
+    }
+}
+
+fn sqlite_url(path: &Path) -> String {
+    format!("sqlite://{}", path.display())
+}
+
+/// Connects to the catalogue (migrating it) and the blob store.
+async fn open(common: &CommonArgs) -> anyhow::Result<(Arc<dyn Catalog>, BlobStore)> {
+    let url = database_url(common)?;
+    let catalog = easel_catalog::connect(&url)
+        .await
+        .with_context(|| format!("cannot open database {url}"))?;
+    catalog.migrate().await.context("migration failed")?;
+    let store = match &common.store_url {
+        Some(url) => BlobStore::from_url(url)?,
+        None => {
+            let dir = absolute_data_dir(common)?.join("objects");
+            BlobStore::local(&dir)
+                .with_context(|| format!("cannot open object store {}", dir.display()))?
+        }
+    };
+    tracing::info!(database = %url, store = %store.describe(), "storage ready");
+    Ok((catalog, store))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn spawn_workers(
+    count: usize,
+    tuning: &WorkerTuning,
+    catalog: &Arc<dyn Catalog>,
+    store: &BlobStore,
+    settings: &Arc<Settings>,
+    wake: &Arc<Notify>,
+    stopped: watch::Receiver<bool>,
+) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(tuning.threads)
+        .thread_name(|i| format!("easel-render-{i}"))
+        .build()
+        .context("cannot start the render thread pool")?;
+    let base = Worker::new(
+        worker_name(0),
+        catalog.clone(),
+        store.clone(),
+        settings.clone(),
+        Arc::new(pool),
+        WorkerConfig {
+            lease: Duration::from_secs(tuning.lease_secs.max(1)),
+            max_attempts: tuning.max_attempts.max(1),
+            ..WorkerConfig::default()
+        },
+    )
+    .with_wake(wake.clone());
+    Ok((0..count)
+        .map(|i| tokio::spawn(base.named(worker_name(i)).run(stopped.clone())))
+        .collect())
+}
+
+/// Unique per loop across machines: the lease owner in the jobs table.
+fn worker_name(index: usize) -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "easel".into());
+    format!("{host}-{}-{index}", std::process::id())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}

@@ -1,0 +1,379 @@
+//! `TestApp`: the real service (API + optional embedded worker) on port 0,
+//! in its own temp dir with a real SQLite file and filesystem store, plus
+//! one helper per endpoint.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use easel_api::{ApiConfig, AppState, Application};
+use easel_catalog::Catalog;
+use easel_render::{Limits, Settings};
+use easel_storage::BlobStore;
+use easel_worker::{Worker, WorkerConfig};
+use reqwest::header::HeaderMap;
+use serde_json::Value;
+use tokio::sync::{oneshot, watch, Notify};
+
+pub struct TestOptions {
+    /// Embedded worker loops; 0 to drive the queue by hand.
+    pub workers: usize,
+    pub max_bytes: u64,
+    pub max_pixels: u64,
+    pub lease: Duration,
+}
+
+impl Default for TestOptions {
+    fn default() -> Self {
+        TestOptions {
+            workers: 1,
+            max_bytes: Limits::default().max_bytes,
+            max_pixels: Limits::default().max_pixels,
+            lease: Duration::from_secs(30),
+        }
+    }
+}
+
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub base: String,
+    pub client: reqwest::Client,
+    pub dir: tempfile::TempDir,
+    pub catalog: Arc<dyn Catalog>,
+    pub store: BlobStore,
+    /// A worker that is not looping: call `run_once` to drive the queue.
+    pub worker: Worker,
+    stop_server: Option<oneshot::Sender<()>>,
+    stop_workers: watch::Sender<bool>,
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        TestApp::spawn_with(TestOptions::default()).await
+    }
+
+    pub async fn spawn_with(options: TestOptions) -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let db = dir.path().join("easel.db");
+        let catalog = easel_catalog::connect(&format!("sqlite://{}", db.display()))
+            .await
+            .expect("open sqlite");
+        catalog.migrate().await.expect("migrate");
+        let store = BlobStore::local(&dir.path().join("objects")).expect("store");
+        let settings = Arc::new(Settings {
+            limits: Limits {
+                max_bytes: options.max_bytes,
+                max_pixels: options.max_pixels,
+            },
+            ..Settings::default()
+        });
+        let pool = Arc::new(
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(2)
+                .build()
+                .expect("pool"),
+        );
+        let wake = Arc::new(Notify::new());
+        let worker = Worker::new(
+            "test-worker",
+            catalog.clone(),
+            store.clone(),
+            settings.clone(),
+            pool,
+            WorkerConfig {
+                lease: options.lease,
+                poll_interval: Duration::from_millis(50),
+                ..WorkerConfig::default()
+            },
+        )
+        .with_wake(wake.clone());
+        let (stop_workers, stopped) = watch::channel(false);
+        for i in 0..options.workers {
+            tokio::spawn(worker.named(format!("embedded-{i}")).run(stopped.clone()));
+        }
+
+        let state = AppState {
+            catalog: catalog.clone(),
+            store: store.clone(),
+            settings,
+            config: Arc::new(ApiConfig {
+                public_url: String::new(),
+                // Generous: the machine running the tests may be busy compiling.
+                wait_timeout: Duration::from_secs(300),
+            }),
+            wake,
+        };
+        let app = Application::bind("127.0.0.1:0".parse().expect("addr"), state)
+            .await
+            .expect("bind");
+        let addr = app.local_addr().expect("local addr");
+        let (stop_server, stopped_server) = oneshot::channel::<()>();
+        tokio::spawn(app.run(async move {
+            let _ = stopped_server.await;
+        }));
+        TestApp {
+            addr,
+            base: format!("http://{addr}"),
+            client: reqwest::Client::new(),
+            dir,
+            catalog,
+            store,
+            worker,
+            stop_server: Some(stop_server),
+            stop_workers,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// `POST /v1/images` as multipart: `file` plus text fields.
+    pub async fn upload_multipart(
+        &self,
+        bytes: Vec<u8>,
+        fields: &[(&str, &str)],
+        query: &str,
+    ) -> reqwest::Response {
+        let mut form = reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(bytes).file_name("upload.bin"),
+        );
+        for (name, value) in fields {
+            form = form.text(name.to_string(), value.to_string());
+        }
+        self.client
+            .post(self.url(&format!("/v1/images{query}")))
+            .multipart(form)
+            .send()
+            .await
+            .expect("upload request")
+    }
+
+    /// `POST /v1/images` with the file as the raw body.
+    pub async fn upload_raw(
+        &self,
+        bytes: Vec<u8>,
+        content_type: &str,
+        query: &str,
+    ) -> reqwest::Response {
+        self.client
+            .post(self.url(&format!("/v1/images{query}")))
+            .header("content-type", content_type)
+            .body(bytes)
+            .send()
+            .await
+            .expect("upload request")
+    }
+
+    /// Uploads with `?wait=true` and returns the finished (or failed) resource.
+    pub async fn upload_and_wait(&self, bytes: Vec<u8>) -> Value {
+        let response = self.upload_multipart(bytes, &[], "?wait=true").await;
+        assert_eq!(
+            response.status(),
+            201,
+            "wait=true answers 201 once rendered"
+        );
+        response.json().await.expect("json")
+    }
+
+    pub async fn get_image(&self, id: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(&format!("/v1/images/{id}")))
+            .send()
+            .await
+            .expect("get image")
+    }
+
+    pub async fn get_original(&self, id: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(&format!("/v1/images/{id}")))
+            .header("accept", "application/octet-stream")
+            .send()
+            .await
+            .expect("get original")
+    }
+
+    pub async fn get_assets(&self, id: &str) -> Value {
+        let response = self
+            .client
+            .get(self.url(&format!("/v1/images/{id}/assets")))
+            .send()
+            .await
+            .expect("get assets");
+        assert_eq!(response.status(), 200);
+        response.json().await.expect("json")
+    }
+
+    pub async fn get_style(&self, id: &str, style: &str, headers: HeaderMap) -> reqwest::Response {
+        self.client
+            .get(self.url(&format!("/v1/images/{id}/styles/{style}")))
+            .headers(headers)
+            .send()
+            .await
+            .expect("get style")
+    }
+
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        self.client.get(self.url(path)).send().await.expect("get")
+    }
+
+    /// Polls the resource until it leaves `ingesting`.
+    pub async fn wait_until_done(&self, id: &str) -> Value {
+        for _ in 0..2400 {
+            let image: Value = self.get_image(id).await.json().await.expect("json");
+            if image["status"] != "ingesting" {
+                return image;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("image {id} still ingesting after 120 s");
+    }
+
+    pub fn objects_dir(&self) -> PathBuf {
+        self.dir.path().join("objects")
+    }
+
+    /// Every stored object under a prefix (`originals`, `renders`).
+    pub fn stored_files(&self, prefix: &str) -> Vec<PathBuf> {
+        let mut found = Vec::new();
+        walk(&self.objects_dir().join(prefix), &mut found);
+        found
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let _ = self.stop_workers.send(true);
+        if let Some(stop) = self.stop_server.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            walk(&path, found);
+        } else {
+            found.push(path);
+        }
+    }
+}
+
+/// A real-world fixture from `../shared/fixtures/real/`.
+pub fn fixture(relative: &str) -> Vec<u8> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../shared/fixtures/real")
+        .join(relative);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
+}
+
+/// A PNG header claiming `width` x `height` with an empty IDAT: a few dozen
+/// bytes that would need gigabytes if anyone decoded them.
+pub fn png_bomb(width: u32, height: u32) -> Vec<u8> {
+    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(kind);
+        crc.update(data);
+        out.extend_from_slice(kind);
+        out.extend_from_slice(data);
+        out.extend_from_slice(&crc.finalize().to_be_bytes());
+    }
+    let mut ihdr = Vec::new();
+    ihdr.extend_from_slice(&width.to_be_bytes());
+    ihdr.extend_from_slice(&height.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB, no interlace
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    chunk(&mut png, b"IHDR", &ihdr);
+    chunk(&mut png, b"IDAT", &[]);
+    chunk(&mut png, b"IEND", &[]);
+    png
+}
+
+/// Width and height from a file's header.
+pub fn dimensions(bytes: &[u8]) -> (u32, u32) {
+    image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .expect("guess format")
+        .into_dimensions()
+        .expect("dimensions")
+}
+
+pub fn header(name: &'static str, value: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(name, value.parse().expect("header value"));
+    headers
+}
+
+/// Asserts a problem+json response and returns its body.
+pub async fn problem(response: reqwest::Response, status: u16, code: &str) -> Value {
+    assert_eq!(response.status(), status, "status");
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json",
+        "problem+json content type"
+    );
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["code"], code, "code in {body}");
+    assert_eq!(body["status"], status);
+    assert!(body["title"].is_string() && body["detail"].is_string() && body["type"].is_string());
+    body
+}
+
+/// A child process killed (by its own handle) when the test ends, pass or fail.
+pub struct ChildGuard(pub std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts the real `easel` binary with `args`, configured by `env` only.
+pub fn easel(args: &[&str], env: &[(&str, &Path)], extra: &[(&str, &str)]) -> ChildGuard {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_easel"));
+    command
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    for (key, value) in extra {
+        command.env(key, value);
+    }
+    ChildGuard(command.spawn().expect("spawn easel"))
+}
+
+/// Starts `easel serve` on port 0 and returns it with its base URL, read
+/// from the line it prints on stdout.
+pub async fn easel_serve(data: &Path, extra: &[(&str, &str)]) -> (ChildGuard, String) {
+    use std::io::{BufRead, BufReader};
+    let mut extra = extra.to_vec();
+    extra.push(("EASEL_LISTEN", "127.0.0.1:0"));
+    let mut child = easel(&["serve"], &[("EASEL_DATA_DIR", data)], &extra);
+    let stdout = child.0.stdout.take().expect("stdout");
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).map(|_| line)
+    })
+    .await
+    .expect("join")
+    .expect("read stdout");
+    let base = line
+        .trim()
+        .strip_prefix("easel: listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_string();
+    (child, base)
+}
