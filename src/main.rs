@@ -1,5 +1,6 @@
 //! The `easel` binary: the one place that picks concrete implementations.
 
+mod config_file;
 mod engine_args;
 mod render_cmd;
 mod service;
@@ -9,6 +10,10 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "easel", version, about = "Media asset service for artwork")]
 struct Cli {
+    /// TOML file of settings (keys are flag names, e.g. `listen`,
+    /// `jpeg_quality`); flags and EASEL_* variables take precedence.
+    #[arg(long, global = true, env = "EASEL_CONFIG")]
+    config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -28,6 +33,10 @@ enum Command {
 }
 
 fn main() -> std::process::ExitCode {
+    if let Err(e) = apply_config_file() {
+        eprintln!("easel: {e:#}");
+        return std::process::ExitCode::FAILURE;
+    }
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Render(args) => render_cmd::render(args),
@@ -44,4 +53,18 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// Loads the config file into the environment before clap reads it, while
+/// the process still has one thread.
+fn apply_config_file() -> anyhow::Result<()> {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let Some(path) = config_file::path_from(&args) else {
+        return Ok(());
+    };
+    let known = config_file::known_variables(&<Cli as clap::CommandFactory>::command());
+    for (name, value) in config_file::variables(&path, &known, |v| std::env::var_os(v).is_some())? {
+        std::env::set_var(name, value);
+    }
+    Ok(())
 }

@@ -10,7 +10,10 @@ fuzz_target!(|data: &[u8]| {
     // Small limits: a mutated size field must not make every run allocate
     // hundreds of megabytes and stall the fuzzer.
     let settings = Settings {
-        limits: Limits { max_bytes: 1 << 20, max_pixels: 1 << 20 },
+        limits: Limits {
+            max_bytes: 1 << 20,
+            max_pixels: 1 << 20,
+        },
         ..Settings::default()
     };
     match render(data, None, &settings) {
