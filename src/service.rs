@@ -104,7 +104,6 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let (catalog, store) = open(&args.common).await?;
         let settings = Arc::new(args.render.settings()?);
         let wake = Arc::new(Notify::new());
-        let (stop, stopped) = watch::channel(false);
         let workers = spawn_workers(
             args.workers,
             &args.tuning,
@@ -112,7 +111,6 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             &store,
             &settings,
             &wake,
-            stopped,
         )?;
 
         let state = AppState {
@@ -133,12 +131,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         println!("easel: listening on http://{addr}");
         tracing::info!(%addr, workers = args.workers, "serving");
         app.run(shutdown_signal()).await?;
-
-        tracing::info!("stopping workers after their current job");
-        let _ = stop.send(true);
-        for worker in workers {
-            let _ = worker.await;
-        }
+        workers.stop().await;
         Ok(())
     })
 }
@@ -148,7 +141,6 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
         let (catalog, store) = open(&args.common).await?;
         let settings = Arc::new(args.render.settings()?);
-        let (stop, stopped) = watch::channel(false);
         let wake = Arc::new(Notify::new());
         let workers = spawn_workers(
             args.workers.max(1),
@@ -157,14 +149,9 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<()> {
             &store,
             &settings,
             &wake,
-            stopped,
         )?;
         shutdown_signal().await;
-        tracing::info!("stopping workers after their current job");
-        let _ = stop.send(true);
-        for worker in workers {
-            let _ = worker.await;
-        }
+        workers.stop().await;
         Ok(())
     })
 }
@@ -238,7 +225,23 @@ async fn open(common: &CommonArgs) -> anyhow::Result<(Arc<dyn Catalog>, BlobStor
     Ok((catalog, store))
 }
 
-#[allow(clippy::too_many_arguments)]
+/// The worker loops of this process and the switch that stops them.
+struct WorkerLoops {
+    stop: watch::Sender<bool>,
+    handles: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl WorkerLoops {
+    /// Lets each loop finish its current job, then waits for them all.
+    async fn stop(self) {
+        tracing::info!("stopping workers after their current job");
+        let _ = self.stop.send(true);
+        for handle in self.handles {
+            let _ = handle.await;
+        }
+    }
+}
+
 fn spawn_workers(
     count: usize,
     tuning: &WorkerTuning,
@@ -246,10 +249,13 @@ fn spawn_workers(
     store: &BlobStore,
     settings: &Arc<Settings>,
     wake: &Arc<Notify>,
-    stopped: watch::Receiver<bool>,
-) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
+) -> anyhow::Result<WorkerLoops> {
+    let (stop, stopped) = watch::channel(false);
     if count == 0 {
-        return Ok(Vec::new());
+        return Ok(WorkerLoops {
+            stop,
+            handles: Vec::new(),
+        });
     }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(tuning.threads)
@@ -269,9 +275,10 @@ fn spawn_workers(
         },
     )
     .with_wake(wake.clone());
-    Ok((0..count)
+    let handles = (0..count)
         .map(|i| tokio::spawn(base.named(worker_name(i)).run(stopped.clone())))
-        .collect())
+        .collect();
+    Ok(WorkerLoops { stop, handles })
 }
 
 /// Unique per loop across machines: the lease owner in the jobs table.

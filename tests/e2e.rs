@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::{
-    dimensions, easel, easel_serve, fixture, header, png_bomb, problem, TestApp, TestOptions,
+    dimensions, easel, easel_serve, fixture, header, id_of, png_bomb, problem, TestApp, TestOptions,
 };
 use easel_catalog::now_ms;
 use easel_worker::Outcome;
@@ -604,10 +604,7 @@ async fn a_job_whose_worker_died_is_finished_by_another_worker_with_one_set_of_a
         .upload_multipart(fixture("photo/iphone6_3264x2448.jpg"), &[], "")
         .await;
     assert_eq!(response.status(), 202);
-    let id = response.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = id_of(response).await;
 
     // Worker A claims the job with a short lease, then "dies": it never
     // renews and never finishes.
@@ -705,18 +702,11 @@ async fn unknown_images_styles_and_routes_are_404_problem_json() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_style_asked_for_while_rendering_is_a_404_that_says_to_retry() {
-    let app = TestApp::spawn_with(TestOptions {
-        workers: 0,
-        ..TestOptions::default()
-    })
-    .await;
+    let app = TestApp::spawn_without_workers().await;
     let response = app
         .upload_multipart(fixture("png/gray_alpha_la.png"), &[], "")
         .await;
-    let id = response.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = id_of(response).await;
     let pending = app.get_style(&id, "thumb", HeaderMap::new()).await;
     assert_eq!(pending.headers()["retry-after"], "1");
     problem(pending, 404, "style-not-ready").await;
@@ -874,18 +864,11 @@ async fn a_separate_worker_process_renders_for_an_api_without_embedded_workers()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storage_failure_is_retried_with_backoff_and_then_succeeds() {
-    let app = TestApp::spawn_with(TestOptions {
-        workers: 0,
-        ..TestOptions::default()
-    })
-    .await;
+    let app = TestApp::spawn_without_workers().await;
     let response = app
         .upload_multipart(fixture("png/rgba_libvips.png"), &[], "")
         .await;
-    let id = response.json::<Value>().await.unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let id = id_of(response).await;
     let original = app.stored_files("originals").remove(0);
     let hidden = original.with_extension("hidden");
     std::fs::rename(&original, &hidden).unwrap();

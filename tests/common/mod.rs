@@ -55,6 +55,15 @@ impl TestApp {
         TestApp::spawn_with(TestOptions::default()).await
     }
 
+    /// An API whose uploads stay queued until a test renders them.
+    pub async fn spawn_without_workers() -> TestApp {
+        TestApp::spawn_with(TestOptions {
+            workers: 0,
+            ..TestOptions::default()
+        })
+        .await
+    }
+
     pub async fn spawn_with(options: TestOptions) -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = dir.path().join("easel.db");
@@ -269,6 +278,12 @@ fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
 }
 
 /// A real-world fixture from `../shared/fixtures/real/`.
+/// The id of the Image resource in a response body.
+pub async fn id_of(response: reqwest::Response) -> String {
+    let body: Value = response.json().await.expect("an Image resource");
+    body["id"].as_str().expect("an id").to_string()
+}
+
 pub fn fixture(relative: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../shared/fixtures/real")

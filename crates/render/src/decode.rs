@@ -15,15 +15,22 @@ use crate::RenderError;
 pub(crate) struct Decoded {
     pub bitmap: Bitmap,
     pub icc: Option<Vec<u8>>,
+    /// Whether the file carried a profile, including a CMYK one that was
+    /// used up converting to sRGB at decode time.
+    pub had_icc_profile: bool,
     /// Notes for the caller about what was tolerated (e.g. a broken ICC profile).
     pub warnings: Vec<String>,
 }
 
 pub(crate) fn decode(bytes: &[u8], probe: &Probe) -> Result<Decoded, RenderError> {
     let mut warnings = Vec::new();
-    let (bitmap, icc) = match probe.format {
+    let (bitmap, icc, had_icc_profile) = match probe.format {
         Format::Jpeg => decode_jpeg(bytes, probe, &mut warnings)?,
-        _ => decode_with_image(bytes, probe)?,
+        _ => {
+            let (bitmap, icc) = decode_with_image(bytes, probe)?;
+            let had = icc.is_some();
+            (bitmap, icc, had)
+        }
     };
     if bitmap.width != probe.width || bitmap.height != probe.height {
         return Err(RenderError::corrupt(
@@ -37,6 +44,7 @@ pub(crate) fn decode(bytes: &[u8], probe: &Probe) -> Result<Decoded, RenderError
     Ok(Decoded {
         bitmap,
         icc,
+        had_icc_profile,
         warnings,
     })
 }
@@ -60,7 +68,7 @@ fn decode_jpeg(
     bytes: &[u8],
     probe: &Probe,
     warnings: &mut Vec<String>,
-) -> Result<(Bitmap, Option<Vec<u8>>), RenderError> {
+) -> Result<(Bitmap, Option<Vec<u8>>, bool), RenderError> {
     let corrupt = |e: turbojpeg::Error| RenderError::corrupt("JPEG", e);
     let mut decompressor = turbojpeg::Decompressor::new().map_err(corrupt)?;
     let header = decompressor.read_header(bytes).map_err(corrupt)?;
@@ -93,9 +101,10 @@ fn decode_jpeg(
     if is_cmyk {
         let adobe_inverted = crate::strip::jpeg_has_adobe_marker(bytes);
         let rgb = crate::colour::cmyk_to_srgb(&pixels, icc.as_deref(), adobe_inverted, warnings);
-        return Ok((Bitmap::new(w, h, Channels::Rgb, rgb), None));
+        return Ok((Bitmap::new(w, h, Channels::Rgb, rgb), None, icc.is_some()));
     }
-    Ok((Bitmap::new(w, h, Channels::Rgb, pixels), icc))
+    let had_icc = icc.is_some();
+    Ok((Bitmap::new(w, h, Channels::Rgb, pixels), icc, had_icc))
 }
 
 fn decode_with_image(

@@ -177,6 +177,7 @@ pub fn render(
     timings.decode = t.elapsed();
     let mut warnings = decoded.warnings;
     let icc = decoded.icc;
+    let had_icc_profile = decoded.had_icc_profile;
 
     let t = Instant::now();
     let mut oriented = decoded.bitmap.oriented(orientation);
@@ -328,7 +329,7 @@ pub fn render(
             height,
             orientation: orientation as u8,
             crop,
-            had_icc_profile: icc.is_some(),
+            had_icc_profile,
         },
         files,
         timings,
