@@ -729,6 +729,7 @@ async fn health_readiness_and_prometheus_metrics_answer() {
         "easel_uploads_total",
         "easel_renders_total{style=\"thumb\"}",
         "easel_render_seconds_bucket",
+        "easel_style_render_seconds_bucket{style=\"itunes\"",
         "easel_queue_depth",
         "easel_http_requests_total",
     ] {

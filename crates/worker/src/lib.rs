@@ -366,6 +366,8 @@ fn record_render_metrics(rendition: &Rendition, elapsed: Duration) {
         metrics::counter!("easel_renders_total", "style" => file.style.as_str()).increment(1);
         metrics::counter!("easel_rendered_bytes_total", "style" => file.style.as_str())
             .increment(file.size);
+        metrics::histogram!("easel_style_render_seconds", "style" => file.style.as_str())
+            .record(file.elapsed.as_secs_f64());
     }
 }
 
