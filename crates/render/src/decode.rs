@@ -28,8 +28,8 @@ pub(crate) fn decode(bytes: &[u8], probe: &Probe) -> Result<Decoded, RenderError
         Format::Jpeg => decode_jpeg(bytes, probe, &mut warnings)?,
         _ => {
             let (bitmap, icc) = decode_with_image(bytes, probe)?;
-            let had = icc.is_some();
-            (bitmap, icc, had)
+            let had_icc_profile = icc.is_some();
+            (bitmap, icc, had_icc_profile)
         }
     };
     if bitmap.width != probe.width || bitmap.height != probe.height {
@@ -72,7 +72,8 @@ fn decode_jpeg(
     let corrupt = |e: turbojpeg::Error| RenderError::corrupt("JPEG", e);
     let mut decompressor = turbojpeg::Decompressor::new().map_err(corrupt)?;
     let header = decompressor.read_header(bytes).map_err(corrupt)?;
-    let icc = crate::strip::jpeg_icc_profile(bytes);
+    let colour = crate::strip::jpeg_colour_info(bytes);
+    let had_icc_profile = colour.icc.is_some();
     let (width, height) = (header.width, header.height);
     let is_cmyk = matches!(
         header.colorspace,
@@ -99,12 +100,16 @@ fn decode_jpeg(
         .map_err(corrupt)?;
     let (w, h) = (probe.width, probe.height);
     if is_cmyk {
-        let adobe_inverted = crate::strip::jpeg_has_adobe_marker(bytes);
-        let rgb = crate::colour::cmyk_to_srgb(&pixels, icc.as_deref(), adobe_inverted, warnings);
-        return Ok((Bitmap::new(w, h, Channels::Rgb, rgb), None, icc.is_some()));
+        // The CMYK profile is used up here: the pixels leave as sRGB.
+        let rgb =
+            crate::colour::cmyk_to_srgb(&pixels, colour.icc.as_deref(), colour.adobe, warnings);
+        return Ok((Bitmap::new(w, h, Channels::Rgb, rgb), None, had_icc_profile));
     }
-    let had_icc = icc.is_some();
-    Ok((Bitmap::new(w, h, Channels::Rgb, pixels), icc, had_icc))
+    Ok((
+        Bitmap::new(w, h, Channels::Rgb, pixels),
+        colour.icc,
+        had_icc_profile,
+    ))
 }
 
 fn decode_with_image(

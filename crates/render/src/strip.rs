@@ -118,20 +118,27 @@ pub(crate) fn primary_image_end(jpeg: &[u8]) -> Option<usize> {
     None
 }
 
-/// The embedded ICC profile of a JPEG, reassembled from its APP2 chunks.
-pub(crate) fn jpeg_icc_profile(bytes: &[u8]) -> Option<Vec<u8>> {
-    let jpeg = Jpeg::from_bytes(Bytes::copy_from_slice(header_part(bytes))).ok()?;
-    jpeg.icc_profile().map(|b| b.to_vec())
+/// What a JPEG's header says about its colour: the embedded ICC profile
+/// (reassembled from its APP2 chunks) and whether Adobe's APP14 segment is
+/// present (Photoshop stores CMYK inverted). One parse serves both.
+pub(crate) struct JpegColourInfo {
+    pub icc: Option<Vec<u8>>,
+    pub adobe: bool,
 }
 
-/// Whether Adobe's APP14 segment is present: Photoshop stores CMYK inverted.
-pub(crate) fn jpeg_has_adobe_marker(bytes: &[u8]) -> bool {
-    Jpeg::from_bytes(Bytes::copy_from_slice(header_part(bytes)))
-        .map(|jpeg| {
-            jpeg.segments_by_marker(markers::APP14)
-                .any(|s| s.contents().starts_with(b"Adobe"))
-        })
-        .unwrap_or(false)
+pub(crate) fn jpeg_colour_info(bytes: &[u8]) -> JpegColourInfo {
+    match Jpeg::from_bytes(Bytes::copy_from_slice(header_part(bytes))) {
+        Ok(jpeg) => JpegColourInfo {
+            icc: jpeg.icc_profile().map(|b| b.to_vec()),
+            adobe: jpeg
+                .segments_by_marker(markers::APP14)
+                .any(|s| s.contents().starts_with(b"Adobe")),
+        },
+        Err(_) => JpegColourInfo {
+            icc: None,
+            adobe: false,
+        },
+    }
 }
 
 /// Up to and including the first scan header: all the metadata lives there,
