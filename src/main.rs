@@ -1,8 +1,10 @@
 //! The `easel` binary: the one place that picks concrete implementations.
 
+mod admin;
 mod config_file;
 mod engine_args;
 mod render_cmd;
+mod rerender_cmd;
 mod service;
 
 use clap::{Parser, Subcommand};
@@ -36,6 +38,12 @@ enum Command {
     Worker(service::WorkerArgs),
     /// Apply database migrations and exit.
     Migrate(service::MigrateArgs),
+    /// Create, list and revoke API keys.
+    Keys(admin::KeysArgs),
+    /// Per-bucket settings (who may fetch style files without a key).
+    Buckets(admin::BucketsArgs),
+    /// Re-render stale images (or all) with a progress bar; resumable.
+    Rerender(rerender_cmd::RerenderArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -50,6 +58,9 @@ fn main() -> std::process::ExitCode {
         Command::Serve(args) => service::serve(args),
         Command::Worker(args) => service::worker(args),
         Command::Migrate(args) => service::migrate(args),
+        Command::Keys(args) => admin::keys(args),
+        Command::Buckets(args) => admin::buckets(args),
+        Command::Rerender(args) => rerender_cmd::rerender(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

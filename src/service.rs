@@ -11,8 +11,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use easel_api::iiif::IiifConfig;
 use easel_api::{ApiConfig, AppState, Application};
+use easel_render::iiif::IiifLimits;
 use easel_catalog::Catalog;
+use easel_origin::OriginConfig;
 use easel_render::Settings;
 use easel_storage::BlobStore;
 use easel_worker::{Worker, WorkerConfig};
@@ -28,7 +31,7 @@ pub enum LogFormat {
 
 /// Where the data lives and how to log: shared by every service command.
 #[derive(clap::Args, Debug, Clone)]
-pub struct CommonArgs {
+pub(crate) struct CommonArgs {
     /// Directory holding the embedded database and object store.
     #[arg(long, env = "EASEL_DATA_DIR", default_value = "./data")]
     data_dir: PathBuf,
@@ -45,7 +48,7 @@ pub struct CommonArgs {
 
 /// How workers run.
 #[derive(clap::Args, Debug, Clone)]
-pub struct WorkerTuning {
+pub(crate) struct WorkerTuning {
     /// Render threads (rayon) shared by this process's workers; 0 means one per core.
     #[arg(long, env = "EASEL_THREADS", default_value_t = 0)]
     threads: usize,
@@ -55,6 +58,17 @@ pub struct WorkerTuning {
     /// Attempts before a job is given up (storage errors are retried).
     #[arg(long, env = "EASEL_MAX_ATTEMPTS", default_value_t = 5)]
     max_attempts: i64,
+    /// Let origin URLs reach private, loopback and link-local addresses
+    /// (refused by default: a client could otherwise make us fetch from
+    /// the internal network).
+    #[arg(long, env = "EASEL_ORIGIN_ALLOW_PRIVATE", default_value_t = false)]
+    origin_allow_private: bool,
+    /// Longest time, in seconds, to fetch one origin URL.
+    #[arg(long, env = "EASEL_ORIGIN_TIMEOUT_SECS", default_value_t = 60)]
+    origin_timeout_secs: u64,
+    /// Redirects followed when fetching an origin URL.
+    #[arg(long, env = "EASEL_ORIGIN_MAX_REDIRECTS", default_value_t = 5)]
+    origin_max_redirects: usize,
 }
 
 #[derive(clap::Args, Debug)]
@@ -77,6 +91,21 @@ pub struct ServeArgs {
     /// Longest wait, in seconds, for `POST /v1/images?wait=true`.
     #[arg(long, env = "EASEL_WAIT_TIMEOUT_SECS", default_value_t = 60)]
     wait_timeout_secs: u64,
+    /// Largest `page[size]` of `GET /v1/images` (the default size is 25).
+    #[arg(long, env = "EASEL_MAX_PAGE_SIZE", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    max_page_size: u64,
+    /// IIIF: largest width of a rendered region (info.json `maxWidth`).
+    #[arg(long, env = "EASEL_IIIF_MAX_WIDTH", default_value_t = 4000)]
+    iiif_max_width: u32,
+    /// IIIF: largest height (info.json `maxHeight`).
+    #[arg(long, env = "EASEL_IIIF_MAX_HEIGHT", default_value_t = 4000)]
+    iiif_max_height: u32,
+    /// IIIF: largest pixel count (info.json `maxArea`).
+    #[arg(long, env = "EASEL_IIIF_MAX_AREA", default_value_t = 16_000_000)]
+    iiif_max_area: u64,
+    /// IIIF: on-demand renders at once; more wait, then get a 503.
+    #[arg(long, env = "EASEL_IIIF_MAX_RENDERS", default_value_t = 2)]
+    iiif_max_renders: usize,
 }
 
 #[derive(clap::Args, Debug)]
@@ -120,6 +149,16 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             config: Arc::new(ApiConfig {
                 public_url: args.public_url,
                 wait_timeout: Duration::from_secs(args.wait_timeout_secs),
+                max_page_size: args.max_page_size,
+                iiif: IiifConfig {
+                    limits: IiifLimits {
+                        max_width: args.iiif_max_width.max(1),
+                        max_height: args.iiif_max_height.max(1),
+                        max_area: args.iiif_max_area.max(1),
+                    },
+                    max_concurrent_renders: args.iiif_max_renders.max(1),
+                    ..IiifConfig::default()
+                },
             }),
             wake,
         };
@@ -169,14 +208,14 @@ pub fn migrate(args: MigrateArgs) -> anyhow::Result<()> {
     })
 }
 
-fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("cannot start the async runtime")
 }
 
-fn init_logging(format: LogFormat) {
+pub(crate) fn init_logging(format: LogFormat) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
@@ -206,8 +245,12 @@ fn sqlite_url(path: &Path) -> String {
     format!("sqlite://{}", path.display())
 }
 
+pub(crate) fn log_format(common: &CommonArgs) -> LogFormat {
+    common.log_format
+}
+
 /// Connects to the catalogue (migrating it) and the blob store.
-async fn open(common: &CommonArgs) -> anyhow::Result<(Arc<dyn Catalog>, BlobStore)> {
+pub(crate) async fn open(common: &CommonArgs) -> anyhow::Result<(Arc<dyn Catalog>, BlobStore)> {
     let url = database_url(common)?;
     let catalog = easel_catalog::connect(&url)
         .await
@@ -226,14 +269,14 @@ async fn open(common: &CommonArgs) -> anyhow::Result<(Arc<dyn Catalog>, BlobStor
 }
 
 /// The worker loops of this process and the switch that stops them.
-struct WorkerLoops {
+pub(crate) struct WorkerLoops {
     stop: watch::Sender<bool>,
     handles: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl WorkerLoops {
     /// Lets each loop finish its current job, then waits for them all.
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         tracing::info!("stopping workers after their current job");
         let _ = self.stop.send(true);
         for handle in self.handles {
@@ -242,7 +285,7 @@ impl WorkerLoops {
     }
 }
 
-fn spawn_workers(
+pub(crate) fn spawn_workers(
     count: usize,
     tuning: &WorkerTuning,
     catalog: &Arc<dyn Catalog>,
@@ -271,9 +314,17 @@ fn spawn_workers(
         WorkerConfig {
             lease: Duration::from_secs(tuning.lease_secs.max(1)),
             max_attempts: tuning.max_attempts.max(1),
+            origin: OriginConfig {
+                total_timeout: Duration::from_secs(tuning.origin_timeout_secs.max(1)),
+                max_redirects: tuning.origin_max_redirects,
+                allow_private: tuning.origin_allow_private,
+                max_bytes: settings.limits.max_bytes,
+                ..OriginConfig::default()
+            },
             ..WorkerConfig::default()
         },
     )
+    .context("cannot start the worker")?
     .with_wake(wake.clone());
     let handles = (0..count)
         .map(|i| tokio::spawn(base.named(worker_name(i)).run(stopped.clone())))

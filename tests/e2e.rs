@@ -7,7 +7,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::{
-    dimensions, easel, easel_serve, fixture, header, id_of, png_bomb, problem, TestApp, TestOptions,
+    dimensions, easel, easel_key, easel_serve, fixture, header, id_of, png_bomb, problem, TestApp,
+    TestOptions,
 };
 use easel_catalog::now_ms;
 use easel_worker::Outcome;
@@ -758,7 +759,7 @@ async fn the_easel_binary_serves_on_embedded_defaults_from_env_vars() {
     );
 
     let (_serve, base) = easel_serve(&data, &[("EASEL_LOG_FORMAT", "json")]).await;
-    let client = reqwest::Client::new();
+    let (_, client) = easel_key(&data);
     assert_eq!(
         client
             .get(format!("{base}/healthz"))
@@ -803,7 +804,7 @@ async fn a_separate_worker_process_renders_for_an_api_without_embedded_workers()
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
     let (_serve, base) = easel_serve(&data, &[("EASEL_WORKERS", "0")]).await;
-    let client = reqwest::Client::new();
+    let (_, client) = easel_key(&data);
     let upload = |bytes: Vec<u8>| {
         client
             .post(format!("{base}/v1/images"))
@@ -969,8 +970,11 @@ async fn a_chunked_upload_without_content_length_is_cut_off_at_the_limit_with_41
     .await;
     let body = fixture("orientation/Landscape_1.jpg");
     let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
-    let head = "POST /v1/images HTTP/1.1\r\nHost: easel\r\nContent-Type: image/jpeg\r\n\
-                Transfer-Encoding: chunked\r\nConnection: close\r\n\r\n";
+    let head = format!(
+        "POST /v1/images HTTP/1.1\r\nHost: easel\r\nContent-Type: image/jpeg\r\n\
+         Authorization: Bearer {}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n",
+        app.key
+    );
     stream.write_all(head.as_bytes()).await.unwrap();
     for chunk in body.chunks(16 * 1024) {
         let mut frame = format!("{:x}\r\n", chunk.len()).into_bytes();

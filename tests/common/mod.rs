@@ -4,6 +4,8 @@
 
 #![allow(dead_code)]
 
+pub mod backends;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -24,6 +26,8 @@ pub struct TestOptions {
     pub max_bytes: u64,
     pub max_pixels: u64,
     pub lease: Duration,
+    /// Origin URLs may point at loopback (the tests' own origin servers).
+    pub allow_private_origins: bool,
 }
 
 impl Default for TestOptions {
@@ -33,6 +37,7 @@ impl Default for TestOptions {
             max_bytes: Limits::default().max_bytes,
             max_pixels: Limits::default().max_pixels,
             lease: Duration::from_secs(30),
+            allow_private_origins: true,
         }
     }
 }
@@ -40,7 +45,11 @@ impl Default for TestOptions {
 pub struct TestApp {
     pub addr: SocketAddr,
     pub base: String,
+    /// Sends a key with every scope for bucket `default`.
     pub client: reqwest::Client,
+    /// Sends no key.
+    pub anonymous: reqwest::Client,
+    pub key: String,
     pub dir: tempfile::TempDir,
     pub catalog: Arc<dyn Catalog>,
     pub store: BlobStore,
@@ -50,7 +59,30 @@ pub struct TestApp {
     stop_workers: watch::Sender<bool>,
 }
 
+/// A client that sends `Authorization: Bearer <key>` on every request.
+pub fn client_with_key(key: &str) -> reqwest::Client {
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {key}").parse().expect("header"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("client")
+}
+
 impl TestApp {
+    /// A new key for `bucket` with `scopes`, and a client sending it.
+    pub async fn key_for(&self, bucket: &str, scopes: &[&str]) -> (String, reqwest::Client) {
+        let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
+        let (key, _) = easel_api::auth::create_key(self.catalog.as_ref(), bucket, &scopes, None)
+            .await
+            .expect("create a key");
+        let client = client_with_key(&key);
+        (key, client)
+    }
+
     pub async fn spawn() -> TestApp {
         TestApp::spawn_with(TestOptions::default()).await
     }
@@ -66,12 +98,12 @@ impl TestApp {
 
     pub async fn spawn_with(options: TestOptions) -> TestApp {
         let dir = tempfile::tempdir().expect("temp dir");
-        let db = dir.path().join("easel.db");
-        let catalog = easel_catalog::connect(&format!("sqlite://{}", db.display()))
+        let database_url = backends::test_database_url(dir.path()).await;
+        let catalog = easel_catalog::connect(&database_url)
             .await
-            .expect("open sqlite");
+            .expect("open the catalogue");
         catalog.migrate().await.expect("migrate");
-        let store = BlobStore::local(&dir.path().join("objects")).expect("store");
+        let store = BlobStore::from_url(&backends::test_store_url(dir.path())).expect("store");
         let settings = Arc::new(Settings {
             limits: Limits {
                 max_bytes: options.max_bytes,
@@ -95,9 +127,15 @@ impl TestApp {
             WorkerConfig {
                 lease: options.lease,
                 poll_interval: Duration::from_millis(50),
+                origin: easel_origin::OriginConfig {
+                    allow_private: options.allow_private_origins,
+                    total_timeout: Duration::from_secs(10),
+                    ..easel_origin::OriginConfig::default()
+                },
                 ..WorkerConfig::default()
             },
         )
+        .expect("worker")
         .with_wake(wake.clone());
         let (stop_workers, stopped) = watch::channel(false);
         for i in 0..options.workers {
@@ -112,6 +150,8 @@ impl TestApp {
                 public_url: String::new(),
                 // Generous: the machine running the tests may be busy compiling.
                 wait_timeout: Duration::from_secs(300),
+                max_page_size: 100,
+                iiif: Default::default(),
             }),
             wake,
         };
@@ -123,10 +163,24 @@ impl TestApp {
         tokio::spawn(app.run(async move {
             let _ = stopped_server.await;
         }));
+        let (key, _) = easel_api::auth::create_key(
+            catalog.as_ref(),
+            "default",
+            &[
+                "image:read".into(),
+                "image:write".into(),
+                "image:delete".into(),
+            ],
+            Some("tests".into()),
+        )
+        .await
+        .expect("create a key");
         TestApp {
             addr,
             base: format!("http://{addr}"),
-            client: reqwest::Client::new(),
+            client: client_with_key(&key),
+            anonymous: reqwest::Client::new(),
+            key,
             dir,
             catalog,
             store,
@@ -372,6 +426,35 @@ pub fn easel(args: &[&str], env: &[(&str, &Path)], extra: &[(&str, &str)]) -> Ch
 
 /// Starts `easel serve` on port 0 and returns it with its base URL, read
 /// from the line it prints on stdout.
+/// `easel keys create` against a data dir: a key with every scope for
+/// bucket `default`, and a client that sends it.
+pub fn easel_key(data: &Path) -> (String, reqwest::Client) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_easel"))
+        .args([
+            "keys",
+            "create",
+            "--bucket",
+            "default",
+            "--scopes",
+            "image:read,image:write,image:delete",
+        ])
+        .env("EASEL_DATA_DIR", data)
+        .output()
+        .expect("run easel keys create");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let key = String::from_utf8(output.stdout)
+        .expect("utf-8")
+        .trim()
+        .to_string();
+    assert!(key.starts_with("easel_"), "printed the key: {key:?}");
+    let client = client_with_key(&key);
+    (key, client)
+}
+
 pub async fn easel_serve(data: &Path, extra: &[(&str, &str)]) -> (ChildGuard, String) {
     use std::io::{BufRead, BufReader};
     let mut extra = extra.to_vec();

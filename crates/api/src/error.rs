@@ -46,6 +46,24 @@ pub enum ApiError {
     /// A bug or lost data on our side.
     #[error("internal error")]
     Internal(String),
+    /// No key, or one we do not know (or revoked).
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    /// A valid key without the scope the endpoint needs.
+    #[error("this API key lacks the {0} scope")]
+    Forbidden(&'static str),
+    /// `If-Match` named a version that is no longer current.
+    #[error(
+        "the image has changed since you read it (its ETag is now \"{current}\"); fetch it again"
+    )]
+    PreconditionFailed { current: String },
+    #[error("no batch with id {0:?}")]
+    BatchNotFound(String),
+    /// The request is well formed but its content cannot be used.
+    #[error("{detail}")]
+    Unprocessable { code: &'static str, detail: String },
+    #[error("{0}")]
+    UnsupportedMediaType(String),
 }
 
 fn style_list() -> String {
@@ -123,6 +141,30 @@ impl ApiError {
                 "internal",
                 "Internal error",
             ),
+            ApiError::Unauthenticated(_) => (
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "Authentication required",
+            ),
+            ApiError::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden", "Missing scope"),
+            ApiError::PreconditionFailed { .. } => (
+                StatusCode::PRECONDITION_FAILED,
+                "precondition-failed",
+                "Precondition failed",
+            ),
+            ApiError::BatchNotFound(_) => {
+                (StatusCode::NOT_FOUND, "batch-not-found", "Batch not found")
+            }
+            ApiError::Unprocessable { code, .. } => (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                code,
+                "Unprocessable request",
+            ),
+            ApiError::UnsupportedMediaType(_) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "Unsupported media type",
+            ),
         }
     }
 }
@@ -138,31 +180,35 @@ fn render_title(status: StatusCode) -> &'static str {
 
 impl From<CatalogError> for ApiError {
     fn from(e: CatalogError) -> Self {
-        match &e {
-            CatalogError::Database(
-                sqlx_error @ (easel_catalog::SqlxError::PoolTimedOut
-                | easel_catalog::SqlxError::PoolClosed
-                | easel_catalog::SqlxError::Io(_)),
-            ) => ApiError::Unavailable(format!("database: {sqlx_error}")),
+        match e {
+            CatalogError::NotFound(id) => ApiError::ImageNotFound(id),
+            CatalogError::VersionMismatch { current, .. } => ApiError::PreconditionFailed {
+                current: crate::view::etag_value(current),
+            },
+            CatalogError::UnknownCursor(cursor) => ApiError::bad_request(
+                "invalid-parameter",
+                format!("page[after]={cursor:?} is not an image in this list"),
+            ),
+            e if e.is_unavailable() => ApiError::Unavailable(format!("database: {e}")),
             // SQLite says "database is locked" when the busy timeout ran out.
             CatalogError::Database(easel_catalog::SqlxError::Database(db))
                 if db.message().contains("locked") =>
             {
                 ApiError::Unavailable(format!("database: {db}"))
             }
-            _ => ApiError::Internal(format!("catalogue: {e}")),
+            e => ApiError::Internal(format!("catalogue: {e}")),
         }
     }
 }
 
 impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> Self {
-        match e {
-            // A row points at a missing object: lost data, not the client's fault.
-            StorageError::NotFound { .. } | StorageError::InvalidUrl { .. } => {
-                ApiError::Internal(format!("blob store: {e}"))
-            }
-            StorageError::Backend { .. } => ApiError::Unavailable(format!("blob store: {e}")),
+        if e.is_unavailable() {
+            ApiError::Unavailable(format!("blob store: {e}"))
+        } else {
+            // A row points at a missing object, or the store is
+            // misconfigured: not the client's fault, not worth a retry.
+            ApiError::Internal(format!("blob store: {e}"))
         }
     }
 }
@@ -203,8 +249,25 @@ impl IntoResponse for ApiError {
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         match &self {
-            ApiError::StyleNotReady(_) | ApiError::Unavailable(_) => {
+            ApiError::StyleNotReady(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            ApiError::Unavailable(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            ApiError::Unauthenticated(_) => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"easel\""),
+                );
+            }
+            ApiError::Forbidden(_) => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(
+                        "Bearer realm=\"easel\", error=\"insufficient_scope\"",
+                    ),
+                );
             }
             ApiError::RangeNotSatisfiable(_, size) => {
                 if let Ok(v) = HeaderValue::from_str(&format!("bytes */{size}")) {

@@ -1,23 +1,38 @@
 //! Reading images back: the resource, its assets, and its style files.
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use easel_catalog::{Image, ImageStatus, MediaAsset};
 use easel_render::{Crop, Style};
 
+use crate::auth::{self, Caller};
 use crate::files::{self, StoredFile};
-use crate::view::{asset_view, image_view, AssetList};
+use crate::view::{asset_view, etag_header, image_view, AssetList};
 use crate::{ApiError, AppState};
 
 /// The alias feed generators ask for: the largest square that exists.
 const FEED: &str = "feed";
 const FEED_STYLES: [Style; 2] = [Style::Square3000, Style::Itunes];
 
-pub(crate) async fn find_image(state: &AppState, id: &str) -> Result<Image, ApiError> {
+/// An image the caller's key may see: missing, trashed and other buckets'
+/// images are all the same 404, so ids never leak across buckets.
+pub(crate) async fn find_image(
+    state: &AppState,
+    bucket: &str,
+    id: &str,
+) -> Result<Image, ApiError> {
     match state.catalog.image(id).await? {
-        Some(image) if image.deleted_at.is_none() => Ok(image),
+        Some(image) if image.deleted_at.is_none() && image.bucket == bucket => Ok(image),
+        _ => Err(ApiError::ImageNotFound(id.to_string())),
+    }
+}
+
+/// As [`find_image`], trashed images included.
+pub(crate) async fn find_any(state: &AppState, bucket: &str, id: &str) -> Result<Image, ApiError> {
+    match state.catalog.image(id).await? {
+        Some(image) if image.bucket == bucket => Ok(image),
         _ => Err(ApiError::ImageNotFound(id.to_string())),
     }
 }
@@ -29,47 +44,102 @@ pub async fn show(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let image = find_image(&state, &id).await?;
+    let caller = Caller::from_headers(&state, &headers).await?;
+    let key = caller.require(auth::READ)?;
+    let image = find_image(&state, &key.bucket, &id).await?;
     if wants_octet_stream(&headers) {
         return serve_original(&state, &headers, &image).await;
     }
     let assets = state.catalog.assets(&id).await?;
-    Ok(Json(image_view(&state, image, assets)).into_response())
+    Ok(resource(&state, StatusCode::OK, image, assets))
+}
+
+/// An image as JSON with its ETag.
+pub(crate) fn resource(
+    state: &AppState,
+    status: StatusCode,
+    image: Image,
+    assets: Vec<MediaAsset>,
+) -> Response {
+    let etag = etag_header(&image);
+    let mut response = (status, Json(image_view(state, image, Some(assets)))).into_response();
+    response.headers_mut().insert(header::ETAG, etag);
+    response
 }
 
 pub async fn assets(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Json<AssetList>, ApiError> {
-    find_image(&state, &id).await?;
+    let caller = Caller::from_headers(&state, &headers).await?;
+    let key = caller.require(auth::READ)?;
+    find_image(&state, &key.bucket, &id).await?;
     let assets = state.catalog.assets(&id).await?;
     Ok(Json(AssetList {
         data: assets.into_iter().map(|a| asset_view(&state, a)).collect(),
     }))
 }
 
+/// A style file. Public unless the bucket says otherwise; the original
+/// always needs `image:read`.
 pub async fn style(
     State(state): State<AppState>,
     Path((id, style)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let image = find_image(&state, &id).await?;
-    if style == FEED {
+    let caller = Caller::from_headers(&state, &headers).await?;
+    let image = match state.catalog.image(&id).await? {
+        Some(image) if image.deleted_at.is_none() => image,
+        _ => return Err(ApiError::ImageNotFound(id)),
+    };
+    // A key of another bucket sees nothing of this one, public or not.
+    if caller.key().is_some_and(|k| k.bucket != image.bucket) {
+        return Err(ApiError::ImageNotFound(id));
+    }
+    let asset = if style == FEED {
+        let mut found = None;
         for candidate in FEED_STYLES {
             if let Some(asset) = state.catalog.asset(&id, candidate.as_str()).await? {
-                return serve_asset(&state, &headers, &asset).await;
+                found = Some(asset);
+                break;
             }
         }
-        return Err(missing_style(&image, Style::Itunes));
-    }
-    let style: Style = style.parse().map_err(|_| ApiError::UnknownStyle(style))?;
-    if style == Style::Original {
-        // Stored before the upload was acknowledged: readable while rendering.
-        return serve_original(&state, &headers, &image).await;
-    }
-    match state.catalog.asset(&id, style.as_str()).await? {
-        Some(asset) => serve_asset(&state, &headers, &asset).await,
-        None => Err(missing_style(&image, style)),
+        found.ok_or_else(|| missing_style(&image, Style::Itunes))
+    } else {
+        let parsed: Style = style
+            .parse()
+            .map_err(|_| ApiError::UnknownStyle(style.clone()))?;
+        if parsed == Style::Original {
+            caller.require(auth::READ)?;
+            // Stored before the upload was acknowledged: readable while rendering.
+            return serve_original(&state, &headers, &image).await;
+        }
+        state
+            .catalog
+            .asset(&id, parsed.as_str())
+            .await?
+            .ok_or_else(|| missing_style(&image, parsed))
+    };
+    let settings = state.catalog.bucket_settings(&image.bucket).await?;
+    let public = |width: i64, height: i64| match settings.public_max_side {
+        None => true,
+        Some(max) => width.max(height) <= max,
+    };
+    match asset {
+        Ok(asset) => {
+            if !public(asset.width, asset.height) {
+                caller.require(auth::READ)?;
+            }
+            serve_asset(&state, &headers, &asset).await
+        }
+        // Say why a file is missing only to those who may see the image.
+        Err(why) => {
+            if settings.public_max_side.is_some() {
+                caller.require(auth::READ)?;
+            }
+            Err(why)
+        }
     }
 }
 
@@ -89,7 +159,10 @@ fn missing_style(image: &Image, style: Style) -> ApiError {
                 .as_deref()
                 .and_then(|c| c.parse::<Crop>().ok())
                 .unwrap_or_else(|| {
-                    let (w, h) = (dimension(image.width), dimension(image.height));
+                    let (w, h) = (
+                        dimension(image.width.unwrap_or(0)),
+                        dimension(image.height.unwrap_or(0)),
+                    );
                     Crop::centred_square(w, h)
                 });
             match style.square_side() {
@@ -130,14 +203,17 @@ async fn serve_original(
     headers: &HeaderMap,
     image: &Image,
 ) -> Result<Response, ApiError> {
+    let Some(original) = image.original() else {
+        return Err(ApiError::StyleNotReady("original".into()));
+    };
     files::serve(
         state,
         headers,
         StoredFile {
-            key: &image.original_key,
-            sha256: &image.sha256,
-            mimetype: &image.mimetype,
-            size: u64::try_from(image.size).unwrap_or(0),
+            key: original.key,
+            sha256: original.sha256,
+            mimetype: original.mimetype,
+            size: u64::try_from(original.size).unwrap_or(0),
         },
     )
     .await

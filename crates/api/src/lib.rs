@@ -6,12 +6,18 @@
 //! the original, commits the image row and its job, and leaves the pixels
 //! to the worker.
 
+pub mod auth;
+pub mod batches;
 mod error;
+mod fields;
 mod files;
+pub mod iiif;
 mod images;
+mod list;
 mod ops;
 mod upload;
 mod view;
+mod write;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -21,7 +27,7 @@ use std::time::Duration;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::middleware::{self, Next};
 use axum::response::Response;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use easel_catalog::Catalog;
 use easel_render::Settings;
@@ -31,6 +37,7 @@ use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 
 pub use error::{ApiError, PROBLEM_JSON};
 pub use ops::metrics_handle;
+pub use write::valid_id;
 
 /// Knobs of the HTTP layer. Upload limits come from [`Settings::limits`], so
 /// the API and the engine can never disagree about them.
@@ -41,6 +48,10 @@ pub struct ApiConfig {
     pub public_url: String,
     /// How long `?wait=true` waits for the render before answering 202.
     pub wait_timeout: Duration,
+    /// The largest `page[size]` of a list.
+    pub max_page_size: u64,
+    /// IIIF Image API limits and on-demand render bounds.
+    pub iiif: iiif::IiifConfig,
 }
 
 impl Default for ApiConfig {
@@ -48,6 +59,8 @@ impl Default for ApiConfig {
         ApiConfig {
             public_url: String::new(),
             wait_timeout: Duration::from_secs(60),
+            max_page_size: 100,
+            iiif: iiif::IiifConfig::default(),
         }
     }
 }
@@ -85,11 +98,25 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route(
             "/v1/images",
-            axum::routing::post(upload::upload).layer(DefaultBodyLimit::max(body_limit)),
+            get(list::list)
+                .post(upload::upload)
+                .layer(DefaultBodyLimit::max(body_limit)),
         )
-        .route("/v1/images/{id}", get(images::show))
+        .route(
+            "/v1/images/{id}",
+            get(images::show)
+                .patch(write::patch)
+                .put(write::put)
+                .delete(write::delete)
+                .layer(DefaultBodyLimit::max(body_limit)),
+        )
+        .route("/v1/images/{id}/restore", post(write::restore))
+        .route("/v1/images/{id}/render", post(write::render))
         .route("/v1/images/{id}/assets", get(images::assets))
+        .route("/v1/rerender", post(batches::start))
+        .route("/v1/batches/{id}", get(batches::show))
         .route("/v1/images/{id}/styles/{style}", get(images::style))
+        .merge(iiif::routes_with(state.config.iiif.clone()))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))

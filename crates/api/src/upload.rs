@@ -13,35 +13,59 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::BytesMut;
 use chrono::Utc;
-use easel_catalog::{ImageStatus, NewImage};
+use easel_catalog::{ImageFields, ImageStatus, NewImage, OriginalFacts};
 use easel_render::{Crop, RenderError};
 use easel_storage::original_key;
 use http_body_util::BodyExt;
 
-use crate::view::{image_path, image_view};
+use crate::auth::{self, Caller};
+use crate::fields;
+use crate::view::{etag_header, image_path, image_view};
 use crate::{ApiError, AppState};
-
-const MAX_NAME: usize = 1024;
-const MAX_LABEL: usize = 128;
-const MAX_TAGS: usize = 64;
 
 /// Metadata sent beside the file, as query parameters or multipart fields.
 #[derive(Default, Debug)]
-struct UploadMeta {
-    name: Option<String>,
-    facet: Option<String>,
-    crop: Option<String>,
-    tags: Option<String>,
-    wait: bool,
+pub(crate) struct UploadMeta {
+    pub fields: ImageFields,
+    pub crop: Option<Crop>,
+    pub wait: bool,
 }
 
 impl UploadMeta {
     fn set(&mut self, key: &str, value: String) -> Result<(), ApiError> {
+        let f = &mut self.fields;
         match key {
-            "name" => self.name = Some(value),
-            "facet" => self.facet = Some(value),
-            "crop" => self.crop = Some(value),
-            "tags" => self.tags = Some(value),
+            "name" => f.name = fields::text(key, &value, fields::MAX_NAME)?,
+            "facet" => f.facet = fields::text(key, &value, fields::MAX_LABEL)?,
+            "string1" => f.string1 = fields::text(key, &value, fields::MAX_STRING)?,
+            "string2" => f.string2 = fields::text(key, &value, fields::MAX_STRING)?,
+            "string3" => f.string3 = fields::text(key, &value, fields::MAX_STRING)?,
+            "number1" | "number2" | "number3" => {
+                let number = match value.trim() {
+                    "" => None,
+                    v => Some(fields::number(
+                        key,
+                        v.parse::<f64>().map_err(|_| {
+                            ApiError::bad_request(
+                                "invalid-field",
+                                format!("{key} must be a number, got {v:?}"),
+                            )
+                        })?,
+                    )?),
+                };
+                match key {
+                    "number1" => f.number1 = number,
+                    "number2" => f.number2 = number,
+                    _ => f.number3 = number,
+                }
+            }
+            "crop" => {
+                self.crop = match value.trim() {
+                    "" => None,
+                    v => Some(v.parse::<Crop>()?),
+                }
+            }
+            "tags" => f.tags = fields::tags_csv(&value)?,
             "wait" => {
                 self.wait = match value.as_str() {
                     "true" | "1" | "" => true,
@@ -54,7 +78,7 @@ impl UploadMeta {
                     }
                 }
             }
-            // Unknown metadata is ignored, like unknown JSON fields.
+            // Unknown metadata is ignored, like unknown multipart parts.
             _ => {}
         }
         Ok(())
@@ -67,7 +91,9 @@ pub async fn upload(
     request: Request,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let result = accept(&state, &headers, request).await;
+    let caller = Caller::from_headers(&state, &headers).await?;
+    let bucket = caller.require(auth::WRITE)?.bucket.clone();
+    let result = accept(&state, &bucket, &headers, request).await;
     let outcome = match &result {
         Ok(_) => "accepted",
         Err(_) => "rejected",
@@ -82,9 +108,60 @@ pub async fn upload(
 
 async fn accept(
     state: &AppState,
+    bucket: &str,
     headers: &HeaderMap,
     request: Request,
 ) -> Result<Response, ApiError> {
+    let (bytes, meta) = read_image_body(state, headers, request).await?;
+    let original = store_original(state, bytes, meta.crop).await?;
+    let new = NewImage {
+        id: uuid::Uuid::now_v7().to_string(),
+        bucket: bucket.to_string(),
+        fields: ImageFields {
+            crop: meta.crop.map(|c| c.to_string()),
+            ..meta.fields
+        },
+        original: Some(original),
+        origin_url: None,
+    };
+    let image = state.catalog.create_image(&new, Utc::now()).await?;
+    state.wake.notify_one();
+    tracing::info!(image = %image.id, bytes = image.size, "upload accepted");
+    respond_created(state, image, StatusCode::ACCEPTED, meta.wait).await
+}
+
+/// Answers a create: `accepted` at once, or with `wait` once the render is
+/// done (201) or the wait timed out (202). Location and ETag set.
+pub(crate) async fn respond_created(
+    state: &AppState,
+    image: easel_catalog::Image,
+    accepted: StatusCode,
+    wait: bool,
+) -> Result<Response, ApiError> {
+    let (status, image) = if wait {
+        wait_for_render(state, image, accepted).await?
+    } else {
+        (accepted, image)
+    };
+    let assets = state.catalog.assets(&image.id).await?;
+    let location = state.link(&image_path(&image.id));
+    let etag = etag_header(&image);
+    let mut response = (status, Json(image_view(state, image, Some(assets)))).into_response();
+    response.headers_mut().insert(header::ETAG, etag);
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    Ok(response)
+}
+
+/// Reads an image body (raw or multipart) with its metadata from the query
+/// string and multipart fields, refusing anything over the byte limit
+/// before buffering it.
+pub(crate) async fn read_image_body(
+    state: &AppState,
+    headers: &HeaderMap,
+    request: Request,
+) -> Result<(Bytes, UploadMeta), ApiError> {
     let limit = state.settings.limits.max_bytes;
     let mut meta = UploadMeta::default();
     if let Some(query) = request.uri().query() {
@@ -127,26 +204,23 @@ async fn accept(
     } else {
         body
     };
+    Ok((bytes, meta))
+}
 
-    let new = prepare(state, bytes.clone(), &meta).await?;
-    state.store.put_if_absent(&new.original_key, bytes).await?;
-    let image = state.catalog.create_image(&new, Utc::now()).await?;
-    metrics::counter!("easel_upload_bytes_total").increment(u64::try_from(new.size).unwrap_or(0));
-    state.wake.notify_one();
-    tracing::info!(image = %image.id, bytes = new.size, "upload accepted");
-
-    let (status, image) = if meta.wait {
-        wait_for_render(state, image).await?
-    } else {
-        (StatusCode::ACCEPTED, image)
-    };
-    let assets = state.catalog.assets(&image.id).await?;
-    let location = state.link(&image_path(&image.id));
-    let mut response = (status, Json(image_view(state, image, assets))).into_response();
-    if let Ok(value) = HeaderValue::from_str(&location) {
-        response.headers_mut().insert(header::LOCATION, value);
-    }
-    Ok(response)
+/// Checks the bytes (format, limits, crop) and stores them: the original
+/// is durable before any row points at it.
+pub(crate) async fn store_original(
+    state: &AppState,
+    bytes: Bytes,
+    crop: Option<Crop>,
+) -> Result<OriginalFacts, ApiError> {
+    let facts = inspect(state, bytes.clone(), crop).await?;
+    state
+        .store
+        .put_if_absent(&facts.original_key, bytes)
+        .await?;
+    metrics::counter!("easel_upload_bytes_total").increment(u64::try_from(facts.size).unwrap_or(0));
+    Ok(facts)
 }
 
 /// How much of a refused body we read and throw away so the client gets
@@ -236,15 +310,14 @@ fn multipart_error(e: axum::extract::multipart::MultipartError, limit: u64) -> A
     }
 }
 
-/// Validates the metadata, reads the header (format, oriented size) against
-/// the limits, checks the crop, and hashes the bytes: everything that can
-/// refuse the upload, before anything is stored.
-async fn prepare(state: &AppState, bytes: Bytes, meta: &UploadMeta) -> Result<NewImage, ApiError> {
-    let name = bounded("name", meta.name.as_deref(), MAX_NAME)?;
-    let facet = bounded("facet", meta.facet.as_deref(), MAX_LABEL)?;
-    let tags = parse_tags(meta.tags.as_deref())?;
-    let crop = meta.crop.as_deref().map(str::parse::<Crop>).transpose()?;
-
+/// Reads the header (format, oriented size) against the limits, checks
+/// the crop, and hashes the bytes: everything that can refuse the upload,
+/// before anything is stored.
+async fn inspect(
+    state: &AppState,
+    bytes: Bytes,
+    crop: Option<Crop>,
+) -> Result<OriginalFacts, ApiError> {
     let size = i64::try_from(bytes.len()).unwrap_or(i64::MAX);
     let settings = state.settings.clone();
     // Hashing 64 MB takes ~100 ms of CPU: keep it off the async threads.
@@ -257,55 +330,14 @@ async fn prepare(state: &AppState, bytes: Bytes, meta: &UploadMeta) -> Result<Ne
     if let Some(crop) = crop {
         crop.check_inside(facts.width, facts.height)?;
     }
-    Ok(NewImage {
-        id: uuid::Uuid::now_v7().to_string(),
-        bucket: "default".into(),
-        name,
-        facet,
-        crop: crop.map(|c| c.to_string()),
+    Ok(OriginalFacts {
         width: i64::from(facts.width),
         height: i64::from(facts.height),
         size,
         mimetype: facts.mimetype.to_string(),
         original_key: original_key(&sha256),
         sha256,
-        tags,
     })
-}
-
-fn bounded(field: &str, value: Option<&str>, max: usize) -> Result<Option<String>, ApiError> {
-    match value.map(str::trim) {
-        None | Some("") => Ok(None),
-        Some(v) if v.chars().count() > max => Err(ApiError::bad_request(
-            "invalid-parameter",
-            format!("{field} is longer than {max} characters"),
-        )),
-        Some(v) => Ok(Some(v.to_string())),
-    }
-}
-
-/// `tags=cover,season-2`: comma-separated, trimmed, empty ones dropped.
-fn parse_tags(value: Option<&str>) -> Result<Vec<String>, ApiError> {
-    let tags: Vec<String> = value
-        .unwrap_or_default()
-        .split(',')
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .map(str::to_string)
-        .collect();
-    if tags.len() > MAX_TAGS {
-        return Err(ApiError::bad_request(
-            "invalid-parameter",
-            format!("at most {MAX_TAGS} tags"),
-        ));
-    }
-    if let Some(long) = tags.iter().find(|t| t.chars().count() > MAX_LABEL) {
-        return Err(ApiError::bad_request(
-            "invalid-parameter",
-            format!("tag {long:?} is longer than {MAX_LABEL} characters"),
-        ));
-    }
-    Ok(tags)
 }
 
 /// Polls until the worker is done with the image or the wait times out.
@@ -314,15 +346,22 @@ fn parse_tags(value: Option<&str>) -> Result<Vec<String>, ApiError> {
 async fn wait_for_render(
     state: &AppState,
     image: easel_catalog::Image,
+    accepted: StatusCode,
 ) -> Result<(StatusCode, easel_catalog::Image), ApiError> {
     let deadline = tokio::time::Instant::now() + state.config.wait_timeout;
     let mut latest = image;
     loop {
         if latest.status() != ImageStatus::Ingesting {
-            return Ok((StatusCode::CREATED, latest));
+            // Done: a create says 201, a replace keeps its 200.
+            let done = if accepted == StatusCode::ACCEPTED {
+                StatusCode::CREATED
+            } else {
+                accepted
+            };
+            return Ok((done, latest));
         }
         if tokio::time::Instant::now() >= deadline {
-            return Ok((StatusCode::ACCEPTED, latest));
+            return Ok((accepted, latest));
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         if let Some(image) = state.catalog.image(&latest.id).await? {

@@ -1,12 +1,16 @@
-//! The JSON shapes the API returns.
+//! The JSON shapes the API returns (and documents in its OpenAPI schema).
 
+use axum::http::HeaderValue;
 use chrono::{DateTime, Utc};
 use easel_catalog::{Image, MediaAsset};
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::AppState;
 
-#[derive(Serialize)]
+/// A crop in oriented pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct CropView {
     pub x: u32,
     pub y: u32,
@@ -14,18 +18,45 @@ pub struct CropView {
     pub height: u32,
 }
 
-#[derive(Serialize)]
+impl From<easel_render::Crop> for CropView {
+    fn from(c: easel_render::Crop) -> Self {
+        CropView {
+            x: c.x,
+            y: c.y,
+            width: c.width,
+            height: c.height,
+        }
+    }
+}
+
+/// Whether the feed file passes Apple Podcasts' artwork rules (square,
+/// 1400 to 3000 px, JPEG or PNG, RGB without alpha, not enlarged).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FeedReadyView {
+    pub ok: bool,
+    /// Why a directory would reject it.
+    pub reasons: Vec<String>,
+    /// Accepted, but worth fixing (e.g. above 512 KB).
+    pub warnings: Vec<String>,
+}
+
+/// An image: its metadata, status and links to its files.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ImageView {
     pub id: String,
     pub bucket: String,
     pub name: Option<String>,
     pub facet: Option<String>,
     pub crop: Option<CropView>,
-    pub width: i64,
-    pub height: i64,
-    pub size: i64,
-    pub mimetype: String,
-    pub sha256: String,
+    /// Oriented width; null until an origin is fetched.
+    pub width: Option<i64>,
+    pub height: Option<i64>,
+    /// Bytes of the original.
+    pub size: Option<i64>,
+    pub mimetype: Option<String>,
+    pub sha256: Option<String>,
+    pub origin: Option<String>,
+    /// `ingesting`, `finished` or `error`.
     pub status: &'static str,
     pub error: Option<String>,
     pub error_code: Option<String>,
@@ -36,24 +67,29 @@ pub struct ImageView {
     pub number1: Option<f64>,
     pub number2: Option<f64>,
     pub number3: Option<f64>,
+    pub feed_ready: FeedReadyView,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
     pub deleted_at: Option<DateTime<Utc>>,
     pub links: ImageLinks,
-    pub assets: Vec<AssetView>,
+    /// Present on a single image, and in lists with `include=assets`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assets: Option<Vec<AssetView>>,
 }
 
-#[derive(Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ImageLinks {
     #[serde(rename = "self")]
     pub this: String,
     pub assets: String,
     pub original: String,
     pub feed: String,
+    pub iiif: String,
 }
 
-#[derive(Serialize)]
+/// One stored file of an image.
+#[derive(Debug, Serialize, ToSchema)]
 pub struct AssetView {
     pub style: String,
     pub url: String,
@@ -62,18 +98,29 @@ pub struct AssetView {
     pub width: i64,
     pub height: i64,
     pub sha256: String,
+    /// True when a square style had to be enlarged from a smaller crop.
     pub upscaled: bool,
     pub settings_fingerprint: String,
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct AssetList {
     pub data: Vec<AssetView>,
 }
 
 pub fn image_path(id: &str) -> String {
     format!("/v1/images/{id}")
+}
+
+/// The resource's ETag (without quotes): its row version.
+pub fn etag_value(version: i64) -> String {
+    format!("v{version}")
+}
+
+pub fn etag_header(image: &Image) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{}\"", etag_value(image.version)))
+        .unwrap_or_else(|_| HeaderValue::from_static("\"v0\""))
 }
 
 pub fn asset_view(state: &AppState, asset: MediaAsset) -> AssetView {
@@ -95,28 +142,30 @@ pub fn asset_view(state: &AppState, asset: MediaAsset) -> AssetView {
     }
 }
 
-pub fn image_view(state: &AppState, image: Image, assets: Vec<MediaAsset>) -> ImageView {
+pub fn image_view(state: &AppState, image: Image, assets: Option<Vec<MediaAsset>>) -> ImageView {
     let path = image_path(&image.id);
     let crop = image
         .crop
         .as_deref()
         .and_then(|c| c.parse::<easel_render::Crop>().ok())
-        .map(|c| CropView {
-            x: c.x,
-            y: c.y,
-            width: c.width,
-            height: c.height,
-        });
+        .map(CropView::from);
+    let readiness = image.feed_readiness();
     ImageView {
         status: image.status().as_str(),
         tags: image.tags(),
+        feed_ready: FeedReadyView {
+            ok: readiness.ok,
+            reasons: readiness.reasons,
+            warnings: readiness.warnings,
+        },
         links: ImageLinks {
             this: state.link(&path),
             assets: state.link(&format!("{path}/assets")),
             original: state.link(&format!("{path}/styles/original")),
             feed: state.link(&format!("{path}/styles/feed")),
+            iiif: state.link(&format!("/iiif/3/{}/info.json", image.id)),
         },
-        assets: assets.into_iter().map(|a| asset_view(state, a)).collect(),
+        assets: assets.map(|list| list.into_iter().map(|a| asset_view(state, a)).collect()),
         id: image.id,
         bucket: image.bucket,
         name: image.name,
@@ -127,6 +176,7 @@ pub fn image_view(state: &AppState, image: Image, assets: Vec<MediaAsset>) -> Im
         size: image.size,
         mimetype: image.mimetype,
         sha256: image.sha256,
+        origin: image.origin_url,
         error: image.error,
         error_code: image.error_code,
         string1: image.string1,

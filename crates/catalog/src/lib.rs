@@ -1,10 +1,12 @@
 //! Easel's catalogue: images, their media assets, and the render job queue.
 //!
-//! [`Catalog`] is the port the API and the worker talk to. Each database gets
-//! its own implementation and its own migration folder (`migrations/sqlite`,
-//! later `migrations/postgres`), because the queue's claim step is where the
-//! two dialects differ most (`UPDATE ... RETURNING` here, `FOR UPDATE SKIP
-//! LOCKED` there). [`connect`] picks the implementation from the URL.
+//! [`Catalog`] is the port the API and the worker talk to. SQLite and
+//! PostgreSQL share one implementation (`sql.rs`, instantiated per driver so
+//! sqlx keeps native types) and differ only in their migration folders
+//! (`migrations/sqlite`, `migrations/postgres`), connection set-up and the
+//! queue's claim step (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite's
+//! single writer makes its `UPDATE ... RETURNING` atomic already).
+//! [`connect`] picks the implementation from the URL.
 //!
 //! Invariants every implementation keeps:
 //! - an image row and its first job are committed together;
@@ -14,26 +16,70 @@
 //!   re-run never duplicates and a slow worker cannot clobber a fast one.
 
 mod model;
+mod postgres;
+mod sql;
 mod sqlite;
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-pub use model::{Image, ImageStatus, Job, JobStatus, MediaAsset, NewAsset, NewImage};
+pub use model::{
+    ApiKey, Batch, BatchCounts, BatchFailure, BucketSettings, FeedReadiness, Image, ImageFields,
+    ImagePage, ImagePatch, ImageQuery, ImageStatus, Job, JobKind, JobStatus, MediaAsset, NewApiKey,
+    NewAsset, NewImage, OriginalFacts, PageStart, RerenderFilter, SortKey, StoredOriginal, Trashed,
+    FEED_WARN_BYTES,
+};
+pub use postgres::PgCatalog;
 pub use sqlite::SqliteCatalog;
 
 /// What can go wrong in the catalogue.
 #[derive(Debug, thiserror::Error)]
 pub enum CatalogError {
-    #[error("unsupported database URL {0:?}: use sqlite://PATH (PostgreSQL is not wired yet)")]
+    #[error("unsupported database URL {0:?}: use sqlite://PATH or postgres://USER@HOST/DB")]
     UnsupportedUrl(String),
     #[error("job {job_id} is no longer leased to {owner}")]
     LeaseLost { job_id: i64, owner: String },
+    #[error("image {0} not found")]
+    NotFound(String),
+    #[error("image {id} has changed (version {current}); fetch it again")]
+    VersionMismatch { id: String, current: i64 },
+    #[error("a page after {0:?} was asked for, but that image is not in the list")]
+    UnknownCursor(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+impl CatalogError {
+    /// True when the database could not be reached or answered too slowly:
+    /// a client should retry later (503), nothing is wrong with the request.
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            CatalogError::Database(e) => {
+                matches!(
+                    e,
+                    sqlx::Error::Io(_)
+                        | sqlx::Error::PoolTimedOut
+                        | sqlx::Error::PoolClosed
+                        | sqlx::Error::WorkerCrashed
+                        | sqlx::Error::Tls(_)
+                ) || e
+                    .as_database_error()
+                    .and_then(|d| d.code())
+                    // PostgreSQL: admin shutdown, cannot connect now, too many
+                    // connections; SQLite: busy, locked.
+                    .is_some_and(|c| {
+                        matches!(
+                            c.as_ref(),
+                            "57P01" | "57P02" | "57P03" | "53300" | "5" | "6"
+                        )
+                    })
+            }
+            _ => false,
+        }
+    }
 }
 
 /// The catalogue and queue port.
@@ -45,28 +91,88 @@ pub trait Catalog: Send + Sync + std::fmt::Debug + 'static {
     /// Checks the database answers.
     async fn ping(&self) -> Result<(), CatalogError>;
 
-    /// Inserts an image in status `ingesting` and its render job, atomically.
+    /// `sqlite` or `postgres`, for logs and `/readyz`.
+    fn backend(&self) -> &'static str;
+
+    /// Inserts an image in status `ingesting` and its first job (an ingest
+    /// job when it has an origin to fetch), atomically.
     async fn create_image(
         &self,
         image: &NewImage,
         now: DateTime<Utc>,
     ) -> Result<Image, CatalogError>;
 
+    /// Creates the image, or replaces every client field and the original
+    /// of an existing one and queues its render; old assets stay served
+    /// until the new ones land. `expected_version` is `If-Match`. Returns
+    /// the row and whether it was created.
+    async fn replace_image(
+        &self,
+        image: &NewImage,
+        expected_version: Option<i64>,
+        now: DateTime<Utc>,
+    ) -> Result<(Image, bool), CatalogError>;
+
+    /// Applies a partial update; with `rerender` (a new crop) the image goes
+    /// back to `ingesting` and a render job is queued in the same
+    /// transaction.
+    async fn update_image(
+        &self,
+        id: &str,
+        patch: &ImagePatch,
+        expected_version: Option<i64>,
+        rerender: bool,
+        now: DateTime<Utc>,
+    ) -> Result<Image, CatalogError>;
+
+    /// Records the original an ingest job fetched.
+    async fn set_original(
+        &self,
+        image_id: &str,
+        facts: &OriginalFacts,
+        now: DateTime<Utc>,
+    ) -> Result<(), CatalogError>;
+
     /// Queues a re-render of an existing image; it goes back to `ingesting`
     /// while its current assets keep being served.
     async fn enqueue_render(&self, image_id: &str, now: DateTime<Utc>) -> Result<(), CatalogError>;
 
+    /// Hides the image from lists and style URLs.
+    async fn soft_delete(
+        &self,
+        id: &str,
+        expected_version: Option<i64>,
+        now: DateTime<Utc>,
+    ) -> Result<Image, CatalogError>;
+
+    async fn restore(&self, id: &str, now: DateTime<Utc>) -> Result<Image, CatalogError>;
+
+    /// Deletes the row, its assets and jobs; returns the storage keys no
+    /// other image or asset still refers to, for the caller to delete.
+    async fn hard_delete(
+        &self,
+        id: &str,
+        expected_version: Option<i64>,
+    ) -> Result<Vec<String>, CatalogError>;
+
     /// An image by id, soft-deleted ones included.
     async fn image(&self, id: &str) -> Result<Option<Image>, CatalogError>;
+
+    /// One page of a bucket's images.
+    async fn list_images(&self, query: &ImageQuery) -> Result<ImagePage, CatalogError>;
 
     /// The image's assets, in style order as stored.
     async fn assets(&self, image_id: &str) -> Result<Vec<MediaAsset>, CatalogError>;
 
+    /// The assets of several images at once (`include=assets`).
+    async fn assets_of(&self, image_ids: &[String]) -> Result<Vec<MediaAsset>, CatalogError>;
+
     async fn asset(&self, image_id: &str, style: &str) -> Result<Option<MediaAsset>, CatalogError>;
 
-    /// Leases the oldest due job to `owner` until `now_ms + lease_ms`: a
-    /// queued job whose `run_after` has come, or a running job whose lease
-    /// lapsed (its worker died). Counts the attempt.
+    /// Leases the most urgent due job to `owner` until `now_ms + lease_ms`:
+    /// a queued job whose `run_after` has come, or a running job whose lease
+    /// lapsed (its worker died). Interactive jobs go before batch ones.
+    /// Counts the attempt.
     async fn claim_job(
         &self,
         owner: &str,
@@ -82,15 +188,17 @@ pub trait Catalog: Send + Sync + std::fmt::Debug + 'static {
         until_ms: i64,
     ) -> Result<bool, CatalogError>;
 
-    /// Replaces the image's assets, marks it `finished` and the job `done`,
-    /// in one transaction, if `owner` still holds the lease.
+    /// Replaces the image's assets, records its feed readiness, marks it
+    /// `finished` and the job `done`, in one transaction, if `owner` still
+    /// holds the lease. Returns the storage keys of superseded files that
+    /// nothing refers to any more.
     async fn finish_job(
         &self,
         job: &Job,
         owner: &str,
         assets: &[NewAsset],
         now: DateTime<Utc>,
-    ) -> Result<(), CatalogError>;
+    ) -> Result<Vec<String>, CatalogError>;
 
     /// Marks the image `error` with a reason and a stable code, and the job
     /// `failed`: for inputs that will never render.
@@ -104,7 +212,7 @@ pub trait Catalog: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<(), CatalogError>;
 
     /// Puts the job back in the queue, due at `run_after_ms`: for failures
-    /// that may pass (storage, database).
+    /// that may pass (storage, database, origin timeouts).
     async fn retry_job(
         &self,
         job: &Job,
@@ -119,13 +227,78 @@ pub trait Catalog: Send + Sync + std::fmt::Debug + 'static {
 
     /// Every job of an image, oldest first: for operators and tests.
     async fn jobs_for_image(&self, image_id: &str) -> Result<Vec<Job>, CatalogError>;
+
+    async fn create_api_key(
+        &self,
+        key: &NewApiKey,
+        now: DateTime<Utc>,
+    ) -> Result<ApiKey, CatalogError>;
+
+    /// A key that is not revoked, by the hash of its secret.
+    async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>, CatalogError>;
+
+    async fn api_keys(&self) -> Result<Vec<ApiKey>, CatalogError>;
+
+    /// `false` when no live key has that id.
+    async fn revoke_api_key(&self, id: &str, now: DateTime<Utc>) -> Result<bool, CatalogError>;
+
+    async fn bucket_settings(&self, bucket: &str) -> Result<BucketSettings, CatalogError>;
+
+    async fn set_bucket_settings(
+        &self,
+        bucket: &str,
+        settings: BucketSettings,
+        now: DateTime<Utc>,
+    ) -> Result<(), CatalogError>;
+
+    /// Images a re-render with `filter` would cover now (not yet rendered
+    /// with `fingerprint`, or all with `filter.all`).
+    async fn count_stale(
+        &self,
+        filter: &RerenderFilter,
+        fingerprint: &str,
+    ) -> Result<i64, CatalogError>;
+
+    /// The unfinished batch with this filter and fingerprint, if any: a
+    /// re-run of the same command resumes it.
+    async fn open_batch(
+        &self,
+        filter: &RerenderFilter,
+        fingerprint: &str,
+    ) -> Result<Option<Batch>, CatalogError>;
+
+    async fn create_batch(
+        &self,
+        id: &str,
+        filter: &RerenderFilter,
+        fingerprint: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Batch, CatalogError>;
+
+    /// Queues (at batch priority) up to `limit` images of the batch that
+    /// have no job in it yet; returns how many. Zero means all are queued.
+    async fn enqueue_batch(
+        &self,
+        batch: &Batch,
+        limit: i64,
+        now: DateTime<Utc>,
+    ) -> Result<i64, CatalogError>;
+
+    async fn batch(&self, id: &str) -> Result<Option<Batch>, CatalogError>;
+
+    async fn batch_counts(&self, id: &str) -> Result<BatchCounts, CatalogError>;
+
+    async fn batch_failures(&self, id: &str, limit: i64)
+        -> Result<Vec<BatchFailure>, CatalogError>;
 }
 
-/// Opens the catalogue a URL names. `sqlite://path/to/file.db` (created if
-/// missing) and `sqlite::memory:` are supported.
+/// Opens the catalogue a URL names: `sqlite://path/to/file.db` (created if
+/// missing), `sqlite::memory:`, or `postgres://user:pass@host/db`.
 pub async fn connect(url: &str) -> Result<Arc<dyn Catalog>, CatalogError> {
     if url.starts_with("sqlite:") {
         Ok(Arc::new(SqliteCatalog::connect(url).await?))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(Arc::new(PgCatalog::connect(url).await?))
     } else {
         Err(CatalogError::UnsupportedUrl(url.to_string()))
     }

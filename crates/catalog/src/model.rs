@@ -21,7 +21,16 @@ impl ImageStatus {
         }
     }
 
-    fn parse(s: &str) -> Self {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "ingesting" => Some(ImageStatus::Ingesting),
+            "finished" => Some(ImageStatus::Finished),
+            "error" => Some(ImageStatus::Error),
+            _ => None,
+        }
+    }
+
+    fn from_column(s: &str) -> Self {
         match s {
             "finished" => ImageStatus::Finished,
             "error" => ImageStatus::Error,
@@ -31,7 +40,8 @@ impl ImageStatus {
     }
 }
 
-/// An image row. Dimensions are of the oriented original.
+/// An image row. Dimensions are of the oriented original; they, the size,
+/// type and hash are `None` only while an origin URL is still to be fetched.
 #[derive(Debug, Clone, sqlx::FromRow)]
 pub struct Image {
     pub id: String,
@@ -40,12 +50,13 @@ pub struct Image {
     pub facet: Option<String>,
     /// `x,y,width,height`, as the render engine's `Crop` parses it.
     pub crop: Option<String>,
-    pub width: i64,
-    pub height: i64,
-    pub size: i64,
-    pub mimetype: String,
-    pub sha256: String,
-    pub original_key: String,
+    pub width: Option<i64>,
+    pub height: Option<i64>,
+    pub size: Option<i64>,
+    pub mimetype: Option<String>,
+    pub sha256: Option<String>,
+    pub original_key: Option<String>,
+    pub origin_url: Option<String>,
     status: String,
     pub error: Option<String>,
     pub error_code: Option<String>,
@@ -57,6 +68,11 @@ pub struct Image {
     pub number1: Option<f64>,
     pub number2: Option<f64>,
     pub number3: Option<f64>,
+    pub feed_ready: bool,
+    /// JSON; read it with [`Image::feed_readiness`].
+    feed_reasons: String,
+    /// Bumped by every change to the row: the resource's ETag.
+    pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -65,29 +81,331 @@ pub struct Image {
 
 impl Image {
     pub fn status(&self) -> ImageStatus {
-        ImageStatus::parse(&self.status)
+        ImageStatus::from_column(&self.status)
     }
 
     pub fn tags(&self) -> Vec<String> {
         serde_json::from_str(&self.tags).unwrap_or_default()
     }
+
+    pub fn feed_readiness(&self) -> FeedReadiness {
+        let mut readiness: FeedReadiness =
+            serde_json::from_str(&self.feed_reasons).unwrap_or_default();
+        readiness.ok = self.feed_ready;
+        readiness
+    }
+
+    /// The original as stored, once it is.
+    pub fn original(&self) -> Option<StoredOriginal<'_>> {
+        Some(StoredOriginal {
+            key: self.original_key.as_deref()?,
+            sha256: self.sha256.as_deref()?,
+            mimetype: self.mimetype.as_deref()?,
+            size: self.size?,
+        })
+    }
 }
 
-/// What the API knows about an upload once the original is stored.
+/// Where an image's original bytes are.
+#[derive(Debug, Clone, Copy)]
+pub struct StoredOriginal<'a> {
+    pub key: &'a str,
+    pub sha256: &'a str,
+    pub mimetype: &'a str,
+    pub size: i64,
+}
+
+/// Facts about a stored original: what an upload knows at once and an
+/// origin ingest learns after fetching.
 #[derive(Debug, Clone, Default)]
-pub struct NewImage {
-    pub id: String,
-    pub bucket: String,
-    pub name: Option<String>,
-    pub facet: Option<String>,
-    pub crop: Option<String>,
+pub struct OriginalFacts {
     pub width: i64,
     pub height: i64,
     pub size: i64,
     pub mimetype: String,
     pub sha256: String,
     pub original_key: String,
+}
+
+/// The fields a client may set on an image.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ImageFields {
+    pub name: Option<String>,
+    pub facet: Option<String>,
+    pub crop: Option<String>,
     pub tags: Vec<String>,
+    pub string1: Option<String>,
+    pub string2: Option<String>,
+    pub string3: Option<String>,
+    pub number1: Option<f64>,
+    pub number2: Option<f64>,
+    pub number3: Option<f64>,
+}
+
+/// A new image: uploaded bytes (`original`) or an origin URL to fetch.
+#[derive(Debug, Clone, Default)]
+pub struct NewImage {
+    pub id: String,
+    pub bucket: String,
+    pub fields: ImageFields,
+    pub original: Option<OriginalFacts>,
+    pub origin_url: Option<String>,
+}
+
+/// A partial update: `None` leaves a field alone, `Some(None)` clears it.
+#[derive(Debug, Clone, Default)]
+pub struct ImagePatch {
+    pub name: Option<Option<String>>,
+    pub facet: Option<Option<String>>,
+    pub crop: Option<Option<String>>,
+    pub tags: Option<Vec<String>>,
+    pub string1: Option<Option<String>>,
+    pub string2: Option<Option<String>>,
+    pub string3: Option<Option<String>>,
+    pub number1: Option<Option<f64>>,
+    pub number2: Option<Option<f64>>,
+    pub number3: Option<Option<f64>>,
+}
+
+/// Whether an image's feed file passes Apple Podcasts' artwork rules.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct FeedReadiness {
+    #[serde(default)]
+    pub ok: bool,
+    /// Why a directory would reject the feed image.
+    #[serde(default)]
+    pub reasons: Vec<String>,
+    /// Accepted, but worth fixing.
+    #[serde(default)]
+    pub warnings: Vec<String>,
+}
+
+/// Feed files above this size draw a warning from podcast directories.
+pub const FEED_WARN_BYTES: i64 = 512 * 1024;
+
+impl FeedReadiness {
+    /// Checks the feed file (`square-3000`, else `itunes`) of a render:
+    /// square, 1400 to 3000 px, JPEG or PNG, not enlarged. The engine only
+    /// writes RGB without alpha for square styles, so colour model and
+    /// transparency need no check here.
+    pub fn assess(assets: &[NewAsset]) -> FeedReadiness {
+        let feed = ["square-3000", "itunes"]
+            .iter()
+            .find_map(|style| assets.iter().find(|a| a.style == *style));
+        let Some(feed) = feed else {
+            return FeedReadiness::failing("no feed style (square-3000 or itunes) was rendered");
+        };
+        let mut reasons = Vec::new();
+        let mut warnings = Vec::new();
+        if feed.width != feed.height {
+            reasons.push(format!("not square: {}x{}", feed.width, feed.height));
+        }
+        if feed.width < 1400 || feed.height < 1400 {
+            reasons.push(format!(
+                "smaller than 1400x1400: {}x{}",
+                feed.width, feed.height
+            ));
+        }
+        if feed.width > 3000 || feed.height > 3000 {
+            reasons.push(format!(
+                "larger than 3000x3000: {}x{}",
+                feed.width, feed.height
+            ));
+        }
+        if !matches!(feed.mimetype.as_str(), "image/jpeg" | "image/png") {
+            reasons.push(format!("not JPEG or PNG: {}", feed.mimetype));
+        }
+        if feed.upscaled {
+            reasons.push(format!(
+                "{} is enlarged from a smaller crop; upload at least 1400x1400",
+                feed.style
+            ));
+        }
+        if feed.size > FEED_WARN_BYTES {
+            warnings.push(format!(
+                "{} is {} KB; directories recommend at most 512 KB",
+                feed.style,
+                feed.size / 1024
+            ));
+        }
+        FeedReadiness {
+            ok: reasons.is_empty(),
+            reasons,
+            warnings,
+        }
+    }
+
+    pub fn failing(reason: &str) -> FeedReadiness {
+        FeedReadiness {
+            ok: false,
+            reasons: vec![reason.to_string()],
+            warnings: Vec::new(),
+        }
+    }
+
+    pub(crate) fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| "{}".into())
+    }
+}
+
+/// An API key as stored: the secret itself is never kept, only its hash.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct ApiKey {
+    pub id: String,
+    pub key_hash: String,
+    pub bucket: String,
+    /// Space separated.
+    scopes: String,
+    pub name: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+impl ApiKey {
+    pub fn scopes(&self) -> Vec<String> {
+        self.scopes.split_whitespace().map(str::to_string).collect()
+    }
+
+    pub fn has_scope(&self, scope: &str) -> bool {
+        self.scopes.split_whitespace().any(|s| s == scope)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewApiKey {
+    pub id: String,
+    pub key_hash: String,
+    pub bucket: String,
+    pub scopes: Vec<String>,
+    pub name: Option<String>,
+}
+
+/// Per-bucket settings; a bucket without a row has the defaults.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BucketSettings {
+    /// `None`: every style file is public. `Some(0)`: style files need a
+    /// key. `Some(n)`: styles whose longer side is at most `n` are public.
+    pub public_max_side: Option<i64>,
+}
+
+/// Sort orders of the image list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SortKey {
+    #[default]
+    CreatedAt,
+    UpdatedAt,
+    Name,
+}
+
+/// Which soft-deleted images a list includes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Trashed {
+    #[default]
+    Without,
+    With,
+    Only,
+}
+
+/// Where a page starts.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PageStart {
+    /// 1-based page number (offset pagination).
+    Number(u64),
+    /// Keyset: the rows after this image id in the chosen order.
+    After(String),
+}
+
+/// A validated list request, all within one bucket.
+#[derive(Debug, Clone)]
+pub struct ImageQuery {
+    pub bucket: String,
+    pub ids: Vec<String>,
+    pub facet: Option<String>,
+    pub tag: Option<String>,
+    pub status: Option<ImageStatus>,
+    pub feed_ready: Option<bool>,
+    pub search: Option<String>,
+    pub trashed: Trashed,
+    pub sort: SortKey,
+    pub descending: bool,
+    pub page_size: u64,
+    pub start: PageStart,
+}
+
+impl ImageQuery {
+    pub fn new(bucket: &str) -> Self {
+        ImageQuery {
+            bucket: bucket.to_string(),
+            ids: Vec::new(),
+            facet: None,
+            tag: None,
+            status: None,
+            feed_ready: None,
+            search: None,
+            trashed: Trashed::Without,
+            sort: SortKey::CreatedAt,
+            descending: true,
+            page_size: 25,
+            start: PageStart::Number(1),
+        }
+    }
+}
+
+/// One page of images and the total matching the filters.
+#[derive(Debug, Clone)]
+pub struct ImagePage {
+    pub images: Vec<Image>,
+    pub total: i64,
+}
+
+/// Which images a re-render batch covers.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct RerenderFilter {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bucket: Option<String>,
+    /// Only images missing this style or holding a stale file of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub style: Option<String>,
+    /// Only images created at or after this time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<DateTime<Utc>>,
+    /// Every matching image, stale or not.
+    #[serde(default)]
+    pub all: bool,
+}
+
+/// A batch re-render and its progress.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Batch {
+    pub id: String,
+    pub bucket: Option<String>,
+    filter: String,
+    pub fingerprint: String,
+    pub total: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Batch {
+    pub fn filter(&self) -> RerenderFilter {
+        serde_json::from_str(&self.filter).unwrap_or_default()
+    }
+}
+
+/// Job counts of a batch by state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct BatchCounts {
+    pub queued: i64,
+    pub running: i64,
+    pub done: i64,
+    pub failed: i64,
+}
+
+/// A failed job of a batch.
+#[derive(Debug, Clone, PartialEq, Serialize, sqlx::FromRow)]
+pub struct BatchFailure {
+    pub image_id: String,
+    pub reason: Option<String>,
 }
 
 /// One stored file of an image: a rendered style or the original.
@@ -136,6 +454,8 @@ pub enum JobStatus {
 pub struct Job {
     pub id: i64,
     pub image_id: String,
+    kind: String,
+    pub batch_id: Option<String>,
     status: String,
     /// Claims so far, this one included.
     pub attempts: i64,
@@ -145,7 +465,22 @@ pub struct Job {
     pub last_error: Option<String>,
 }
 
+/// What a job does: fetch an origin first, or only render.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobKind {
+    Render,
+    Ingest,
+}
+
 impl Job {
+    pub fn kind(&self) -> JobKind {
+        if self.kind == "ingest" {
+            JobKind::Ingest
+        } else {
+            JobKind::Render
+        }
+    }
+
     pub fn status(&self) -> JobStatus {
         match self.status.as_str() {
             "running" => JobStatus::Running,

@@ -19,6 +19,7 @@ mod encode;
 mod error;
 mod format;
 mod geometry;
+pub mod iiif;
 mod pixels;
 mod render;
 mod resize;

@@ -16,9 +16,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::Utc;
-use easel_catalog::{now_ms, Catalog, CatalogError, Image, Job, NewAsset};
+use easel_catalog::{now_ms, Catalog, CatalogError, Job, JobKind, NewAsset, OriginalFacts};
+use easel_origin::{OriginConfig, OriginFetcher};
 use easel_render::{Crop, Rendition, Settings, Style};
-use easel_storage::{render_key, BlobStore, StorageError};
+use easel_storage::{original_key, render_key, BlobStore};
 use tokio::sync::{watch, Notify};
 
 /// Stable codes for failures that are the worker's, not the engine's.
@@ -29,6 +30,8 @@ pub mod codes {
     pub const PANICKED: &str = "render-panicked";
     /// The image row disappeared before its job ran.
     pub const IMAGE_GONE: &str = "image-gone";
+    /// The origin could not be fetched and retrying will not help.
+    pub const ORIGIN_FAILED: &str = "origin-failed";
 }
 
 #[derive(Debug, Clone)]
@@ -43,6 +46,8 @@ pub struct WorkerConfig {
     /// First retry delay; doubled per attempt up to `retry_max`.
     pub retry_base: Duration,
     pub retry_max: Duration,
+    /// How origin URLs are fetched (timeouts, size, private addresses).
+    pub origin: OriginConfig,
 }
 
 impl Default for WorkerConfig {
@@ -53,6 +58,7 @@ impl Default for WorkerConfig {
             max_attempts: 5,
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(300),
+            origin: OriginConfig::default(),
         }
     }
 }
@@ -74,6 +80,8 @@ pub enum Outcome {
 pub enum WorkerError {
     #[error(transparent)]
     Catalog(#[from] CatalogError),
+    #[error("cannot build the origin fetcher: {0}")]
+    Origin(#[from] easel_origin::OriginError),
 }
 
 /// One worker; clone it to run several loops that share the rayon pool.
@@ -85,6 +93,7 @@ pub struct Worker {
     settings: Arc<Settings>,
     pool: Arc<rayon::ThreadPool>,
     config: WorkerConfig,
+    origin: Arc<OriginFetcher>,
     wake: Arc<Notify>,
 }
 
@@ -104,16 +113,18 @@ impl Worker {
         settings: Arc<Settings>,
         pool: Arc<rayon::ThreadPool>,
         config: WorkerConfig,
-    ) -> Self {
-        Worker {
+    ) -> Result<Self, WorkerError> {
+        let origin = Arc::new(OriginFetcher::new(config.origin.clone())?);
+        Ok(Worker {
             id: id.into(),
             catalog,
             store,
             settings,
             pool,
             config,
+            origin,
             wake: Arc::new(Notify::new()),
-        }
+        })
     }
 
     /// Shares a wake-up signal, so an upload in the same process starts its
@@ -238,9 +249,16 @@ impl Worker {
             Ok(crop) => crop,
             Err(e) => return self.fail(job, &e.to_string(), e.code()).await,
         };
-        let original = match self.store.get(&image.original_key).await {
-            Ok(bytes) => bytes,
-            Err(e) => return self.retry(job, &e).await,
+        let (original, facts) = match (job.kind(), image.original()) {
+            (JobKind::Render, Some(stored)) => match self.store.get(stored.key).await {
+                Ok(bytes) => (bytes, facts_of(&image)),
+                Err(e) => return self.retry(job, &e.to_string()).await,
+            },
+            // An ingest job, or a render whose origin never arrived.
+            _ => match self.ingest(job, image.origin_url.as_deref()).await? {
+                Ingested::Ready(bytes, facts) => (bytes, facts),
+                Ingested::Done(outcome) => return Ok(outcome),
+            },
         };
 
         let started = Instant::now();
@@ -251,15 +269,96 @@ impl Worker {
         };
         record_render_metrics(&rendition, started.elapsed());
 
-        match self.store_files(&image, &rendition).await {
+        match self.store_files(&facts, &rendition).await {
             Ok(assets) => {
                 let styles = assets.len();
-                self.catalog
+                let superseded = self
+                    .catalog
                     .finish_job(job, &self.id, &assets, Utc::now())
                     .await?;
+                self.delete_superseded(superseded).await;
                 Ok(Outcome::Finished { image_id, styles })
             }
-            Err(e) => self.retry(job, &e).await,
+            Err(e) => self.retry(job, &e.to_string()).await,
+        }
+    }
+
+    /// Fetches an origin, checks it like an upload, stores it and records
+    /// its facts. Transient origin trouble (timeouts, 5xx) retries; a
+    /// refused address, a 404 or a non-image ends the image in `error`.
+    async fn ingest(&self, job: &Job, origin: Option<&str>) -> Result<Ingested, WorkerError> {
+        let Some(url) = origin else {
+            let outcome = self
+                .fail(
+                    job,
+                    "the image has neither an original nor an origin URL",
+                    codes::IMAGE_GONE,
+                )
+                .await?;
+            return Ok(Ingested::Done(outcome));
+        };
+        let fetched = match self.origin.fetch(url).await {
+            Ok(fetched) => fetched,
+            Err(e) if e.is_transient() => {
+                return Ok(Ingested::Done(self.retry(job, &e.to_string()).await?))
+            }
+            Err(e) => {
+                let outcome = self.fail(job, &e.to_string(), e.code()).await?;
+                return Ok(Ingested::Done(outcome));
+            }
+        };
+        let bytes = fetched.bytes;
+        let settings = self.settings.clone();
+        let inspected = {
+            let bytes = bytes.clone();
+            tokio::task::spawn_blocking(move || {
+                easel_render::inspect(&bytes, &settings)
+                    .map(|facts| (facts, easel_render::sha256_hex(&bytes)))
+            })
+            .await
+        };
+        let (source, sha256) = match inspected {
+            Ok(Ok(found)) => found,
+            Ok(Err(e)) => {
+                return Ok(Ingested::Done(
+                    self.fail(job, &e.to_string(), e.code()).await?,
+                ))
+            }
+            Err(e) => {
+                return Ok(Ingested::Done(
+                    self.fail(job, &e.to_string(), codes::PANICKED).await?,
+                ))
+            }
+        };
+        let facts = OriginalFacts {
+            width: i64::from(source.width),
+            height: i64::from(source.height),
+            size: bytes.len() as i64,
+            mimetype: source.mimetype.to_string(),
+            original_key: original_key(&sha256),
+            sha256,
+        };
+        if let Err(e) = self
+            .store
+            .put_if_absent(&facts.original_key, bytes.clone())
+            .await
+        {
+            return Ok(Ingested::Done(self.retry(job, &e.to_string()).await?));
+        }
+        self.catalog
+            .set_original(&job.image_id, &facts, Utc::now())
+            .await?;
+        tracing::info!(image = %job.image_id, bytes = facts.size, url = %fetched.final_url, "origin fetched");
+        Ok(Ingested::Ready(bytes, facts))
+    }
+
+    /// Files nothing refers to any more. Losing one of these deletes is
+    /// harmless (an orphan object), so failures are only logged.
+    async fn delete_superseded(&self, keys: Vec<String>) {
+        for key in keys {
+            if let Err(e) = self.store.delete(&key).await {
+                tracing::warn!(key = %key, error = %e, "could not delete a superseded file");
+            }
         }
     }
 
@@ -280,9 +379,9 @@ impl Worker {
 
     async fn store_files(
         &self,
-        image: &Image,
+        image: &OriginalFacts,
         rendition: &Rendition,
-    ) -> Result<Vec<NewAsset>, StorageError> {
+    ) -> Result<Vec<NewAsset>, easel_storage::StorageError> {
         let fingerprint = self.settings.fingerprint();
         // The original is an asset too, so every style is one row away.
         let mut assets = vec![NewAsset {
@@ -326,8 +425,8 @@ impl Worker {
         })
     }
 
-    async fn retry(&self, job: &Job, error: &StorageError) -> Result<Outcome, WorkerError> {
-        let reason = error.to_string();
+    async fn retry(&self, job: &Job, reason: &str) -> Result<Outcome, WorkerError> {
+        let reason = reason.to_string();
         let delay = backoff(&self.config, job.attempts);
         let run_after = now_ms() + delay.as_millis() as i64;
         self.catalog
@@ -337,6 +436,23 @@ impl Worker {
             image_id: job.image_id.clone(),
             reason,
         })
+    }
+}
+
+enum Ingested {
+    Ready(Bytes, OriginalFacts),
+    Done(Outcome),
+}
+
+/// The stored original's facts; only called once `original()` is `Some`.
+fn facts_of(image: &easel_catalog::Image) -> OriginalFacts {
+    OriginalFacts {
+        width: image.width.unwrap_or(0),
+        height: image.height.unwrap_or(0),
+        size: image.size.unwrap_or(0),
+        mimetype: image.mimetype.clone().unwrap_or_default(),
+        sha256: image.sha256.clone().unwrap_or_default(),
+        original_key: image.original_key.clone().unwrap_or_default(),
     }
 }
 

@@ -1,0 +1,197 @@
+//! Batch re-render over HTTP: `POST /v1/rerender` starts (or resumes) a
+//! batch for the caller's bucket; `GET /v1/batches/{id}` shows its progress.
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::{DateTime, Utc};
+use easel_catalog::{Batch, BatchCounts, BatchFailure, Catalog, CatalogError, RerenderFilter};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::auth::{self, Caller};
+use crate::{ApiError, AppState};
+
+/// Jobs queued per transaction: small enough that uploads never wait long
+/// on SQLite's single writer.
+pub const ENQUEUE_CHUNK: i64 = 500;
+
+/// Failures listed in a batch view.
+const FAILURES_SHOWN: i64 = 100;
+
+/// What to re-render: the caller's bucket, optionally narrowed.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RerenderRequest {
+    /// Only images missing this style or holding a stale file of it.
+    pub style: Option<String>,
+    /// Only images created at or after this time (RFC 3339).
+    pub since: Option<DateTime<Utc>>,
+    /// Every image, stale or not.
+    #[serde(default)]
+    pub all: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchCountsView {
+    /// Matching images not queued yet.
+    pub pending: i64,
+    pub queued: i64,
+    pub running: i64,
+    pub done: i64,
+    pub failed: i64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchFailureView {
+    pub image_id: String,
+    pub reason: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchView {
+    pub id: String,
+    pub bucket: Option<String>,
+    pub style: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    pub all: bool,
+    /// The render settings the batch renders to.
+    pub fingerprint: String,
+    pub total: i64,
+    pub counts: BatchCountsView,
+    /// True once every image is done or failed.
+    pub complete: bool,
+    pub failures: Vec<BatchFailureView>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+pub fn batch_view(batch: Batch, counts: BatchCounts, failures: Vec<BatchFailure>) -> BatchView {
+    let filter = batch.filter();
+    let queued_total = counts.queued + counts.running + counts.done + counts.failed;
+    let pending = (batch.total - queued_total).max(0);
+    BatchView {
+        complete: pending == 0 && counts.queued == 0 && counts.running == 0,
+        counts: BatchCountsView {
+            pending,
+            queued: counts.queued,
+            running: counts.running,
+            done: counts.done,
+            failed: counts.failed,
+        },
+        failures: failures
+            .into_iter()
+            .map(|f| BatchFailureView {
+                image_id: f.image_id,
+                reason: f.reason,
+            })
+            .collect(),
+        id: batch.id,
+        bucket: batch.bucket,
+        style: filter.style,
+        since: filter.since,
+        all: filter.all,
+        fingerprint: batch.fingerprint,
+        total: batch.total,
+        created_at: batch.created_at,
+        updated_at: batch.updated_at,
+    }
+}
+
+/// The open batch with this filter and fingerprint, or a new one: running
+/// the same re-render again resumes it instead of starting over.
+pub async fn open_or_create(
+    catalog: &dyn Catalog,
+    filter: &RerenderFilter,
+    fingerprint: &str,
+) -> Result<(Batch, bool), CatalogError> {
+    if let Some(batch) = catalog.open_batch(filter, fingerprint).await? {
+        return Ok((batch, true));
+    }
+    let id = uuid::Uuid::now_v7().to_string();
+    let batch = catalog
+        .create_batch(&id, filter, fingerprint, Utc::now())
+        .await?;
+    Ok((batch, false))
+}
+
+pub async fn start(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let caller = Caller::from_headers(&state, &headers).await?;
+    let key = caller.require(auth::WRITE)?;
+    let request: RerenderRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        RerenderRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::bad_request("invalid-json", format!("invalid re-render request: {e}"))
+        })?
+    };
+    if let Some(style) = &request.style {
+        let parsed: easel_render::Style = style
+            .parse()
+            .map_err(|_| ApiError::UnknownStyle(style.clone()))?;
+        if parsed == easel_render::Style::Original {
+            return Err(ApiError::bad_request(
+                "invalid-parameter",
+                "the original is never re-rendered",
+            ));
+        }
+    }
+    let filter = RerenderFilter {
+        bucket: Some(key.bucket.clone()),
+        style: request.style,
+        since: request.since,
+        all: request.all,
+    };
+    let fingerprint = state.settings.fingerprint();
+    let (batch, _resumed) = open_or_create(state.catalog.as_ref(), &filter, &fingerprint).await?;
+    // Queue in the background: a catalogue of 100,000 images must not hold
+    // the request open. If this node stops mid-way, POSTing again resumes.
+    let (catalog, wake, queued) = (state.catalog.clone(), state.wake.clone(), batch.clone());
+    tokio::spawn(async move {
+        loop {
+            match catalog
+                .enqueue_batch(&queued, ENQUEUE_CHUNK, Utc::now())
+                .await
+            {
+                Ok(0) => break,
+                Ok(_) => wake.notify_waiters(),
+                Err(e) => {
+                    tracing::warn!(batch = %queued.id, error = %e, "enqueueing the batch stopped; POST again to resume");
+                    break;
+                }
+            }
+        }
+    });
+    let counts = state.catalog.batch_counts(&batch.id).await?;
+    let location = state.link(&format!("/v1/batches/{}", batch.id));
+    let mut response = (
+        StatusCode::ACCEPTED,
+        Json(batch_view(batch, counts, Vec::new())),
+    )
+        .into_response();
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    Ok(response)
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<BatchView>, ApiError> {
+    let caller = Caller::from_headers(&state, &headers).await?;
+    let key = caller.require(auth::READ)?;
+    let batch = match state.catalog.batch(&id).await? {
+        Some(batch) if batch.bucket.as_deref() == Some(key.bucket.as_str()) => batch,
+        _ => return Err(ApiError::BatchNotFound(id)),
+    };
+    let counts = state.catalog.batch_counts(&id).await?;
+    let failures = state.catalog.batch_failures(&id, FAILURES_SHOWN).await?;
+    Ok(Json(batch_view(batch, counts, failures)))
+}

@@ -1,0 +1,528 @@
+//! IIIF Image API 3.0 over HTTP, level 2.
+//!
+//! - `GET /iiif/3/{id}` answers 303 to its `info.json`;
+//! - `GET /iiif/3/{id}/info.json` describes the image;
+//! - `GET /iiif/3/{id}/{region}/{size}/{rotation}/{quality}.{format}`
+//!   returns pixels.
+//!
+//! The IIIF image is the oriented original (what `stripped-original` shows),
+//! never the crop. A request is parsed and resolved by the engine
+//! ([`easel_render::iiif`]); one that is exactly a stored square style is
+//! served from its file, any other is rendered on a blocking thread, at most
+//! [`IiifConfig::max_concurrent_renders`] at a time, and kept in the object
+//! store under a key made of hashes only. Every response, errors included,
+//! carries `Access-Control-Allow-Origin: *`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Router};
+use bytes::Bytes;
+use easel_catalog::Image;
+use easel_render::iiif::{
+    info_json, render_iiif, sizes_for, IiifError, IiifLimits, IiifPlan, IiifRequest,
+    IIIF_INFO_CONTENT_TYPE,
+};
+use easel_render::{sha256_hex, Style, ENGINE_VERSION};
+use easel_storage::StorageError;
+use serde::Serialize;
+use tokio::sync::Semaphore;
+
+use crate::{ApiError, AppState};
+
+/// The profile every IIIF response links to.
+const LEVEL2_PROFILE: &str = "http://iiif.io/api/image/3/level2.json";
+/// Rendered files are named by what made them, so they never go stale; the
+/// same URL can change only when an image is replaced, hence a day, not a year.
+const IMAGE_CACHE_CONTROL: &str = "public, max-age=86400";
+const INFO_CACHE_CONTROL: &str = "public, max-age=300";
+
+/// Knobs of the IIIF endpoints.
+#[derive(Debug, Clone)]
+pub struct IiifConfig {
+    /// maxWidth, maxHeight and maxArea: advertised in `info.json` and enforced.
+    pub limits: IiifLimits,
+    /// Renders running at once; each holds a decoded original in memory.
+    pub max_concurrent_renders: usize,
+    /// How long a request waits for a render slot before a 503.
+    pub render_wait: Duration,
+    /// Bytes the render cache may take in the object store. Not enforced
+    /// yet: enforcing it needs a table of cache entries (see the module's
+    /// notes in the report).
+    pub cache_budget_bytes: u64,
+}
+
+impl Default for IiifConfig {
+    fn default() -> Self {
+        IiifConfig {
+            limits: IiifLimits::default(),
+            max_concurrent_renders: 2,
+            render_wait: Duration::from_secs(30),
+            cache_budget_bytes: 10 * 1024 * 1024 * 1024,
+        }
+    }
+}
+
+/// Shared by the IIIF handlers.
+#[derive(Debug)]
+struct Iiif {
+    config: IiifConfig,
+    renders: Semaphore,
+}
+
+/// The IIIF routes with the default [`IiifConfig`].
+pub fn routes() -> Router<AppState> {
+    routes_with(IiifConfig::default())
+}
+
+pub fn routes_with(config: IiifConfig) -> Router<AppState> {
+    let iiif = Arc::new(Iiif {
+        renders: Semaphore::new(config.max_concurrent_renders.max(1)),
+        config,
+    });
+    Router::new()
+        .route("/iiif/3/{id}", get(redirect))
+        .route("/iiif/3/{id}/info.json", get(info))
+        .route(
+            "/iiif/3/{id}/{region}/{size}/{rotation}/{quality_format}",
+            get(image),
+        )
+        .layer(Extension(iiif))
+        .layer(middleware::map_response(allow_any_origin))
+}
+
+async fn allow_any_origin(mut response: Response) -> Response {
+    response.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    response
+}
+
+/// Everything a IIIF request can answer besides success.
+#[derive(Debug)]
+enum Failure {
+    Iiif(IiifError),
+    Api(ApiError),
+}
+
+impl From<ApiError> for Failure {
+    fn from(e: ApiError) -> Self {
+        Failure::Api(e)
+    }
+}
+
+impl From<IiifError> for Failure {
+    fn from(e: IiifError) -> Self {
+        Failure::Iiif(e)
+    }
+}
+
+#[derive(Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: String,
+    title: &'a str,
+    status: u16,
+    detail: String,
+    code: &'a str,
+}
+
+impl IntoResponse for Failure {
+    fn into_response(self) -> Response {
+        match self {
+            Failure::Api(e) => e.into_response(),
+            // Built here until ApiError has an Iiif variant.
+            Failure::Iiif(e) => {
+                let status =
+                    StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+                let title = if status == StatusCode::NOT_IMPLEMENTED {
+                    "Not implemented"
+                } else {
+                    "Bad request"
+                };
+                let body = Problem {
+                    kind: format!("https://easel.dev/problems/{}", e.code()),
+                    title,
+                    status: status.as_u16(),
+                    detail: e.to_string(),
+                    code: e.code(),
+                };
+                let bytes = serde_json::to_vec(&body).unwrap_or_default();
+                let mut response = (status, bytes).into_response();
+                response.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static(crate::PROBLEM_JSON),
+                );
+                response
+            }
+        }
+    }
+}
+
+/// A live image, or 404: deleted images are gone for IIIF too.
+async fn find_image(state: &AppState, id: &str) -> Result<Image, ApiError> {
+    match state.catalog.image(id).await? {
+        Some(image) if image.deleted_at.is_none() => Ok(image),
+        _ => Err(ApiError::ImageNotFound(id.to_string())),
+    }
+}
+
+/// What IIIF needs of an image: its original and the original's facts.
+struct Source {
+    image: Image,
+    width: u32,
+    height: u32,
+    sha256: String,
+    original_key: String,
+}
+
+/// A live image with its original stored, or 404: deleted images are gone
+/// for IIIF too, and one whose origin URL is not fetched yet has no pixels.
+async fn find_source(state: &AppState, id: &str) -> Result<Source, ApiError> {
+    let image = find_image(state, id).await?;
+    let side = |v: Option<i64>| v.and_then(|v| u32::try_from(v).ok()).filter(|v| *v > 0);
+    match (
+        side(image.width),
+        side(image.height),
+        image.sha256.clone(),
+        image.original_key.clone(),
+    ) {
+        (Some(width), Some(height), Some(sha256), Some(original_key)) => Ok(Source {
+            image,
+            width,
+            height,
+            sha256,
+            original_key,
+        }),
+        _ => Err(ApiError::StyleNotReady("the original".into())),
+    }
+}
+
+/// `https://host` from the configured public URL, else from the request's
+/// `Host` (and `X-Forwarded-Proto`), so `info.json`'s `id` is the URL the
+/// client used. A Host with characters no host name has is ignored.
+fn service_base(state: &AppState, headers: &HeaderMap) -> String {
+    let configured = state.config.public_url.trim_end_matches('/');
+    if !configured.is_empty() {
+        return configured.to_string();
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .filter(|h| {
+            !h.is_empty()
+                && h.len() <= 255
+                && h.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
+        })
+        .unwrap_or("localhost");
+    let scheme = match headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+    {
+        Some("https") => "https",
+        _ => "http",
+    };
+    format!("{scheme}://{host}")
+}
+
+/// A path segment with everything but unreserved characters percent-encoded.
+fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+fn id_url(state: &AppState, headers: &HeaderMap, id: &str) -> String {
+    format!(
+        "{}/iiif/3/{}",
+        service_base(state, headers),
+        encode_segment(id)
+    )
+}
+
+async fn redirect(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Failure> {
+    find_source(&state, &id).await?;
+    let location = format!("{}/info.json", id_url(&state, &headers, &id));
+    Response::builder()
+        .status(StatusCode::SEE_OTHER)
+        .header(header::LOCATION, location)
+        .body(Body::empty())
+        .map_err(|e| ApiError::Internal(e.to_string()).into())
+}
+
+/// JSON-LD only when asked for (Image API 3.0 §5.1), plain JSON otherwise.
+fn wants_json_ld(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/ld+json"))
+}
+
+async fn info(
+    State(state): State<AppState>,
+    Extension(iiif): Extension<Arc<Iiif>>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, Failure> {
+    let Source { width, height, .. } = find_source(&state, &id).await?;
+    let limits = &iiif.config.limits;
+    // The square styles' sides: for a square, uncropped image these sizes
+    // are the stored files themselves.
+    let sides: Vec<u32> = Style::RENDERED
+        .iter()
+        .filter_map(|s| s.square_side())
+        .collect();
+    let sizes = sizes_for(width, height, &sides, limits);
+    let body = info_json(&id_url(&state, &headers, &id), width, height, sizes, limits);
+    let bytes = serde_json::to_vec(&body).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let content_type = if wants_json_ld(&headers) {
+        IIIF_INFO_CONTENT_TYPE
+    } else {
+        "application/json"
+    };
+    Response::builder()
+        .header(header::CONTENT_TYPE, content_type)
+        .header(header::CACHE_CONTROL, INFO_CACHE_CONTROL)
+        .header(header::VARY, "Accept")
+        .header(header::LINK, format!("<{LEVEL2_PROFILE}>;rel=\"profile\""))
+        .body(Body::from(bytes))
+        .map_err(|e| ApiError::Internal(e.to_string()).into())
+}
+
+/// The object key of a cached IIIF render: `iiif/ab/cd/<sha256>.<ext>`,
+/// where the hash covers the engine version, the settings, the original's
+/// sha256 and the normalised request, and nothing a user typed.
+fn cache_key(state: &AppState, source: &Source, plan: &IiifPlan) -> (String, String) {
+    let identity = format!(
+        "iiif|{ENGINE_VERSION}|{}|{}|{}",
+        state.settings.fingerprint(),
+        source.sha256,
+        plan.normalised(source.width, source.height)
+    );
+    let hash = sha256_hex(identity.as_bytes());
+    let key = format!(
+        "iiif/{}/{}/{hash}.{}",
+        &hash[0..2],
+        &hash[2..4],
+        plan.format.extension()
+    );
+    (key, hash)
+}
+
+fn etag_matches(headers: &HeaderMap, tag: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|t| t.trim().trim_start_matches("W/").trim_matches('"'))
+        .any(|t| t == tag || t == "*")
+}
+
+struct Served {
+    bytes: Bytes,
+    mimetype: &'static str,
+    etag: String,
+}
+
+fn image_response(
+    served: Served,
+    canonical: &str,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let links = format!("<{canonical}>;rel=\"canonical\",<{LEVEL2_PROFILE}>;rel=\"profile\"");
+    let builder = Response::builder()
+        .header(header::ETAG, format!("\"{}\"", served.etag))
+        .header(header::CACHE_CONTROL, IMAGE_CACHE_CONTROL)
+        .header(header::LINK, links)
+        .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    let response = if etag_matches(headers, &served.etag) {
+        builder.status(StatusCode::NOT_MODIFIED).body(Body::empty())
+    } else {
+        builder
+            .header(header::CONTENT_TYPE, served.mimetype)
+            .body(Body::from(served.bytes))
+    };
+    response.map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+async fn image(
+    State(state): State<AppState>,
+    Extension(iiif): Extension<Arc<Iiif>>,
+    Path((id, region, size, rotation, quality_format)): Path<(
+        String,
+        String,
+        String,
+        String,
+        String,
+    )>,
+    headers: HeaderMap,
+) -> Result<Response, Failure> {
+    let source = find_source(&state, &id).await?;
+    let request = IiifRequest::parse(&region, &size, &rotation, &quality_format)?;
+    let (width, height) = (source.width, source.height);
+    let plan = request.resolve(width, height, &iiif.config.limits)?;
+    let canonical = format!(
+        "{}/{}",
+        id_url(&state, &headers, &id),
+        plan.normalised(width, height)
+    );
+
+    if let Some(served) = stored_style(&state, &source, &plan).await? {
+        metrics::counter!("easel_iiif_images_total", "source" => "style").increment(1);
+        return Ok(image_response(served, &canonical, &headers)?);
+    }
+
+    let (key, etag) = cache_key(&state, &source, &plan);
+    let mimetype = plan.format.mimetype();
+    if etag_matches(&headers, &etag) {
+        let served = Served {
+            bytes: Bytes::new(),
+            mimetype,
+            etag,
+        };
+        return Ok(image_response(served, &canonical, &headers)?);
+    }
+    if let Some(bytes) = cached(&state, &key).await {
+        metrics::counter!("easel_iiif_images_total", "source" => "cache").increment(1);
+        let served = Served {
+            bytes,
+            mimetype,
+            etag,
+        };
+        return Ok(image_response(served, &canonical, &headers)?);
+    }
+
+    let permit = tokio::time::timeout(iiif.config.render_wait, iiif.renders.acquire())
+        .await
+        .map_err(|_| ApiError::Unavailable("every IIIF render slot is busy".into()))?
+        .map_err(|e| ApiError::Internal(format!("render semaphore: {e}")))?;
+    // Someone may have rendered it while this request queued.
+    if let Some(bytes) = cached(&state, &key).await {
+        drop(permit);
+        metrics::counter!("easel_iiif_images_total", "source" => "cache").increment(1);
+        let served = Served {
+            bytes,
+            mimetype,
+            etag,
+        };
+        return Ok(image_response(served, &canonical, &headers)?);
+    }
+    let original = state
+        .store
+        .get(&source.original_key)
+        .await
+        .map_err(ApiError::from)?;
+    let settings = state.settings.clone();
+    let rendered = tokio::task::spawn_blocking(move || render_iiif(&original, &plan, &settings))
+        .await
+        .map_err(|e| ApiError::Internal(format!("IIIF render crashed: {e}")))?
+        .map_err(ApiError::Render)?;
+    drop(permit);
+    metrics::counter!("easel_iiif_images_total", "source" => "render").increment(1);
+
+    let bytes = Bytes::from(rendered.bytes);
+    if let Err(e) = state.store.put(&key, bytes.clone()).await {
+        // The response is still good; the next request renders again.
+        tracing::warn!(error = %e, key = %key, "could not cache a IIIF render");
+    }
+    let served = Served {
+        bytes,
+        mimetype: rendered.mimetype,
+        etag,
+    };
+    Ok(image_response(served, &canonical, &headers)?)
+}
+
+/// A cached render, if there is one. A failing store is logged and treated
+/// as a miss: the render can still answer.
+async fn cached(state: &AppState, key: &str) -> Option<Bytes> {
+    match state.store.get(key).await {
+        Ok(bytes) => Some(bytes),
+        Err(StorageError::NotFound { .. }) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, key = %key, "IIIF cache read failed");
+            None
+        }
+    }
+}
+
+/// The stored square style this request is, when the image has no custom
+/// crop (square styles are cut from the crop) and the style was rendered
+/// with the current settings.
+async fn stored_style(
+    state: &AppState,
+    source: &Source,
+    plan: &IiifPlan,
+) -> Result<Option<Served>, ApiError> {
+    let image = &source.image;
+    if image.crop.is_some() {
+        return Ok(None);
+    }
+    let Some(side) = plan.square_style_side(source.width, source.height) else {
+        return Ok(None);
+    };
+    let Some(style) = Style::RENDERED
+        .into_iter()
+        .find(|s| s.square_side() == Some(side))
+    else {
+        return Ok(None);
+    };
+    let Some(asset) = state.catalog.asset(&image.id, style.as_str()).await? else {
+        return Ok(None);
+    };
+    if asset.settings_fingerprint != state.settings.fingerprint() || asset.mimetype != "image/jpeg"
+    {
+        return Ok(None);
+    }
+    let bytes = state.store.get(&asset.storage_key).await?;
+    Ok(Some(Served {
+        bytes,
+        mimetype: "image/jpeg",
+        etag: asset.sha256,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_percent_encoded_in_urls() {
+        assert_eq!(
+            encode_segment("67352ccc-d1b0-11e1-89ae-279075081939"),
+            "67352ccc-d1b0-11e1-89ae-279075081939"
+        );
+        assert_eq!(encode_segment("a/b c"), "a%2Fb%20c");
+    }
+
+    #[test]
+    fn etags_match_quoted_weak_and_listed() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::IF_NONE_MATCH,
+            HeaderValue::from_static("\"x\", W/\"abc\""),
+        );
+        assert!(etag_matches(&headers, "abc"));
+        assert!(!etag_matches(&headers, "ab"));
+    }
+}

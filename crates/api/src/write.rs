@@ -1,0 +1,296 @@
+//! Changing images: PATCH, PUT (create or replace, from bytes or an origin
+//! URL), re-render, soft delete, restore and force delete.
+//!
+//! Every change goes through the catalogue in one conditional statement,
+//! so `If-Match` is checked atomically with the write, not before it.
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use chrono::Utc;
+use easel_catalog::{Image, NewImage};
+
+use serde::Deserialize;
+
+use crate::auth::{self, Caller};
+use crate::fields;
+use crate::images::{find_any, find_image, resource};
+use crate::upload::{read_image_body, respond_created, store_original};
+use crate::view::etag_value;
+use crate::{ApiError, AppState};
+
+/// JSON bodies (PATCH, PUT with an origin) are small; this bounds them.
+const MAX_JSON: usize = 256 * 1024;
+
+/// Client-chosen ids: `[A-Za-z0-9._-]{1,128}`, never `.` or `..`.
+pub fn valid_id(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id != "."
+        && id != ".."
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
+/// `If-Match`, resolved against the current row: `Ok(None)` when absent
+/// (unconditional), `Ok(Some(v))` to write only while the version is `v`.
+fn expected_version(headers: &HeaderMap, current: Option<&Image>) -> Result<Option<i64>, ApiError> {
+    let values: Vec<&str> = headers
+        .get_all(header::IF_MATCH)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .collect();
+    if values.is_empty() {
+        return Ok(None);
+    }
+    let stale = || ApiError::PreconditionFailed {
+        current: current.map_or_else(|| "none".into(), |i| etag_value(i.version)),
+    };
+    let Some(image) = current else {
+        return Err(stale());
+    };
+    if values.contains(&"*") {
+        return Ok(Some(image.version));
+    }
+    let wanted = format!("\"{}\"", etag_value(image.version));
+    // If-Match uses the strong comparison: weak tags never match.
+    if values.iter().any(|v| *v == wanted) {
+        Ok(Some(image.version))
+    } else {
+        Err(stale())
+    }
+}
+
+async fn json_body(request: Request) -> Result<Bytes, ApiError> {
+    let body = axum::body::to_bytes(request.into_body(), MAX_JSON)
+        .await
+        .map_err(|_| {
+            ApiError::bad_request(
+                "invalid-body",
+                format!("a JSON body must be at most {MAX_JSON} bytes"),
+            )
+        })?;
+    Ok(body)
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
+        .is_some_and(|v| v == "application/json" || v == "application/merge-patch+json")
+}
+
+pub async fn patch(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let caller = Caller::from_headers(&state, &headers).await?;
+    let key = caller.require(auth::WRITE)?;
+    let image = find_image(&state, &key.bucket, &id).await?;
+    if !is_json(&headers) {
+        return Err(ApiError::UnsupportedMediaType(
+            "PATCH takes a JSON object (Content-Type: application/json)".into(),
+        ));
+    }
+    let body = fields::json_object(&json_body(request).await?)?;
+    let (patch, crop) = fields::patch_from_json(&body)?;
+    let expected = expected_version(&headers, Some(&image))?;
+    if let Some(Some(crop)) = crop {
+        if let (Some(w), Some(h)) = (image.width, image.height) {
+            crop.check_inside(u32::try_from(w).unwrap_or(0), u32::try_from(h).unwrap_or(0))?;
+        }
+    }
+    let rerender = crop.is_some_and(|c| c.map(|c| c.to_string()) != image.crop);
+    let updated = state
+        .catalog
+        .update_image(&id, &patch, expected, rerender, Utc::now())
+        .await?;
+    if rerender {
+        state.wake.notify_one();
+    }
+    let assets = state.catalog.assets(&id).await?;
+    Ok(resource(&state, StatusCode::OK, updated, assets))
+}
+
+/// Create or replace under a client-chosen id, from an image body or a
+/// JSON `{ "origin": "https://..." }`.
+pub async fn put(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    request: Request,
+) -> Result<Response, ApiError> {
+    let caller = Caller::from_headers(&state, &headers).await?;
+    let key = caller.require(auth::WRITE)?;
+    if !valid_id(&id) {
+        return Err(ApiError::bad_request(
+            "invalid-id",
+            "image ids are 1 to 128 characters of A-Z a-z 0-9 . _ -",
+        ));
+    }
+    let current = match state.catalog.image(&id).await? {
+        // Another bucket's id is not ours to see or take.
+        Some(image) if image.bucket != key.bucket => return Err(ApiError::ImageNotFound(id)),
+        other => other,
+    };
+    let expected = expected_version(&headers, current.as_ref())?;
+    let (new, wait) = if is_json(&headers) {
+        let wait = request
+            .uri()
+            .query()
+            .map(|q| {
+                form_urlencoded::parse(q.as_bytes())
+                    .any(|(k, v)| k == "wait" && v != "false" && v != "0")
+            })
+            .unwrap_or(false);
+        let body = fields::json_object(&json_body(request).await?)?;
+        let mut allowed = fields::FIELD_NAMES.to_vec();
+        allowed.push("origin");
+        fields::reject_unknown(&body, &allowed)?;
+        let origin = match body.get("origin") {
+            Some(serde_json::Value::String(url)) => checked_origin(url)?,
+            _ => {
+                return Err(ApiError::bad_request(
+                    "missing-origin",
+                    "a JSON PUT needs \"origin\": an http(s) URL to fetch the image from; \
+                     send the image itself with an image Content-Type instead",
+                ))
+            }
+        };
+        let (fields, _) = fields::fields_from_json(&body)?;
+        let new = NewImage {
+            id: id.clone(),
+            bucket: key.bucket.clone(),
+            fields,
+            original: None,
+            origin_url: Some(origin),
+        };
+        (new, wait)
+    } else {
+        let (bytes, meta) = read_image_body(&state, &headers, request).await?;
+        let original = store_original(&state, bytes, meta.crop).await?;
+        let mut fields = meta.fields;
+        fields.crop = meta.crop.map(|c| c.to_string());
+        let new = NewImage {
+            id: id.clone(),
+            bucket: key.bucket.clone(),
+            fields,
+            original: Some(original),
+            origin_url: None,
+        };
+        (new, meta.wait)
+    };
+    let (image, created) = state
+        .catalog
+        .replace_image(&new, expected, Utc::now())
+        .await?;
+    state.wake.notify_one();
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    respond_created(&state, image, status, wait).await
+}
+
+/// Syntax only: the worker's fetcher checks addresses when it connects
+/// (a name can resolve differently later).
+fn checked_origin(url: &str) -> Result<String, ApiError> {
+    let parsed = url::Url::parse(url).map_err(|e| ApiError::Unprocessable {
+        code: "origin-invalid-url",
+        detail: format!("origin {url:?} is not a URL: {e}"),
+    })?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(ApiError::Unprocessable {
+            code: "origin-invalid-url",
+            detail: format!("origin must be an http or https URL with a host, got {url:?}"),
+        });
+    }
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(ApiError::Unprocessable {
+            code: "origin-invalid-url",
+            detail: "origin URLs must not carry credentials".into(),
+        });
+    }
+    Ok(parsed.to_string())
+}
+
+/// Queues a re-render with the current crop and settings.
+pub async fn render(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let caller = Caller::from_headers(&state, &headers).await?;
+    let key = caller.require(auth::WRITE)?;
+    find_image(&state, &key.bucket, &id).await?;
+    state.catalog.enqueue_render(&id, Utc::now()).await?;
+    state.wake.notify_one();
+    let image = find_image(&state, &key.bucket, &id).await?;
+    let assets = state.catalog.assets(&id).await?;
+    Ok(resource(&state, StatusCode::ACCEPTED, image, assets))
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteQuery {
+    #[serde(default)]
+    force: Option<bool>,
+}
+
+/// Soft delete (200 with the resource), or with `?force=true` remove the
+/// row and every stored file no other image shares (204).
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    query: Result<Query<DeleteQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) =
+        query.map_err(|e| ApiError::bad_request("invalid-parameter", e.body_text()))?;
+    let caller = Caller::from_headers(&state, &headers).await?;
+    let key = caller.require(auth::DELETE)?;
+    if query.force.unwrap_or(false) {
+        let image = find_any(&state, &key.bucket, &id).await?;
+        let expected = expected_version(&headers, Some(&image))?;
+        let orphans = state.catalog.hard_delete(&id, expected).await?;
+        for object in orphans {
+            if let Err(e) = state.store.delete(&object).await {
+                // The row is gone; a left-over object costs space, not data.
+                tracing::warn!(key = %object, error = %e, "could not delete an object of a deleted image");
+            }
+        }
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    let image = find_image(&state, &key.bucket, &id).await?;
+    let expected = expected_version(&headers, Some(&image))?;
+    let deleted = state.catalog.soft_delete(&id, expected, Utc::now()).await?;
+    let assets = state.catalog.assets(&id).await?;
+    Ok(resource(&state, StatusCode::OK, deleted, assets))
+}
+
+pub async fn restore(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let caller = Caller::from_headers(&state, &headers).await?;
+    let key = caller.require(auth::DELETE)?;
+    find_any(&state, &key.bucket, &id).await?;
+    let restored = state.catalog.restore(&id, Utc::now()).await?;
+    let assets = state.catalog.assets(&id).await?;
+    Ok(resource(&state, StatusCode::OK, restored, assets))
+}

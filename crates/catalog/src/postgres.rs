@@ -1,0 +1,41 @@
+//! The PostgreSQL catalogue: for several API nodes and workers on several
+//! machines.
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgPool, PgPoolOptions};
+
+#[derive(Debug, Clone)]
+pub struct PgCatalog {
+    pool: PgPool,
+}
+
+impl PgCatalog {
+    pub(crate) const BACKEND: &'static str = "postgres";
+
+    pub(crate) const MIGRATOR: sqlx::migrate::Migrator =
+        sqlx::migrate!("../../migrations/postgres");
+
+    /// `SKIP LOCKED`: concurrent workers each take a different row instead
+    /// of queueing on the same one; the outer UPDATE then holds its lock.
+    pub(crate) const CLAIM_SQL: &'static str = "SELECT id FROM jobs \
+         WHERE (status = 'queued' AND run_after <= $2) OR (status = 'running' AND lease_until < $2) \
+         ORDER BY priority, run_after, id LIMIT 1 FOR UPDATE SKIP LOCKED";
+
+    /// Connects lazily-checked: the pool gives up on a connection after a
+    /// few seconds so that an outage surfaces as a 503, not a hang.
+    pub async fn connect(url: &str) -> Result<Self, crate::CatalogError> {
+        let pool = PgPoolOptions::new()
+            .max_connections(16)
+            .acquire_timeout(Duration::from_secs(3))
+            .connect(url)
+            .await?;
+        Ok(PgCatalog { pool })
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+crate::sql::sql_catalog!(PgCatalog, sqlx::Postgres);

@@ -1,0 +1,978 @@
+//! The one catalogue implementation, instantiated for SQLite and PostgreSQL.
+//!
+//! Both drivers accept `$N` placeholders and `RETURNING`, so the SQL text
+//! is shared; a macro (rather than code generic over `sqlx::Database`)
+//! keeps each instance on its driver's native types without a wall of
+//! trait bounds. What differs lives on the catalogue type: `MIGRATOR`,
+//! `CLAIM_SQL` and `BACKEND`.
+//!
+//! Every write transaction starts with a write, so SQLite takes its write
+//! lock up front (and waits on the busy timeout) instead of failing when a
+//! read lock cannot be upgraded; on PostgreSQL the same order locks the row
+//! before it is read.
+
+pub(crate) const IMAGE_COLUMNS: &str =
+    "id, bucket, name, facet, crop, width, height, size, mimetype, sha256, original_key, \
+     origin_url, status, error, error_code, tags, string1, string2, string3, number1, number2, \
+     number3, feed_ready, feed_reasons, version, created_at, updated_at, finished_at, deleted_at";
+
+pub(crate) const ASSET_COLUMNS: &str =
+    "id, image_id, style, storage_key, size, mimetype, width, height, sha256, \
+     upscaled, settings_fingerprint, created_at";
+
+pub(crate) const JOB_COLUMNS: &str =
+    "id, image_id, kind, batch_id, status, attempts, lease_owner, lease_until, run_after, last_error";
+
+pub(crate) const KEY_COLUMNS: &str = "id, key_hash, bucket, scopes, name, created_at, revoked_at";
+
+pub(crate) const BATCH_COLUMNS: &str =
+    "id, bucket, filter, fingerprint, total, created_at, updated_at";
+
+/// Escapes `%`, `_` and `\` for a `LIKE ... ESCAPE '\'` pattern.
+pub(crate) fn like_contains(term: &str) -> String {
+    let mut pattern = String::with_capacity(term.len() + 2);
+    pattern.push('%');
+    for c in term.to_lowercase().chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+pub(crate) fn tags_json(tags: &[String]) -> String {
+    serde_json::to_string(tags).unwrap_or_else(|_| "[]".into())
+}
+
+/// The column and direction of a sort; `name` sorts NULL as empty on both
+/// databases (they disagree on where NULLs go otherwise).
+pub(crate) fn sort_expression(key: crate::SortKey) -> &'static str {
+    match key {
+        crate::SortKey::CreatedAt => "created_at",
+        crate::SortKey::UpdatedAt => "updated_at",
+        crate::SortKey::Name => "COALESCE(name, '')",
+    }
+}
+
+macro_rules! sql_catalog {
+    ($catalog:ty, $db:ty) => {
+        use chrono::{DateTime, Utc};
+        use sqlx::QueryBuilder;
+
+        use $crate::sql::{
+            like_contains, sort_expression, tags_json, ASSET_COLUMNS, BATCH_COLUMNS,
+            IMAGE_COLUMNS, JOB_COLUMNS, KEY_COLUMNS,
+        };
+        use $crate::{
+            ApiKey, Batch, BatchCounts, BatchFailure, BucketSettings, Catalog, CatalogError,
+            FeedReadiness, Image, ImagePage, ImagePatch, ImageQuery, Job, MediaAsset, NewApiKey,
+            NewAsset, NewImage, OriginalFacts, PageStart, RerenderFilter, Trashed,
+        };
+
+        type Tx<'c> = sqlx::Transaction<'c, $db>;
+
+        /// After a conditional write touched no row: was the image missing
+        /// (or trashed, for writes only live images take: `live_only`), or
+        /// was the caller's version stale?
+        async fn explain_miss(tx: &mut Tx<'_>, id: &str, live_only: bool) -> CatalogError {
+            let found: Result<Option<(i64, Option<DateTime<Utc>>)>, sqlx::Error> =
+                sqlx::query_as("SELECT version, deleted_at FROM images WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut **tx)
+                    .await;
+            match found {
+                Ok(Some((_, Some(_)))) if live_only => CatalogError::NotFound(id.to_string()),
+                Ok(Some((current, _))) => CatalogError::VersionMismatch {
+                    id: id.to_string(),
+                    current,
+                },
+                Ok(None) => CatalogError::NotFound(id.to_string()),
+                Err(e) => e.into(),
+            }
+        }
+
+        async fn insert_job(
+            tx: &mut Tx<'_>,
+            image_id: &str,
+            kind: &str,
+            batch_id: Option<&str>,
+            priority: i64,
+            now: DateTime<Utc>,
+        ) -> Result<(), CatalogError> {
+            sqlx::query(
+                "INSERT INTO jobs (image_id, kind, batch_id, priority, status, attempts, run_after, \
+                 created_at, updated_at) VALUES ($1, $2, $3, $4, 'queued', 0, $5, $6, $6)",
+            )
+            .bind(image_id)
+            .bind(kind)
+            .bind(batch_id)
+            .bind(priority)
+            .bind(now.timestamp_millis())
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+            Ok(())
+        }
+
+        async fn write_tags(tx: &mut Tx<'_>, image_id: &str, tags: &[String]) -> Result<(), CatalogError> {
+            sqlx::query("DELETE FROM image_tags WHERE image_id = $1")
+                .bind(image_id)
+                .execute(&mut **tx)
+                .await?;
+            for tag in tags {
+                sqlx::query(
+                    "INSERT INTO image_tags (image_id, tag) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                )
+                .bind(image_id)
+                .bind(tag)
+                .execute(&mut **tx)
+                .await?;
+            }
+            Ok(())
+        }
+
+        /// Of `keys`, those no image or asset refers to any more.
+        async fn unreferenced(tx: &mut Tx<'_>, keys: Vec<String>) -> Result<Vec<String>, CatalogError> {
+            let mut orphans = Vec::new();
+            for key in keys {
+                if orphans.contains(&key) {
+                    continue;
+                }
+                let (refs,): (i64,) = sqlx::query_as(
+                    "SELECT (SELECT COUNT(*) FROM images WHERE original_key = $1) \
+                          + (SELECT COUNT(*) FROM media_assets WHERE storage_key = $1)",
+                )
+                .bind(&key)
+                .fetch_one(&mut **tx)
+                .await?;
+                if refs == 0 {
+                    orphans.push(key);
+                }
+            }
+            Ok(orphans)
+        }
+
+        /// Ends a job held by `owner`; the first write of its transaction,
+        /// so the lease check and the write lock come together.
+        async fn close_job(
+            tx: &mut Tx<'_>,
+            job: &Job,
+            owner: &str,
+            status: &str,
+            reason: Option<&str>,
+            now: DateTime<Utc>,
+        ) -> Result<(), CatalogError> {
+            let done = sqlx::query(
+                "UPDATE jobs SET status = $3, lease_owner = NULL, lease_until = NULL, \
+                 last_error = COALESCE($4, last_error), updated_at = $5 \
+                 WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+            )
+            .bind(job.id)
+            .bind(owner)
+            .bind(status)
+            .bind(reason)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+            lease_held(done.rows_affected(), job, owner)
+        }
+
+        fn lease_held(rows: u64, job: &Job, owner: &str) -> Result<(), CatalogError> {
+            if rows == 1 {
+                Ok(())
+            } else {
+                Err(CatalogError::LeaseLost {
+                    job_id: job.id,
+                    owner: owner.to_string(),
+                })
+            }
+        }
+
+        /// The WHERE clause shared by list and count.
+        fn push_filters<'a>(qb: &mut QueryBuilder<'a, $db>, query: &'a ImageQuery) {
+            qb.push(" WHERE bucket = ").push_bind(&query.bucket);
+            match query.trashed {
+                Trashed::Without => qb.push(" AND deleted_at IS NULL"),
+                Trashed::Only => qb.push(" AND deleted_at IS NOT NULL"),
+                Trashed::With => qb,
+            };
+            if !query.ids.is_empty() {
+                qb.push(" AND id IN (");
+                let mut ids = qb.separated(", ");
+                for id in &query.ids {
+                    ids.push_bind(id);
+                }
+                qb.push(")");
+            }
+            if let Some(facet) = &query.facet {
+                qb.push(" AND facet = ").push_bind(facet);
+            }
+            if let Some(tag) = &query.tag {
+                qb.push(" AND EXISTS (SELECT 1 FROM image_tags t WHERE t.image_id = images.id AND t.tag = ")
+                    .push_bind(tag)
+                    .push(")");
+            }
+            if let Some(status) = query.status {
+                qb.push(" AND status = ").push_bind(status.as_str());
+            }
+            if let Some(ready) = query.feed_ready {
+                qb.push(" AND feed_ready = ").push_bind(ready);
+            }
+            if let Some(search) = &query.search {
+                qb.push(" AND LOWER(COALESCE(name, '')) LIKE ")
+                    .push_bind(like_contains(search))
+                    .push(" ESCAPE '\\'");
+            }
+        }
+
+        /// The WHERE clause of a re-render's candidates.
+        fn push_stale<'a>(
+            qb: &mut QueryBuilder<'a, $db>,
+            filter: &'a RerenderFilter,
+            fingerprint: &'a str,
+        ) {
+            qb.push(" WHERE i.deleted_at IS NULL AND i.original_key IS NOT NULL");
+            if let Some(bucket) = &filter.bucket {
+                qb.push(" AND i.bucket = ").push_bind(bucket);
+            }
+            if let Some(since) = filter.since {
+                qb.push(" AND i.created_at >= ").push_bind(since);
+            }
+            if filter.all {
+                return;
+            }
+            match &filter.style {
+                Some(style) => {
+                    qb.push(" AND NOT EXISTS (SELECT 1 FROM media_assets a WHERE a.image_id = i.id AND a.style = ")
+                        .push_bind(style)
+                        .push(" AND a.settings_fingerprint = ")
+                        .push_bind(fingerprint)
+                        .push(")");
+                }
+                None => {
+                    qb.push(" AND (NOT EXISTS (SELECT 1 FROM media_assets a WHERE a.image_id = i.id) \
+                               OR EXISTS (SELECT 1 FROM media_assets a WHERE a.image_id = i.id \
+                               AND a.settings_fingerprint <> ")
+                        .push_bind(fingerprint)
+                        .push("))");
+                }
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl Catalog for $catalog {
+            async fn migrate(&self) -> Result<(), CatalogError> {
+                Self::MIGRATOR.run(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn ping(&self) -> Result<(), CatalogError> {
+                sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            fn backend(&self) -> &'static str {
+                Self::BACKEND
+            }
+
+            async fn create_image(&self, image: &NewImage, now: DateTime<Utc>) -> Result<Image, CatalogError> {
+                let mut tx = self.pool.begin().await?;
+                let row = insert_image(&mut tx, image, now).await?.ok_or_else(|| {
+                    CatalogError::Database(sqlx::Error::Protocol(format!("image {} already exists", image.id)))
+                })?;
+                tx.commit().await?;
+                Ok(row)
+            }
+
+            async fn replace_image(
+                &self,
+                image: &NewImage,
+                expected_version: Option<i64>,
+                now: DateTime<Utc>,
+            ) -> Result<(Image, bool), CatalogError> {
+                let mut tx = self.pool.begin().await?;
+                if expected_version.is_none() {
+                    if let Some(row) = insert_image(&mut tx, image, now).await? {
+                        tx.commit().await?;
+                        return Ok((row, true));
+                    }
+                }
+                let f = &image.fields;
+                let facts = image.original.clone().unwrap_or_default();
+                let has_original = image.original.is_some();
+                let row: Option<Image> = sqlx::query_as(&format!(
+                    "UPDATE images SET name = $3, facet = $4, crop = $5, tags = $6, string1 = $7, \
+                     string2 = $8, string3 = $9, number1 = $10, number2 = $11, number3 = $12, \
+                     width = CASE WHEN $13 THEN $14 ELSE NULL END, \
+                     height = CASE WHEN $13 THEN $15 ELSE NULL END, \
+                     size = CASE WHEN $13 THEN $16 ELSE NULL END, \
+                     mimetype = CASE WHEN $13 THEN $17 ELSE NULL END, \
+                     sha256 = CASE WHEN $13 THEN $18 ELSE NULL END, \
+                     original_key = CASE WHEN $13 THEN $19 ELSE original_key END, \
+                     origin_url = $20, status = 'ingesting', error = NULL, error_code = NULL, \
+                     deleted_at = NULL, version = version + 1, updated_at = $21 \
+                     WHERE id = $1 AND ($2 IS NULL OR version = $2) RETURNING {IMAGE_COLUMNS}"
+                ))
+                .bind(&image.id)
+                .bind(expected_version)
+                .bind(&f.name)
+                .bind(&f.facet)
+                .bind(&f.crop)
+                .bind(tags_json(&f.tags))
+                .bind(&f.string1)
+                .bind(&f.string2)
+                .bind(&f.string3)
+                .bind(f.number1)
+                .bind(f.number2)
+                .bind(f.number3)
+                .bind(has_original)
+                .bind(facts.width)
+                .bind(facts.height)
+                .bind(facts.size)
+                .bind(&facts.mimetype)
+                .bind(&facts.sha256)
+                .bind(&facts.original_key)
+                .bind(&image.origin_url)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(row) = row else {
+                    return Err(explain_miss(&mut tx, &image.id, false).await);
+                };
+                write_tags(&mut tx, &image.id, &f.tags).await?;
+                let kind = if has_original { "render" } else { "ingest" };
+                insert_job(&mut tx, &image.id, kind, None, 0, now).await?;
+                tx.commit().await?;
+                Ok((row, false))
+            }
+
+            async fn update_image(
+                &self,
+                id: &str,
+                patch: &ImagePatch,
+                expected_version: Option<i64>,
+                rerender: bool,
+                now: DateTime<Utc>,
+            ) -> Result<Image, CatalogError> {
+                let mut tx = self.pool.begin().await?;
+                let mut qb: QueryBuilder<$db> =
+                    QueryBuilder::new("UPDATE images SET version = version + 1, updated_at = ");
+                qb.push_bind(now);
+                macro_rules! set {
+                    ($field:ident) => {
+                        if let Some(value) = &patch.$field {
+                            qb.push(concat!(", ", stringify!($field), " = ")).push_bind(value.clone());
+                        }
+                    };
+                }
+                set!(name);
+                set!(facet);
+                set!(crop);
+                set!(string1);
+                set!(string2);
+                set!(string3);
+                set!(number1);
+                set!(number2);
+                set!(number3);
+                if let Some(tags) = &patch.tags {
+                    qb.push(", tags = ").push_bind(tags_json(tags));
+                }
+                if rerender {
+                    qb.push(", status = 'ingesting'");
+                }
+                qb.push(" WHERE id = ").push_bind(id);
+                qb.push(" AND deleted_at IS NULL");
+                if let Some(version) = expected_version {
+                    qb.push(" AND version = ").push_bind(version);
+                }
+                qb.push(format!(" RETURNING {IMAGE_COLUMNS}"));
+                let row: Option<Image> = qb.build_query_as().fetch_optional(&mut *tx).await?;
+                let Some(row) = row else {
+                    return Err(explain_miss(&mut tx, id, true).await);
+                };
+                if let Some(tags) = &patch.tags {
+                    write_tags(&mut tx, id, tags).await?;
+                }
+                if rerender {
+                    insert_job(&mut tx, id, "render", None, 0, now).await?;
+                }
+                tx.commit().await?;
+                Ok(row)
+            }
+
+            async fn set_original(
+                &self,
+                image_id: &str,
+                facts: &OriginalFacts,
+                now: DateTime<Utc>,
+            ) -> Result<(), CatalogError> {
+                sqlx::query(
+                    "UPDATE images SET width = $2, height = $3, size = $4, mimetype = $5, sha256 = $6, \
+                     original_key = $7, version = version + 1, updated_at = $8 WHERE id = $1",
+                )
+                .bind(image_id)
+                .bind(facts.width)
+                .bind(facts.height)
+                .bind(facts.size)
+                .bind(&facts.mimetype)
+                .bind(&facts.sha256)
+                .bind(&facts.original_key)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn enqueue_render(&self, image_id: &str, now: DateTime<Utc>) -> Result<(), CatalogError> {
+                let mut tx = self.pool.begin().await?;
+                let done = sqlx::query(
+                    "UPDATE images SET status = 'ingesting', version = version + 1, updated_at = $2 \
+                     WHERE id = $1",
+                )
+                .bind(image_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() == 0 {
+                    return Err(CatalogError::NotFound(image_id.to_string()));
+                }
+                insert_job(&mut tx, image_id, "render", None, 0, now).await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn soft_delete(
+                &self,
+                id: &str,
+                expected_version: Option<i64>,
+                now: DateTime<Utc>,
+            ) -> Result<Image, CatalogError> {
+                let mut tx = self.pool.begin().await?;
+                let row: Option<Image> = sqlx::query_as(&format!(
+                    "UPDATE images SET deleted_at = $3, version = version + 1, updated_at = $3 \
+                     WHERE id = $1 AND deleted_at IS NULL AND ($2 IS NULL OR version = $2) \
+                     RETURNING {IMAGE_COLUMNS}"
+                ))
+                .bind(id)
+                .bind(expected_version)
+                .bind(now)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some(row) = row else {
+                    return Err(explain_miss(&mut tx, id, true).await);
+                };
+                tx.commit().await?;
+                Ok(row)
+            }
+
+            async fn restore(&self, id: &str, now: DateTime<Utc>) -> Result<Image, CatalogError> {
+                let row: Option<Image> = sqlx::query_as(&format!(
+                    "UPDATE images SET deleted_at = NULL, version = version + 1, updated_at = $2 \
+                     WHERE id = $1 RETURNING {IMAGE_COLUMNS}"
+                ))
+                .bind(id)
+                .bind(now)
+                .fetch_optional(&self.pool)
+                .await?;
+                row.ok_or_else(|| CatalogError::NotFound(id.to_string()))
+            }
+
+            async fn hard_delete(&self, id: &str, expected_version: Option<i64>) -> Result<Vec<String>, CatalogError> {
+                let mut tx = self.pool.begin().await?;
+                // The version check is the first write: it locks the row.
+                let original: Option<(Option<String>,)> = sqlx::query_as(
+                    "UPDATE images SET version = version + 1 WHERE id = $1 AND ($2 IS NULL OR version = $2) \
+                     RETURNING original_key",
+                )
+                .bind(id)
+                .bind(expected_version)
+                .fetch_optional(&mut *tx)
+                .await?;
+                let Some((original_key,)) = original else {
+                    return Err(explain_miss(&mut tx, id, false).await);
+                };
+                let assets: Vec<(String,)> =
+                    sqlx::query_as("DELETE FROM media_assets WHERE image_id = $1 RETURNING storage_key")
+                        .bind(id)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                sqlx::query("DELETE FROM images WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await?;
+                let keys = original_key.into_iter().chain(assets.into_iter().map(|(k,)| k)).collect();
+                let orphans = unreferenced(&mut tx, keys).await?;
+                tx.commit().await?;
+                Ok(orphans)
+            }
+
+            async fn image(&self, id: &str) -> Result<Option<Image>, CatalogError> {
+                let row = sqlx::query_as(&format!("SELECT {IMAGE_COLUMNS} FROM images WHERE id = $1"))
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row)
+            }
+
+            async fn list_images(&self, query: &ImageQuery) -> Result<ImagePage, CatalogError> {
+                let mut count: QueryBuilder<$db> = QueryBuilder::new("SELECT COUNT(*) FROM images");
+                push_filters(&mut count, query);
+                let (total,): (i64,) = count.build_query_as().fetch_one(&self.pool).await?;
+
+                let sort = sort_expression(query.sort);
+                let (cmp, dir) = if query.descending { ("<", "DESC") } else { (">", "ASC") };
+                let mut qb: QueryBuilder<$db> = QueryBuilder::new(format!("SELECT {IMAGE_COLUMNS} FROM images"));
+                push_filters(&mut qb, query);
+                let offset = match &query.start {
+                    PageStart::Number(n) => n.saturating_sub(1).saturating_mul(query.page_size),
+                    PageStart::After(after) => {
+                        // The cursor row must itself be in the list, or the
+                        // keyset would silently skip or repeat rows.
+                        let mut cursor: QueryBuilder<$db> = QueryBuilder::new("SELECT id FROM images");
+                        push_filters(&mut cursor, query);
+                        cursor.push(" AND id = ").push_bind(after);
+                        let found: Option<(String,)> = cursor.build_query_as().fetch_optional(&self.pool).await?;
+                        if found.is_none() {
+                            return Err(CatalogError::UnknownCursor(after.clone()));
+                        }
+                        qb.push(format!(
+                            " AND ({sort}, id) {cmp} (SELECT {sort}, id FROM images WHERE id = "
+                        ))
+                        .push_bind(after)
+                        .push(")");
+                        0
+                    }
+                };
+                qb.push(format!(" ORDER BY {sort} {dir}, id {dir} LIMIT "))
+                    .push_bind(i64::try_from(query.page_size).unwrap_or(i64::MAX))
+                    .push(" OFFSET ")
+                    .push_bind(i64::try_from(offset).unwrap_or(i64::MAX));
+                let images = qb.build_query_as().fetch_all(&self.pool).await?;
+                Ok(ImagePage { images, total })
+            }
+
+            async fn assets(&self, image_id: &str) -> Result<Vec<MediaAsset>, CatalogError> {
+                let rows = sqlx::query_as(&format!(
+                    "SELECT {ASSET_COLUMNS} FROM media_assets WHERE image_id = $1 ORDER BY id"
+                ))
+                .bind(image_id)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows)
+            }
+
+            async fn assets_of(&self, image_ids: &[String]) -> Result<Vec<MediaAsset>, CatalogError> {
+                if image_ids.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let mut qb: QueryBuilder<$db> =
+                    QueryBuilder::new(format!("SELECT {ASSET_COLUMNS} FROM media_assets WHERE image_id IN ("));
+                let mut ids = qb.separated(", ");
+                for id in image_ids {
+                    ids.push_bind(id);
+                }
+                qb.push(") ORDER BY image_id, id");
+                Ok(qb.build_query_as().fetch_all(&self.pool).await?)
+            }
+
+            async fn asset(&self, image_id: &str, style: &str) -> Result<Option<MediaAsset>, CatalogError> {
+                let row = sqlx::query_as(&format!(
+                    "SELECT {ASSET_COLUMNS} FROM media_assets WHERE image_id = $1 AND style = $2"
+                ))
+                .bind(image_id)
+                .bind(style)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row)
+            }
+
+            async fn claim_job(&self, owner: &str, now_ms: i64, lease_ms: i64) -> Result<Option<Job>, CatalogError> {
+                let row = sqlx::query_as(&format!(
+                    "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = $1, \
+                     lease_until = $2 + $3, updated_at = $4 \
+                     WHERE id = ({}) RETURNING {JOB_COLUMNS}",
+                    Self::CLAIM_SQL
+                ))
+                .bind(owner)
+                .bind(now_ms)
+                .bind(lease_ms)
+                .bind(Utc::now())
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row)
+            }
+
+            async fn renew_lease(&self, job_id: i64, owner: &str, until_ms: i64) -> Result<bool, CatalogError> {
+                let done = sqlx::query(
+                    "UPDATE jobs SET lease_until = $3 WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+                )
+                .bind(job_id)
+                .bind(owner)
+                .bind(until_ms)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn finish_job(
+                &self,
+                job: &Job,
+                owner: &str,
+                assets: &[NewAsset],
+                now: DateTime<Utc>,
+            ) -> Result<Vec<String>, CatalogError> {
+                let mut tx = self.pool.begin().await?;
+                close_job(&mut tx, job, owner, "done", None, now).await?;
+                // Replace, never append: a re-run after a lost lease or a
+                // re-render leaves exactly one row per style.
+                let old: Vec<(String,)> =
+                    sqlx::query_as("DELETE FROM media_assets WHERE image_id = $1 RETURNING storage_key")
+                        .bind(&job.image_id)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                for asset in assets {
+                    sqlx::query(
+                        "INSERT INTO media_assets (image_id, style, storage_key, size, mimetype, width, height, \
+                         sha256, upscaled, settings_fingerprint, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                    )
+                    .bind(&job.image_id)
+                    .bind(&asset.style)
+                    .bind(&asset.storage_key)
+                    .bind(asset.size)
+                    .bind(&asset.mimetype)
+                    .bind(asset.width)
+                    .bind(asset.height)
+                    .bind(&asset.sha256)
+                    .bind(asset.upscaled)
+                    .bind(&asset.settings_fingerprint)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                let readiness = FeedReadiness::assess(assets);
+                sqlx::query(
+                    "UPDATE images SET status = 'finished', error = NULL, error_code = NULL, \
+                     feed_ready = $3, feed_reasons = $4, version = version + 1, \
+                     finished_at = $2, updated_at = $2 WHERE id = $1",
+                )
+                .bind(&job.image_id)
+                .bind(now)
+                .bind(readiness.ok)
+                .bind(readiness.to_json())
+                .execute(&mut *tx)
+                .await?;
+                let orphans = unreferenced(&mut tx, old.into_iter().map(|(k,)| k).collect()).await?;
+                tx.commit().await?;
+                Ok(orphans)
+            }
+
+            async fn fail_job(
+                &self,
+                job: &Job,
+                owner: &str,
+                reason: &str,
+                code: &str,
+                now: DateTime<Utc>,
+            ) -> Result<(), CatalogError> {
+                let mut tx = self.pool.begin().await?;
+                close_job(&mut tx, job, owner, "failed", Some(reason), now).await?;
+                let readiness = FeedReadiness::failing(&format!("the image failed to render: {reason}"));
+                sqlx::query(
+                    "UPDATE images SET status = 'error', error = $2, error_code = $3, \
+                     feed_ready = FALSE, feed_reasons = $5, version = version + 1, \
+                     finished_at = $4, updated_at = $4 WHERE id = $1",
+                )
+                .bind(&job.image_id)
+                .bind(reason)
+                .bind(code)
+                .bind(now)
+                .bind(readiness.to_json())
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(())
+            }
+
+            async fn retry_job(
+                &self,
+                job: &Job,
+                owner: &str,
+                run_after_ms: i64,
+                reason: &str,
+                now: DateTime<Utc>,
+            ) -> Result<(), CatalogError> {
+                let done = sqlx::query(
+                    "UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_until = NULL, \
+                     run_after = $3, last_error = $4, updated_at = $5 \
+                     WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+                )
+                .bind(job.id)
+                .bind(owner)
+                .bind(run_after_ms)
+                .bind(reason)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                lease_held(done.rows_affected(), job, owner)
+            }
+
+            async fn queue_depth(&self) -> Result<i64, CatalogError> {
+                let (depth,): (i64,) =
+                    sqlx::query_as("SELECT COUNT(*) FROM jobs WHERE status IN ('queued', 'running')")
+                        .fetch_one(&self.pool)
+                        .await?;
+                Ok(depth)
+            }
+
+            async fn jobs_for_image(&self, image_id: &str) -> Result<Vec<Job>, CatalogError> {
+                let rows = sqlx::query_as(&format!(
+                    "SELECT {JOB_COLUMNS} FROM jobs WHERE image_id = $1 ORDER BY id"
+                ))
+                .bind(image_id)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows)
+            }
+
+            async fn create_api_key(&self, key: &NewApiKey, now: DateTime<Utc>) -> Result<ApiKey, CatalogError> {
+                let row = sqlx::query_as(&format!(
+                    "INSERT INTO api_keys (id, key_hash, bucket, scopes, name, created_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING {KEY_COLUMNS}"
+                ))
+                .bind(&key.id)
+                .bind(&key.key_hash)
+                .bind(&key.bucket)
+                .bind(key.scopes.join(" "))
+                .bind(&key.name)
+                .bind(now)
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(row)
+            }
+
+            async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>, CatalogError> {
+                let row = sqlx::query_as(&format!(
+                    "SELECT {KEY_COLUMNS} FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL"
+                ))
+                .bind(key_hash)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row)
+            }
+
+            async fn api_keys(&self) -> Result<Vec<ApiKey>, CatalogError> {
+                let rows = sqlx::query_as(&format!(
+                    "SELECT {KEY_COLUMNS} FROM api_keys ORDER BY created_at, id"
+                ))
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows)
+            }
+
+            async fn revoke_api_key(&self, id: &str, now: DateTime<Utc>) -> Result<bool, CatalogError> {
+                let done = sqlx::query(
+                    "UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+                )
+                .bind(id)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn bucket_settings(&self, bucket: &str) -> Result<BucketSettings, CatalogError> {
+                let row: Option<(Option<i64>,)> =
+                    sqlx::query_as("SELECT public_max_side FROM buckets WHERE name = $1")
+                        .bind(bucket)
+                        .fetch_optional(&self.pool)
+                        .await?;
+                Ok(BucketSettings {
+                    public_max_side: row.and_then(|(side,)| side),
+                })
+            }
+
+            async fn set_bucket_settings(
+                &self,
+                bucket: &str,
+                settings: BucketSettings,
+                now: DateTime<Utc>,
+            ) -> Result<(), CatalogError> {
+                sqlx::query(
+                    "INSERT INTO buckets (name, public_max_side, updated_at) VALUES ($1, $2, $3) \
+                     ON CONFLICT (name) DO UPDATE SET public_max_side = $2, updated_at = $3",
+                )
+                .bind(bucket)
+                .bind(settings.public_max_side)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn count_stale(&self, filter: &RerenderFilter, fingerprint: &str) -> Result<i64, CatalogError> {
+                let mut qb: QueryBuilder<$db> = QueryBuilder::new("SELECT COUNT(*) FROM images i");
+                push_stale(&mut qb, filter, fingerprint);
+                let (count,): (i64,) = qb.build_query_as().fetch_one(&self.pool).await?;
+                Ok(count)
+            }
+
+            async fn open_batch(&self, filter: &RerenderFilter, fingerprint: &str) -> Result<Option<Batch>, CatalogError> {
+                let filter_json = serde_json::to_string(filter).unwrap_or_default();
+                let row = sqlx::query_as(&format!(
+                    "SELECT {BATCH_COLUMNS} FROM batches b WHERE filter = $1 AND fingerprint = $2 \
+                     AND (total = 0 OR EXISTS (SELECT 1 FROM jobs j WHERE j.batch_id = b.id \
+                          AND j.status IN ('queued', 'running')) \
+                          OR total > (SELECT COUNT(*) FROM jobs j WHERE j.batch_id = b.id)) \
+                     ORDER BY created_at DESC LIMIT 1"
+                ))
+                .bind(filter_json)
+                .bind(fingerprint)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row)
+            }
+
+            async fn create_batch(
+                &self,
+                id: &str,
+                filter: &RerenderFilter,
+                fingerprint: &str,
+                now: DateTime<Utc>,
+            ) -> Result<Batch, CatalogError> {
+                let total = self.count_stale(filter, fingerprint).await?;
+                let row = sqlx::query_as(&format!(
+                    "INSERT INTO batches (id, bucket, filter, fingerprint, total, created_at, updated_at) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $6) RETURNING {BATCH_COLUMNS}"
+                ))
+                .bind(id)
+                .bind(&filter.bucket)
+                .bind(serde_json::to_string(filter).unwrap_or_default())
+                .bind(fingerprint)
+                .bind(total)
+                .bind(now)
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(row)
+            }
+
+            async fn enqueue_batch(&self, batch: &Batch, limit: i64, now: DateTime<Utc>) -> Result<i64, CatalogError> {
+                let filter = batch.filter();
+                let mut tx = self.pool.begin().await?;
+                // Write first (see the module note), and it keeps `updated_at`
+                // as the time of the last enqueue.
+                sqlx::query("UPDATE batches SET updated_at = $2 WHERE id = $1")
+                    .bind(&batch.id)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                let mut qb: QueryBuilder<$db> = QueryBuilder::new("SELECT i.id FROM images i");
+                push_stale(&mut qb, &filter, &batch.fingerprint);
+                qb.push(" AND NOT EXISTS (SELECT 1 FROM jobs j WHERE j.image_id = i.id AND j.batch_id = ")
+                    .push_bind(&batch.id)
+                    .push(") ORDER BY i.id LIMIT ")
+                    .push_bind(limit);
+                let ids: Vec<(String,)> = qb.build_query_as().fetch_all(&mut *tx).await?;
+                for (id,) in &ids {
+                    insert_job(&mut tx, id, "render", Some(&batch.id), 1, now).await?;
+                }
+                // Images that became stale since the batch was counted still
+                // belong to it: keep the total honest.
+                sqlx::query(
+                    "UPDATE batches SET total = (SELECT COUNT(*) FROM jobs WHERE batch_id = $1) \
+                     WHERE id = $1 AND total < (SELECT COUNT(*) FROM jobs WHERE batch_id = $1)",
+                )
+                .bind(&batch.id)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(ids.len() as i64)
+            }
+
+            async fn batch(&self, id: &str) -> Result<Option<Batch>, CatalogError> {
+                let row = sqlx::query_as(&format!("SELECT {BATCH_COLUMNS} FROM batches WHERE id = $1"))
+                    .bind(id)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                Ok(row)
+            }
+
+            async fn batch_counts(&self, id: &str) -> Result<BatchCounts, CatalogError> {
+                let rows: Vec<(String, i64)> =
+                    sqlx::query_as("SELECT status, COUNT(*) FROM jobs WHERE batch_id = $1 GROUP BY status")
+                        .bind(id)
+                        .fetch_all(&self.pool)
+                        .await?;
+                let mut counts = BatchCounts::default();
+                for (status, n) in rows {
+                    match status.as_str() {
+                        "queued" => counts.queued = n,
+                        "running" => counts.running = n,
+                        "done" => counts.done = n,
+                        _ => counts.failed = n,
+                    }
+                }
+                Ok(counts)
+            }
+
+            async fn batch_failures(&self, id: &str, limit: i64) -> Result<Vec<BatchFailure>, CatalogError> {
+                let rows = sqlx::query_as(
+                    "SELECT image_id, last_error AS reason FROM jobs WHERE batch_id = $1 AND status = 'failed' \
+                     ORDER BY id LIMIT $2",
+                )
+                .bind(id)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows)
+            }
+        }
+
+        /// Inserts the row, its tags and first job; `None` when the id is
+        /// taken.
+        async fn insert_image(tx: &mut Tx<'_>, image: &NewImage, now: DateTime<Utc>) -> Result<Option<Image>, CatalogError> {
+            let f = &image.fields;
+            let facts = image.original.as_ref();
+            let row: Option<Image> = sqlx::query_as(&format!(
+                "INSERT INTO images (id, bucket, name, facet, crop, tags, string1, string2, string3, \
+                 number1, number2, number3, width, height, size, mimetype, sha256, original_key, \
+                 origin_url, status, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+                 $18, $19, 'ingesting', $20, $20) ON CONFLICT (id) DO NOTHING RETURNING {IMAGE_COLUMNS}"
+            ))
+            .bind(&image.id)
+            .bind(&image.bucket)
+            .bind(&f.name)
+            .bind(&f.facet)
+            .bind(&f.crop)
+            .bind(tags_json(&f.tags))
+            .bind(&f.string1)
+            .bind(&f.string2)
+            .bind(&f.string3)
+            .bind(f.number1)
+            .bind(f.number2)
+            .bind(f.number3)
+            .bind(facts.map(|o| o.width))
+            .bind(facts.map(|o| o.height))
+            .bind(facts.map(|o| o.size))
+            .bind(facts.map(|o| o.mimetype.clone()))
+            .bind(facts.map(|o| o.sha256.clone()))
+            .bind(facts.map(|o| o.original_key.clone()))
+            .bind(&image.origin_url)
+            .bind(now)
+            .fetch_optional(&mut **tx)
+            .await?;
+            let Some(row) = row else {
+                return Ok(None);
+            };
+            write_tags(tx, &image.id, &f.tags).await?;
+            let kind = if facts.is_some() { "render" } else { "ingest" };
+            insert_job(tx, &image.id, kind, None, 0, now).await?;
+            Ok(Some(row))
+        }
+    };
+}
+
+pub(crate) use sql_catalog;

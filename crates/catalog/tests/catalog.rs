@@ -1,0 +1,1891 @@
+//! The catalogue, its queue, API keys, bucket settings and batches, against
+//! both backends.
+//!
+//! Every case in `cases` is an `async fn(&Arc<dyn Catalog>)`; `both!` turns
+//! each into a `#[tokio::test]` in `mod sqlite` (a temp file) and in
+//! `mod postgres` (a fresh `easel_t_<uuid>` database on the server that
+//! `EASEL_TEST_DATABASE_URL` names, dropped when the case passes). Without
+//! that variable the PostgreSQL tests say `SKIPPED postgres` on stderr and
+//! pass, unless `CI=true`, where they fail.
+//!
+//! Start a throwaway server with `scripts/ci-services.sh`, then
+//! `set -a; . target/ci-services.env; set +a; cargo test -p easel-catalog`.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, TimeZone, Utc};
+use easel_catalog::{
+    connect, ApiKey, BatchCounts, BatchFailure, BucketSettings, Catalog, CatalogError, Image,
+    ImageFields, ImagePatch, ImageQuery, ImageStatus, JobKind, JobStatus, NewApiKey, NewAsset,
+    NewImage, OriginalFacts, PageStart, RerenderFilter, SortKey, Trashed,
+};
+use sqlx::Connection;
+
+// ---------------------------------------------------------------- harness
+
+const ADMIN_URL_VAR: &str = "EASEL_TEST_DATABASE_URL";
+
+/// One test's database, removed by [`Db::finish`] (left behind for a look
+/// when the test panics).
+struct Db {
+    catalog: Arc<dyn Catalog>,
+    _dir: Option<tempfile::TempDir>,
+    pg: Option<PgDb>,
+}
+
+struct PgDb {
+    admin_url: String,
+    name: String,
+}
+
+impl Db {
+    async fn sqlite() -> Db {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("easel.db").display());
+        let catalog = connect(&url).await.unwrap();
+        migrate_twice(&catalog).await;
+        Db {
+            catalog,
+            _dir: Some(dir),
+            pg: None,
+        }
+    }
+
+    /// `None` (after saying so) when no server is configured.
+    async fn postgres() -> Option<Db> {
+        let admin_url = pg_admin_url()?;
+        let name = format!("easel_t_{}", uuid::Uuid::now_v7().simple());
+        let mut admin = sqlx::PgConnection::connect(&admin_url)
+            .await
+            .unwrap_or_else(|e| panic!("{ADMIN_URL_VAR}={admin_url}: {e}"));
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        admin.close().await.ok();
+        let catalog = connect(&with_database(&admin_url, &name)).await.unwrap();
+        assert_eq!(catalog.backend(), "postgres");
+        migrate_twice(&catalog).await;
+        Some(Db {
+            catalog,
+            _dir: None,
+            pg: Some(PgDb { admin_url, name }),
+        })
+    }
+
+    async fn finish(self) {
+        let Db { catalog, _dir, pg } = self;
+        drop(catalog);
+        if let Some(pg) = pg {
+            let mut admin = sqlx::PgConnection::connect(&pg.admin_url).await.unwrap();
+            sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", pg.name))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            admin.close().await.ok();
+        }
+    }
+}
+
+async fn migrate_twice(catalog: &Arc<dyn Catalog>) {
+    catalog.migrate().await.unwrap();
+    catalog
+        .migrate()
+        .await
+        .expect("migrating twice is harmless");
+    catalog.ping().await.unwrap();
+}
+
+fn pg_admin_url() -> Option<String> {
+    match std::env::var(ADMIN_URL_VAR) {
+        Ok(url) if !url.trim().is_empty() => Some(url),
+        _ => {
+            if std::env::var("CI").as_deref() == Ok("true") {
+                panic!("CI=true but {ADMIN_URL_VAR} is not set: the PostgreSQL tests must run");
+            }
+            eprintln!(
+                "\n*** SKIPPED postgres: set {ADMIN_URL_VAR} \
+                 (e.g. postgres://postgres@127.0.0.1:55432/postgres; scripts/ci-services.sh \
+                 starts one) ***\n"
+            );
+            None
+        }
+    }
+}
+
+/// The admin URL with its database swapped for `name`, query kept.
+fn with_database(admin_url: &str, name: &str) -> String {
+    let (base, query) = match admin_url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (admin_url, None),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let root = match base[authority_start..].find('/') {
+        Some(slash) => &base[..authority_start + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{root}/{name}?{query}"),
+        None => format!("{root}/{name}"),
+    }
+}
+
+/// Instantiates every case for both backends, plus backend-only tests.
+macro_rules! both {
+    (
+        cases: [$($case:ident),* $(,)?],
+        sqlite_only: { $($sqlite_only:item)* },
+        postgres_only: { $($postgres_only:item)* } $(,)?
+    ) => {
+        mod sqlite {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let db = super::Db::sqlite().await;
+                    super::cases::$case(&db.catalog).await;
+                    db.finish().await;
+                }
+            )*
+            $($sqlite_only)*
+        }
+
+        mod postgres {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let Some(db) = super::Db::postgres().await else {
+                        return;
+                    };
+                    super::cases::$case(&db.catalog).await;
+                    db.finish().await;
+                }
+            )*
+            $($postgres_only)*
+        }
+    };
+}
+
+// ---------------------------------------------------------------- fixtures
+
+/// 2024-05-01T00:00:00Z: every test runs on this fixed clock.
+const T0: i64 = 1_714_521_600;
+/// When claims and finishes happen: after every job in these tests is due.
+const LATER: i64 = 1_000_000;
+const LEASE_MS: i64 = 60_000;
+
+fn t(secs: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(T0 + secs, 0).unwrap()
+}
+
+fn t_micros(micros: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(T0 * 1_000_000 + micros).unwrap()
+}
+
+fn ms(secs: i64) -> i64 {
+    (T0 + secs) * 1_000
+}
+
+fn facts(key: &str) -> OriginalFacts {
+    OriginalFacts {
+        width: 4032,
+        height: 3024,
+        size: 2_913_134,
+        mimetype: "image/jpeg".into(),
+        sha256: "ab".repeat(32),
+        original_key: key.into(),
+    }
+}
+
+/// An uploaded image: its original is stored, a render job is queued.
+fn upload(id: &str, bucket: &str) -> NewImage {
+    NewImage {
+        id: id.into(),
+        bucket: bucket.into(),
+        fields: ImageFields {
+            name: Some(format!("image {id}")),
+            tags: vec!["cover".into()],
+            ..ImageFields::default()
+        },
+        original: Some(facts(&format!("originals/{id}"))),
+        origin_url: None,
+    }
+}
+
+fn with_fields(mut image: NewImage, fields: ImageFields) -> NewImage {
+    image.fields = fields;
+    image
+}
+
+fn asset(style: &str, key: &str) -> NewAsset {
+    asset_fp(style, key, "v1")
+}
+
+fn asset_fp(style: &str, key: &str, fingerprint: &str) -> NewAsset {
+    NewAsset {
+        style: style.into(),
+        storage_key: key.into(),
+        size: 10,
+        mimetype: "image/jpeg".into(),
+        width: 100,
+        height: 100,
+        sha256: "cd".repeat(32),
+        upscaled: false,
+        settings_fingerprint: fingerprint.into(),
+    }
+}
+
+fn feed_asset(style: &str, side: i64, size: i64, upscaled: bool) -> NewAsset {
+    NewAsset {
+        width: side,
+        height: side,
+        size,
+        upscaled,
+        ..asset(style, &format!("r/{style}-{side}-{size}-{upscaled}"))
+    }
+}
+
+async fn create(c: &Arc<dyn Catalog>, image: NewImage, at: i64) -> Image {
+    c.create_image(&image, t(at)).await.unwrap()
+}
+
+/// Claims the next due job, which must be `image_id`'s, and finishes it
+/// with `assets`; returns the orphaned keys.
+async fn render(c: &Arc<dyn Catalog>, image_id: &str, assets: &[NewAsset]) -> Vec<String> {
+    let job = c
+        .claim_job("renderer", ms(LATER), LEASE_MS)
+        .await
+        .unwrap()
+        .expect("a job is due");
+    assert_eq!(job.image_id, image_id, "claimed the expected image's job");
+    c.finish_job(&job, "renderer", assets, t(LATER))
+        .await
+        .unwrap()
+}
+
+async fn list(c: &Arc<dyn Catalog>, query: &ImageQuery) -> (Vec<String>, i64) {
+    let page = c.list_images(query).await.unwrap();
+    (page.images.into_iter().map(|i| i.id).collect(), page.total)
+}
+
+async fn list_ids(c: &Arc<dyn Catalog>, query: ImageQuery) -> Vec<String> {
+    let (ids, total) = list(c, &query).await;
+    if matches!(query.start, PageStart::Number(1)) && ids.len() < query.page_size as usize {
+        assert_eq!(total, ids.len() as i64, "total of {query:?}");
+    }
+    ids
+}
+
+fn strings(ids: &[&str]) -> Vec<String> {
+    ids.iter().map(|s| s.to_string()).collect()
+}
+
+fn sorted(mut keys: Vec<String>) -> Vec<String> {
+    keys.sort();
+    keys
+}
+
+both! {
+    cases: [
+        an_upload_is_created_with_its_render_job,
+        a_job_is_claimed_once_until_its_lease_lapses,
+        finishing_twice_replaces_assets_instead_of_duplicating_them,
+        a_retried_job_waits_for_its_backoff_and_a_failed_one_records_why,
+        an_origin_image_is_ingested_then_given_its_original,
+        replace_creates_or_replaces_and_checks_the_version,
+        update_patches_fields_tags_and_rerenders,
+        soft_delete_hides_and_restore_brings_back,
+        hard_delete_returns_only_keys_nothing_else_uses,
+        finish_returns_superseded_keys_nothing_else_uses,
+        finish_records_feed_readiness,
+        list_filters,
+        list_sorts_and_pages_by_number_and_keyset,
+        list_rejects_a_cursor_outside_the_list,
+        list_keeps_buckets_apart,
+        api_keys_are_found_by_hash_until_revoked,
+        bucket_settings_default_then_set_and_overwritten,
+        count_stale_follows_the_filter,
+        a_batch_is_queued_in_chunks_behind_interactive_work,
+    ],
+    sqlite_only: {
+        #[tokio::test]
+        async fn an_in_memory_catalogue_keeps_its_tables_across_queries() {
+            let catalog = connect("sqlite::memory:").await.unwrap();
+            assert_eq!(catalog.backend(), "sqlite");
+            catalog.migrate().await.unwrap();
+            catalog.create_image(&upload("m", "b"), t(0)).await.unwrap();
+            assert!(catalog.image("m").await.unwrap().is_some());
+            assert_eq!(catalog.queue_depth().await.unwrap(), 1);
+            assert!(matches!(
+                connect("mysql://x").await,
+                Err(CatalogError::UnsupportedUrl(_))
+            ));
+        }
+    },
+    postgres_only: {
+        /// `FOR UPDATE SKIP LOCKED`: workers racing on one queue each get
+        /// different jobs, and between them get all of them.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+        async fn concurrent_claims_never_share_a_job() {
+            let Some(db) = Db::postgres().await else {
+                return;
+            };
+            let c = db.catalog.clone();
+            for i in 0..50 {
+                create(&c, upload(&format!("j{i:02}"), "b"), i).await;
+            }
+            let mut workers = Vec::new();
+            for w in 0..4 {
+                let c = c.clone();
+                workers.push(tokio::spawn(async move {
+                    let owner = format!("w{w}");
+                    let mut claimed = Vec::new();
+                    while let Some(job) = c.claim_job(&owner, ms(LATER), 600_000).await.unwrap() {
+                        assert_eq!(job.lease_owner.as_deref(), Some(owner.as_str()));
+                        assert_eq!(job.attempts, 1, "job {} claimed twice", job.id);
+                        claimed.push(job.id);
+                    }
+                    claimed
+                }));
+            }
+            let mut all = Vec::new();
+            let mut per_worker = Vec::new();
+            for worker in workers {
+                let claimed = worker.await.unwrap();
+                per_worker.push(claimed.len());
+                all.extend(claimed);
+            }
+            eprintln!("claims per worker: {per_worker:?}");
+            let distinct: std::collections::BTreeSet<i64> = all.iter().copied().collect();
+            assert_eq!(all.len(), 50, "every job claimed exactly once: {per_worker:?}");
+            assert_eq!(distinct.len(), 50, "no job claimed twice");
+            assert!(c.claim_job("late", ms(LATER), 1).await.unwrap().is_none());
+            db.finish().await;
+        }
+
+        /// A database that cannot be reached is "unavailable" (503, retry),
+        /// and finding that out is bounded by the pool's acquire timeout.
+        #[tokio::test]
+        async fn an_unreachable_database_is_unavailable() {
+            let started = std::time::Instant::now();
+            let outcome = tokio::time::timeout(
+                std::time::Duration::from_secs(20),
+                easel_catalog::PgCatalog::connect("postgres://postgres@127.0.0.1:1/x"),
+            )
+            .await
+            .expect("connect gives up on its own within 20 s");
+            let err = outcome.expect_err("nothing listens on port 1");
+            assert!(err.is_unavailable(), "{err:?} should be unavailable");
+            assert!(started.elapsed() < std::time::Duration::from_secs(10));
+            assert!(!CatalogError::NotFound("x".into()).is_unavailable());
+        }
+    },
+}
+
+mod cases {
+    use super::*;
+
+    pub async fn an_upload_is_created_with_its_render_job(c: &Arc<dyn Catalog>) {
+        let created = create(c, upload("a", "b"), 0).await;
+        assert_eq!(created.status(), ImageStatus::Ingesting);
+        assert_eq!(created.tags(), ["cover"]);
+        assert_eq!(created.version, 1);
+        assert_eq!((created.created_at, created.updated_at), (t(0), t(0)));
+        assert_eq!(created.deleted_at, None);
+        assert!(!created.feed_ready);
+        assert_eq!(created.feed_readiness().reasons, ["not rendered yet"]);
+
+        let read = c.image("a").await.unwrap().unwrap();
+        assert_eq!(read.bucket, "b");
+        assert_eq!(read.name.as_deref(), Some("image a"));
+        assert_eq!(
+            (read.width, read.height, read.size),
+            (Some(4032), Some(3024), Some(2_913_134))
+        );
+        let original = read.original().unwrap();
+        assert_eq!(
+            (original.key, original.mimetype, original.size),
+            ("originals/a", "image/jpeg", 2_913_134)
+        );
+
+        let jobs = c.jobs_for_image("a").await.unwrap();
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(
+            (jobs[0].kind(), jobs[0].status(), jobs[0].batch_id.clone()),
+            (JobKind::Render, JobStatus::Queued, None)
+        );
+        assert_eq!((jobs[0].run_after, jobs[0].attempts), (ms(0), 0));
+        assert_eq!(c.queue_depth().await.unwrap(), 1);
+        assert!(c.image("nope").await.unwrap().is_none());
+
+        let duplicate = c.create_image(&upload("a", "b"), t(1)).await;
+        assert!(duplicate.is_err(), "ids are unique");
+        assert_eq!(
+            c.queue_depth().await.unwrap(),
+            1,
+            "a failed insert leaves no job behind"
+        );
+    }
+
+    pub async fn a_job_is_claimed_once_until_its_lease_lapses(c: &Arc<dyn Catalog>) {
+        create(c, upload("a", "b"), 0).await;
+        let now = ms(10);
+        assert!(
+            c.claim_job("w1", ms(0) - 1, 1_000).await.unwrap().is_none(),
+            "not due before run_after"
+        );
+        let job = c.claim_job("w1", now, 1_000).await.unwrap().unwrap();
+        assert_eq!(
+            (job.status(), job.attempts, job.lease_until),
+            (JobStatus::Running, 1, Some(now + 1_000))
+        );
+        assert_eq!(job.lease_owner.as_deref(), Some("w1"));
+        assert!(c.claim_job("w2", now + 999, 1_000).await.unwrap().is_none());
+        assert!(c.renew_lease(job.id, "w1", now + 5_000).await.unwrap());
+        assert!(
+            !c.renew_lease(job.id, "w2", now + 9_000).await.unwrap(),
+            "only the holder renews"
+        );
+        assert!(c
+            .claim_job("w2", now + 4_999, 1_000)
+            .await
+            .unwrap()
+            .is_none());
+        let taken = c
+            .claim_job("w2", now + 5_001, 1_000)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!((taken.id, taken.attempts), (job.id, 2));
+        assert!(
+            !c.renew_lease(job.id, "w1", now + 9_000).await.unwrap(),
+            "w1 lost it"
+        );
+
+        let late = c
+            .finish_job(&job, "w1", &[asset("thumb", "k")], t(20))
+            .await;
+        assert!(matches!(late, Err(CatalogError::LeaseLost { .. })));
+        let late = c.fail_job(&job, "w1", "why", "code", t(20)).await;
+        assert!(matches!(late, Err(CatalogError::LeaseLost { .. })));
+        let late = c.retry_job(&job, "w1", ms(30), "why", t(20)).await;
+        assert!(matches!(late, Err(CatalogError::LeaseLost { .. })));
+        assert!(
+            c.assets("a").await.unwrap().is_empty(),
+            "the loser wrote nothing"
+        );
+        let image = c.image("a").await.unwrap().unwrap();
+        assert_eq!((image.status(), image.version), (ImageStatus::Ingesting, 1));
+
+        c.finish_job(&taken, "w2", &[asset("thumb", "k")], t(20))
+            .await
+            .unwrap();
+        assert_eq!(c.assets("a").await.unwrap().len(), 1);
+        assert_eq!(
+            c.jobs_for_image("a").await.unwrap()[0].status(),
+            JobStatus::Done
+        );
+        assert!(
+            !c.renew_lease(job.id, "w2", now + 20_000).await.unwrap(),
+            "a done job has no lease"
+        );
+    }
+
+    pub async fn finishing_twice_replaces_assets_instead_of_duplicating_them(c: &Arc<dyn Catalog>) {
+        create(c, upload("a", "b"), 0).await;
+        let orphans = render(c, "a", &[asset("thumb", "r/t"), asset("itunes", "r/i")]).await;
+        assert!(orphans.is_empty());
+        let image = c.image("a").await.unwrap().unwrap();
+        assert_eq!(image.status(), ImageStatus::Finished);
+        assert_eq!(image.finished_at, Some(t(LATER)));
+        assert_eq!(image.version, 2);
+        assert_eq!(c.queue_depth().await.unwrap(), 0);
+
+        // A re-render (a new job for the same image) swaps the set.
+        c.enqueue_render("a", t(1)).await.unwrap();
+        let image = c.image("a").await.unwrap().unwrap();
+        assert_eq!((image.status(), image.version), (ImageStatus::Ingesting, 3));
+        assert_eq!(
+            c.assets("a").await.unwrap().len(),
+            2,
+            "old files stay served"
+        );
+        assert_eq!(c.queue_depth().await.unwrap(), 1);
+        render(c, "a", &[asset("thumb", "r/t")]).await;
+        let styles: Vec<String> = c
+            .assets("a")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|a| a.style)
+            .collect();
+        assert_eq!(styles, ["thumb"]);
+        assert!(matches!(
+            c.enqueue_render("nope", t(2)).await,
+            Err(CatalogError::NotFound(_))
+        ));
+    }
+
+    pub async fn a_retried_job_waits_for_its_backoff_and_a_failed_one_records_why(
+        c: &Arc<dyn Catalog>,
+    ) {
+        create(c, upload("a", "b"), 0).await;
+        let now = ms(10);
+        let job = c.claim_job("w1", now, 1_000).await.unwrap().unwrap();
+        c.retry_job(&job, "w1", now + 10_000, "store down", t(10))
+            .await
+            .unwrap();
+        assert_eq!(c.queue_depth().await.unwrap(), 1);
+        assert!(
+            c.claim_job("w1", now + 9_999, 1_000)
+                .await
+                .unwrap()
+                .is_none(),
+            "backing off"
+        );
+        let job = c
+            .claim_job("w1", now + 10_000, 1_000)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (job.attempts, job.last_error.as_deref()),
+            (2, Some("store down"))
+        );
+        c.fail_job(
+            &job,
+            "w1",
+            "the JPEG file is truncated",
+            "corrupt-image",
+            t(30),
+        )
+        .await
+        .unwrap();
+        let image = c.image("a").await.unwrap().unwrap();
+        assert_eq!(image.status(), ImageStatus::Error);
+        assert_eq!(image.error.as_deref(), Some("the JPEG file is truncated"));
+        assert_eq!(image.error_code.as_deref(), Some("corrupt-image"));
+        assert_eq!(image.finished_at, Some(t(30)));
+        assert!(!image.feed_ready);
+        assert!(image.feed_readiness().reasons[0].contains("failed to render"));
+        assert_eq!(c.queue_depth().await.unwrap(), 0);
+        let jobs = c.jobs_for_image("a").await.unwrap();
+        assert_eq!(jobs[0].status(), JobStatus::Failed);
+        assert_eq!(
+            jobs[0].last_error.as_deref(),
+            Some("the JPEG file is truncated")
+        );
+
+        // A later successful render clears the error.
+        c.enqueue_render("a", t(40)).await.unwrap();
+        render(c, "a", &[asset("itunes", "r/i")]).await;
+        let image = c.image("a").await.unwrap().unwrap();
+        assert_eq!(image.status(), ImageStatus::Finished);
+        assert_eq!((image.error, image.error_code), (None, None));
+    }
+
+    pub async fn an_origin_image_is_ingested_then_given_its_original(c: &Arc<dyn Catalog>) {
+        let new = NewImage {
+            id: "o".into(),
+            bucket: "b".into(),
+            fields: ImageFields {
+                name: Some("From origin".into()),
+                ..ImageFields::default()
+            },
+            original: None,
+            origin_url: Some("https://example.com/cover.jpg".into()),
+        };
+        let image = c.create_image(&new, t(0)).await.unwrap();
+        assert_eq!(image.status(), ImageStatus::Ingesting);
+        assert_eq!(
+            image.origin_url.as_deref(),
+            Some("https://example.com/cover.jpg")
+        );
+        assert_eq!((image.width, image.height, image.size), (None, None, None));
+        assert_eq!((image.mimetype, image.sha256), (None, None));
+        assert_eq!(image.original_key, None);
+        let jobs = c.jobs_for_image("o").await.unwrap();
+        assert_eq!(jobs.len(), 1);
+        assert_eq!(jobs[0].kind(), JobKind::Ingest);
+
+        let job = c.claim_job("w", ms(1), LEASE_MS).await.unwrap().unwrap();
+        assert_eq!(job.kind(), JobKind::Ingest);
+        c.set_original("o", &facts("originals/fetched"), t(1))
+            .await
+            .unwrap();
+        let image = c.image("o").await.unwrap().unwrap();
+        assert_eq!(
+            (image.width, image.height, image.size),
+            (Some(4032), Some(3024), Some(2_913_134))
+        );
+        let original = image.original().unwrap();
+        assert_eq!(
+            (original.key, original.mimetype),
+            ("originals/fetched", "image/jpeg")
+        );
+        assert_eq!(original.sha256, "ab".repeat(32));
+        assert_eq!((image.version, image.updated_at), (2, t(1)));
+        assert_eq!(image.status(), ImageStatus::Ingesting);
+
+        c.finish_job(&job, "w", &[asset("itunes", "r/i")], t(2))
+            .await
+            .unwrap();
+        assert_eq!(
+            c.image("o").await.unwrap().unwrap().status(),
+            ImageStatus::Finished
+        );
+    }
+
+    pub async fn replace_creates_or_replaces_and_checks_the_version(c: &Arc<dyn Catalog>) {
+        let (image, created) = c
+            .replace_image(&upload("r", "b"), None, t(0))
+            .await
+            .unwrap();
+        assert!(created);
+        assert_eq!((image.version, image.status()), (1, ImageStatus::Ingesting));
+        assert_eq!(c.jobs_for_image("r").await.unwrap().len(), 1);
+        render(
+            c,
+            "r",
+            &[asset("thumb", "r/thumb-1"), asset("itunes", "r/itunes-1")],
+        )
+        .await;
+        let version = c.image("r").await.unwrap().unwrap().version;
+        assert_eq!(version, 2);
+
+        let mut next = with_fields(
+            upload("r", "b"),
+            ImageFields {
+                name: Some("Renamed".into()),
+                facet: Some("cover".into()),
+                crop: Some("0,0,100,100".into()),
+                tags: vec!["new".into(), "fresh".into()],
+                string1: Some("s1".into()),
+                number1: Some(1.5),
+                ..ImageFields::default()
+            },
+        );
+        next.original = Some(OriginalFacts {
+            width: 3000,
+            sha256: "ef".repeat(32),
+            ..facts("originals/r2")
+        });
+        let (image, created) = c.replace_image(&next, None, t(5)).await.unwrap();
+        assert!(!created);
+        assert_eq!(image.version, version + 1);
+        assert_eq!(image.status(), ImageStatus::Ingesting);
+        assert_eq!(image.name.as_deref(), Some("Renamed"));
+        assert_eq!(image.facet.as_deref(), Some("cover"));
+        assert_eq!(image.crop.as_deref(), Some("0,0,100,100"));
+        assert_eq!(
+            (image.string1.as_deref(), image.number1),
+            (Some("s1"), Some(1.5))
+        );
+        assert_eq!(image.tags(), ["new", "fresh"]);
+        assert_eq!(image.width, Some(3000));
+        assert_eq!(image.original_key.as_deref(), Some("originals/r2"));
+        assert_eq!(image.sha256, Some("ef".repeat(32)));
+        assert_eq!((image.created_at, image.updated_at), (t(0), t(5)));
+        let jobs = c.jobs_for_image("r").await.unwrap();
+        assert_eq!(jobs.len(), 2);
+        assert_eq!(
+            (jobs[1].kind(), jobs[1].status()),
+            (JobKind::Render, JobStatus::Queued)
+        );
+        assert_eq!(
+            c.assets("r").await.unwrap().len(),
+            2,
+            "old assets stay served"
+        );
+        let by_tag = |tag: &str| ImageQuery {
+            tag: Some(tag.into()),
+            ..ImageQuery::new("b")
+        };
+        assert!(
+            list_ids(c, by_tag("cover")).await.is_empty(),
+            "old tags gone"
+        );
+        assert_eq!(list_ids(c, by_tag("fresh")).await, ["r"]);
+
+        // If-Match.
+        let stale = c.replace_image(&next, Some(version), t(6)).await;
+        assert!(
+            matches!(stale, Err(CatalogError::VersionMismatch { current, .. }) if current == version + 1),
+            "{stale:?}"
+        );
+        let (image, created) = c
+            .replace_image(&next, Some(version + 1), t(7))
+            .await
+            .unwrap();
+        assert!(!created);
+        assert_eq!(image.version, version + 2);
+        assert_eq!(c.jobs_for_image("r").await.unwrap().len(), 3);
+        let missing = c.replace_image(&upload("ghost", "b"), Some(1), t(8)).await;
+        assert!(
+            matches!(missing, Err(CatalogError::NotFound(_))),
+            "{missing:?}"
+        );
+        assert!(c.image("ghost").await.unwrap().is_none());
+
+        // Replacing with an origin URL: facts unknown until fetched, and the
+        // job is an ingest.
+        let origin = NewImage {
+            original: None,
+            origin_url: Some("https://example.com/new.png".into()),
+            ..next.clone()
+        };
+        let (image, created) = c.replace_image(&origin, None, t(9)).await.unwrap();
+        assert!(!created);
+        assert_eq!((image.width, image.size, image.sha256), (None, None, None));
+        assert_eq!(
+            image.origin_url.as_deref(),
+            Some("https://example.com/new.png")
+        );
+        let jobs = c.jobs_for_image("r").await.unwrap();
+        assert_eq!(jobs.last().unwrap().kind(), JobKind::Ingest);
+
+        // The new render supersedes the old files.
+        let orphans = render(
+            c,
+            "r",
+            &[asset("thumb", "r/thumb-2"), asset("itunes", "r/itunes-2")],
+        )
+        .await;
+        assert_eq!(sorted(orphans), ["r/itunes-1", "r/thumb-1"]);
+    }
+
+    pub async fn update_patches_fields_tags_and_rerenders(c: &Arc<dyn Catalog>) {
+        let new = with_fields(
+            upload("u", "b"),
+            ImageFields {
+                name: Some("Old".into()),
+                facet: Some("cover".into()),
+                crop: Some("0,0,10,10".into()),
+                tags: vec!["a".into(), "b".into()],
+                string1: Some("s1".into()),
+                string2: Some("s2".into()),
+                number1: Some(1.0),
+                number2: Some(2.0),
+                ..ImageFields::default()
+            },
+        );
+        create(c, new, 0).await;
+        let patch = ImagePatch {
+            name: Some(Some("New".into())),
+            facet: Some(None),
+            string2: Some(None),
+            string3: Some(Some("s3".into())),
+            number1: Some(Some(9.5)),
+            number3: Some(None),
+            tags: Some(vec!["b".into(), "c".into()]),
+            ..ImagePatch::default()
+        };
+        let image = c
+            .update_image("u", &patch, None, false, t(1))
+            .await
+            .unwrap();
+        assert_eq!(image.name.as_deref(), Some("New"));
+        assert_eq!(image.facet, None, "Some(None) clears");
+        assert_eq!(image.crop.as_deref(), Some("0,0,10,10"), "None leaves");
+        assert_eq!(image.string1.as_deref(), Some("s1"));
+        assert_eq!(image.string2, None);
+        assert_eq!(image.string3.as_deref(), Some("s3"));
+        assert_eq!(
+            (image.number1, image.number2, image.number3),
+            (Some(9.5), Some(2.0), None)
+        );
+        assert_eq!(image.tags(), ["b", "c"]);
+        assert_eq!(
+            (image.version, image.updated_at, image.created_at),
+            (2, t(1), t(0))
+        );
+        assert_eq!(image.status(), ImageStatus::Ingesting);
+        assert_eq!(
+            c.jobs_for_image("u").await.unwrap().len(),
+            1,
+            "no rerender asked"
+        );
+        let read = c.image("u").await.unwrap().unwrap();
+        assert_eq!((read.name, read.version), (Some("New".into()), 2));
+
+        let by_tag = |tag: &str| ImageQuery {
+            tag: Some(tag.into()),
+            ..ImageQuery::new("b")
+        };
+        assert!(
+            list_ids(c, by_tag("a")).await.is_empty(),
+            "tag a was removed"
+        );
+        assert_eq!(list_ids(c, by_tag("b")).await, ["u"]);
+        assert_eq!(list_ids(c, by_tag("c")).await, ["u"]);
+
+        render(c, "u", &[asset("itunes", "r/i")]).await;
+        assert_eq!(c.image("u").await.unwrap().unwrap().version, 3);
+
+        // A new crop re-renders.
+        let crop = ImagePatch {
+            crop: Some(Some("1,1,5,5".into())),
+            ..ImagePatch::default()
+        };
+        let image = c
+            .update_image("u", &crop, Some(3), true, t(2))
+            .await
+            .unwrap();
+        assert_eq!((image.status(), image.version), (ImageStatus::Ingesting, 4));
+        assert_eq!(image.crop.as_deref(), Some("1,1,5,5"));
+        assert_eq!(image.tags(), ["b", "c"], "tags left alone");
+        let jobs = c.jobs_for_image("u").await.unwrap();
+        assert_eq!(jobs.len(), 2);
+        assert_eq!(
+            (jobs[1].kind(), jobs[1].status()),
+            (JobKind::Render, JobStatus::Queued)
+        );
+        assert_eq!(
+            c.assets("u").await.unwrap().len(),
+            1,
+            "old assets stay served"
+        );
+
+        let stale = c.update_image("u", &crop, Some(3), false, t(3)).await;
+        assert!(
+            matches!(stale, Err(CatalogError::VersionMismatch { current: 4, .. })),
+            "{stale:?}"
+        );
+        let missing = c.update_image("ghost", &crop, None, false, t(3)).await;
+        assert!(
+            matches!(missing, Err(CatalogError::NotFound(_))),
+            "{missing:?}"
+        );
+        let missing = c.update_image("ghost", &crop, Some(1), false, t(3)).await;
+        assert!(
+            matches!(missing, Err(CatalogError::NotFound(_))),
+            "{missing:?}"
+        );
+
+        // An empty patch still bumps the version (the ETag changes).
+        let image = c
+            .update_image("u", &ImagePatch::default(), Some(4), false, t(4))
+            .await
+            .unwrap();
+        assert_eq!(image.version, 5);
+
+        // A trashed image is not there to update.
+        c.soft_delete("u", None, t(5)).await.unwrap();
+        let trashed = c.update_image("u", &crop, None, false, t(6)).await;
+        assert!(
+            matches!(trashed, Err(CatalogError::NotFound(_))),
+            "{trashed:?}"
+        );
+    }
+
+    pub async fn soft_delete_hides_and_restore_brings_back(c: &Arc<dyn Catalog>) {
+        create(c, upload("a", "b"), 0).await;
+        create(c, upload("z", "b"), 1).await;
+        let image = c.soft_delete("a", Some(1), t(2)).await.unwrap();
+        assert_eq!((image.deleted_at, image.version), (Some(t(2)), 2));
+        let trashed = |trashed| ImageQuery {
+            trashed,
+            ..ImageQuery::new("b")
+        };
+        assert_eq!(
+            list(c, &trashed(Trashed::Without)).await,
+            (strings(&["z"]), 1)
+        );
+        assert_eq!(list(c, &trashed(Trashed::Only)).await, (strings(&["a"]), 1));
+        assert_eq!(
+            list(c, &trashed(Trashed::With)).await,
+            (strings(&["z", "a"]), 2)
+        );
+        assert!(
+            c.image("a").await.unwrap().unwrap().deleted_at.is_some(),
+            "still readable by id"
+        );
+
+        let again = c.soft_delete("a", None, t(3)).await;
+        assert!(matches!(again, Err(CatalogError::NotFound(_))), "{again:?}");
+        let stale = c.soft_delete("z", Some(99), t(3)).await;
+        assert!(
+            matches!(stale, Err(CatalogError::VersionMismatch { current: 1, .. })),
+            "{stale:?}"
+        );
+        let missing = c.soft_delete("ghost", None, t(3)).await;
+        assert!(
+            matches!(missing, Err(CatalogError::NotFound(_))),
+            "{missing:?}"
+        );
+
+        let image = c.restore("a", t(4)).await.unwrap();
+        assert_eq!(
+            (image.deleted_at, image.version, image.updated_at),
+            (None, 3, t(4))
+        );
+        assert_eq!(
+            list(c, &trashed(Trashed::Without)).await,
+            (strings(&["z", "a"]), 2)
+        );
+        assert_eq!(list(c, &trashed(Trashed::Only)).await, (vec![], 0));
+        assert!(matches!(
+            c.restore("ghost", t(5)).await,
+            Err(CatalogError::NotFound(_))
+        ));
+    }
+
+    pub async fn hard_delete_returns_only_keys_nothing_else_uses(c: &Arc<dyn Catalog>) {
+        let mut a = upload("a", "b");
+        a.original = Some(facts("originals/shared"));
+        let mut b = upload("z", "b");
+        b.original = Some(facts("originals/shared"));
+        create(c, a, 0).await;
+        render(
+            c,
+            "a",
+            &[
+                asset("thumb", "r/shared-thumb"),
+                asset("itunes", "r/a-itunes"),
+            ],
+        )
+        .await;
+        create(c, b, 1).await;
+        render(
+            c,
+            "z",
+            &[
+                asset("thumb", "r/shared-thumb"),
+                asset("itunes", "r/z-itunes"),
+            ],
+        )
+        .await;
+
+        let stale = c.hard_delete("a", Some(1)).await;
+        assert!(
+            matches!(stale, Err(CatalogError::VersionMismatch { current: 2, .. })),
+            "{stale:?}"
+        );
+        assert!(
+            c.image("a").await.unwrap().is_some(),
+            "a refused delete deletes nothing"
+        );
+
+        let orphans = c.hard_delete("a", Some(2)).await.unwrap();
+        assert_eq!(orphans, ["r/a-itunes"], "shared original and thumb stay");
+        assert!(c.image("a").await.unwrap().is_none());
+        assert!(c.assets("a").await.unwrap().is_empty());
+        assert!(c.jobs_for_image("a").await.unwrap().is_empty());
+        assert_eq!(c.assets("z").await.unwrap().len(), 2, "z untouched");
+
+        // Trashed first, then forced: now nothing else holds z's keys.
+        c.soft_delete("z", None, t(2)).await.unwrap();
+        let orphans = c.hard_delete("z", None).await.unwrap();
+        assert_eq!(
+            sorted(orphans),
+            ["originals/shared", "r/shared-thumb", "r/z-itunes"]
+        );
+        assert!(matches!(
+            c.hard_delete("z", None).await,
+            Err(CatalogError::NotFound(_))
+        ));
+        assert!(matches!(
+            c.hard_delete("ghost", Some(1)).await,
+            Err(CatalogError::NotFound(_))
+        ));
+
+        // An origin image not fetched yet has no keys at all.
+        let origin = NewImage {
+            original: None,
+            origin_url: Some("https://example.com/x.jpg".into()),
+            ..upload("o", "b")
+        };
+        create(c, origin, 3).await;
+        assert!(c.hard_delete("o", None).await.unwrap().is_empty());
+        assert_eq!(c.queue_depth().await.unwrap(), 0, "its job went with it");
+    }
+
+    pub async fn finish_returns_superseded_keys_nothing_else_uses(c: &Arc<dyn Catalog>) {
+        create(c, upload("z", "b"), 0).await; // original_key originals/z
+        render(c, "z", &[asset("thumb", "r/z-thumb")]).await;
+        create(c, upload("x", "b"), 1).await;
+        let orphans = render(
+            c,
+            "x",
+            &[
+                asset("thumb", "r/x-thumb"),
+                asset("itunes", "r/shared"),
+                asset("square-400", "originals/z"),
+            ],
+        )
+        .await;
+        assert!(orphans.is_empty());
+        create(c, upload("y", "b"), 2).await;
+        render(
+            c,
+            "y",
+            &[asset("itunes", "r/shared"), asset("thumb", "r/y-thumb")],
+        )
+        .await;
+
+        c.enqueue_render("x", t(3)).await.unwrap();
+        let orphans = render(
+            c,
+            "x",
+            &[asset("thumb", "r/x-thumb2"), asset("itunes", "r/x-itunes2")],
+        )
+        .await;
+        assert_eq!(
+            orphans,
+            ["r/x-thumb"],
+            "r/shared is y's, originals/z is z's original"
+        );
+        let assets = c.assets("x").await.unwrap();
+        assert_eq!(
+            assets.iter().map(|a| a.style.as_str()).collect::<Vec<_>>(),
+            ["thumb", "itunes"]
+        );
+        let thumb = c.asset("x", "thumb").await.unwrap().unwrap();
+        assert_eq!(thumb.storage_key, "r/x-thumb2");
+        assert_eq!((thumb.width, thumb.size, thumb.upscaled), (100, 10, false));
+        assert_eq!(thumb.created_at, t(LATER));
+        assert!(c.asset("x", "square-400").await.unwrap().is_none());
+        let both = c.assets_of(&strings(&["y", "x", "ghost"])).await.unwrap();
+        assert_eq!(
+            both.iter().map(|a| a.image_id.as_str()).collect::<Vec<_>>(),
+            ["x", "x", "y", "y"]
+        );
+        assert!(c.assets_of(&[]).await.unwrap().is_empty());
+
+        // Identical output (same keys) orphans nothing.
+        c.enqueue_render("x", t(4)).await.unwrap();
+        let orphans = render(
+            c,
+            "x",
+            &[asset("thumb", "r/x-thumb2"), asset("itunes", "r/x-itunes2")],
+        )
+        .await;
+        assert!(orphans.is_empty(), "{orphans:?}");
+    }
+
+    pub async fn finish_records_feed_readiness(c: &Arc<dyn Catalog>) {
+        let thumb = asset("thumb", "r/thumb");
+        let cases: Vec<(&str, Vec<NewAsset>)> = vec![
+            (
+                "ok",
+                vec![thumb.clone(), feed_asset("itunes", 1400, 300 * 1024, false)],
+            ),
+            (
+                "upscaled",
+                vec![feed_asset("itunes", 1400, 300 * 1024, true)],
+            ),
+            ("heavy", vec![feed_asset("itunes", 1400, 600 * 1024, false)]),
+            ("nofeed", vec![thumb.clone()]),
+            (
+                "big",
+                vec![
+                    feed_asset("itunes", 1400, 200 * 1024, true),
+                    feed_asset("square-3000", 3000, 400 * 1024, false),
+                ],
+            ),
+        ];
+        for (i, (id, assets)) in cases.iter().enumerate() {
+            create(c, upload(id, "b"), i as i64).await;
+            render(c, id, assets).await;
+        }
+        let readiness = |id: &'static str| async move {
+            let image = c.image(id).await.unwrap().unwrap();
+            let readiness = image.feed_readiness();
+            assert_eq!(image.feed_ready, readiness.ok);
+            readiness
+        };
+
+        let ok = readiness("ok").await;
+        assert!(
+            ok.ok && ok.reasons.is_empty() && ok.warnings.is_empty(),
+            "{ok:?}"
+        );
+        let upscaled = readiness("upscaled").await;
+        assert!(!upscaled.ok);
+        assert_eq!(upscaled.reasons.len(), 1, "{upscaled:?}");
+        assert!(upscaled.reasons[0].contains("enlarged"), "{upscaled:?}");
+        let heavy = readiness("heavy").await;
+        assert!(
+            heavy.ok && heavy.reasons.is_empty(),
+            "a warning only: {heavy:?}"
+        );
+        assert_eq!(heavy.warnings.len(), 1);
+        assert!(heavy.warnings[0].contains("512 KB"), "{heavy:?}");
+        let nofeed = readiness("nofeed").await;
+        assert!(!nofeed.ok);
+        assert_eq!(
+            nofeed.reasons,
+            ["no feed style (square-3000 or itunes) was rendered"]
+        );
+        let big = readiness("big").await;
+        assert!(
+            big.ok,
+            "square-3000 is the feed file, not the upscaled itunes: {big:?}"
+        );
+
+        let ready = ImageQuery {
+            feed_ready: Some(true),
+            sort: SortKey::CreatedAt,
+            descending: false,
+            ..ImageQuery::new("b")
+        };
+        assert_eq!(list_ids(c, ready.clone()).await, ["ok", "heavy", "big"]);
+        let not_ready = ImageQuery {
+            feed_ready: Some(false),
+            ..ready
+        };
+        assert_eq!(list_ids(c, not_ready).await, ["upscaled", "nofeed"]);
+
+        // A failed re-render is not feed-ready either.
+        c.enqueue_render("ok", t(10)).await.unwrap();
+        let job = c
+            .claim_job("w", ms(LATER), LEASE_MS)
+            .await
+            .unwrap()
+            .unwrap();
+        c.fail_job(&job, "w", "boom", "corrupt-image", t(11))
+            .await
+            .unwrap();
+        let failed = readiness("ok").await;
+        assert!(!failed.ok);
+        assert!(failed.reasons[0].contains("boom"), "{failed:?}");
+    }
+
+    pub async fn list_filters(c: &Arc<dyn Catalog>) {
+        let fields = |name: Option<&str>, facet: Option<&str>, tags: &[&str]| ImageFields {
+            name: name.map(str::to_string),
+            facet: facet.map(str::to_string),
+            tags: strings(tags),
+            ..ImageFields::default()
+        };
+        let b = "f";
+        create(
+            c,
+            with_fields(
+                upload("a", b),
+                fields(Some("Morning Show"), Some("cover"), &["news", "daily"]),
+            ),
+            1,
+        )
+        .await;
+        render(c, "a", &[feed_asset("itunes", 1400, 1000, false)]).await;
+        create(
+            c,
+            with_fields(
+                upload("b", b),
+                fields(Some("evening SHOW"), Some("small"), &["news"]),
+            ),
+            2,
+        )
+        .await;
+        let job = c
+            .claim_job("w", ms(LATER), LEASE_MS)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(job.image_id, "b");
+        c.fail_job(&job, "w", "bad", "corrupt-image", t(2))
+            .await
+            .unwrap();
+        create(
+            c,
+            with_fields(
+                upload("c", b),
+                fields(Some("100% Pure_Fun"), Some("cover"), &[]),
+            ),
+            3,
+        )
+        .await;
+        create(
+            c,
+            with_fields(
+                upload("d", b),
+                fields(Some("100 PureXFun"), None, &["misc"]),
+            ),
+            4,
+        )
+        .await;
+        create(c, with_fields(upload("e", b), fields(None, None, &[])), 5).await;
+        create(
+            c,
+            with_fields(upload("f", b), fields(Some("C:\\art"), None, &[])),
+            6,
+        )
+        .await;
+        create(
+            c,
+            with_fields(
+                upload("g", b),
+                fields(Some("Morning ghost"), Some("cover"), &["news"]),
+            ),
+            7,
+        )
+        .await;
+        c.soft_delete("g", None, t(8)).await.unwrap();
+        create(
+            c,
+            with_fields(
+                upload("h", "elsewhere"),
+                fields(Some("Morning Show"), Some("cover"), &["news"]),
+            ),
+            9,
+        )
+        .await;
+
+        let q = || ImageQuery::new(b);
+        assert_eq!(
+            list(c, &q()).await,
+            (strings(&["f", "e", "d", "c", "b", "a"]), 6)
+        );
+        let ids = ImageQuery {
+            ids: strings(&["a", "c", "zzz", "g", "h"]),
+            ..q()
+        };
+        assert_eq!(list_ids(c, ids).await, ["c", "a"]);
+        let facet = ImageQuery {
+            facet: Some("cover".into()),
+            ..q()
+        };
+        assert_eq!(list_ids(c, facet).await, ["c", "a"]);
+
+        let tag = |tag: &str| ImageQuery {
+            tag: Some(tag.into()),
+            ..q()
+        };
+        assert_eq!(list_ids(c, tag("news")).await, ["b", "a"]);
+        assert_eq!(list_ids(c, tag("daily")).await, ["a"]);
+        assert!(list_ids(c, tag("nope")).await.is_empty());
+        assert!(list_ids(c, tag("NEWS")).await.is_empty(), "tags are exact");
+        let with_trashed = ImageQuery {
+            trashed: Trashed::With,
+            ..tag("news")
+        };
+        assert_eq!(list_ids(c, with_trashed.clone()).await, ["g", "b", "a"]);
+        let paged = ImageQuery {
+            page_size: 2,
+            ..with_trashed.clone()
+        };
+        assert_eq!(list(c, &paged).await, (strings(&["g", "b"]), 3));
+        let page2 = ImageQuery {
+            start: PageStart::Number(2),
+            ..paged.clone()
+        };
+        assert_eq!(list(c, &page2).await, (strings(&["a"]), 3));
+        let page3 = ImageQuery {
+            start: PageStart::Number(3),
+            ..paged
+        };
+        assert_eq!(
+            list(c, &page3).await,
+            (vec![], 3),
+            "past the end: empty, total kept"
+        );
+
+        let status = |status| ImageQuery {
+            status: Some(status),
+            ..q()
+        };
+        assert_eq!(list_ids(c, status(ImageStatus::Finished)).await, ["a"]);
+        assert_eq!(list_ids(c, status(ImageStatus::Error)).await, ["b"]);
+        assert_eq!(
+            list_ids(c, status(ImageStatus::Ingesting)).await,
+            ["f", "e", "d", "c"]
+        );
+        let ready = |ready| ImageQuery {
+            feed_ready: Some(ready),
+            ..q()
+        };
+        assert_eq!(list_ids(c, ready(true)).await, ["a"]);
+        assert_eq!(list_ids(c, ready(false)).await, ["f", "e", "d", "c", "b"]);
+
+        let search = |term: &str| ImageQuery {
+            search: Some(term.into()),
+            ..q()
+        };
+        assert_eq!(list_ids(c, search("show")).await, ["b", "a"]);
+        assert_eq!(
+            list_ids(c, search("SHOW")).await,
+            ["b", "a"],
+            "case-insensitive"
+        );
+        assert_eq!(list_ids(c, search("nInG sH")).await, ["b", "a"]);
+        assert_eq!(list_ids(c, search("100%")).await, ["c"], "% is literal");
+        assert_eq!(list_ids(c, search("%")).await, ["c"]);
+        assert_eq!(list_ids(c, search("pure_fun")).await, ["c"], "_ is literal");
+        assert_eq!(list_ids(c, search("_")).await, ["c"]);
+        assert_eq!(list_ids(c, search("c:\\a")).await, ["f"], "\\ is literal");
+        assert_eq!(list_ids(c, search("\\")).await, ["f"]);
+        assert!(list_ids(c, search("ghost")).await.is_empty(), "trashed");
+        assert_eq!(
+            list_ids(c, search("")).await,
+            ["f", "e", "d", "c", "b", "a"],
+            "an empty term matches all, unnamed too"
+        );
+
+        let combined = ImageQuery {
+            facet: Some("cover".into()),
+            tag: Some("news".into()),
+            ..q()
+        };
+        assert_eq!(list_ids(c, combined).await, ["a"]);
+        let combined = ImageQuery {
+            search: Some("show".into()),
+            status: Some(ImageStatus::Error),
+            ..q()
+        };
+        assert_eq!(list_ids(c, combined).await, ["b"]);
+    }
+
+    /// Every sort, both directions: pages by number and by keyset give the
+    /// same sequence, which is the one computed here.
+    pub async fn list_sorts_and_pages_by_number_and_keyset(c: &Arc<dyn Catalog>) {
+        // (id, created µs, updated µs, name): ties in every key, a NULL and
+        // an empty name (they sort alike), uppercase, and times with and
+        // without fractions (SQLite keeps them as text).
+        let rows: &[(&str, i64, i64, Option<&str>)] = &[
+            ("s00", 5_000_000, 5_000_000, Some("beta")),
+            ("s01", 3_000_000, 20_000_000, Some("alpha")),
+            ("s02", 3_000_000, 3_000_000, None),
+            ("s03", 9_000_000, 20_000_000, Some("beta")),
+            ("s04", 1_000_000, 1_000_000, Some("gamma")),
+            ("s05", 7_000_000, 21_500_000, Some("alpha")),
+            ("s06", 7_000_000, 7_000_000, None),
+            ("s07", 7_500_000, 21_000_250, Some("delta")),
+            ("s08", 2_000_000, 2_000_000, Some("Zed")),
+            ("s09", 0, 20_000_000, Some("beta")),
+            ("s10", 4_000_000, 4_000_000, Some("")),
+            ("s11", 7_000_250, 7_000_250, Some("alpha")),
+        ];
+        // Inserted in an order unrelated to any key.
+        for &(id, created, _, name) in rows.iter().rev() {
+            let new = with_fields(
+                upload(id, "s"),
+                ImageFields {
+                    name: name.map(str::to_string),
+                    ..ImageFields::default()
+                },
+            );
+            c.create_image(&new, t_micros(created)).await.unwrap();
+        }
+        for &(id, created, updated, _) in rows {
+            if updated != created {
+                c.update_image(id, &ImagePatch::default(), None, false, t_micros(updated))
+                    .await
+                    .unwrap();
+            }
+        }
+        let check = c.image("s07").await.unwrap().unwrap();
+        assert_eq!(
+            (check.created_at, check.updated_at),
+            (t_micros(7_500_000), t_micros(21_000_250)),
+            "microseconds survive the round trip"
+        );
+
+        for sort in [SortKey::CreatedAt, SortKey::UpdatedAt, SortKey::Name] {
+            for descending in [false, true] {
+                let mut expected: Vec<(String, &str)> = rows
+                    .iter()
+                    .map(|&(id, created, updated, name)| {
+                        let key = match sort {
+                            SortKey::CreatedAt => format!("{created:012}"),
+                            SortKey::UpdatedAt => format!("{updated:012}"),
+                            SortKey::Name => name.unwrap_or("").to_string(),
+                        };
+                        (key, id)
+                    })
+                    .collect();
+                expected.sort();
+                if descending {
+                    expected.reverse();
+                }
+                let expected: Vec<String> =
+                    expected.into_iter().map(|(_, id)| id.to_string()).collect();
+                let what = format!("sort {sort:?} descending {descending}");
+
+                for page_size in [1u64, 5, 12, 50] {
+                    let query = ImageQuery {
+                        sort,
+                        descending,
+                        page_size,
+                        ..ImageQuery::new("s")
+                    };
+                    // By number.
+                    let mut by_number = Vec::new();
+                    for number in 1.. {
+                        let page = ImageQuery {
+                            start: PageStart::Number(number),
+                            ..query.clone()
+                        };
+                        let (ids, total) = list(c, &page).await;
+                        assert_eq!(total, 12, "{what}");
+                        assert!(ids.len() <= page_size as usize);
+                        if ids.is_empty() {
+                            break;
+                        }
+                        by_number.extend(ids);
+                    }
+                    assert_eq!(
+                        by_number, expected,
+                        "{what}, pages of {page_size} by number"
+                    );
+                    // By keyset.
+                    let mut by_keyset = Vec::new();
+                    let mut start = PageStart::Number(1);
+                    loop {
+                        let page = ImageQuery {
+                            start: start.clone(),
+                            ..query.clone()
+                        };
+                        let (ids, total) = list(c, &page).await;
+                        assert_eq!(total, 12, "{what}");
+                        let Some(last) = ids.last().cloned() else {
+                            break;
+                        };
+                        by_keyset.extend(ids);
+                        start = PageStart::After(last);
+                        assert!(by_keyset.len() <= 12, "{what}: keyset loops: {by_keyset:?}");
+                    }
+                    assert_eq!(
+                        by_keyset, expected,
+                        "{what}, pages of {page_size} by keyset"
+                    );
+                }
+            }
+        }
+    }
+
+    pub async fn list_rejects_a_cursor_outside_the_list(c: &Arc<dyn Catalog>) {
+        let cover = ImageFields {
+            facet: Some("cover".into()),
+            ..ImageFields::default()
+        };
+        create(c, with_fields(upload("a", "b"), cover.clone()), 0).await;
+        create(c, upload("m", "b"), 1).await;
+        create(c, with_fields(upload("z", "b"), cover), 2).await;
+        create(c, upload("t", "b"), 3).await;
+        c.soft_delete("t", None, t(4)).await.unwrap();
+        let after = |id: &str| ImageQuery {
+            start: PageStart::After(id.into()),
+            ..ImageQuery::new("b")
+        };
+        assert_eq!(list(c, &after("z")).await, (strings(&["m", "a"]), 3));
+        assert_eq!(list(c, &after("a")).await, (vec![], 3));
+        let unknown = c.list_images(&after("nope")).await;
+        assert!(
+            matches!(&unknown, Err(CatalogError::UnknownCursor(id)) if id == "nope"),
+            "{unknown:?}"
+        );
+        let trashed = c.list_images(&after("t")).await;
+        assert!(
+            matches!(trashed, Err(CatalogError::UnknownCursor(_))),
+            "{trashed:?}"
+        );
+        let with_trashed = ImageQuery {
+            trashed: Trashed::With,
+            ..after("t")
+        };
+        assert_eq!(list_ids(c, with_trashed).await, ["z", "m", "a"]);
+        let filtered_out = ImageQuery {
+            facet: Some("cover".into()),
+            ..after("m")
+        };
+        let filtered_out = c.list_images(&filtered_out).await;
+        assert!(
+            matches!(filtered_out, Err(CatalogError::UnknownCursor(_))),
+            "{filtered_out:?}"
+        );
+        let filtered = ImageQuery {
+            facet: Some("cover".into()),
+            ..after("z")
+        };
+        assert_eq!(list(c, &filtered).await, (strings(&["a"]), 2));
+    }
+
+    pub async fn list_keeps_buckets_apart(c: &Arc<dyn Catalog>) {
+        create(c, upload("i1", "one"), 1).await;
+        create(c, upload("i2", "two"), 2).await;
+        create(c, upload("i3", "one"), 3).await;
+        assert_eq!(
+            list(c, &ImageQuery::new("one")).await,
+            (strings(&["i3", "i1"]), 2)
+        );
+        assert_eq!(
+            list(c, &ImageQuery::new("two")).await,
+            (strings(&["i2"]), 1)
+        );
+        assert_eq!(list(c, &ImageQuery::new("three")).await, (vec![], 0));
+        let ids = ImageQuery {
+            ids: strings(&["i1", "i2"]),
+            ..ImageQuery::new("one")
+        };
+        assert_eq!(list_ids(c, ids).await, ["i1"]);
+        let tag = ImageQuery {
+            tag: Some("cover".into()),
+            ..ImageQuery::new("two")
+        };
+        assert_eq!(list_ids(c, tag).await, ["i2"]);
+        let search = ImageQuery {
+            search: Some("image".into()),
+            ..ImageQuery::new("two")
+        };
+        assert_eq!(list_ids(c, search).await, ["i2"]);
+        let foreign_cursor = ImageQuery {
+            start: PageStart::After("i2".into()),
+            ..ImageQuery::new("one")
+        };
+        assert!(matches!(
+            c.list_images(&foreign_cursor).await,
+            Err(CatalogError::UnknownCursor(_))
+        ));
+    }
+
+    pub async fn api_keys_are_found_by_hash_until_revoked(c: &Arc<dyn Catalog>) {
+        let k1 = NewApiKey {
+            id: "k1".into(),
+            key_hash: "h1".into(),
+            bucket: "b".into(),
+            scopes: strings(&["image:read", "image:write"]),
+            name: Some("ci".into()),
+        };
+        let key = c.create_api_key(&k1, t(0)).await.unwrap();
+        assert_eq!((key.id.as_str(), key.bucket.as_str()), ("k1", "b"));
+        assert_eq!(key.scopes(), ["image:read", "image:write"]);
+        assert!(key.has_scope("image:write") && !key.has_scope("image:delete"));
+        assert!(!key.has_scope("image"));
+        assert_eq!((key.created_at, key.revoked_at), (t(0), None));
+        let k2 = NewApiKey {
+            id: "k2".into(),
+            key_hash: "h2".into(),
+            bucket: "other".into(),
+            scopes: strings(&["image:delete"]),
+            name: None,
+        };
+        c.create_api_key(&k2, t(1)).await.unwrap();
+        let clash = NewApiKey {
+            id: "k3".into(),
+            ..k1.clone()
+        };
+        assert!(
+            c.create_api_key(&clash, t(2)).await.is_err(),
+            "hashes are unique"
+        );
+
+        let found = c.api_key_by_hash("h1").await.unwrap().unwrap();
+        assert_eq!((found.id, found.name), ("k1".into(), Some("ci".into())));
+        assert!(c.api_key_by_hash("nope").await.unwrap().is_none());
+        let ids = |keys: Vec<ApiKey>| keys.into_iter().map(|k| k.id).collect::<Vec<_>>();
+        assert_eq!(ids(c.api_keys().await.unwrap()), ["k1", "k2"]);
+
+        assert!(c.revoke_api_key("k1", t(3)).await.unwrap());
+        assert!(
+            !c.revoke_api_key("k1", t(4)).await.unwrap(),
+            "already revoked"
+        );
+        assert!(!c.revoke_api_key("ghost", t(4)).await.unwrap());
+        assert!(c.api_key_by_hash("h1").await.unwrap().is_none(), "revoked");
+        assert_eq!(c.api_key_by_hash("h2").await.unwrap().unwrap().id, "k2");
+        let keys = c.api_keys().await.unwrap();
+        assert_eq!(keys[0].revoked_at, Some(t(3)), "listed, as revoked");
+        assert_eq!(keys[1].revoked_at, None);
+    }
+
+    pub async fn bucket_settings_default_then_set_and_overwritten(c: &Arc<dyn Catalog>) {
+        assert_eq!(
+            c.bucket_settings("b").await.unwrap(),
+            BucketSettings::default()
+        );
+        assert_eq!(c.bucket_settings("b").await.unwrap().public_max_side, None);
+        let side = |n| BucketSettings { public_max_side: n };
+        c.set_bucket_settings("b", side(Some(400)), t(0))
+            .await
+            .unwrap();
+        assert_eq!(c.bucket_settings("b").await.unwrap(), side(Some(400)));
+        c.set_bucket_settings("b", side(Some(0)), t(1))
+            .await
+            .unwrap();
+        assert_eq!(c.bucket_settings("b").await.unwrap(), side(Some(0)));
+        assert_eq!(c.bucket_settings("other").await.unwrap(), side(None));
+        c.set_bucket_settings("b", side(None), t(2)).await.unwrap();
+        assert_eq!(c.bucket_settings("b").await.unwrap(), side(None));
+    }
+
+    pub async fn count_stale_follows_the_filter(c: &Arc<dyn Catalog>) {
+        // p: all v1; q: all v0; w: mixed; d: v0 but trashed; r: not
+        // rendered; s: origin not fetched; u: another bucket, not rendered.
+        create(c, upload("p", "b"), 1).await;
+        render(c, "p", &[asset("thumb", "p/t"), asset("itunes", "p/i")]).await;
+        create(c, upload("q", "b"), 2).await;
+        render(
+            c,
+            "q",
+            &[
+                asset_fp("thumb", "q/t", "v0"),
+                asset_fp("itunes", "q/i", "v0"),
+            ],
+        )
+        .await;
+        create(c, upload("w", "b"), 3).await;
+        render(
+            c,
+            "w",
+            &[asset("thumb", "w/t"), asset_fp("itunes", "w/i", "v0")],
+        )
+        .await;
+        create(c, upload("d", "b"), 4).await;
+        render(c, "d", &[asset_fp("thumb", "d/t", "v0")]).await;
+        c.soft_delete("d", None, t(4)).await.unwrap();
+        create(c, upload("r", "b"), 5).await;
+        let origin = NewImage {
+            original: None,
+            origin_url: Some("https://example.com/s.jpg".into()),
+            ..upload("s", "b")
+        };
+        create(c, origin, 6).await;
+        create(c, upload("u", "other"), 7).await;
+
+        let count = |filter: RerenderFilter, fingerprint: &'static str| async move {
+            c.count_stale(&filter, fingerprint).await.unwrap()
+        };
+        let in_b = || RerenderFilter {
+            bucket: Some("b".into()),
+            ..RerenderFilter::default()
+        };
+        assert_eq!(count(RerenderFilter::default(), "v1").await, 4, "q w r u");
+        assert_eq!(count(in_b(), "v1").await, 3, "q w r");
+        let other = RerenderFilter {
+            bucket: Some("other".into()),
+            ..RerenderFilter::default()
+        };
+        assert_eq!(count(other, "v1").await, 1);
+        assert_eq!(count(in_b(), "v0").await, 3, "p w r");
+        let all = RerenderFilter {
+            all: true,
+            ..in_b()
+        };
+        assert_eq!(count(all, "v1").await, 4, "p q w r");
+        let all = RerenderFilter {
+            all: true,
+            ..RerenderFilter::default()
+        };
+        assert_eq!(count(all, "v1").await, 5, "p q w r u");
+        let style = |style: &str| RerenderFilter {
+            style: Some(style.into()),
+            ..in_b()
+        };
+        assert_eq!(count(style("itunes"), "v1").await, 3, "q w r");
+        assert_eq!(count(style("thumb"), "v1").await, 2, "q r");
+        assert_eq!(count(style("square-3000"), "v1").await, 4, "p q w r");
+        let since = RerenderFilter {
+            since: Some(t(3)),
+            ..in_b()
+        };
+        assert_eq!(count(since, "v1").await, 2, "w r");
+        let since = RerenderFilter {
+            since: Some(t(3)),
+            ..RerenderFilter::default()
+        };
+        assert_eq!(count(since, "v1").await, 3, "w r u");
+        let since_all = RerenderFilter {
+            since: Some(t(4)),
+            all: true,
+            ..RerenderFilter::default()
+        };
+        assert_eq!(count(since_all, "v1").await, 2, "r u");
+    }
+
+    pub async fn a_batch_is_queued_in_chunks_behind_interactive_work(c: &Arc<dyn Catalog>) {
+        for i in 0..5 {
+            let id = format!("b{i}");
+            create(c, upload(&id, "b"), i).await;
+            render(c, &id, &[asset_fp("itunes", &format!("r/{id}"), "v0")]).await;
+        }
+        create(c, upload("cur", "b"), 5).await;
+        render(c, "cur", &[asset("itunes", "r/cur")]).await;
+        create(c, upload("x", "other"), 6).await;
+        render(c, "x", &[asset_fp("itunes", "r/x", "v0")]).await;
+
+        let filter = RerenderFilter {
+            bucket: Some("b".into()),
+            since: Some(t(0)),
+            ..RerenderFilter::default()
+        };
+        assert_eq!(c.count_stale(&filter, "v1").await.unwrap(), 5);
+        assert!(c.open_batch(&filter, "v1").await.unwrap().is_none());
+        let batch = c
+            .create_batch("batch-1", &filter, "v1", t(10))
+            .await
+            .unwrap();
+        assert_eq!(batch.total, 5);
+        assert_eq!(batch.bucket.as_deref(), Some("b"));
+        assert_eq!(batch.filter(), filter);
+        assert_eq!(
+            (batch.fingerprint.as_str(), batch.created_at),
+            ("v1", t(10))
+        );
+        assert_eq!(c.batch("batch-1").await.unwrap().unwrap().total, 5);
+        assert!(c.batch("nope").await.unwrap().is_none());
+        assert_eq!(
+            c.open_batch(&filter, "v1")
+                .await
+                .unwrap()
+                .map(|b| b.id)
+                .as_deref(),
+            Some("batch-1"),
+            "a new batch with nothing queued yet is open"
+        );
+        assert!(c.open_batch(&filter, "v2").await.unwrap().is_none());
+        let other = RerenderFilter {
+            bucket: Some("other".into()),
+            ..filter.clone()
+        };
+        assert!(c.open_batch(&other, "v1").await.unwrap().is_none());
+
+        for expected in [2, 2, 1, 0, 0] {
+            assert_eq!(c.enqueue_batch(&batch, 2, t(11)).await.unwrap(), expected);
+        }
+        assert_eq!(
+            c.batch_counts("batch-1").await.unwrap(),
+            BatchCounts {
+                queued: 5,
+                ..BatchCounts::default()
+            }
+        );
+        for i in 0..5 {
+            let jobs = c.jobs_for_image(&format!("b{i}")).await.unwrap();
+            let job = jobs.last().unwrap();
+            assert_eq!(job.batch_id.as_deref(), Some("batch-1"));
+            assert_eq!(
+                (job.kind(), job.status()),
+                (JobKind::Render, JobStatus::Queued)
+            );
+            assert_eq!(job.run_after, ms(11));
+        }
+        assert!(c
+            .jobs_for_image("cur")
+            .await
+            .unwrap()
+            .iter()
+            .all(|j| j.batch_id.is_none()));
+        assert_eq!(c.jobs_for_image("x").await.unwrap().len(), 1);
+
+        // An upload made after the batch was queued still goes first.
+        create(c, upload("fresh", "b"), 20).await;
+        let first = c
+            .claim_job("w", ms(LATER), LEASE_MS)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (first.image_id.as_str(), first.batch_id.as_deref()),
+            ("fresh", None)
+        );
+        c.finish_job(&first, "w", &[asset("itunes", "r/fresh")], t(21))
+            .await
+            .unwrap();
+
+        let claim = || async move {
+            let job = c
+                .claim_job("w", ms(LATER), LEASE_MS)
+                .await
+                .unwrap()
+                .unwrap();
+            assert_eq!(job.batch_id.as_deref(), Some("batch-1"));
+            job
+        };
+        let failing = claim().await;
+        c.fail_job(&failing, "w", "truncated", "corrupt-image", t(22))
+            .await
+            .unwrap();
+        let running = claim().await;
+        let done = claim().await;
+        c.finish_job(&done, "w", &[asset("itunes", "r/done")], t(23))
+            .await
+            .unwrap();
+        assert_eq!(
+            c.batch_counts("batch-1").await.unwrap(),
+            BatchCounts {
+                queued: 2,
+                running: 1,
+                done: 1,
+                failed: 1
+            }
+        );
+        assert_eq!(
+            c.batch_failures("batch-1", 10).await.unwrap(),
+            [BatchFailure {
+                image_id: failing.image_id.clone(),
+                reason: Some("truncated".into())
+            }]
+        );
+        assert!(c.batch_failures("batch-1", 0).await.unwrap().is_empty());
+        assert_eq!(
+            c.open_batch(&filter, "v1")
+                .await
+                .unwrap()
+                .map(|b| b.id)
+                .as_deref(),
+            Some("batch-1"),
+            "unfinished"
+        );
+
+        c.finish_job(&running, "w", &[asset("itunes", "r/running")], t(24))
+            .await
+            .unwrap();
+        for _ in 0..2 {
+            let job = claim().await;
+            c.finish_job(
+                &job,
+                "w",
+                &[asset("itunes", &format!("r/{}", job.image_id))],
+                t(25),
+            )
+            .await
+            .unwrap();
+        }
+        assert!(c
+            .claim_job("w", ms(LATER), LEASE_MS)
+            .await
+            .unwrap()
+            .is_none());
+        assert_eq!(
+            c.batch_counts("batch-1").await.unwrap(),
+            BatchCounts {
+                done: 4,
+                failed: 1,
+                ..BatchCounts::default()
+            }
+        );
+        assert!(
+            c.open_batch(&filter, "v1").await.unwrap().is_none(),
+            "a finished batch is not resumed"
+        );
+
+        // What is still stale (the failed image keeps its v0 file) makes a
+        // new batch, and that one is open.
+        assert_eq!(c.count_stale(&filter, "v1").await.unwrap(), 1);
+        let again = c
+            .create_batch("batch-2", &filter, "v1", t(30))
+            .await
+            .unwrap();
+        assert_eq!(again.total, 1);
+        assert_eq!(
+            c.open_batch(&filter, "v1")
+                .await
+                .unwrap()
+                .map(|b| b.id)
+                .as_deref(),
+            Some("batch-2")
+        );
+        assert_eq!(c.enqueue_batch(&again, 100, t(31)).await.unwrap(), 1);
+        assert_eq!(c.enqueue_batch(&again, 100, t(31)).await.unwrap(), 0);
+        assert_eq!(c.batch("batch-2").await.unwrap().unwrap().total, 1);
+        assert_eq!(
+            c.batch_counts("batch-1").await.unwrap().queued,
+            0,
+            "batches apart"
+        );
+    }
+}

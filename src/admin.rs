@@ -1,0 +1,155 @@
+//! `easel keys` and `easel buckets`: the operator's side of auth.
+
+use anyhow::Context;
+use chrono::Utc;
+use easel_catalog::BucketSettings;
+
+use crate::service::{init_logging, log_format, runtime, CommonArgs};
+
+#[derive(clap::Args, Debug)]
+pub struct KeysArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(subcommand)]
+    command: KeysCommand,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum KeysCommand {
+    /// Create a key and print it (it is shown only this once).
+    Create {
+        /// The bucket the key reads and writes.
+        #[arg(long, default_value = "default")]
+        bucket: String,
+        /// Comma-separated: image:read, image:write, image:delete.
+        #[arg(long, value_delimiter = ',', default_value = "image:read")]
+        scopes: Vec<String>,
+        /// A label to recognise the key by.
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List keys (never their secrets).
+    List,
+    /// Revoke a key by its id (the part after `easel_`).
+    Revoke { id: String },
+}
+
+pub fn keys(args: KeysArgs) -> anyhow::Result<()> {
+    init_logging(log_format(&args.common));
+    runtime()?.block_on(async move {
+        let (catalog, _) = crate::service::open(&args.common).await?;
+        match args.command {
+            KeysCommand::Create {
+                bucket,
+                scopes,
+                name,
+            } => {
+                let (secret, key) =
+                    easel_api::auth::create_key(catalog.as_ref(), &bucket, &scopes, name)
+                        .await
+                        .context("cannot create the key")?;
+                eprintln!(
+                    "easel: key {} for bucket {:?} with {}; store it now, it is not shown again:",
+                    key.id,
+                    key.bucket,
+                    key.scopes().join(",")
+                );
+                println!("{secret}");
+            }
+            KeysCommand::List => {
+                println!(
+                    "{:<18} {:<16} {:<40} {:<25} name",
+                    "id", "bucket", "scopes", "created"
+                );
+                for key in catalog.api_keys().await? {
+                    let state = match key.revoked_at {
+                        Some(at) => format!(" (revoked {})", at.format("%Y-%m-%d %H:%M")),
+                        None => String::new(),
+                    };
+                    println!(
+                        "{:<18} {:<16} {:<40} {:<25} {}{state}",
+                        key.id,
+                        key.bucket,
+                        key.scopes().join(","),
+                        key.created_at.format("%Y-%m-%dT%H:%M:%SZ"),
+                        key.name.as_deref().unwrap_or("")
+                    );
+                }
+            }
+            KeysCommand::Revoke { id } => {
+                let id = id
+                    .trim_start_matches("easel_")
+                    .split('_')
+                    .next()
+                    .unwrap_or("")
+                    .to_string();
+                if catalog.revoke_api_key(&id, Utc::now()).await? {
+                    println!("easel: key {id} revoked");
+                } else {
+                    anyhow::bail!("no live key with id {id:?}");
+                }
+            }
+        }
+        Ok(())
+    })
+}
+
+#[derive(clap::Args, Debug)]
+pub struct BucketsArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(subcommand)]
+    command: BucketsCommand,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum BucketsCommand {
+    /// Who may fetch a bucket's style files without a key.
+    SetStyles {
+        bucket: String,
+        /// `public` (default: everyone), `private` (image:read keys only),
+        /// or a number N: styles whose longer side is at most N px are
+        /// public, larger ones need a key.
+        access: String,
+    },
+    /// Show a bucket's settings.
+    Show { bucket: String },
+}
+
+pub fn buckets(args: BucketsArgs) -> anyhow::Result<()> {
+    init_logging(log_format(&args.common));
+    runtime()?.block_on(async move {
+        let (catalog, _) = crate::service::open(&args.common).await?;
+        match args.command {
+            BucketsCommand::SetStyles { bucket, access } => {
+                let public_max_side = match access.as_str() {
+                    "public" => None,
+                    "private" => Some(0),
+                    n => Some(n.parse::<i64>().ok().filter(|n| *n > 0).with_context(|| {
+                        format!("access must be public, private or a size in pixels, got {n:?}")
+                    })?),
+                };
+                catalog
+                    .set_bucket_settings(&bucket, BucketSettings { public_max_side }, Utc::now())
+                    .await?;
+                println!("easel: bucket {bucket:?}: {}", describe(public_max_side));
+            }
+            BucketsCommand::Show { bucket } => {
+                let settings = catalog.bucket_settings(&bucket).await?;
+                println!(
+                    "easel: bucket {bucket:?}: {}",
+                    describe(settings.public_max_side)
+                );
+            }
+        }
+        Ok(())
+    })
+}
+
+fn describe(public_max_side: Option<i64>) -> String {
+    match public_max_side {
+        None => "style files are public".into(),
+        Some(0) => "style files need an image:read key".into(),
+        Some(n) => format!("styles up to {n}px are public; larger ones need an image:read key"),
+    }
+}

@@ -1,0 +1,154 @@
+//! `easel rerender`: finds images rendered with other settings (or all of
+//! them) and renders them again, with a progress bar.
+//!
+//! The batch is recorded in the catalogue with its filter and settings
+//! fingerprint, so running the same command again after an interruption
+//! resumes it: images already queued or done are not queued twice.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use chrono::{DateTime, NaiveDate, Utc};
+use easel_api::batches::{batch_view, open_or_create, ENQUEUE_CHUNK};
+use easel_catalog::RerenderFilter;
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio::sync::Notify;
+
+use crate::engine_args::EngineArgs;
+use crate::service::{init_logging, log_format, runtime, spawn_workers, CommonArgs, WorkerTuning};
+
+#[derive(clap::Args, Debug)]
+pub struct RerenderArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    #[command(flatten)]
+    render: EngineArgs,
+    #[command(flatten)]
+    tuning: WorkerTuning,
+    /// Only this bucket's images.
+    #[arg(long)]
+    bucket: Option<String>,
+    /// Only images whose file of this style is missing or stale.
+    #[arg(long)]
+    style: Option<String>,
+    /// Only images created at or after this date (YYYY-MM-DD or RFC 3339).
+    #[arg(long, value_parser = parse_since)]
+    since: Option<DateTime<Utc>>,
+    /// Every matching image, not only stale ones.
+    #[arg(long)]
+    all: bool,
+    /// Worker loops in this process; 0 only queues the jobs and follows
+    /// progress while `easel worker` processes render them.
+    #[arg(long, default_value_t = 1)]
+    concurrency: usize,
+    /// Count what would be re-rendered, change nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+fn parse_since(value: &str) -> Result<DateTime<Utc>, String> {
+    if let Ok(t) = DateTime::parse_from_rfc3339(value) {
+        return Ok(t.with_timezone(&Utc));
+    }
+    NaiveDate::parse_from_str(value, "%Y-%m-%d")
+        .ok()
+        .and_then(|d| d.and_hms_opt(0, 0, 0))
+        .map(|t| t.and_utc())
+        .ok_or_else(|| format!("expected YYYY-MM-DD or an RFC 3339 time, got {value:?}"))
+}
+
+pub fn rerender(args: RerenderArgs) -> anyhow::Result<()> {
+    init_logging(log_format(&args.common));
+    runtime()?.block_on(async move {
+        let (catalog, store) = crate::service::open(&args.common).await?;
+        let settings = Arc::new(args.render.settings()?);
+        if let Some(style) = &args.style {
+            let parsed: easel_render::Style = style
+                .parse()
+                .map_err(|_| anyhow::anyhow!("unknown style {style:?}"))?;
+            anyhow::ensure!(parsed != easel_render::Style::Original, "the original is never re-rendered");
+        }
+        let filter = RerenderFilter {
+            bucket: args.bucket.clone(),
+            style: args.style.clone(),
+            since: args.since,
+            all: args.all,
+        };
+        let fingerprint = settings.fingerprint();
+        if args.dry_run {
+            let count = catalog.count_stale(&filter, &fingerprint).await?;
+            println!("easel: {count} image(s) would be re-rendered (settings {fingerprint})");
+            return Ok(());
+        }
+        let (batch, resumed) = open_or_create(catalog.as_ref(), &filter, &fingerprint)
+            .await
+            .context("cannot start the batch")?;
+        eprintln!(
+            "easel: {} batch {} ({} image(s), settings {fingerprint})",
+            if resumed { "resuming" } else { "started" },
+            batch.id,
+            batch.total
+        );
+        let wake = Arc::new(Notify::new());
+        let workers = spawn_workers(args.concurrency, &args.tuning, &catalog, &store, &settings, &wake)?;
+
+        let bar = ProgressBar::new(batch.total.max(0) as u64);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{bar:40} {pos}/{len} images  {per_sec}  ETA {eta}  {msg}",
+            )
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        );
+        let started = Instant::now();
+        let mut interrupted = false;
+        let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
+        let mut queued_all = false;
+        let mut tick = tokio::time::interval(Duration::from_millis(250));
+        let view = loop {
+            if !queued_all {
+                let added = catalog.enqueue_batch(&batch, ENQUEUE_CHUNK, Utc::now()).await?;
+                queued_all = added == 0;
+                wake.notify_waiters();
+            }
+            let current = catalog.batch(&batch.id).await?.context("the batch disappeared")?;
+            let counts = catalog.batch_counts(&batch.id).await?;
+            let view = batch_view(current, counts, Vec::new());
+            bar.set_length(view.total.max(0) as u64);
+            bar.set_position((view.counts.done + view.counts.failed).max(0) as u64);
+            bar.set_message(format!("{} failed", view.counts.failed));
+            if queued_all && view.complete {
+                break view;
+            }
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = &mut ctrl_c => { interrupted = true; break view; }
+            }
+        };
+        bar.finish_and_clear();
+        workers.stop().await;
+        let elapsed = started.elapsed().as_secs_f64();
+        let failures = catalog.batch_failures(&batch.id, 10).await?;
+        println!(
+            "easel: batch {}: {} done, {} failed, {} still queued, {} not queued yet, in {:.1} s ({:.1} images/s)",
+            view.id,
+            view.counts.done,
+            view.counts.failed,
+            view.counts.queued + view.counts.running,
+            view.counts.pending,
+            elapsed,
+            view.counts.done as f64 / elapsed.max(0.001),
+        );
+        for failure in failures {
+            println!(
+                "  failed: {} ({})",
+                failure.image_id,
+                failure.reason.as_deref().unwrap_or("no reason recorded")
+            );
+        }
+        if interrupted {
+            eprintln!("easel: interrupted; run the same command again to resume");
+        }
+        Ok(())
+    })
+}
