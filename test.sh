@@ -1,9 +1,31 @@
 #!/usr/bin/env bash
 # Every check CI runs: formatting, lints, then all tests (unit, engine,
-# end-to-end against the real service). Installs what it needs first.
+# end-to-end against the real service) on PostgreSQL + S3 and again on the
+# embedded defaults, then the IIIF validator and schemathesis against a
+# running server. Installs what it needs first.
 set -euo pipefail
 cd "$(dirname "$0")"
 scripts/ensure-deps.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# Real PostgreSQL and S3-compatible (moto) servers on 127.0.0.1. Where they
+# cannot be installed the tests that need them skip loudly; in CI they fail.
+if scripts/ci-services.sh; then
+    set -a
+    # shellcheck disable=SC1091
+    . target/ci-services.env
+    set +a
+elif [ "${CI:-}" = "true" ]; then
+    echo "test.sh: PostgreSQL/S3 could not be started; CI must not skip them" >&2
+    exit 1
+else
+    echo "test.sh: WARNING: no PostgreSQL/S3; their tests will be SKIPPED" >&2
+fi
+
+echo "test.sh: all tests, catalogue and end-to-end on PostgreSQL + S3" >&2
 cargo test --workspace --locked "$@"
+echo "test.sh: end-to-end again on the embedded defaults (SQLite + files)" >&2
+env -u EASEL_TEST_DATABASE_URL -u EASEL_TEST_S3_URL \
+    cargo test --locked --test e2e --test api "$@"
+scripts/ci-live.sh target/debug/easel

@@ -48,7 +48,7 @@ fn created_at(i: u64) -> DateTime<Utc> {
 fn image(i: u64) -> NewImage {
     let word = WORDS[(i % WORDS.len() as u64) as usize];
     let mut tags = vec![format!("show-{}", i % 100)];
-    if i % 1000 == 0 {
+    if i.is_multiple_of(1000) {
         tags.push("rare".into());
     }
     let sha = format!("{:064x}", i);
@@ -57,7 +57,14 @@ fn image(i: u64) -> NewImage {
         bucket: BUCKET.into(),
         fields: ImageFields {
             name: Some(format!("{word} episode #{i}")),
-            facet: Some(if i % 2 == 0 { "cover" } else { "small-cover" }.into()),
+            facet: Some(
+                if i.is_multiple_of(2) {
+                    "cover"
+                } else {
+                    "small-cover"
+                }
+                .into(),
+            ),
             tags,
             ..ImageFields::default()
         },

@@ -213,6 +213,8 @@ export AWS_ALLOW_HTTP=true
 export AWS_ACCESS_KEY_ID=testing
 export AWS_SECRET_ACCESS_KEY=testing
 export AWS_REGION=us-east-1
+export EASEL_TEST_PG_BIN=$(pg_bin_dir)
+export EASEL_TEST_MOTO_SERVER=$(moto_bin)
 EOF
 done_at=$(date +%s.%N)
 log "$(awk -v a="$started" -v b="$installed" -v c="$done_at" \

@@ -99,10 +99,13 @@ async fn check_every_style(app: &TestApp, image: &Value, label: &str) {
             "{label} {style}: size"
         );
         let row = stored.iter().find(|r| r.style == *style).expect("row");
-        let on_disk =
-            std::fs::read(app.objects_dir().join(&row.storage_key)).expect("stored object");
+        let stored_object = app
+            .store
+            .get(&row.storage_key)
+            .await
+            .expect("stored object");
         assert_eq!(
-            on_disk,
+            stored_object.as_ref(),
             bytes.as_ref(),
             "{label} {style}: served bytes are the stored object"
         );
@@ -486,7 +489,7 @@ async fn a_text_file_gets_415_and_nothing_is_stored() {
     )
     .await;
     assert!(body["detail"].as_str().unwrap().contains("text"), "{body}");
-    assert!(app.stored_files("originals").is_empty());
+    assert!(app.stored_keys("originals").await.is_empty());
     assert_eq!(app.catalog.queue_depth().await.unwrap(), 0);
 }
 
@@ -511,7 +514,7 @@ async fn an_upload_over_the_byte_limit_gets_413_before_anything_is_stored() {
         "too-many-bytes",
     )
     .await;
-    assert!(app.stored_files("originals").is_empty());
+    assert!(app.stored_keys("originals").await.is_empty());
     // Under the limit still works.
     let small = app
         .upload_multipart(fixture("jpeg/exif_iptc_nokia.jpg"), &[], "")
@@ -540,7 +543,7 @@ async fn a_decompression_bomb_gets_422_too_many_pixels_before_anything_is_stored
         "too-many-pixels",
     )
     .await;
-    assert!(app.stored_files("originals").is_empty());
+    assert!(app.stored_keys("originals").await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -568,7 +571,7 @@ async fn a_crop_outside_the_image_is_a_422_that_names_the_edge() {
         "crop-empty",
     )
     .await;
-    assert!(app.stored_files("originals").is_empty());
+    assert!(app.stored_keys("originals").await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -580,7 +583,7 @@ async fn two_identical_uploads_share_one_stored_original_and_one_set_of_files() 
     assert_ne!(a["id"], b["id"], "two uploads are two images");
     assert_eq!(a["sha256"], b["sha256"]);
     assert_eq!(
-        app.stored_files("originals").len(),
+        app.stored_keys("originals").await.len(),
         1,
         "one stored original"
     );
@@ -590,7 +593,7 @@ async fn two_identical_uploads_share_one_stored_original_and_one_set_of_files() 
         .len();
     // Rendering is deterministic and keys are hashes: the second image's
     // files are the first one's.
-    assert_eq!(app.stored_files("renders").len(), styles - 1);
+    assert_eq!(app.stored_keys("renders").await.len(), styles - 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -871,9 +874,10 @@ async fn a_storage_failure_is_retried_with_backoff_and_then_succeeds() {
         .upload_multipart(fixture("png/rgba_libvips.png"), &[], "")
         .await;
     let id = id_of(response).await;
-    let original = app.stored_files("originals").remove(0);
-    let hidden = original.with_extension("hidden");
-    std::fs::rename(&original, &hidden).unwrap();
+    // The store loses the original for a while (an outage, a slow replica).
+    let original = app.stored_keys("originals").await.remove(0);
+    let bytes = app.store.get(&original).await.unwrap();
+    app.store.delete(&original).await.unwrap();
 
     let outcome = app.worker.run_once().await.unwrap().expect("a job");
     assert!(matches!(outcome, Outcome::Retried { .. }), "{outcome:?}");
@@ -893,7 +897,7 @@ async fn a_storage_failure_is_retried_with_backoff_and_then_succeeds() {
         "a storage hiccup is not the image's fault"
     );
 
-    std::fs::rename(&hidden, &original).unwrap();
+    app.store.put(&original, bytes).await.unwrap();
     let wait = Duration::from_millis((job.run_after - now_ms()).max(0) as u64 + 50);
     tokio::time::sleep(wait).await;
     let outcome = app
@@ -990,5 +994,5 @@ async fn a_chunked_upload_without_content_length_is_cut_off_at_the_limit_with_41
         response.contains("\"code\":\"too-many-bytes\""),
         "{response}"
     );
-    assert!(app.stored_files("originals").is_empty());
+    assert!(app.stored_keys("originals").await.is_empty());
 }

@@ -36,7 +36,9 @@ CREATE TABLE images (
 
 CREATE INDEX images_live_created ON images (bucket, created_at, id) WHERE deleted_at IS NULL;
 CREATE INDEX images_live_updated ON images (bucket, updated_at, id) WHERE deleted_at IS NULL;
-CREATE INDEX images_live_name ON images (bucket, name, id) WHERE deleted_at IS NULL;
+-- The name sort is COALESCE(name, ''): the index must say the same.
+CREATE INDEX images_live_name ON images (bucket, (COALESCE(name, '')), id) WHERE deleted_at IS NULL;
+CREATE INDEX images_live_facet ON images (bucket, facet, created_at, id) WHERE deleted_at IS NULL;
 CREATE INDEX images_trashed ON images (bucket, deleted_at) WHERE deleted_at IS NOT NULL;
 CREATE INDEX images_sha256 ON images (sha256);
 CREATE INDEX images_original_key ON images (original_key);

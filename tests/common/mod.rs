@@ -301,10 +301,12 @@ impl TestApp {
     }
 
     /// Every stored object under a prefix (`originals`, `renders`).
-    pub fn stored_files(&self, prefix: &str) -> Vec<PathBuf> {
-        let mut found = Vec::new();
-        walk(&self.objects_dir().join(prefix), &mut found);
-        found
+    /// Keys of the objects under `prefix`, from the store itself (a
+    /// directory or an S3 prefix alike).
+    pub async fn stored_keys(&self, prefix: &str) -> Vec<String> {
+        let mut keys = self.store.list(prefix).await.expect("list the store");
+        keys.sort();
+        keys
     }
 }
 
@@ -313,20 +315,6 @@ impl Drop for TestApp {
         let _ = self.stop_workers.send(true);
         if let Some(stop) = self.stop_server.take() {
             let _ = stop.send(());
-        }
-    }
-}
-
-fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            walk(&path, found);
-        } else {
-            found.push(path);
         }
     }
 }
@@ -474,4 +462,23 @@ pub async fn easel_serve(data: &Path, extra: &[(&str, &str)]) -> (ChildGuard, St
         .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
         .to_string();
     (child, base)
+}
+
+/// True when the real PostgreSQL and S3 services are configured
+/// (`EASEL_TEST_DATABASE_URL` and `EASEL_TEST_S3_URL`, as
+/// `scripts/ci-services.sh` writes them). Otherwise prints a loud
+/// `SKIPPED` line and returns false, or panics when `CI=true`: CI must
+/// never pass a scale-out test it did not run.
+pub fn postgres_and_s3_or_skip(test: &str) -> bool {
+    let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.trim().is_empty());
+    if set("EASEL_TEST_DATABASE_URL") && set("EASEL_TEST_S3_URL") {
+        return true;
+    }
+    let why = "needs PostgreSQL and S3: run scripts/ci-services.sh, then \
+               `set -a; . target/ci-services.env; set +a` before cargo test";
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test} {why} (CI=true: refusing to skip)");
+    }
+    eprintln!("\n*** SKIPPED {test}: {why} ***\n");
+    false
 }

@@ -25,6 +25,7 @@ const FAILURES_SHOWN: i64 = 100;
 #[serde(deny_unknown_fields)]
 pub struct RerenderRequest {
     /// Only images missing this style or holding a stale file of it.
+    #[schema(value_type = Option<crate::openapi::RenderedStyle>)]
     pub style: Option<String>,
     /// Only images created at or after this time (RFC 3339).
     pub since: Option<DateTime<Utc>>,
@@ -116,6 +117,26 @@ pub async fn open_or_create(
     Ok((batch, false))
 }
 
+/// Start (or resume) a re-render of the caller's bucket.
+#[utoipa::path(
+    post,
+    path = "/v1/rerender",
+    tag = "batches",
+    operation_id = "startRerender",
+    security(("bearer" = [])),
+    request_body(content = Option<RerenderRequest>, content_type = "application/json",
+        description = "What to re-render; an empty body means every stale image"),
+    responses(
+        (status = 202, description = "The batch, queueing in the background", body = BatchView,
+            headers(("Location" = String, description = "The batch's URL"))),
+        (status = 400, description = "Invalid JSON, or the `original` style", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No API key, or an unknown one", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks image:write", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "Unknown style", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A backend is unavailable; retry", body = crate::error::Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u32, description = "Seconds"))),
+    ),
+)]
 pub async fn start(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -180,6 +201,23 @@ pub async fn start(
     Ok(response)
 }
 
+/// A batch's progress.
+#[utoipa::path(
+    get,
+    path = "/v1/batches/{id}",
+    tag = "batches",
+    operation_id = "showBatch",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The batch's id")),
+    responses(
+        (status = 200, description = "The batch", body = BatchView),
+        (status = 401, description = "No API key, or an unknown one", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks image:read", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such batch in the key's bucket", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A backend is unavailable; retry", body = crate::error::Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u32, description = "Seconds"))),
+    ),
+)]
 pub async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,

@@ -213,13 +213,26 @@ impl From<StorageError> for ApiError {
     }
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
+/// An error, as RFC 9457 `application/problem+json`.
+#[derive(Serialize, utoipa::ToSchema)]
+#[schema(example = json!({
+    "type": "https://easel.dev/problems/image-not-found",
+    "title": "Image not found",
+    "status": 404,
+    "detail": "no image with id \"abc\"",
+    "code": "image-not-found"
+}))]
+pub(crate) struct Problem<'a> {
+    /// A URI naming the kind of problem.
     #[serde(rename = "type")]
     kind: String,
+    /// A short summary that never changes for a given `code`.
     title: &'a str,
+    /// The HTTP status code.
     status: u16,
+    /// What went wrong with this request, in words.
     detail: String,
+    /// A stable, machine-readable code (e.g. `image-not-found`).
     code: &'a str,
 }
 

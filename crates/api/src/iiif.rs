@@ -34,6 +34,7 @@ use easel_storage::StorageError;
 use serde::Serialize;
 use tokio::sync::Semaphore;
 
+use crate::auth::{self, Caller};
 use crate::{ApiError, AppState};
 
 /// The profile every IIIF response links to.
@@ -71,7 +72,7 @@ impl Default for IiifConfig {
 
 /// Shared by the IIIF handlers.
 #[derive(Debug)]
-struct Iiif {
+pub(crate) struct Iiif {
     config: IiifConfig,
     renders: Semaphore,
 }
@@ -107,7 +108,7 @@ async fn allow_any_origin(mut response: Response) -> Response {
 
 /// Everything a IIIF request can answer besides success.
 #[derive(Debug)]
-enum Failure {
+pub(crate) enum Failure {
     Iiif(IiifError),
     Api(ApiError),
 }
@@ -166,12 +167,24 @@ impl IntoResponse for Failure {
     }
 }
 
-/// A live image, or 404: deleted images are gone for IIIF too.
-async fn find_image(state: &AppState, id: &str) -> Result<Image, ApiError> {
-    match state.catalog.image(id).await? {
-        Some(image) if image.deleted_at.is_none() => Ok(image),
-        _ => Err(ApiError::ImageNotFound(id.to_string())),
+/// A live image the caller may see, or 404: deleted images are gone for
+/// IIIF too. IIIF follows the bucket's style-file setting: in a bucket that
+/// is not fully public, a derivative of any size can be asked for, so every
+/// IIIF request needs an `image:read` key of that bucket.
+async fn find_image(state: &AppState, headers: &HeaderMap, id: &str) -> Result<Image, ApiError> {
+    let caller = Caller::from_headers(state, headers).await?;
+    let image = match state.catalog.image(id).await? {
+        Some(image) if image.deleted_at.is_none() => image,
+        _ => return Err(ApiError::ImageNotFound(id.to_string())),
+    };
+    if caller.key().is_some_and(|k| k.bucket != image.bucket) {
+        return Err(ApiError::ImageNotFound(id.to_string()));
     }
+    let settings = state.catalog.bucket_settings(&image.bucket).await?;
+    if settings.public_max_side.is_some() {
+        caller.require(auth::READ)?;
+    }
+    Ok(image)
 }
 
 /// What IIIF needs of an image: its original and the original's facts.
@@ -185,8 +198,8 @@ struct Source {
 
 /// A live image with its original stored, or 404: deleted images are gone
 /// for IIIF too, and one whose origin URL is not fetched yet has no pixels.
-async fn find_source(state: &AppState, id: &str) -> Result<Source, ApiError> {
-    let image = find_image(state, id).await?;
+async fn find_source(state: &AppState, headers: &HeaderMap, id: &str) -> Result<Source, ApiError> {
+    let image = find_image(state, headers, id).await?;
     let side = |v: Option<i64>| v.and_then(|v| u32::try_from(v).ok()).filter(|v| *v > 0);
     match (
         side(image.width),
@@ -254,12 +267,28 @@ fn id_url(state: &AppState, headers: &HeaderMap, id: &str) -> String {
     )
 }
 
-async fn redirect(
+/// The image's base URI: redirects to its `info.json`.
+#[utoipa::path(
+    get,
+    path = "/iiif/3/{id}",
+    tag = "iiif",
+    operation_id = "iiifBase",
+    params(("id" = String, Path, description = "The image's id")),
+    responses(
+        (status = 303, description = "See the image's `info.json`",
+            headers(("Location" = String, description = "The `info.json` URL"), ("Access-Control-Allow-Origin" = String, description = "`*`"))),
+        (status = 404, description = "No such image, or its original is not fetched yet", body = crate::error::Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u32, description = "Seconds, while the original is being fetched"))),
+        (status = 503, description = "A backend is unavailable, or every render slot is busy; retry", body = crate::error::Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u32, description = "Seconds"))),
+    ),
+)]
+pub(crate) async fn redirect(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Failure> {
-    find_source(&state, &id).await?;
+    find_source(&state, &headers, &id).await?;
     let location = format!("{}/info.json", id_url(&state, &headers, &id));
     Response::builder()
         .status(StatusCode::SEE_OTHER)
@@ -277,13 +306,38 @@ fn wants_json_ld(headers: &HeaderMap) -> bool {
         .any(|v| v.contains("application/ld+json"))
 }
 
-async fn info(
+/// The image information document (Image API 3.0 §5).
+#[utoipa::path(
+    get,
+    path = "/iiif/3/{id}/info.json",
+    tag = "iiif",
+    operation_id = "iiifInfo",
+    params(
+        ("id" = String, Path, description = "The image's id"),
+        ("Accept" = Option<String>, Header, description = "`application/ld+json` for the JSON-LD media type"),
+    ),
+    responses(
+        (status = 200, description = "The image information", headers(
+                ("Link" = String, description = "The level 2 profile"),
+                ("Access-Control-Allow-Origin" = String, description = "`*`"),
+            ),
+            content(
+                (Object = "application/json"),
+                (Object = "application/ld+json"),
+            )),
+        (status = 404, description = "No such image, or its original is not fetched yet", body = crate::error::Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u32, description = "Seconds, while the original is being fetched"))),
+        (status = 503, description = "A backend is unavailable, or every render slot is busy; retry", body = crate::error::Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u32, description = "Seconds"))),
+    ),
+)]
+pub(crate) async fn info(
     State(state): State<AppState>,
     Extension(iiif): Extension<Arc<Iiif>>,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Failure> {
-    let Source { width, height, .. } = find_source(&state, &id).await?;
+    let Source { width, height, .. } = find_source(&state, &headers, &id).await?;
     let limits = &iiif.config.limits;
     // The square styles' sides: for a square, uncropped image these sizes
     // are the stored files themselves.
@@ -365,7 +419,43 @@ fn image_response(
     response.map_err(|e| ApiError::Internal(e.to_string()))
 }
 
-async fn image(
+/// Pixels: `{region}/{size}/{rotation}/{quality}.{format}` of the oriented
+/// original (Image API 3.0 §4).
+#[utoipa::path(
+    get,
+    path = "/iiif/3/{id}/{region}/{size}/{rotation}/{quality_format}",
+    tag = "iiif",
+    operation_id = "iiifImage",
+    params(
+        ("id" = String, Path, description = "The image's id"),
+        ("region" = String, Path, description = "`full`, `square`, `x,y,w,h` or `pct:x,y,w,h`", example = "full"),
+        ("size" = String, Path, description = "`max`, `^max`, `w,`, `,h`, `pct:n`, `w,h`, `!w,h` (with `^` to allow upscaling)", example = "max"),
+        ("rotation" = String, Path, description = "`0`, `90`, `180` or `270`, `!` first to mirror", example = "0"),
+        ("quality_format" = String, Path, description = "`{quality}.{format}`: quality `default`, `color`, `gray` or `bitonal`; format `jpg`, `png` or `webp`", example = "default.jpg"),
+        ("If-None-Match" = Option<String>, Header, description = "An ETag of a copy the client has"),
+    ),
+    responses(
+        (status = 200, description = "The image", headers(
+                ("ETag" = String, description = "Names the rendered file"),
+                ("Link" = String, description = "The canonical URL and the level 2 profile"),
+                ("Access-Control-Allow-Origin" = String, description = "`*`"),
+            ),
+            content(
+                (crate::openapi::Binary = "image/jpeg"),
+                (crate::openapi::Binary = "image/png"),
+                (crate::openapi::Binary = "image/webp"),
+            )),
+        (status = 304, description = "Unchanged (`If-None-Match`)"),
+        (status = 400, description = "A malformed region, size, rotation, quality or format, or a request beyond the limits", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such image, or its original is not fetched yet", body = crate::error::Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u32, description = "Seconds, while the original is being fetched"))),
+        (status = 422, description = "The original cannot be rendered", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 501, description = "A rotation or format this server does not support", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A backend is unavailable, or every render slot is busy; retry", body = crate::error::Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u32, description = "Seconds"))),
+    ),
+)]
+pub(crate) async fn image(
     State(state): State<AppState>,
     Extension(iiif): Extension<Arc<Iiif>>,
     Path((id, region, size, rotation, quality_format)): Path<(
@@ -377,7 +467,7 @@ async fn image(
     )>,
     headers: HeaderMap,
 ) -> Result<Response, Failure> {
-    let source = find_source(&state, &id).await?;
+    let source = find_source(&state, &headers, &id).await?;
     let request = IiifRequest::parse(&region, &size, &rotation, &quality_format)?;
     let (width, height) = (source.width, source.height);
     let plan = request.resolve(width, height, &iiif.config.limits)?;

@@ -39,6 +39,44 @@ pub(crate) async fn find_any(state: &AppState, bucket: &str, id: &str) -> Result
 
 /// The resource as JSON, or with `Accept: application/octet-stream` the
 /// original's bytes.
+#[utoipa::path(
+    get,
+    path = "/v1/images/{id}",
+    tag = "images",
+    operation_id = "showImage",
+    security(("bearer" = [])),
+    params(
+        ("id" = String, Path, description = "The image's id"),
+        ("Accept" = Option<String>, Header, description = "`application/octet-stream` for the original's bytes instead of JSON"),
+    ),
+    responses(
+        (status = 200, description = "The image (JSON), or its original's bytes", headers(("ETag" = String, description = "The image's version (JSON) or the file's sha256 (bytes)")),
+            content(
+                (crate::view::ImageView = "application/json"),
+                (crate::openapi::Binary = "image/jpeg"),
+                (crate::openapi::Binary = "image/png"),
+                (crate::openapi::Binary = "image/webp"),
+                (crate::openapi::Binary = "image/gif"),
+                (crate::openapi::Binary = "image/tiff"),
+            )),
+        (status = 206, description = "Part of the original (a `Range` request)", headers(("Content-Range" = String, description = "`bytes start-end/size`")),
+            content(
+                (crate::openapi::Binary = "image/jpeg"),
+                (crate::openapi::Binary = "image/png"),
+                (crate::openapi::Binary = "image/webp"),
+                (crate::openapi::Binary = "image/gif"),
+                (crate::openapi::Binary = "image/tiff"),
+            )),
+        (status = 304, description = "The original is unchanged (`If-None-Match`)"),
+        (status = 401, description = "No API key, or an unknown one", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks image:read", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such image in the key's bucket, or the original is not fetched yet", body = crate::error::Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u32, description = "Seconds, while the original is being fetched"))),
+        (status = 416, description = "The range is outside the file", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A backend is unavailable; retry", body = crate::error::Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u32, description = "Seconds"))),
+    ),
+)]
 pub async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -67,6 +105,23 @@ pub(crate) fn resource(
     response
 }
 
+/// The image's stored files (one per rendered style).
+#[utoipa::path(
+    get,
+    path = "/v1/images/{id}/assets",
+    tag = "images",
+    operation_id = "listImageAssets",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The image's id")),
+    responses(
+        (status = 200, description = "The image's assets", body = AssetList),
+        (status = 401, description = "No API key, or an unknown one", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks image:read", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such image in the key's bucket", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A backend is unavailable; retry", body = crate::error::Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u32, description = "Seconds"))),
+    ),
+)]
 pub async fn assets(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -83,6 +138,48 @@ pub async fn assets(
 
 /// A style file. Public unless the bucket says otherwise; the original
 /// always needs `image:read`.
+#[utoipa::path(
+    get,
+    path = "/v1/images/{id}/styles/{style}",
+    tag = "styles",
+    operation_id = "getImageStyle",
+    security((), ("bearer" = [])),
+    params(
+        ("id" = String, Path, description = "The image's id"),
+        ("style" = String, Path, description = "A style name: `original`, `stripped-original`, `regular`, `thumb`, \
+            `square-400`, `square-640`, `square-888`, `itunes`, `square-3000`, or `feed` (`square-3000`, else `itunes`)",
+            example = "itunes"),
+    ),
+    responses(
+        (status = 200, description = "The file", headers(
+                ("ETag" = String, description = "The file's sha256"),
+                ("Accept-Ranges" = String, description = "`bytes`"),
+            ),
+            content(
+                (crate::openapi::Binary = "image/jpeg"),
+                (crate::openapi::Binary = "image/png"),
+                (crate::openapi::Binary = "image/webp"),
+                (crate::openapi::Binary = "image/gif"),
+                (crate::openapi::Binary = "image/tiff"),
+            )),
+        (status = 206, description = "Part of the file (a `Range` request)", headers(("Content-Range" = String, description = "`bytes start-end/size`")),
+            content(
+                (crate::openapi::Binary = "image/jpeg"),
+                (crate::openapi::Binary = "image/png"),
+                (crate::openapi::Binary = "image/webp"),
+                (crate::openapi::Binary = "image/gif"),
+                (crate::openapi::Binary = "image/tiff"),
+            )),
+        (status = 304, description = "Unchanged (`If-None-Match`)"),
+        (status = 401, description = "An unknown key, or no key for a private file or the original", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks image:read, which this file needs", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such image or style, a style that does not apply to this image, or one not rendered yet", body = crate::error::Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u32, description = "Seconds, while the image is still rendering"))),
+        (status = 416, description = "The range is outside the file", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A backend is unavailable; retry", body = crate::error::Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u32, description = "Seconds"))),
+    ),
+)]
 pub async fn style(
     State(state): State<AppState>,
     Path((id, style)): Path<(String, String)>,

@@ -14,6 +14,7 @@ mod files;
 pub mod iiif;
 mod images;
 mod list;
+pub mod openapi;
 mod ops;
 mod upload;
 mod view;
@@ -120,6 +121,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
+        .merge(openapi::routes())
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(middleware::from_fn(record_request))

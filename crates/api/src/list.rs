@@ -94,11 +94,46 @@ pub struct PageMeta {
     pub last_page: u64,
 }
 
+/// An item of a page: an [`ImageView`] whose fields are all optional but
+/// `id`, since `fields[image]` keeps only the named ones. Schema only.
+pub struct ImageItem;
+
+impl utoipa::PartialSchema for ImageItem {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::Schema;
+        use utoipa::openapi::RefOr;
+        let mut schema = <ImageView as utoipa::PartialSchema>::schema();
+        if let RefOr::T(Schema::Object(object)) = &mut schema {
+            object.required = vec!["id".to_string()];
+            object.description = Some(
+                "An image as in ImageView; with `fields[image]`, only the named fields (and `id`)"
+                    .into(),
+            );
+        }
+        schema
+    }
+}
+
+impl ToSchema for ImageItem {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "ImageItem".into()
+    }
+
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        <ImageView as ToSchema>::schemas(schemas);
+    }
+}
+
 /// A page of images. With `fields[image]`, each item has only the named
 /// fields (and `id`).
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ImagePageView {
-    #[schema(value_type = Vec<ImageView>)]
+    #[schema(value_type = Vec<ImageItem>)]
     pub data: Vec<Value>,
     pub links: PageLinks,
     pub meta: PageMeta,
@@ -307,6 +342,38 @@ fn parse(params: &Params, bucket: &str, max_page_size: u64) -> Result<Request, A
     })
 }
 
+/// One page of the caller's bucket.
+#[utoipa::path(
+    get,
+    path = "/v1/images",
+    tag = "images",
+    operation_id = "listImages",
+    security(("bearer" = [])),
+    params(
+        ("page[size]" = Option<u64>, Query, minimum = 1, description = "Images per page (at most the server's maximum, 100 by default)"),
+        ("page[number]" = Option<u64>, Query, minimum = 1, description = "1-based page number; not with `page[after]`"),
+        ("page[after]" = Option<String>, Query, description = "Cursor: the id of the last image of the previous page; not with `page[number]`"),
+        ("filter[id]" = Option<Vec<String>>, Query, style = Form, explode, description = "Only these ids (repeatable, or comma-separated; at most 100)"),
+        ("filter[facet]" = Option<String>, Query, description = "Only images with this facet"),
+        ("filter[tag]" = Option<String>, Query, description = "Only images with this tag"),
+        ("filter[status]" = Option<String>, Query, description = "`ingesting`, `finished` or `error`", example = "finished"),
+        ("filter[feed_ready]" = Option<bool>, Query, description = "Only images whose feed file passes (true) or fails (false) the directory rules"),
+        ("filter[trashed]" = Option<String>, Query, description = "`without` (default), `with` or `only` soft-deleted images", example = "with"),
+        ("search" = Option<String>, Query, description = "Images whose name contains this text"),
+        ("sort" = Option<String>, Query, description = "`created_at`, `updated_at` or `name`; prefix `-` for descending", example = "-created_at"),
+        ("fields[image]" = Option<String>, Query, description = "Comma-separated fields to keep in each item (`id` is always kept)", example = "id,name,status"),
+        ("include" = Option<String>, Query, description = "`assets` to embed each image's assets", example = "assets"),
+    ),
+    responses(
+        (status = 200, description = "A page of images", body = ImagePageView,
+            headers(("Link" = String, description = "RFC 8288 links to the first, previous, next and last pages"))),
+        (status = 400, description = "Unknown parameter, or a bad value", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No API key, or an unknown one", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks image:read", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A backend is unavailable; retry", body = crate::error::Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u32, description = "Seconds"))),
+    ),
+)]
 pub async fn list(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
@@ -316,7 +383,16 @@ pub async fn list(
     let key = caller.require(auth::READ)?;
     let params = Params::parse(raw.as_deref())?;
     let request = parse(&params, &key.bucket, state.config.max_page_size)?;
-    let page = state.catalog.list_images(&request.query).await?;
+    // One row more than a keyset page shows, to know whether a next exists.
+    let keyset = matches!(request.query.start, PageStart::After(_));
+    let mut query = request.query.clone();
+    if keyset {
+        query.page_size += 1;
+    }
+    let mut page = state.catalog.list_images(&query).await?;
+    let has_more = keyset && page.images.len() as u64 > request.query.page_size;
+    page.images
+        .truncate(usize::try_from(request.query.page_size).unwrap_or(usize::MAX));
 
     let mut assets: HashMap<String, Vec<MediaAsset>> = HashMap::new();
     if request.include_assets {
@@ -329,7 +405,6 @@ pub async fn list(
         }
     }
     let last_id = page.images.last().map(|i| i.id.clone());
-    let count = page.images.len() as u64;
     let data: Vec<Value> = page
         .images
         .into_iter()
@@ -358,7 +433,7 @@ pub async fn list(
             (Some(n), prev, next)
         }
         PageStart::After(_) => {
-            let next = match (&last_id, count == size) {
+            let next = match (&last_id, has_more) {
                 (Some(id), true) => Some(link(&[("page[after]", id.clone())])),
                 _ => None,
             };

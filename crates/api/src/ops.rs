@@ -36,11 +36,30 @@ pub fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
+/// Liveness: the process answers.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "ops",
+    operation_id = "healthz",
+    responses((status = 200, description = "Alive", body = crate::openapi::Health)),
+)]
 pub async fn healthz() -> impl IntoResponse {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
 /// Ready when the database and the blob store both answer.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "ops",
+    operation_id = "readyz",
+    responses(
+        (status = 200, description = "The database and the blob store answer", body = crate::openapi::Ready),
+        (status = 503, description = "A backend is unavailable; retry", body = crate::error::Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u32, description = "Seconds"))),
+    ),
+)]
 pub async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError> {
     state.catalog.ping().await?;
     state.store.ping().await?;
@@ -50,6 +69,14 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError>
     )
 }
 
+/// Prometheus metrics.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "ops",
+    operation_id = "metrics",
+    responses((status = 200, description = "Prometheus text exposition format", body = String, content_type = "text/plain")),
+)]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let handle = metrics_handle();
     // The queue lives in the database, shared by every worker process, so

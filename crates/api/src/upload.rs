@@ -85,6 +85,102 @@ impl UploadMeta {
     }
 }
 
+/// Metadata an upload may carry as query parameters (or as multipart fields
+/// beside `file`). Documentation only: [`UploadMeta::set`] parses them.
+#[derive(utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[allow(dead_code)]
+pub(crate) struct UploadQuery {
+    /// A display name (at most 1024 characters, no control characters).
+    #[param(max_length = 1024)]
+    name: Option<String>,
+    /// A label such as `cover` (at most 128 characters).
+    #[param(max_length = 128)]
+    facet: Option<String>,
+    /// `x,y,width,height` in oriented pixels, inside the image.
+    #[param(example = "0,0,1400,1400")]
+    crop: Option<String>,
+    /// Comma-separated tags (at most 64, each at most 128 characters).
+    #[param(example = "cover,season-2")]
+    tags: Option<String>,
+    #[param(max_length = 4096)]
+    string1: Option<String>,
+    #[param(max_length = 4096)]
+    string2: Option<String>,
+    #[param(max_length = 4096)]
+    string3: Option<String>,
+    number1: Option<f64>,
+    number2: Option<f64>,
+    number3: Option<f64>,
+    /// Wait for the render (up to the server's wait timeout) before answering.
+    wait: Option<bool>,
+}
+
+/// A multipart upload: exactly one `file` part, and optional metadata parts.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct UploadForm {
+    /// The image (JPEG, PNG, WebP, GIF or TIFF).
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+    #[schema(max_length = 1024)]
+    name: Option<String>,
+    #[schema(max_length = 128)]
+    facet: Option<String>,
+    /// `x,y,width,height` in oriented pixels.
+    crop: Option<String>,
+    /// Comma-separated tags.
+    tags: Option<String>,
+    string1: Option<String>,
+    string2: Option<String>,
+    string3: Option<String>,
+    number1: Option<f64>,
+    number2: Option<f64>,
+    number3: Option<f64>,
+    wait: Option<bool>,
+}
+
+/// Upload an image: its bytes as the body, or a multipart `file` part.
+#[utoipa::path(
+    post,
+    path = "/v1/images",
+    tag = "images",
+    operation_id = "uploadImage",
+    security(("bearer" = [])),
+    params(UploadQuery),
+    request_body(
+        description = "The image itself (its type is sniffed from its bytes), or a multipart form",
+        content(
+            (crate::openapi::Binary = "image/jpeg"),
+            (crate::openapi::Binary = "image/png"),
+            (crate::openapi::Binary = "image/webp"),
+            (crate::openapi::Binary = "image/gif"),
+            (crate::openapi::Binary = "image/tiff"),
+            (crate::openapi::Binary = "application/octet-stream"),
+            (UploadForm = "multipart/form-data"),
+        ),
+    ),
+    responses(
+        (status = 201, description = "With `wait`: rendered (or failed) before the wait ran out", body = crate::view::ImageView,
+            headers(
+                ("Location" = String, description = "The new image's URL"),
+                ("ETag" = String, description = "The image's version"),
+            )),
+        (status = 202, description = "Stored; rendering in the background", body = crate::view::ImageView,
+            headers(
+                ("Location" = String, description = "The new image's URL"),
+                ("ETag" = String, description = "The image's version"),
+            )),
+        (status = 400, description = "Bad metadata or multipart body", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No API key, or an unknown one", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks image:write", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Larger than the byte limit", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not an image of a supported format", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Corrupt, too many pixels, or a crop outside the image", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A backend is unavailable; retry", body = crate::error::Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u32, description = "Seconds"))),
+    ),
+)]
 pub async fn upload(
     State(state): State<AppState>,
     headers: HeaderMap,

@@ -91,6 +91,85 @@ fn is_json(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v == "application/json" || v == "application/merge-patch+json")
 }
 
+/// A PATCH body: keys present change (null clears), absent keys stay.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct ImagePatchBody {
+    #[schema(max_length = 1024)]
+    name: Option<String>,
+    #[schema(max_length = 128)]
+    facet: Option<String>,
+    /// A new crop re-renders the image; `null` goes back to the centred square.
+    crop: Option<crate::view::CropView>,
+    #[schema(max_items = 64)]
+    tags: Option<Vec<String>>,
+    #[schema(max_length = 4096)]
+    string1: Option<String>,
+    #[schema(max_length = 4096)]
+    string2: Option<String>,
+    #[schema(max_length = 4096)]
+    string3: Option<String>,
+    number1: Option<f64>,
+    number2: Option<f64>,
+    number3: Option<f64>,
+}
+
+/// A JSON PUT: the image is fetched from `origin`; the other fields replace
+/// the image's (absent ones become empty).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct PutOriginBody {
+    /// An http(s) URL without credentials.
+    #[schema(format = "uri", example = "https://example.com/cover.jpg")]
+    origin: String,
+    #[schema(max_length = 1024)]
+    name: Option<String>,
+    #[schema(max_length = 128)]
+    facet: Option<String>,
+    crop: Option<crate::view::CropView>,
+    #[schema(max_items = 64)]
+    tags: Option<Vec<String>>,
+    #[schema(max_length = 4096)]
+    string1: Option<String>,
+    #[schema(max_length = 4096)]
+    string2: Option<String>,
+    #[schema(max_length = 4096)]
+    string3: Option<String>,
+    number1: Option<f64>,
+    number2: Option<f64>,
+    number3: Option<f64>,
+}
+
+/// Change an image's metadata or crop (a new crop re-renders it).
+#[utoipa::path(
+    patch,
+    path = "/v1/images/{id}",
+    tag = "images",
+    operation_id = "updateImage",
+    security(("bearer" = [])),
+    params(
+        ("id" = String, Path, description = "The image's id"),
+        ("If-Match" = Option<String>, Header, description = "Write only if the image's ETag is still this one (or `*`)"),
+    ),
+    request_body(
+        content(
+            (ImagePatchBody = "application/json"),
+            (ImagePatchBody = "application/merge-patch+json"),
+        ),
+    ),
+    responses(
+        (status = 200, description = "The updated image", body = crate::view::ImageView, headers(("ETag" = String, description = "The image's new version"))),
+        (status = 400, description = "Invalid JSON, an unknown field or a bad value", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No API key, or an unknown one", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks image:write", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such image in the key's bucket", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`If-Match` names an old version", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "The crop is outside the image", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A backend is unavailable; retry", body = crate::error::Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u32, description = "Seconds"))),
+    ),
+)]
 pub async fn patch(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -127,6 +206,53 @@ pub async fn patch(
 
 /// Create or replace under a client-chosen id, from an image body or a
 /// JSON `{ "origin": "https://..." }`.
+#[utoipa::path(
+    put,
+    path = "/v1/images/{id}",
+    tag = "images",
+    operation_id = "putImage",
+    security(("bearer" = [])),
+    params(
+        ("id" = String, Path, description = "The image's id: 1 to 128 of `A-Z a-z 0-9 . _ -`"),
+        ("If-Match" = Option<String>, Header, description = "Write only if the image's ETag is still this one (or `*`)"),
+        crate::upload::UploadQuery,
+    ),
+    request_body(
+        description = "The image's bytes, a multipart form with a `file` part, or JSON with an `origin` URL",
+        content(
+            (PutOriginBody = "application/json"),
+            (crate::openapi::Binary = "image/jpeg"),
+            (crate::openapi::Binary = "image/png"),
+            (crate::openapi::Binary = "image/webp"),
+            (crate::openapi::Binary = "image/gif"),
+            (crate::openapi::Binary = "image/tiff"),
+            (crate::openapi::Binary = "application/octet-stream"),
+            (crate::upload::UploadForm = "multipart/form-data"),
+        ),
+    ),
+    responses(
+        (status = 200, description = "Replaced", body = crate::view::ImageView,
+            headers(
+                ("Location" = String, description = "The image's URL"),
+                ("ETag" = String, description = "The image's new version"),
+            )),
+        (status = 201, description = "Created", body = crate::view::ImageView,
+            headers(
+                ("Location" = String, description = "The image's URL"),
+                ("ETag" = String, description = "The image's version"),
+            )),
+        (status = 400, description = "A bad id, JSON, field or parameter", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No API key, or an unknown one", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks image:write", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "The id belongs to another bucket", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`If-Match` names another version, or the image does not exist", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Larger than the byte limit", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not an image of a supported format", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Corrupt image, too many pixels, a crop outside the image, or a bad origin URL", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A backend is unavailable; retry", body = crate::error::Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u32, description = "Seconds"))),
+    ),
+)]
 pub async fn put(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -229,6 +355,22 @@ fn checked_origin(url: &str) -> Result<String, ApiError> {
 }
 
 /// Queues a re-render with the current crop and settings.
+#[utoipa::path(
+    post,
+    path = "/v1/images/{id}/render",
+    tag = "images",
+    operation_id = "renderImage",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The image's id")),
+    responses(
+        (status = 202, description = "Queued", body = crate::view::ImageView, headers(("ETag" = String, description = "The image's version"))),
+        (status = 401, description = "No API key, or an unknown one", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks image:write", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such image in the key's bucket", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A backend is unavailable; retry", body = crate::error::Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u32, description = "Seconds"))),
+    ),
+)]
 pub async fn render(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -244,25 +386,53 @@ pub async fn render(
     Ok(resource(&state, StatusCode::ACCEPTED, image, assets))
 }
 
-#[derive(Debug, Deserialize, Default)]
+#[derive(Debug, Deserialize, Default, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct DeleteQuery {
+    /// Remove the row and every stored file no other image shares, trashed
+    /// or not (204), instead of a soft delete.
     #[serde(default)]
     force: Option<bool>,
 }
 
 /// Soft delete (200 with the resource), or with `?force=true` remove the
 /// row and every stored file no other image shares (204).
+#[utoipa::path(
+    delete,
+    path = "/v1/images/{id}",
+    tag = "images",
+    operation_id = "deleteImage",
+    security(("bearer" = [])),
+    params(
+        ("id" = String, Path, description = "The image's id"),
+        ("If-Match" = Option<String>, Header, description = "Write only if the image's ETag is still this one (or `*`)"),
+        DeleteQuery,
+    ),
+    responses(
+        (status = 200, description = "Soft-deleted (restorable)", body = crate::view::ImageView, headers(("ETag" = String, description = "The image's new version"))),
+        (status = 204, description = "Deleted for good (`force=true`)"),
+        (status = 400, description = "An unknown or bad parameter", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "No API key, or an unknown one", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks image:delete", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such image in the key's bucket", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 412, description = "`If-Match` names an old version", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A backend is unavailable; retry", body = crate::error::Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u32, description = "Seconds"))),
+    ),
+)]
 pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
     query: Result<Query<DeleteQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(query) =
-        query.map_err(|e| ApiError::bad_request("invalid-parameter", e.body_text()))?;
+    // The key first: a caller without one learns nothing, not even that
+    // its query string is wrong.
     let caller = Caller::from_headers(&state, &headers).await?;
     let key = caller.require(auth::DELETE)?;
+    let Query(query) =
+        query.map_err(|e| ApiError::bad_request("invalid-parameter", e.body_text()))?;
     if query.force.unwrap_or(false) {
         let image = find_any(&state, &key.bucket, &id).await?;
         let expected = expected_version(&headers, Some(&image))?;
@@ -282,6 +452,23 @@ pub async fn delete(
     Ok(resource(&state, StatusCode::OK, deleted, assets))
 }
 
+/// Undo a soft delete.
+#[utoipa::path(
+    post,
+    path = "/v1/images/{id}/restore",
+    tag = "images",
+    operation_id = "restoreImage",
+    security(("bearer" = [])),
+    params(("id" = String, Path, description = "The image's id")),
+    responses(
+        (status = 200, description = "Restored", body = crate::view::ImageView, headers(("ETag" = String, description = "The image's new version"))),
+        (status = 401, description = "No API key, or an unknown one", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "The key lacks image:delete", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such image in the key's bucket", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "A backend is unavailable; retry", body = crate::error::Problem, content_type = "application/problem+json",
+            headers(("Retry-After" = u32, description = "Seconds"))),
+    ),
+)]
 pub async fn restore(
     State(state): State<AppState>,
     Path(id): Path<String>,

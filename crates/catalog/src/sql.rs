@@ -210,7 +210,9 @@ macro_rules! sql_catalog {
                 qb.push(" AND facet = ").push_bind(facet);
             }
             if let Some(tag) = &query.tag {
-                qb.push(" AND EXISTS (SELECT 1 FROM image_tags t WHERE t.image_id = images.id AND t.tag = ")
+                // IN, not a correlated EXISTS: the planner can start from
+                // image_tags_tag instead of probing every row of the bucket.
+                qb.push(" AND id IN (SELECT image_id FROM image_tags WHERE tag = ")
                     .push_bind(tag)
                     .push(")");
             }
@@ -380,7 +382,7 @@ macro_rules! sql_catalog {
                     qb.push(", tags = ").push_bind(tags_json(tags));
                 }
                 if rerender {
-                    qb.push(", status = 'ingesting'");
+                    qb.push(", status = 'ingesting', error = NULL, error_code = NULL");
                 }
                 qb.push(" WHERE id = ").push_bind(id);
                 qb.push(" AND deleted_at IS NULL");
@@ -428,7 +430,8 @@ macro_rules! sql_catalog {
             async fn enqueue_render(&self, image_id: &str, now: DateTime<Utc>) -> Result<(), CatalogError> {
                 let mut tx = self.pool.begin().await?;
                 let done = sqlx::query(
-                    "UPDATE images SET status = 'ingesting', version = version + 1, updated_at = $2 \
+                    "UPDATE images SET status = 'ingesting', error = NULL, error_code = NULL, \
+                     version = version + 1, updated_at = $2 \
                      WHERE id = $1",
                 )
                 .bind(image_id)

@@ -103,11 +103,17 @@ fn pg_admin_url() -> Option<String> {
             if std::env::var("CI").as_deref() == Ok("true") {
                 panic!("CI=true but {ADMIN_URL_VAR} is not set: the PostgreSQL tests must run");
             }
-            eprintln!(
-                "\n*** SKIPPED postgres: set {ADMIN_URL_VAR} \
-                 (e.g. postgres://postgres@127.0.0.1:55432/postgres; scripts/ci-services.sh \
-                 starts one) ***\n"
-            );
+            // Straight to the stream: libtest captures `eprintln!`.
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                use std::io::Write;
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "\n*** SKIPPED postgres: set {ADMIN_URL_VAR} (e.g. \
+                     postgres://postgres@127.0.0.1:55432/postgres; scripts/ci-services.sh \
+                     starts one). The postgres::* tests pass without running. ***\n"
+                );
+            });
             None
         }
     }
@@ -323,6 +329,73 @@ both! {
                 connect("mysql://x").await,
                 Err(CatalogError::UnsupportedUrl(_))
             ));
+        }
+        /// A database made by 0001 (issue 3) keeps its images, assets and
+        /// jobs through 0002's table rebuild, which runs in sqlx's
+        /// transaction with foreign keys on, and its cascades still work.
+        #[tokio::test]
+        async fn upgrading_from_0001_keeps_images_assets_and_jobs() {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}", dir.path().join("old.db").display());
+            let catalog = easel_catalog::SqliteCatalog::connect(&url).await.unwrap();
+            let pool = catalog.pool();
+            let mut first = sqlx::migrate::Migrator::new(std::path::Path::new(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../migrations/sqlite"
+            )))
+            .await
+            .unwrap();
+            first.migrations = first.migrations[..1].to_vec().into();
+            assert_eq!(first.migrations[0].version, 1);
+            first.run(pool).await.unwrap();
+            for statement in [
+                "INSERT INTO images (id, bucket, name, width, height, size, mimetype, sha256, \
+                 original_key, status, tags, created_at, updated_at) VALUES ('old', 'b', 'Old', \
+                 10, 20, 30, 'image/png', 'ab', 'originals/old', 'finished', '[\"x\",\"y\"]', \
+                 '2024-01-01T00:00:00+00:00', '2024-01-01T00:00:00+00:00')",
+                "INSERT INTO media_assets (image_id, style, storage_key, size, mimetype, width, \
+                 height, sha256, upscaled, settings_fingerprint, created_at) VALUES ('old', \
+                 'thumb', 'r/old-thumb', 1, 'image/jpeg', 100, 100, 'cd', 0, 'v0', \
+                 '2024-01-01T00:00:00+00:00')",
+                "INSERT INTO jobs (image_id, status, attempts, run_after, created_at, updated_at) \
+                 VALUES ('old', 'done', 1, 0, '2024-01-01T00:00:00+00:00', \
+                 '2024-01-01T00:00:00+00:00')",
+            ] {
+                sqlx::query(statement).execute(pool).await.unwrap();
+            }
+
+            catalog.migrate().await.expect("0002 applies over 0001 data");
+            let c: Arc<dyn Catalog> = Arc::new(catalog.clone());
+            let image = c.image("old").await.unwrap().unwrap();
+            assert_eq!(
+                (image.name.as_deref(), image.width, image.status()),
+                (Some("Old"), Some(10), ImageStatus::Finished)
+            );
+            assert_eq!(image.version, 1);
+            assert_eq!(c.assets("old").await.unwrap().len(), 1);
+            let jobs = c.jobs_for_image("old").await.unwrap();
+            assert_eq!(jobs.len(), 1);
+            assert_eq!((jobs[0].kind(), jobs[0].status()), (JobKind::Render, JobStatus::Done));
+            let tagged = ImageQuery {
+                tag: Some("y".into()),
+                ..ImageQuery::new("b")
+            };
+            assert_eq!(list_ids(&c, tagged).await, ["old"], "tags were indexed");
+
+            // New rows get fresh ids, and deleting cascades as before.
+            c.create_image(&upload("new", "b"), t(0)).await.unwrap();
+            assert!(c.jobs_for_image("new").await.unwrap()[0].id > jobs[0].id);
+            assert_eq!(
+                sorted(c.hard_delete("old", None).await.unwrap()),
+                ["originals/old", "r/old-thumb"]
+            );
+            assert!(c.jobs_for_image("old").await.unwrap().is_empty());
+            let (orphan_tags,): (i64,) =
+                sqlx::query_as("SELECT COUNT(*) FROM image_tags WHERE image_id = 'old'")
+                    .fetch_one(pool)
+                    .await
+                    .unwrap();
+            assert_eq!(orphan_tags, 0);
         }
     },
     postgres_only: {
