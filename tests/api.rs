@@ -1521,6 +1521,15 @@ async fn put_with_an_origin_url_fetches_the_image_or_records_why_not() {
         let response = put("refused", body.clone()).await.unwrap();
         problem(response, status, code).await;
     }
+    // `wait` is parsed as strictly as for an image body.
+    let response = app
+        .client
+        .put(app.url("/v1/images/refused?wait=soon"))
+        .json(&json!({"origin": url}))
+        .send()
+        .await
+        .unwrap();
+    problem(response, 400, "invalid-parameter").await;
     assert!(app.catalog.image("refused").await.unwrap().is_none());
 
     // Loopback is refused when private origins are not allowed.

@@ -66,22 +66,23 @@ impl UploadMeta {
                 }
             }
             "tags" => f.tags = fields::tags_csv(&value)?,
-            "wait" => {
-                self.wait = match value.as_str() {
-                    "true" | "1" | "" => true,
-                    "false" | "0" => false,
-                    other => {
-                        return Err(ApiError::bad_request(
-                            "invalid-parameter",
-                            format!("wait must be true or false, got {other:?}"),
-                        ))
-                    }
-                }
-            }
+            "wait" => self.wait = parse_wait(&value)?,
             // Unknown metadata is ignored, like unknown multipart parts.
             _ => {}
         }
         Ok(())
+    }
+}
+
+/// The `wait` query parameter: `true`, `1` or bare `wait` waits.
+pub(crate) fn parse_wait(value: &str) -> Result<bool, ApiError> {
+    match value {
+        "true" | "1" | "" => Ok(true),
+        "false" | "0" => Ok(false),
+        other => Err(ApiError::bad_request(
+            "invalid-parameter",
+            format!("wait must be true or false, got {other:?}"),
+        )),
     }
 }
 

@@ -16,7 +16,7 @@ use serde::Deserialize;
 use crate::auth::{self, Caller};
 use crate::fields;
 use crate::images::{find_any, find_image, resource};
-use crate::upload::{read_image_body, respond_created, store_original};
+use crate::upload::{self, read_image_body, respond_created, store_original};
 use crate::view::etag_value;
 use crate::{ApiError, AppState};
 
@@ -274,14 +274,14 @@ pub async fn put(
     };
     let expected = expected_version(&headers, current.as_ref())?;
     let (new, wait) = if is_json(&headers) {
-        let wait = request
-            .uri()
-            .query()
-            .map(|q| {
-                form_urlencoded::parse(q.as_bytes())
-                    .any(|(k, v)| k == "wait" && v != "false" && v != "0")
-            })
-            .unwrap_or(false);
+        // The image fields travel in the JSON body; the query carries
+        // `wait` only, parsed as for an image body.
+        let mut wait = false;
+        for (name, value) in form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes()) {
+            if name == "wait" {
+                wait = upload::parse_wait(&value)?;
+            }
+        }
         let body = fields::json_object(&json_body(request).await?)?;
         let mut allowed = fields::FIELD_NAMES.to_vec();
         allowed.push("origin");
