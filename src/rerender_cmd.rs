@@ -10,8 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
-use easel_api::batches::{batch_view, open_or_create, ENQUEUE_CHUNK};
-use easel_catalog::RerenderFilter;
+use easel_api::batches::{batch_view, open_or_create, rerender_filter, ENQUEUE_CHUNK};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::Notify;
 
@@ -63,18 +62,13 @@ pub fn rerender(args: RerenderArgs) -> anyhow::Result<()> {
     runtime()?.block_on(async move {
         let (catalog, store) = crate::service::open(&args.common).await?;
         let settings = Arc::new(args.render.settings()?);
-        if let Some(style) = &args.style {
-            let parsed: easel_render::Style = style
-                .parse()
-                .map_err(|_| anyhow::anyhow!("unknown style {style:?}"))?;
-            anyhow::ensure!(parsed != easel_render::Style::Original, "the original is never re-rendered");
-        }
-        let filter = RerenderFilter {
-            bucket: args.bucket.clone(),
-            style: args.style.clone(),
-            since: args.since,
-            all: args.all,
-        };
+        let filter = rerender_filter(
+            args.bucket.clone(),
+            args.style.clone(),
+            args.since,
+            args.all,
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
         let fingerprint = settings.fingerprint();
         if args.dry_run {
             let count = catalog.count_stale(&filter, &fingerprint).await?;
@@ -91,7 +85,14 @@ pub fn rerender(args: RerenderArgs) -> anyhow::Result<()> {
             batch.total
         );
         let wake = Arc::new(Notify::new());
-        let workers = spawn_workers(args.concurrency, &args.tuning, &catalog, &store, &settings, &wake)?;
+        let workers = spawn_workers(
+            args.concurrency,
+            &args.tuning,
+            &catalog,
+            &store,
+            &settings,
+            &wake,
+        )?;
 
         let bar = ProgressBar::new(batch.total.max(0) as u64);
         bar.set_style(
@@ -100,6 +101,12 @@ pub fn rerender(args: RerenderArgs) -> anyhow::Result<()> {
             )
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
         );
+        // A resumed batch starts part done: the rate and ETA count this
+        // run's renders only.
+        let before = catalog.batch_counts(&batch.id).await?;
+        let finished_before = before.done + before.failed;
+        bar.set_position(finished_before.max(0) as u64);
+        bar.reset_eta();
         let started = Instant::now();
         let mut interrupted = false;
         let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
@@ -107,11 +114,16 @@ pub fn rerender(args: RerenderArgs) -> anyhow::Result<()> {
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         let view = loop {
             if !queued_all {
-                let added = catalog.enqueue_batch(&batch, ENQUEUE_CHUNK, Utc::now()).await?;
+                let added = catalog
+                    .enqueue_batch(&batch, ENQUEUE_CHUNK, Utc::now())
+                    .await?;
                 queued_all = added == 0;
                 wake.notify_waiters();
             }
-            let current = catalog.batch(&batch.id).await?.context("the batch disappeared")?;
+            let current = catalog
+                .batch(&batch.id)
+                .await?
+                .context("the batch disappeared")?;
             let counts = catalog.batch_counts(&batch.id).await?;
             let view = batch_view(current, counts, Vec::new());
             bar.set_length(view.total.max(0) as u64);
@@ -129,15 +141,18 @@ pub fn rerender(args: RerenderArgs) -> anyhow::Result<()> {
         workers.stop().await;
         let elapsed = started.elapsed().as_secs_f64();
         let failures = catalog.batch_failures(&batch.id, 10).await?;
+        let finished_now = view.counts.done + view.counts.failed - finished_before;
         println!(
-            "easel: batch {}: {} done, {} failed, {} still queued, {} not queued yet, in {:.1} s ({:.1} images/s)",
+            "easel: batch {}: {} done, {} failed, {} still queued, {} not queued yet; \
+             this run: {} in {:.1} s ({:.1} images/s)",
             view.id,
             view.counts.done,
             view.counts.failed,
             view.counts.queued + view.counts.running,
             view.counts.pending,
+            finished_now,
             elapsed,
-            view.counts.done as f64 / elapsed.max(0.001),
+            finished_now as f64 / elapsed.max(0.001),
         );
         for failure in failures {
             println!(

@@ -5,6 +5,9 @@ CREATE TABLE images (
     id            TEXT PRIMARY KEY,
     bucket        TEXT NOT NULL DEFAULT 'default',
     name          TEXT,
+    -- `name` lowercased by Easel, so `search` folds case alike on SQLite
+    -- (whose LOWER folds only ASCII) and here.
+    name_folded   TEXT,
     facet         TEXT,
     crop          TEXT,
     width         BIGINT,
@@ -90,6 +93,8 @@ CREATE TABLE batches (
     filter      TEXT NOT NULL,
     fingerprint TEXT NOT NULL,
     total       BIGINT NOT NULL DEFAULT 0,
+    -- Set once no image is left to queue: from then on `total` is exact.
+    queued_all  BOOLEAN NOT NULL DEFAULT FALSE,
     created_at  TIMESTAMPTZ NOT NULL,
     updated_at  TIMESTAMPTZ NOT NULL
 );
@@ -111,5 +116,8 @@ CREATE TABLE jobs (
     updated_at  TIMESTAMPTZ NOT NULL
 );
 CREATE INDEX jobs_claimable ON jobs (status, priority, run_after, id);
+-- One render of an image at a time: the claim skips an image that has a
+-- running job, and this is the backstop when two claims race.
+CREATE UNIQUE INDEX jobs_one_running_per_image ON jobs (image_id) WHERE status = 'running';
 CREATE INDEX jobs_image ON jobs (image_id);
 CREATE INDEX jobs_batch ON jobs (batch_id, status);

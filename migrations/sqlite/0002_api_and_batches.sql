@@ -16,6 +16,9 @@ CREATE TABLE images_v2 (
     id            TEXT PRIMARY KEY NOT NULL,
     bucket        TEXT NOT NULL DEFAULT 'default',
     name          TEXT,
+    -- `name` lowercased by Easel (Unicode rules; SQLite's LOWER folds only
+    -- ASCII): what `search` matches, alike on both databases.
+    name_folded   TEXT,
     facet         TEXT,
     crop          TEXT,
     width         BIGINT,            -- NULL until an origin is fetched
@@ -45,10 +48,10 @@ CREATE TABLE images_v2 (
     deleted_at    TEXT
 );
 
-INSERT INTO images_v2 (id, bucket, name, facet, crop, width, height, size, mimetype, sha256,
+INSERT INTO images_v2 (id, bucket, name, name_folded, facet, crop, width, height, size, mimetype, sha256,
     original_key, status, error, error_code, tags, string1, string2, string3, number1, number2,
     number3, created_at, updated_at, finished_at, deleted_at)
-SELECT id, bucket, name, facet, crop, width, height, size, mimetype, sha256,
+SELECT id, bucket, name, LOWER(name), facet, crop, width, height, size, mimetype, sha256,
     original_key, status, error, error_code, tags, string1, string2, string3, number1, number2,
     number3, created_at, updated_at, finished_at, deleted_at
 FROM images;
@@ -59,6 +62,8 @@ CREATE TABLE batches (
     filter      TEXT NOT NULL,               -- JSON, as requested
     fingerprint TEXT NOT NULL,               -- settings it renders to
     total       BIGINT NOT NULL DEFAULT 0,
+    -- Set once no image is left to queue: from then on `total` is exact.
+    queued_all  BOOLEAN NOT NULL DEFAULT FALSE,
     created_at  TEXT NOT NULL,
     updated_at  TEXT NOT NULL
 );
@@ -159,5 +164,8 @@ CREATE TABLE buckets (
 );
 
 CREATE INDEX jobs_claimable ON jobs (status, priority, run_after, id);
+-- One render of an image at a time: the claim skips an image that has a
+-- running job, and this is the backstop when two claims race.
+CREATE UNIQUE INDEX jobs_one_running_per_image ON jobs (image_id) WHERE status = 'running';
 CREATE INDEX jobs_image ON jobs (image_id);
 CREATE INDEX jobs_batch ON jobs (batch_id, status);

@@ -71,9 +71,13 @@ pub struct BatchView {
 pub fn batch_view(batch: Batch, counts: BatchCounts, failures: Vec<BatchFailure>) -> BatchView {
     let filter = batch.filter();
     let queued_total = counts.queued + counts.running + counts.done + counts.failed;
-    let pending = (batch.total - queued_total).max(0);
+    let pending = if batch.queued_all {
+        0
+    } else {
+        (batch.total - queued_total).max(0)
+    };
     BatchView {
-        complete: pending == 0 && counts.queued == 0 && counts.running == 0,
+        complete: batch.queued_all && counts.queued == 0 && counts.running == 0,
         counts: BatchCountsView {
             pending,
             queued: counts.queued,
@@ -98,6 +102,38 @@ pub fn batch_view(batch: Batch, counts: BatchCounts, failures: Vec<BatchFailure>
         created_at: batch.created_at,
         updated_at: batch.updated_at,
     }
+}
+
+/// What `POST /v1/rerender` and `easel rerender` re-render: parses the
+/// style (never `original`, which is not rendered).
+pub fn rerender_filter(
+    bucket: Option<String>,
+    style: Option<String>,
+    since: Option<DateTime<Utc>>,
+    all: bool,
+) -> Result<RerenderFilter, ApiError> {
+    let style_min_crop_side = match &style {
+        None => None,
+        Some(name) => {
+            let parsed: easel_render::Style = name
+                .parse()
+                .map_err(|_| ApiError::UnknownStyle(name.clone()))?;
+            if parsed == easel_render::Style::Original {
+                return Err(ApiError::bad_request(
+                    "invalid-parameter",
+                    "the original is never re-rendered",
+                ));
+            }
+            parsed.min_crop_side().map(i64::from)
+        }
+    };
+    Ok(RerenderFilter {
+        bucket,
+        style,
+        since,
+        all,
+        style_min_crop_side,
+    })
 }
 
 /// The open batch with this filter and fingerprint, or a new one: running
@@ -151,43 +187,46 @@ pub async fn start(
             ApiError::bad_request("invalid-json", format!("invalid re-render request: {e}"))
         })?
     };
-    if let Some(style) = &request.style {
-        let parsed: easel_render::Style = style
-            .parse()
-            .map_err(|_| ApiError::UnknownStyle(style.clone()))?;
-        if parsed == easel_render::Style::Original {
-            return Err(ApiError::bad_request(
-                "invalid-parameter",
-                "the original is never re-rendered",
-            ));
-        }
-    }
-    let filter = RerenderFilter {
-        bucket: Some(key.bucket.clone()),
-        style: request.style,
-        since: request.since,
-        all: request.all,
-    };
+    let filter = rerender_filter(
+        Some(key.bucket.clone()),
+        request.style,
+        request.since,
+        request.all,
+    )?;
     let fingerprint = state.settings.fingerprint();
     let (batch, _resumed) = open_or_create(state.catalog.as_ref(), &filter, &fingerprint).await?;
-    // Queue in the background: a catalogue of 100,000 images must not hold
-    // the request open. If this node stops mid-way, POSTing again resumes.
-    let (catalog, wake, queued) = (state.catalog.clone(), state.wake.clone(), batch.clone());
-    tokio::spawn(async move {
-        loop {
-            match catalog
-                .enqueue_batch(&queued, ENQUEUE_CHUNK, Utc::now())
-                .await
-            {
-                Ok(0) => break,
-                Ok(_) => wake.notify_waiters(),
-                Err(e) => {
-                    tracing::warn!(batch = %queued.id, error = %e, "enqueueing the batch stopped; POST again to resume");
-                    break;
+    // The first chunk now, so a small batch answers with its real state (an
+    // empty one complete at once); the rest in the background: a catalogue
+    // of 100,000 images must not hold the request open. If this node stops
+    // mid-way, POSTing again resumes.
+    let first = state
+        .catalog
+        .enqueue_batch(&batch, ENQUEUE_CHUNK, Utc::now())
+        .await?;
+    if first > 0 {
+        state.wake.notify_waiters();
+        let (catalog, wake, queued) = (state.catalog.clone(), state.wake.clone(), batch.clone());
+        tokio::spawn(async move {
+            loop {
+                match catalog
+                    .enqueue_batch(&queued, ENQUEUE_CHUNK, Utc::now())
+                    .await
+                {
+                    Ok(0) => break,
+                    Ok(_) => wake.notify_waiters(),
+                    Err(e) => {
+                        tracing::warn!(batch = %queued.id, error = %e, "enqueueing the batch stopped; POST again to resume");
+                        break;
+                    }
                 }
             }
-        }
-    });
+        });
+    }
+    let batch = state
+        .catalog
+        .batch(&batch.id)
+        .await?
+        .ok_or_else(|| ApiError::BatchNotFound(batch.id.clone()))?;
     let counts = state.catalog.batch_counts(&batch.id).await?;
     let location = state.link(&format!("/v1/batches/{}", batch.id));
     let mut response = (

@@ -277,7 +277,8 @@ pub async fn put(
         // The image fields travel in the JSON body; the query carries
         // `wait` only, parsed as for an image body.
         let mut wait = false;
-        for (name, value) in form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes()) {
+        for (name, value) in form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes())
+        {
             if name == "wait" {
                 wait = upload::parse_wait(&value)?;
             }

@@ -25,10 +25,10 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 pub use model::{
-    ApiKey, Batch, BatchCounts, BatchFailure, BucketSettings, FeedReadiness, Image, ImageFields,
-    ImagePage, ImagePatch, ImageQuery, ImageStatus, Job, JobKind, JobStatus, MediaAsset, NewApiKey,
-    NewAsset, NewImage, OriginalFacts, PageStart, RerenderFilter, SortKey, StoredOriginal, Trashed,
-    FEED_WARN_BYTES,
+    ApiKey, Batch, BatchCounts, BatchFailure, BucketSettings, FeedReadiness, FinishedJob, Image,
+    ImageFields, ImagePage, ImagePatch, ImageQuery, ImageStatus, Job, JobKind, JobStatus,
+    MediaAsset, NewApiKey, NewAsset, NewImage, OriginalFacts, PageStart, RerenderFilter, SortKey,
+    StoredOriginal, Trashed, FEED_WARN_BYTES,
 };
 pub use postgres::PgCatalog;
 pub use sqlite::SqliteCatalog;
@@ -171,7 +171,8 @@ pub trait Catalog: Send + Sync + std::fmt::Debug + 'static {
 
     /// Leases the most urgent due job to `owner` until `now_ms + lease_ms`:
     /// a queued job whose `run_after` has come, or a running job whose lease
-    /// lapsed (its worker died). Interactive jobs go before batch ones.
+    /// lapsed (its worker died). Interactive jobs go before batch ones; an
+    /// image with a job running has no other job claimed until it ends.
     /// Counts the attempt.
     async fn claim_job(
         &self,
@@ -190,18 +191,23 @@ pub trait Catalog: Send + Sync + std::fmt::Debug + 'static {
 
     /// Replaces the image's assets, records its feed readiness, marks it
     /// `finished` and the job `done`, in one transaction, if `owner` still
-    /// holds the lease. Returns the storage keys of superseded files that
-    /// nothing refers to any more.
+    /// holds the lease. When a newer job for the image is waiting, only the
+    /// job is closed: its files stand for an older state of the image and
+    /// the newer job will commit its own. Either way it returns the storage
+    /// keys (superseded files, or the uncommitted ones) that nothing refers
+    /// to any more.
     async fn finish_job(
         &self,
         job: &Job,
         owner: &str,
         assets: &[NewAsset],
         now: DateTime<Utc>,
-    ) -> Result<Vec<String>, CatalogError>;
+    ) -> Result<FinishedJob, CatalogError>;
 
-    /// Marks the image `error` with a reason and a stable code, and the job
-    /// `failed`: for inputs that will never render.
+    /// Marks the job `failed` and the image `error` with a reason and a
+    /// stable code: for inputs that will never render. A batch job's or a
+    /// superseded job's failure stays on the job: the image keeps the files
+    /// (and status) it has, which are still served.
     async fn fail_job(
         &self,
         job: &Job,

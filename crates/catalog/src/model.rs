@@ -358,6 +358,16 @@ pub struct ImagePage {
     pub total: i64,
 }
 
+/// What [`crate::Catalog::finish_job`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FinishedJob {
+    /// The files are now the image's assets; false when a newer job for the
+    /// image was waiting and will render it again.
+    pub committed: bool,
+    /// Storage keys nothing refers to any more: delete them.
+    pub orphans: Vec<String>,
+}
+
 /// Which images a re-render batch covers.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, serde::Deserialize)]
 pub struct RerenderFilter {
@@ -372,6 +382,11 @@ pub struct RerenderFilter {
     /// Every matching image, stale or not.
     #[serde(default)]
     pub all: bool,
+    /// `style` exists only for crops at least this many pixels on both
+    /// sides (`square-3000`): smaller images never have it, and are not
+    /// stale for lacking it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub style_min_crop_side: Option<i64>,
 }
 
 /// A batch re-render and its progress.
@@ -382,6 +397,8 @@ pub struct Batch {
     filter: String,
     pub fingerprint: String,
     pub total: i64,
+    /// No image is left to queue: `total` is exact and nothing is pending.
+    pub queued_all: bool,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

@@ -18,9 +18,7 @@ impl PgCatalog {
 
     /// `SKIP LOCKED`: concurrent workers each take a different row instead
     /// of queueing on the same one; the outer UPDATE then holds its lock.
-    pub(crate) const CLAIM_SQL: &'static str = "SELECT id FROM jobs \
-         WHERE (status = 'queued' AND run_after <= $2) OR (status = 'running' AND lease_until < $2) \
-         ORDER BY priority, run_after, id LIMIT 1 FOR UPDATE SKIP LOCKED";
+    pub(crate) const CLAIM_LOCK: &'static str = " FOR UPDATE SKIP LOCKED";
 
     /// Connects lazily-checked: the pool gives up on a connection after a
     /// few seconds so that an outage surfaces as a 503, not a hang.

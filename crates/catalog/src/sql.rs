@@ -4,7 +4,7 @@
 //! is shared; a macro (rather than code generic over `sqlx::Database`)
 //! keeps each instance on its driver's native types without a wall of
 //! trait bounds. What differs lives on the catalogue type: `MIGRATOR`,
-//! `CLAIM_SQL` and `BACKEND`.
+//! `CLAIM_LOCK` and `BACKEND`.
 //!
 //! Every write transaction starts with a write, so SQLite takes its write
 //! lock up front (and waits on the busy timeout) instead of failing when a
@@ -26,13 +26,30 @@ pub(crate) const JOB_COLUMNS: &str =
 pub(crate) const KEY_COLUMNS: &str = "id, key_hash, bucket, scopes, name, created_at, revoked_at";
 
 pub(crate) const BATCH_COLUMNS: &str =
-    "id, bucket, filter, fingerprint, total, created_at, updated_at";
+    "id, bucket, filter, fingerprint, total, queued_all, created_at, updated_at";
 
-/// Escapes `%`, `_` and `\` for a `LIKE ... ESCAPE '\'` pattern.
+/// A name as `search` matches it: lowercased here with Unicode's rules,
+/// not by the database (SQLite's LOWER folds only ASCII).
+pub(crate) fn fold_name(name: &str) -> String {
+    name.to_lowercase()
+}
+
+/// The next job to run: a queued one that is due, or a running one whose
+/// lease lapsed (its worker died); interactive jobs (priority 0) before
+/// batch ones; never a job of an image that has another job running, so
+/// two renders of one image never race to commit.
+pub(crate) const CLAIMABLE_JOB: &str = "SELECT id FROM jobs \
+     WHERE ((status = 'queued' AND run_after <= $2) OR (status = 'running' AND lease_until < $2)) \
+     AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.image_id = jobs.image_id \
+         AND r.status = 'running' AND r.id <> jobs.id) \
+     ORDER BY priority, run_after, id LIMIT 1";
+
+/// Escapes `%`, `_` and `\` for a `LIKE ... ESCAPE '\'` pattern, folded
+/// like [`fold_name`].
 pub(crate) fn like_contains(term: &str) -> String {
     let mut pattern = String::with_capacity(term.len() + 2);
     pattern.push('%');
-    for c in term.to_lowercase().chars() {
+    for c in fold_name(term).chars() {
         if matches!(c, '%' | '_' | '\\') {
             pattern.push('\\');
         }
@@ -62,29 +79,38 @@ macro_rules! sql_catalog {
         use sqlx::QueryBuilder;
 
         use $crate::sql::{
-            like_contains, sort_expression, tags_json, ASSET_COLUMNS, BATCH_COLUMNS,
-            IMAGE_COLUMNS, JOB_COLUMNS, KEY_COLUMNS,
+            fold_name, like_contains, sort_expression, tags_json, ASSET_COLUMNS, BATCH_COLUMNS,
+            CLAIMABLE_JOB, IMAGE_COLUMNS, JOB_COLUMNS, KEY_COLUMNS,
         };
         use $crate::{
             ApiKey, Batch, BatchCounts, BatchFailure, BucketSettings, Catalog, CatalogError,
-            FeedReadiness, Image, ImagePage, ImagePatch, ImageQuery, Job, MediaAsset, NewApiKey,
+            FeedReadiness, FinishedJob, Image, ImagePage, ImagePatch, ImageQuery, Job, MediaAsset, NewApiKey,
             NewAsset, NewImage, OriginalFacts, PageStart, RerenderFilter, Trashed,
         };
 
         type Tx<'c> = sqlx::Transaction<'c, $db>;
 
         /// After a conditional write touched no row: was the image missing
-        /// (or trashed, for writes only live images take: `live_only`), or
-        /// was the caller's version stale?
-        async fn explain_miss(tx: &mut Tx<'_>, id: &str, live_only: bool) -> CatalogError {
-            let found: Result<Option<(i64, Option<DateTime<Utc>>)>, sqlx::Error> =
-                sqlx::query_as("SELECT version, deleted_at FROM images WHERE id = $1")
+        /// (or trashed, for writes only live images take: `live_only`; or
+        /// another bucket's, for writes that name the bucket), or was the
+        /// caller's version stale?
+        async fn explain_miss(
+            tx: &mut Tx<'_>,
+            id: &str,
+            live_only: bool,
+            bucket: Option<&str>,
+        ) -> CatalogError {
+            let found: Result<Option<(i64, Option<DateTime<Utc>>, String)>, sqlx::Error> =
+                sqlx::query_as("SELECT version, deleted_at, bucket FROM images WHERE id = $1")
                     .bind(id)
                     .fetch_optional(&mut **tx)
                     .await;
             match found {
-                Ok(Some((_, Some(_)))) if live_only => CatalogError::NotFound(id.to_string()),
-                Ok(Some((current, _))) => CatalogError::VersionMismatch {
+                Ok(Some((_, Some(_), _))) if live_only => CatalogError::NotFound(id.to_string()),
+                Ok(Some((_, _, owner))) if bucket.is_some_and(|b| b != owner) => {
+                    CatalogError::NotFound(id.to_string())
+                }
+                Ok(Some((current, _, _))) => CatalogError::VersionMismatch {
                     id: id.to_string(),
                     current,
                 },
@@ -101,6 +127,18 @@ macro_rules! sql_catalog {
             priority: i64,
             now: DateTime<Utc>,
         ) -> Result<(), CatalogError> {
+            // The new job renders the image as it is now, so jobs still
+            // waiting would only render it again (or render what it was).
+            // A running one is left to finish: `finish_job` sees this newer
+            // job and does not commit its files over the newer state.
+            sqlx::query(
+                "UPDATE jobs SET status = 'done', last_error = 'superseded by a newer render', \
+                 updated_at = $2 WHERE image_id = $1 AND status = 'queued'",
+            )
+            .bind(image_id)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
             sqlx::query(
                 "INSERT INTO jobs (image_id, kind, batch_id, priority, status, attempts, run_after, \
                  created_at, updated_at) VALUES ($1, $2, $3, $4, 'queued', 0, $5, $6, $6)",
@@ -179,6 +217,19 @@ macro_rules! sql_catalog {
             lease_held(done.rows_affected(), job, owner)
         }
 
+        /// Whether a job queued after `job` will render its image again.
+        async fn newer_job_waits(tx: &mut Tx<'_>, job: &Job) -> Result<bool, CatalogError> {
+            let (newer,): (i64,) = sqlx::query_as(
+                "SELECT COUNT(*) FROM jobs WHERE image_id = $1 AND id > $2 \
+                 AND status IN ('queued', 'running')",
+            )
+            .bind(&job.image_id)
+            .bind(job.id)
+            .fetch_one(&mut **tx)
+            .await?;
+            Ok(newer > 0)
+        }
+
         fn lease_held(rows: u64, job: &Job, owner: &str) -> Result<(), CatalogError> {
             if rows == 1 {
                 Ok(())
@@ -223,19 +274,34 @@ macro_rules! sql_catalog {
                 qb.push(" AND feed_ready = ").push_bind(ready);
             }
             if let Some(search) = &query.search {
-                qb.push(" AND LOWER(COALESCE(name, '')) LIKE ")
+                qb.push(" AND COALESCE(name_folded, '') LIKE ")
                     .push_bind(like_contains(search))
                     .push(" ESCAPE '\\'");
             }
         }
 
-        /// The WHERE clause of a re-render's candidates.
+        /// The WHERE clause of a re-render's candidates: live images with an
+        /// original and no job waiting or running (that job renders with the
+        /// current settings anyway), and then
+        /// - with `all`: every one that rendered or failed;
+        /// - else: finished ones whose files were rendered with other
+        ///   settings (all of an image's assets share one fingerprint, as one
+        ///   job writes them). Images in `error` are retried only by `all`:
+        ///   the same input fails the same way.
+        /// `style` narrows to images that have that style or, for a style
+        /// that exists only for big crops, whose crop (the `regular` file)
+        /// is big enough: a small image never gets `square-3000`, so it is
+        /// not stale for lacking one.
         fn push_stale<'a>(
             qb: &mut QueryBuilder<'a, $db>,
             filter: &'a RerenderFilter,
             fingerprint: &'a str,
         ) {
-            qb.push(" WHERE i.deleted_at IS NULL AND i.original_key IS NOT NULL");
+            qb.push(
+                " WHERE i.deleted_at IS NULL AND i.original_key IS NOT NULL \
+                 AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.image_id = i.id \
+                 AND o.status IN ('queued', 'running'))",
+            );
             if let Some(bucket) = &filter.bucket {
                 qb.push(" AND i.bucket = ").push_bind(bucket);
             }
@@ -243,23 +309,24 @@ macro_rules! sql_catalog {
                 qb.push(" AND i.created_at >= ").push_bind(since);
             }
             if filter.all {
+                qb.push(" AND i.status IN ('finished', 'error')");
                 return;
             }
-            match &filter.style {
-                Some(style) => {
-                    qb.push(" AND NOT EXISTS (SELECT 1 FROM media_assets a WHERE a.image_id = i.id AND a.style = ")
-                        .push_bind(style)
-                        .push(" AND a.settings_fingerprint = ")
-                        .push_bind(fingerprint)
-                        .push(")");
-                }
-                None => {
-                    qb.push(" AND (NOT EXISTS (SELECT 1 FROM media_assets a WHERE a.image_id = i.id) \
-                               OR EXISTS (SELECT 1 FROM media_assets a WHERE a.image_id = i.id \
-                               AND a.settings_fingerprint <> ")
-                        .push_bind(fingerprint)
-                        .push("))");
-                }
+            qb.push(
+                " AND i.status = 'finished' AND EXISTS (SELECT 1 FROM media_assets a \
+                 WHERE a.image_id = i.id AND a.settings_fingerprint <> ",
+            )
+            .push_bind(fingerprint)
+            .push(")");
+            if let (Some(style), Some(side)) = (&filter.style, filter.style_min_crop_side) {
+                qb.push(" AND (EXISTS (SELECT 1 FROM media_assets s WHERE s.image_id = i.id AND s.style = ")
+                    .push_bind(style)
+                    .push(") OR EXISTS (SELECT 1 FROM media_assets r WHERE r.image_id = i.id \
+                           AND r.style = 'regular' AND r.width >= ")
+                    .push_bind(side)
+                    .push(" AND r.height >= ")
+                    .push_bind(side)
+                    .push("))");
             }
         }
 
@@ -305,7 +372,7 @@ macro_rules! sql_catalog {
                 let facts = image.original.clone().unwrap_or_default();
                 let has_original = image.original.is_some();
                 let row: Option<Image> = sqlx::query_as(&format!(
-                    "UPDATE images SET name = $3, facet = $4, crop = $5, tags = $6, string1 = $7, \
+                    "UPDATE images SET name = $3, name_folded = $23, facet = $4, crop = $5, tags = $6, string1 = $7, \
                      string2 = $8, string3 = $9, number1 = $10, number2 = $11, number3 = $12, \
                      width = CASE WHEN $13 THEN $14 ELSE NULL END, \
                      height = CASE WHEN $13 THEN $15 ELSE NULL END, \
@@ -315,7 +382,8 @@ macro_rules! sql_catalog {
                      original_key = CASE WHEN $13 THEN $19 ELSE original_key END, \
                      origin_url = $20, status = 'ingesting', error = NULL, error_code = NULL, \
                      deleted_at = NULL, version = version + 1, updated_at = $21 \
-                     WHERE id = $1 AND ($2 IS NULL OR version = $2) RETURNING {IMAGE_COLUMNS}"
+                     WHERE id = $1 AND bucket = $22 AND ($2 IS NULL OR version = $2) \
+                     RETURNING {IMAGE_COLUMNS}"
                 ))
                 .bind(&image.id)
                 .bind(expected_version)
@@ -338,10 +406,12 @@ macro_rules! sql_catalog {
                 .bind(&facts.original_key)
                 .bind(&image.origin_url)
                 .bind(now)
+                .bind(&image.bucket)
+                .bind(f.name.as_deref().map(fold_name))
                 .fetch_optional(&mut *tx)
                 .await?;
                 let Some(row) = row else {
-                    return Err(explain_miss(&mut tx, &image.id, false).await);
+                    return Err(explain_miss(&mut tx, &image.id, false, Some(&image.bucket)).await);
                 };
                 write_tags(&mut tx, &image.id, &f.tags).await?;
                 let kind = if has_original { "render" } else { "ingest" };
@@ -370,6 +440,9 @@ macro_rules! sql_catalog {
                     };
                 }
                 set!(name);
+                if let Some(name) = &patch.name {
+                    qb.push(", name_folded = ").push_bind(name.as_deref().map(fold_name));
+                }
                 set!(facet);
                 set!(crop);
                 set!(string1);
@@ -392,7 +465,7 @@ macro_rules! sql_catalog {
                 qb.push(format!(" RETURNING {IMAGE_COLUMNS}"));
                 let row: Option<Image> = qb.build_query_as().fetch_optional(&mut *tx).await?;
                 let Some(row) = row else {
-                    return Err(explain_miss(&mut tx, id, true).await);
+                    return Err(explain_miss(&mut tx, id, true, None).await);
                 };
                 if let Some(tags) = &patch.tags {
                     write_tags(&mut tx, id, tags).await?;
@@ -464,7 +537,7 @@ macro_rules! sql_catalog {
                 .fetch_optional(&mut *tx)
                 .await?;
                 let Some(row) = row else {
-                    return Err(explain_miss(&mut tx, id, true).await);
+                    return Err(explain_miss(&mut tx, id, true, None).await);
                 };
                 tx.commit().await?;
                 Ok(row)
@@ -494,7 +567,7 @@ macro_rules! sql_catalog {
                 .fetch_optional(&mut *tx)
                 .await?;
                 let Some((original_key,)) = original else {
-                    return Err(explain_miss(&mut tx, id, false).await);
+                    return Err(explain_miss(&mut tx, id, false, None).await);
                 };
                 let assets: Vec<(String,)> =
                     sqlx::query_as("DELETE FROM media_assets WHERE image_id = $1 RETURNING storage_key")
@@ -592,19 +665,25 @@ macro_rules! sql_catalog {
             }
 
             async fn claim_job(&self, owner: &str, now_ms: i64, lease_ms: i64) -> Result<Option<Job>, CatalogError> {
-                let row = sqlx::query_as(&format!(
+                let row: Result<Option<Job>, sqlx::Error> = sqlx::query_as(&format!(
                     "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = $1, \
                      lease_until = $2 + $3, updated_at = $4 \
-                     WHERE id = ({}) RETURNING {JOB_COLUMNS}",
-                    Self::CLAIM_SQL
+                     WHERE id = ({CLAIMABLE_JOB}{}) RETURNING {JOB_COLUMNS}",
+                    Self::CLAIM_LOCK
                 ))
                 .bind(owner)
                 .bind(now_ms)
                 .bind(lease_ms)
                 .bind(Utc::now())
                 .fetch_optional(&self.pool)
-                .await?;
-                Ok(row)
+                .await;
+                match row {
+                    // Two claims raced for two jobs of one image (PostgreSQL):
+                    // the unique index let one through; the other finds
+                    // nothing this time and looks again at its next poll.
+                    Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(None),
+                    other => Ok(other?),
+                }
             }
 
             async fn renew_lease(&self, job_id: i64, owner: &str, until_ms: i64) -> Result<bool, CatalogError> {
@@ -625,9 +704,15 @@ macro_rules! sql_catalog {
                 owner: &str,
                 assets: &[NewAsset],
                 now: DateTime<Utc>,
-            ) -> Result<Vec<String>, CatalogError> {
+            ) -> Result<FinishedJob, CatalogError> {
                 let mut tx = self.pool.begin().await?;
                 close_job(&mut tx, job, owner, "done", None, now).await?;
+                if newer_job_waits(&mut tx, job).await? {
+                    let keys = assets.iter().map(|a| a.storage_key.clone()).collect();
+                    let orphans = unreferenced(&mut tx, keys).await?;
+                    tx.commit().await?;
+                    return Ok(FinishedJob { committed: false, orphans });
+                }
                 // Replace, never append: a re-run after a lost lease or a
                 // re-render leaves exactly one row per style.
                 let old: Vec<(String,)> =
@@ -669,7 +754,7 @@ macro_rules! sql_catalog {
                 .await?;
                 let orphans = unreferenced(&mut tx, old.into_iter().map(|(k,)| k).collect()).await?;
                 tx.commit().await?;
-                Ok(orphans)
+                Ok(FinishedJob { committed: true, orphans })
             }
 
             async fn fail_job(
@@ -682,6 +767,10 @@ macro_rules! sql_catalog {
             ) -> Result<(), CatalogError> {
                 let mut tx = self.pool.begin().await?;
                 close_job(&mut tx, job, owner, "failed", Some(reason), now).await?;
+                if job.batch_id.is_some() || newer_job_waits(&mut tx, job).await? {
+                    tx.commit().await?;
+                    return Ok(());
+                }
                 let readiness = FeedReadiness::failing(&format!("the image failed to render: {reason}"));
                 sqlx::query(
                     "UPDATE images SET status = 'error', error = $2, error_code = $3, \
@@ -826,9 +915,8 @@ macro_rules! sql_catalog {
                 let filter_json = serde_json::to_string(filter).unwrap_or_default();
                 let row = sqlx::query_as(&format!(
                     "SELECT {BATCH_COLUMNS} FROM batches b WHERE filter = $1 AND fingerprint = $2 \
-                     AND (total = 0 OR EXISTS (SELECT 1 FROM jobs j WHERE j.batch_id = b.id \
-                          AND j.status IN ('queued', 'running')) \
-                          OR total > (SELECT COUNT(*) FROM jobs j WHERE j.batch_id = b.id)) \
+                     AND (NOT queued_all OR EXISTS (SELECT 1 FROM jobs j WHERE j.batch_id = b.id \
+                          AND j.status IN ('queued', 'running'))) \
                      ORDER BY created_at DESC LIMIT 1"
                 ))
                 .bind(filter_json)
@@ -881,15 +969,19 @@ macro_rules! sql_catalog {
                 for (id,) in &ids {
                     insert_job(&mut tx, id, "render", Some(&batch.id), 1, now).await?;
                 }
-                // Images that became stale since the batch was counted still
-                // belong to it: keep the total honest.
-                sqlx::query(
+                let total_sql = if ids.is_empty() {
+                    // Nothing left to queue: the batch is what it queued. (Images
+                    // counted at the start may have left the stale set since:
+                    // deleted, or rendered by an edit.)
+                    "UPDATE batches SET queued_all = TRUE, \
+                     total = (SELECT COUNT(*) FROM jobs WHERE batch_id = $1) WHERE id = $1"
+                } else {
+                    // Images that became stale since the batch was counted
+                    // still belong to it: keep the total honest.
                     "UPDATE batches SET total = (SELECT COUNT(*) FROM jobs WHERE batch_id = $1) \
-                     WHERE id = $1 AND total < (SELECT COUNT(*) FROM jobs WHERE batch_id = $1)",
-                )
-                .bind(&batch.id)
-                .execute(&mut *tx)
-                .await?;
+                     WHERE id = $1 AND total < (SELECT COUNT(*) FROM jobs WHERE batch_id = $1)"
+                };
+                sqlx::query(total_sql).bind(&batch.id).execute(&mut *tx).await?;
                 tx.commit().await?;
                 Ok(ids.len() as i64)
             }
@@ -941,9 +1033,9 @@ macro_rules! sql_catalog {
             let row: Option<Image> = sqlx::query_as(&format!(
                 "INSERT INTO images (id, bucket, name, facet, crop, tags, string1, string2, string3, \
                  number1, number2, number3, width, height, size, mimetype, sha256, original_key, \
-                 origin_url, status, created_at, updated_at) \
+                 origin_url, status, created_at, updated_at, name_folded) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-                 $18, $19, 'ingesting', $20, $20) ON CONFLICT (id) DO NOTHING RETURNING {IMAGE_COLUMNS}"
+                 $18, $19, 'ingesting', $20, $20, $21) ON CONFLICT (id) DO NOTHING RETURNING {IMAGE_COLUMNS}"
             ))
             .bind(&image.id)
             .bind(&image.bucket)
@@ -965,6 +1057,7 @@ macro_rules! sql_catalog {
             .bind(facts.map(|o| o.original_key.clone()))
             .bind(&image.origin_url)
             .bind(now)
+            .bind(f.name.as_deref().map(fold_name))
             .fetch_optional(&mut **tx)
             .await?;
             let Some(row) = row else {

@@ -21,11 +21,9 @@ impl SqliteCatalog {
 
     pub(crate) const MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
 
-    /// One statement, so SQLite's single writer makes the claim atomic: two
-    /// workers can never both win the same row.
-    pub(crate) const CLAIM_SQL: &'static str = "SELECT id FROM jobs \
-         WHERE (status = 'queued' AND run_after <= $2) OR (status = 'running' AND lease_until < $2) \
-         ORDER BY priority, run_after, id LIMIT 1";
+    /// The claim is one statement, so SQLite's single writer makes it
+    /// atomic: two workers can never both win the same row, no row locks.
+    pub(crate) const CLAIM_LOCK: &'static str = "";
 
     /// Opens (creating if needed) the database file a `sqlite:` URL names.
     pub async fn connect(url: &str) -> Result<Self, crate::CatalogError> {

@@ -15,9 +15,9 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
 use easel_catalog::{
-    connect, ApiKey, BatchCounts, BatchFailure, BucketSettings, Catalog, CatalogError, Image,
-    ImageFields, ImagePatch, ImageQuery, ImageStatus, JobKind, JobStatus, NewApiKey, NewAsset,
-    NewImage, OriginalFacts, PageStart, RerenderFilter, SortKey, Trashed,
+    connect, ApiKey, BatchCounts, BatchFailure, BucketSettings, Catalog, CatalogError, FinishedJob,
+    Image, ImageFields, ImagePatch, ImageQuery, ImageStatus, JobKind, JobStatus, NewApiKey,
+    NewAsset, NewImage, OriginalFacts, PageStart, RerenderFilter, SortKey, Trashed,
 };
 use sqlx::Connection;
 
@@ -267,9 +267,12 @@ async fn render(c: &Arc<dyn Catalog>, image_id: &str, assets: &[NewAsset]) -> Ve
         .unwrap()
         .expect("a job is due");
     assert_eq!(job.image_id, image_id, "claimed the expected image's job");
-    c.finish_job(&job, "renderer", assets, t(LATER))
+    let finished = c
+        .finish_job(&job, "renderer", assets, t(LATER))
         .await
-        .unwrap()
+        .unwrap();
+    assert!(finished.committed, "no newer job waited for {image_id}");
+    finished.orphans
 }
 
 async fn list(c: &Arc<dyn Catalog>, query: &ImageQuery) -> (Vec<String>, i64) {
@@ -315,6 +318,12 @@ both! {
         bucket_settings_default_then_set_and_overwritten,
         count_stale_follows_the_filter,
         a_batch_is_queued_in_chunks_behind_interactive_work,
+        a_render_outrun_by_a_newer_job_does_not_commit_its_files,
+        a_new_job_supersedes_the_jobs_still_waiting_for_its_image,
+        a_failed_batch_job_leaves_the_image_and_its_files_alone,
+        a_batch_whose_images_left_the_stale_set_still_completes,
+        replace_never_takes_another_buckets_image,
+        search_folds_case_beyond_ascii,
     ],
     sqlite_only: {
         #[tokio::test]
@@ -1686,8 +1695,16 @@ mod cases {
     }
 
     pub async fn count_stale_follows_the_filter(c: &Arc<dyn Catalog>) {
-        // p: all v1; q: all v0; w: mixed; d: v0 but trashed; r: not
-        // rendered; s: origin not fetched; u: another bucket, not rendered.
+        // Bucket b: p rendered with v1; q with v0; big (a 3200 crop, with
+        // square-3000) and big2 (a 3000 crop, square-3000 not yet a style)
+        // with v0; w mixed; d v0 but trashed; e failed; busy rendered with
+        // v0 and queued again; r not rendered yet; s origin not fetched.
+        // Bucket other: u rendered with v0.
+        let regular = |key: &str, side: i64| NewAsset {
+            width: side,
+            height: side,
+            ..asset_fp("regular", key, "v0")
+        };
         create(c, upload("p", "b"), 1).await;
         render(c, "p", &[asset("thumb", "p/t"), asset("itunes", "p/i")]).await;
         create(c, upload("q", "b"), 2).await;
@@ -1697,27 +1714,53 @@ mod cases {
             &[
                 asset_fp("thumb", "q/t", "v0"),
                 asset_fp("itunes", "q/i", "v0"),
+                regular("q/r", 100),
             ],
         )
         .await;
-        create(c, upload("w", "b"), 3).await;
+        create(c, upload("big", "b"), 3).await;
+        render(
+            c,
+            "big",
+            &[
+                regular("big/r", 3200),
+                asset_fp("square-3000", "big/s", "v0"),
+            ],
+        )
+        .await;
+        create(c, upload("big2", "b"), 4).await;
+        render(c, "big2", &[regular("big2/r", 3000)]).await;
+        create(c, upload("w", "b"), 5).await;
         render(
             c,
             "w",
             &[asset("thumb", "w/t"), asset_fp("itunes", "w/i", "v0")],
         )
         .await;
-        create(c, upload("d", "b"), 4).await;
+        create(c, upload("d", "b"), 6).await;
         render(c, "d", &[asset_fp("thumb", "d/t", "v0")]).await;
-        c.soft_delete("d", None, t(4)).await.unwrap();
-        create(c, upload("r", "b"), 5).await;
+        c.soft_delete("d", None, t(6)).await.unwrap();
+        create(c, upload("e", "b"), 7).await;
+        let job = c
+            .claim_job("renderer", ms(LATER), LEASE_MS)
+            .await
+            .unwrap()
+            .unwrap();
+        c.fail_job(&job, "renderer", "truncated", "corrupt-image", t(7))
+            .await
+            .unwrap();
+        create(c, upload("u", "other"), 8).await;
+        render(c, "u", &[asset_fp("thumb", "u/t", "v0")]).await;
+        create(c, upload("busy", "b"), 9).await;
+        render(c, "busy", &[asset_fp("thumb", "busy/t", "v0")]).await;
+        c.enqueue_render("busy", t(9)).await.unwrap();
+        create(c, upload("r", "b"), 10).await;
         let origin = NewImage {
             original: None,
             origin_url: Some("https://example.com/s.jpg".into()),
             ..upload("s", "b")
         };
-        create(c, origin, 6).await;
-        create(c, upload("u", "other"), 7).await;
+        create(c, origin, 11).await;
 
         let count = |filter: RerenderFilter, fingerprint: &'static str| async move {
             c.count_stale(&filter, fingerprint).await.unwrap()
@@ -1726,47 +1769,89 @@ mod cases {
             bucket: Some("b".into()),
             ..RerenderFilter::default()
         };
-        assert_eq!(count(RerenderFilter::default(), "v1").await, 4, "q w r u");
-        assert_eq!(count(in_b(), "v1").await, 3, "q w r");
+        assert_eq!(
+            count(RerenderFilter::default(), "v1").await,
+            5,
+            "q big big2 w u"
+        );
+        assert_eq!(count(in_b(), "v1").await, 4, "q big big2 w");
         let other = RerenderFilter {
             bucket: Some("other".into()),
             ..RerenderFilter::default()
         };
-        assert_eq!(count(other, "v1").await, 1);
-        assert_eq!(count(in_b(), "v0").await, 3, "p w r");
+        assert_eq!(count(other, "v1").await, 1, "u");
+        assert_eq!(count(in_b(), "v0").await, 2, "p w");
         let all = RerenderFilter {
             all: true,
             ..in_b()
         };
-        assert_eq!(count(all, "v1").await, 4, "p q w r");
+        assert_eq!(count(all, "v1").await, 6, "p q big big2 w e");
         let all = RerenderFilter {
             all: true,
             ..RerenderFilter::default()
         };
-        assert_eq!(count(all, "v1").await, 5, "p q w r u");
-        let style = |style: &str| RerenderFilter {
+        assert_eq!(count(all, "v1").await, 7, "p q big big2 w e u");
+        let style = |style: &str, min: Option<i64>| RerenderFilter {
             style: Some(style.into()),
+            style_min_crop_side: min,
             ..in_b()
         };
-        assert_eq!(count(style("itunes"), "v1").await, 3, "q w r");
-        assert_eq!(count(style("thumb"), "v1").await, 2, "q r");
-        assert_eq!(count(style("square-3000"), "v1").await, 4, "p q w r");
+        assert_eq!(
+            count(style("itunes", None), "v1").await,
+            4,
+            "a style every image has narrows nothing: q big big2 w"
+        );
+        assert_eq!(
+            count(style("square-3000", Some(3000)), "v1").await,
+            2,
+            "only crops of 3000 and more: big big2"
+        );
         let since = RerenderFilter {
-            since: Some(t(3)),
+            since: Some(t(5)),
             ..in_b()
         };
-        assert_eq!(count(since, "v1").await, 2, "w r");
+        assert_eq!(count(since, "v1").await, 1, "w");
         let since = RerenderFilter {
-            since: Some(t(3)),
+            since: Some(t(5)),
             ..RerenderFilter::default()
         };
-        assert_eq!(count(since, "v1").await, 3, "w r u");
+        assert_eq!(count(since, "v1").await, 2, "w u");
         let since_all = RerenderFilter {
-            since: Some(t(4)),
+            since: Some(t(6)),
             all: true,
             ..RerenderFilter::default()
         };
-        assert_eq!(count(since_all, "v1").await, 2, "r u");
+        assert_eq!(count(since_all, "v1").await, 2, "e u");
+
+        // Once rendered with v1, nothing is stale any more, square-3000
+        // included: a small crop is not stale for lacking it.
+        let job = c
+            .claim_job("renderer", ms(LATER), LEASE_MS)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(job.image_id, "busy");
+        c.finish_job(&job, "renderer", &[asset("thumb", "busy/t1")], t(12))
+            .await
+            .unwrap();
+        for id in ["r", "s"] {
+            c.hard_delete(id, None).await.unwrap();
+        }
+        for id in ["q", "big", "big2", "w"] {
+            c.enqueue_render(id, t(12)).await.unwrap();
+            let side = if id.starts_with("big") { 3000 } else { 100 };
+            let mut assets = vec![NewAsset {
+                width: side,
+                height: side,
+                ..asset("regular", &format!("{id}/r1"))
+            }];
+            if side == 3000 {
+                assets.push(asset("square-3000", &format!("{id}/s1")));
+            }
+            render(c, id, &assets).await;
+        }
+        assert_eq!(count(in_b(), "v1").await, 0);
+        assert_eq!(count(style("square-3000", Some(3000)), "v1").await, 0);
     }
 
     pub async fn a_batch_is_queued_in_chunks_behind_interactive_work(c: &Arc<dyn Catalog>) {
@@ -1960,5 +2045,225 @@ mod cases {
             0,
             "batches apart"
         );
+    }
+
+    pub async fn a_render_outrun_by_a_newer_job_does_not_commit_its_files(c: &Arc<dyn Catalog>) {
+        create(c, upload("a", "b"), 0).await;
+        let old = c
+            .claim_job("w1", ms(LATER), LEASE_MS)
+            .await
+            .unwrap()
+            .unwrap();
+        // A new crop while the first render runs.
+        let patch = ImagePatch {
+            crop: Some(Some("0,0,10,10".into())),
+            ..ImagePatch::default()
+        };
+        c.update_image("a", &patch, None, true, t(1)).await.unwrap();
+        assert!(
+            c.claim_job("w2", ms(LATER), LEASE_MS)
+                .await
+                .unwrap()
+                .is_none(),
+            "the new job waits while the image has a job running"
+        );
+
+        let finished = c
+            .finish_job(&old, "w1", &[asset("thumb", "r/old")], t(2))
+            .await
+            .unwrap();
+        assert_eq!(
+            finished,
+            FinishedJob {
+                committed: false,
+                orphans: vec!["r/old".into()]
+            }
+        );
+        assert!(c.assets("a").await.unwrap().is_empty());
+        assert_eq!(
+            c.image("a").await.unwrap().unwrap().status(),
+            ImageStatus::Ingesting,
+            "still waiting for the render of the new crop"
+        );
+
+        let new = c
+            .claim_job("w2", ms(LATER), LEASE_MS)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_ne!(new.id, old.id);
+        let finished = c
+            .finish_job(&new, "w2", &[asset("thumb", "r/new")], t(3))
+            .await
+            .unwrap();
+        assert!(finished.committed);
+        let assets = c.assets("a").await.unwrap();
+        assert_eq!(
+            assets
+                .iter()
+                .map(|a| a.storage_key.as_str())
+                .collect::<Vec<_>>(),
+            ["r/new"]
+        );
+        assert_eq!(
+            c.image("a").await.unwrap().unwrap().status(),
+            ImageStatus::Finished
+        );
+    }
+
+    pub async fn a_new_job_supersedes_the_jobs_still_waiting_for_its_image(c: &Arc<dyn Catalog>) {
+        create(c, upload("a", "b"), 0).await;
+        c.enqueue_render("a", t(1)).await.unwrap();
+        c.enqueue_render("a", t(2)).await.unwrap();
+        let jobs = c.jobs_for_image("a").await.unwrap();
+        assert_eq!(
+            jobs.iter().map(|j| j.status()).collect::<Vec<_>>(),
+            [JobStatus::Done, JobStatus::Done, JobStatus::Queued]
+        );
+        assert_eq!(
+            jobs[0].last_error.as_deref(),
+            Some("superseded by a newer render")
+        );
+        let claimed = c
+            .claim_job("w", ms(LATER), LEASE_MS)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(claimed.id, jobs[2].id);
+        assert!(c
+            .claim_job("w", ms(LATER), LEASE_MS)
+            .await
+            .unwrap()
+            .is_none());
+    }
+
+    pub async fn a_failed_batch_job_leaves_the_image_and_its_files_alone(c: &Arc<dyn Catalog>) {
+        create(c, upload("a", "b"), 0).await;
+        render(c, "a", &[asset_fp("itunes", "r/a", "v0")]).await;
+        let before = c.image("a").await.unwrap().unwrap();
+        let filter = RerenderFilter::default();
+        let batch = c.create_batch("batch", &filter, "v1", t(1)).await.unwrap();
+        assert_eq!(c.enqueue_batch(&batch, 10, t(1)).await.unwrap(), 1);
+        let job = c
+            .claim_job("w", ms(LATER), LEASE_MS)
+            .await
+            .unwrap()
+            .unwrap();
+        c.fail_job(&job, "w", "the original is gone", "storage", t(2))
+            .await
+            .unwrap();
+
+        let after = c.image("a").await.unwrap().unwrap();
+        assert_eq!(after.status(), ImageStatus::Finished);
+        assert_eq!(
+            (after.version, after.error.as_deref(), after.feed_ready),
+            (before.version, None, before.feed_ready)
+        );
+        assert_eq!(c.assets("a").await.unwrap().len(), 1, "still served");
+        assert_eq!(
+            c.batch_failures("batch", 10).await.unwrap(),
+            [BatchFailure {
+                image_id: "a".into(),
+                reason: Some("the original is gone".into())
+            }]
+        );
+    }
+
+    pub async fn a_batch_whose_images_left_the_stale_set_still_completes(c: &Arc<dyn Catalog>) {
+        for (i, id) in ["a", "b", "c"].into_iter().enumerate() {
+            create(c, upload(id, "b"), i as i64).await;
+            render(c, id, &[asset_fp("itunes", &format!("r/{id}"), "v0")]).await;
+        }
+        let filter = RerenderFilter::default();
+        let batch = c.create_batch("batch", &filter, "v1", t(5)).await.unwrap();
+        assert_eq!(batch.total, 3);
+        assert!(!batch.queued_all);
+        // Before the batch queues them: one deleted, one re-rendered by an
+        // edit (and so no longer stale).
+        c.hard_delete("a", None).await.unwrap();
+        c.enqueue_render("b", t(6)).await.unwrap();
+        render(c, "b", &[asset("itunes", "r/b1")]).await;
+
+        assert_eq!(c.enqueue_batch(&batch, 10, t(7)).await.unwrap(), 1);
+        assert_eq!(c.enqueue_batch(&batch, 10, t(7)).await.unwrap(), 0);
+        let sealed = c.batch("batch").await.unwrap().unwrap();
+        assert!(sealed.queued_all);
+        assert_eq!(sealed.total, 1, "what it queued");
+        assert!(c.open_batch(&filter, "v1").await.unwrap().is_some());
+        render(c, "c", &[asset("itunes", "r/c1")]).await;
+        assert!(
+            c.open_batch(&filter, "v1").await.unwrap().is_none(),
+            "complete: the same command starts afresh"
+        );
+        assert_eq!(
+            c.batch_counts("batch").await.unwrap(),
+            BatchCounts {
+                done: 1,
+                ..BatchCounts::default()
+            }
+        );
+    }
+
+    pub async fn replace_never_takes_another_buckets_image(c: &Arc<dyn Catalog>) {
+        create(c, upload("x", "mine"), 0).await;
+        let theirs = NewImage {
+            fields: ImageFields {
+                name: Some("theirs".into()),
+                ..ImageFields::default()
+            },
+            ..upload("x", "theirs")
+        };
+        for expected in [None, Some(1)] {
+            let refused = c.replace_image(&theirs, expected, t(1)).await;
+            assert!(
+                matches!(refused, Err(CatalogError::NotFound(ref id)) if id == "x"),
+                "{refused:?}"
+            );
+        }
+        let image = c.image("x").await.unwrap().unwrap();
+        assert_eq!(
+            (image.bucket.as_str(), image.name.as_deref(), image.version),
+            ("mine", Some("image x"), 1)
+        );
+        assert_eq!(c.jobs_for_image("x").await.unwrap().len(), 1);
+    }
+
+    pub async fn search_folds_case_beyond_ascii(c: &Arc<dyn Catalog>) {
+        let named = |id: &str, name: &str| {
+            with_fields(
+                upload(id, "b"),
+                ImageFields {
+                    name: Some(name.into()),
+                    ..ImageFields::default()
+                },
+            )
+        };
+        create(c, named("e", "Été Show"), 0).await;
+        create(c, named("g", "STRASSE GRÜN"), 1).await;
+        create(c, named("p", "plain"), 2).await;
+        let search = |term: &str| ImageQuery {
+            search: Some(term.into()),
+            ..ImageQuery::new("b")
+        };
+        for term in ["été", "ÉTÉ", "Été", "été show"] {
+            assert_eq!(list_ids(c, search(term)).await, ["e"], "{term}");
+        }
+        assert_eq!(list_ids(c, search("grün")).await, ["g"]);
+        // Renamed: the folded name follows.
+        let patch = ImagePatch {
+            name: Some(Some("Ölmühle".into())),
+            ..ImagePatch::default()
+        };
+        c.update_image("p", &patch, None, false, t(3))
+            .await
+            .unwrap();
+        assert_eq!(list_ids(c, search("ÖLMÜHLE")).await, ["p"]);
+        let (replaced, _) = c
+            .replace_image(&named("e", "Ärger"), None, t(4))
+            .await
+            .unwrap();
+        assert_eq!(replaced.name.as_deref(), Some("Ärger"));
+        assert!(list_ids(c, search("été")).await.is_empty());
+        assert_eq!(list_ids(c, search("ärger")).await, ["e"]);
     }
 }

@@ -63,13 +63,20 @@ impl Style {
         }
     }
 
-    /// Whether the style exists for an image whose crop is `crop_w`x`crop_h`.
-    /// Only `square-3000` is conditional: it is never an enlargement.
-    pub fn applies_to_crop(self, crop_w: u32, crop_h: u32) -> bool {
+    /// The smallest crop side (on both sides) for which the style exists;
+    /// `None` when it always does. Only `square-3000` is conditional: it is
+    /// never an enlargement.
+    pub fn min_crop_side(self) -> Option<u32> {
         match self {
-            Style::Square3000 => crop_w >= 3000 && crop_h >= 3000,
-            _ => true,
+            Style::Square3000 => Some(3000),
+            _ => None,
         }
+    }
+
+    /// Whether the style exists for an image whose crop is `crop_w`x`crop_h`.
+    pub fn applies_to_crop(self, crop_w: u32, crop_h: u32) -> bool {
+        self.min_crop_side()
+            .is_none_or(|side| crop_w >= side && crop_h >= side)
     }
 }
 

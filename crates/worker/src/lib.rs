@@ -74,6 +74,10 @@ pub enum Outcome {
     Retried { image_id: String, reason: String },
     /// Another worker took the job over; nothing was recorded.
     LeaseLost { image_id: String },
+    /// The image changed while it rendered (a new crop, a replaced
+    /// original): a newer job renders it again, so these files were not
+    /// committed.
+    Superseded { image_id: String },
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -179,6 +183,9 @@ impl Worker {
                 metrics::counter!("easel_render_retries_total").increment(1);
                 tracing::warn!(worker = %self.id, image = %image_id, reason = %reason, "will retry")
             }
+            Outcome::Superseded { image_id } => {
+                tracing::info!(worker = %self.id, image = %image_id, "superseded by a newer job; files not committed")
+            }
             Outcome::LeaseLost { .. } => {}
         }
         Ok(Some(outcome))
@@ -272,12 +279,16 @@ impl Worker {
         match self.store_files(&facts, &rendition).await {
             Ok(assets) => {
                 let styles = assets.len();
-                let superseded = self
+                let finished = self
                     .catalog
                     .finish_job(job, &self.id, &assets, Utc::now())
                     .await?;
-                self.delete_superseded(superseded).await;
-                Ok(Outcome::Finished { image_id, styles })
+                self.delete_unreferenced(finished.orphans).await;
+                Ok(if finished.committed {
+                    Outcome::Finished { image_id, styles }
+                } else {
+                    Outcome::Superseded { image_id }
+                })
             }
             Err(e) => self.retry(job, &e.to_string()).await,
         }
@@ -354,7 +365,7 @@ impl Worker {
 
     /// Files nothing refers to any more. Losing one of these deletes is
     /// harmless (an orphan object), so failures are only logged.
-    async fn delete_superseded(&self, keys: Vec<String>) {
+    async fn delete_unreferenced(&self, keys: Vec<String>) {
         for key in keys {
             if let Err(e) = self.store.delete(&key).await {
                 tracing::warn!(key = %key, error = %e, "could not delete a superseded file");
