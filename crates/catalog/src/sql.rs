@@ -288,6 +288,7 @@ macro_rules! sql_catalog {
         ///   settings (all of an image's assets share one fingerprint, as one
         ///   job writes them). Images in `error` are retried only by `all`:
         ///   the same input fails the same way.
+        ///
         /// `style` narrows to images that have that style or, for a style
         /// that exists only for big crops, whose crop (the `regular` file)
         /// is big enough: a small image never gets `square-3000`, so it is
