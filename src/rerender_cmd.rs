@@ -75,6 +75,12 @@ pub fn rerender(args: RerenderArgs) -> anyhow::Result<()> {
             println!("easel: {count} image(s) would be re-rendered (settings {fingerprint})");
             return Ok(());
         }
+        // Listening from before the batch exists: a Ctrl-C at any point
+        // after it is announced ends the run with a summary (the async
+        // `ctrl_c()` would only start listening when first polled).
+        let mut interrupt =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+                .context("cannot listen for Ctrl-C")?;
         let (batch, resumed) = open_or_create(catalog.as_ref(), &filter, &fingerprint)
             .await
             .context("cannot start the batch")?;
@@ -109,7 +115,6 @@ pub fn rerender(args: RerenderArgs) -> anyhow::Result<()> {
         bar.reset_eta();
         let started = Instant::now();
         let mut interrupted = false;
-        let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
         let mut queued_all = false;
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         let view = loop {
@@ -134,7 +139,7 @@ pub fn rerender(args: RerenderArgs) -> anyhow::Result<()> {
             }
             tokio::select! {
                 _ = tick.tick() => {}
-                _ = &mut ctrl_c => { interrupted = true; break view; }
+                _ = interrupt.recv() => { interrupted = true; break view; }
             }
         };
         bar.finish_and_clear();

@@ -996,3 +996,222 @@ async fn a_chunked_upload_without_content_length_is_cut_off_at_the_limit_with_41
     );
     assert!(app.stored_keys("originals").await.is_empty());
 }
+
+/// Runs `easel ARGS` on a data dir to the end; its exit status, stdout and
+/// stderr.
+fn easel_run(data: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_easel"))
+        .args(args)
+        .env("EASEL_DATA_DIR", data)
+        .output()
+        .expect("run easel");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// The batch id in `easel rerender`'s "started|resuming batch ID (...)".
+fn batch_id_in(stderr: &str, verb: &str) -> String {
+    let needle = format!("{verb} batch ");
+    let start = stderr
+        .find(&needle)
+        .unwrap_or_else(|| panic!("no {needle:?} in {stderr}"))
+        + needle.len();
+    stderr[start..]
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+/// The operator's path after a settings change: `easel rerender --dry-run`
+/// counts what is stale, an interrupted run resumes the same batch when run
+/// again, every stale image is rendered with the new settings (and the
+/// fingerprint on its assets says so), a failure is reported with its
+/// reason while the image keeps serving its old files, and afterwards
+/// nothing is stale.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn easel_rerender_renders_what_a_settings_change_made_stale_and_resumes_after_ctrl_c() {
+    use std::io::{BufRead, BufReader};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (serve, base) = easel_serve(&data, &[]).await;
+    let (_, client) = easel_key(&data);
+    let mut images = Vec::new();
+    for path in [
+        "png/gray_alpha_la.png",
+        "png/palette_indexed.png",
+        "jpeg/hopper_orientation_6.jpg",
+    ] {
+        let response = client
+            .post(format!("{base}/v1/images?wait=true"))
+            .header("content-type", "application/octet-stream")
+            .body(fixture(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "{path}");
+        let image: Value = response.json().await.unwrap();
+        assert_eq!(image["status"], "finished", "{image}");
+        images.push(image);
+    }
+    drop(serve);
+    let thumb = |image: &Value| -> (String, String) {
+        let asset = image["assets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["style"] == "thumb")
+            .unwrap_or_else(|| panic!("no thumb in {image}"));
+        (
+            asset["sha256"].as_str().unwrap().to_string(),
+            asset["settings_fingerprint"].as_str().unwrap().to_string(),
+        )
+    };
+    let before: Vec<(String, String)> = images.iter().map(thumb).collect();
+
+    // Same settings: nothing to do.
+    let (ok, stdout, stderr) = easel_run(&data, &["rerender", "--dry-run"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("easel: 0 image(s)"), "{stdout}");
+    // A new quality makes all three stale.
+    let (ok, stdout, stderr) = easel_run(&data, &["rerender", "--dry-run", "--quality", "70"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("easel: 3 image(s)"), "{stdout}");
+
+    // One original vanishes from the store: its re-render must fail, with
+    // a reason, and leave the image as it was.
+    let lost = images[2]["id"].as_str().unwrap().to_string();
+    let lost_sha = images[2]["sha256"].as_str().unwrap();
+    let lost_key = data
+        .join("objects/originals")
+        .join(&lost_sha[0..2])
+        .join(&lost_sha[2..4])
+        .join(lost_sha);
+    std::fs::remove_file(&lost_key).expect("the original is stored under its hash");
+
+    // Queue only (no render loops here), then Ctrl-C. For bucket
+    // `default`, so its key can follow the batch over the API too.
+    let mut queue_only = std::process::Command::new(env!("CARGO_BIN_EXE_easel"))
+        .args([
+            "rerender",
+            "--bucket",
+            "default",
+            "--quality",
+            "70",
+            "--concurrency",
+            "0",
+        ])
+        .env("EASEL_DATA_DIR", &data)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn easel rerender");
+    let mut stderr = BufReader::new(queue_only.stderr.take().unwrap());
+    let mut started = String::new();
+    while !started.contains("started batch") {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "exited early: {started}"
+        );
+        started.push_str(&line);
+    }
+    let batch = batch_id_in(&started, "started");
+    let killed = std::process::Command::new("kill")
+        .args(["-INT", &queue_only.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let output = queue_only.wait_with_output().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert!(output.status.success(), "{rest}");
+    assert!(
+        rest.contains("interrupted; run the same command again to resume"),
+        "{rest}"
+    );
+    let summary = String::from_utf8_lossy(&output.stdout);
+    assert!(summary.contains("0 done, 0 failed"), "{summary}");
+
+    // The same command again resumes that batch and renders here.
+    let (ok, stdout, stderr) = easel_run(
+        &data,
+        &[
+            "rerender",
+            "--bucket",
+            "default",
+            "--quality",
+            "70",
+            "--concurrency",
+            "1",
+            "--max-attempts",
+            "1",
+        ],
+    );
+    assert!(ok, "{stderr}");
+    assert_eq!(batch_id_in(&stderr, "resuming"), batch, "{stderr}");
+    assert!(
+        stdout.contains(&format!(
+            "batch {batch}: 2 done, 1 failed, 0 still queued, 0 not queued yet"
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("failed: {lost} (gave up after 1 attempts")),
+        "the failure and its reason: {stdout}"
+    );
+
+    // Finished: the same command starts afresh and finds only the image
+    // whose original is gone (images in error aside, a failed batch job
+    // leaves the image finished with its old files).
+    let (ok, stdout, stderr) = easel_run(&data, &["rerender", "--dry-run", "--quality", "70"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("easel: 1 image(s)"), "{stdout}");
+
+    let (_serve, base) = easel_serve(&data, &[("EASEL_JPEG_QUALITY", "70")]).await;
+    for (image, (old_sha, old_fingerprint)) in images.iter().zip(&before) {
+        let id = image["id"].as_str().unwrap();
+        let now: Value = client
+            .get(format!("{base}/v1/images/{id}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(now["status"], "finished", "{now}");
+        let (sha, fingerprint) = thumb(&now);
+        let served = client
+            .get(format!("{base}/v1/images/{id}/styles/thumb"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(served.status(), 200);
+        assert_eq!(
+            easel_render::sha256_hex(&served.bytes().await.unwrap()),
+            sha,
+            "the served file is the recorded one"
+        );
+        if id == lost {
+            assert_eq!((&sha, &fingerprint), (old_sha, old_fingerprint), "kept");
+        } else {
+            assert_ne!(&sha, old_sha, "quality 70 makes other bytes");
+            assert_ne!(&fingerprint, old_fingerprint);
+        }
+    }
+    let batch_view: Value = client
+        .get(format!("{base}/v1/batches/{batch}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(batch_view["complete"], true, "{batch_view}");
+    assert_eq!(batch_view["counts"]["done"], 2);
+    assert_eq!(batch_view["failures"][0]["image_id"], lost.as_str());
+}

@@ -412,8 +412,6 @@ pub fn easel(args: &[&str], env: &[(&str, &Path)], extra: &[(&str, &str)]) -> Ch
     ChildGuard(command.spawn().expect("spawn easel"))
 }
 
-/// Starts `easel serve` on port 0 and returns it with its base URL, read
-/// from the line it prints on stdout.
 /// `easel keys create` against a data dir: a key with every scope for
 /// bucket `default`, and a client that sends it.
 pub fn easel_key(data: &Path) -> (String, reqwest::Client) {
@@ -443,6 +441,8 @@ pub fn easel_key(data: &Path) -> (String, reqwest::Client) {
     (key, client)
 }
 
+/// Starts `easel serve` on port 0 and returns it with its base URL, read
+/// from the line it prints on stdout.
 pub async fn easel_serve(data: &Path, extra: &[(&str, &str)]) -> (ChildGuard, String) {
     use std::io::{BufRead, BufReader};
     let mut extra = extra.to_vec();
