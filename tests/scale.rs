@@ -160,10 +160,10 @@ fn claims_in(log: &str) -> usize {
         .count()
 }
 
-/// Whether a worker's (JSON) log says it claimed job `job`.
-fn claimed_job(log: &str, job: i64) -> bool {
+/// Whether a worker's (JSON) log has `message` about job `job`.
+fn logged_job(log: &str, message: &str, job: i64) -> bool {
     log.lines().any(|l| {
-        l.contains("\"message\":\"claimed\"")
+        l.contains(&format!("\"message\":\"{message}\""))
             && (l.contains(&format!("\"job\":{job},")) || l.contains(&format!("\"job\":{job}}}")))
     })
 }
@@ -442,8 +442,18 @@ async fn a_worker_killed_mid_render_has_its_job_finished_by_another_after_the_le
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         };
-        // Into the render, past the claim.
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // Past the claim and the fetch of the original: into the render
+        // itself (a few hundred ms for this photo on one thread).
+        let name = format!("victim-{attempt}");
+        while !logged_job(&deployment.log(&name), "rendering", job) {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "job {job} never started rendering; log:\n{}",
+                deployment.log(&name)
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
         victim.0.kill().expect("SIGKILL the worker");
         victim.0.wait().expect("reap the worker");
         let (status, owner): (String, Option<String>) =
@@ -476,7 +486,7 @@ async fn a_worker_killed_mid_render_has_its_job_finished_by_another_after_the_le
         killed_at.elapsed().as_secs_f64()
     );
     assert!(
-        claimed_job(&deployment.log("rescuer"), killed_job),
+        logged_job(&deployment.log("rescuer"), "claimed", killed_job),
         "the rescuer claimed the killed job"
     );
     assert_rendered_once(&pool, &ids, LARGE_IMAGE_ASSETS, &[(killed_job, 2)]).await;

@@ -268,6 +268,8 @@ impl Worker {
             },
         };
 
+        // Tells a slow fetch from a slow render in the logs.
+        tracing::info!(worker = %self.id, job = job.id, image = %image_id, bytes = original.len(), "rendering");
         let started = Instant::now();
         let rendition = match self.render(original, crop).await {
             Ok(Ok(rendition)) => rendition,
