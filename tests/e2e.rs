@@ -867,6 +867,73 @@ async fn a_separate_worker_process_renders_for_an_api_without_embedded_workers()
     assert_eq!(dimensions(&thumb.bytes().await.unwrap()), (100, 100));
 }
 
+/// Our own object store down (connection refused): each retry backs off
+/// longer, spends none of the job's attempts (one is all it has here), and
+/// the image stays `ingesting`, not `error`, until the store is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_of_our_store_backs_off_without_spending_attempts() {
+    let app = TestApp::spawn_without_workers().await;
+    let response = app
+        .upload_multipart(fixture("png/rgba_libvips.png"), &[], "")
+        .await;
+    let id = id_of(response).await;
+    // Nothing listens on port 9 of loopback: every request is refused.
+    let down = easel_storage::BlobStore::from_url_with_options(
+        "s3://easel-down",
+        [
+            ("aws_endpoint", "http://127.0.0.1:9"),
+            ("aws_allow_http", "true"),
+            ("aws_access_key_id", "test"),
+            ("aws_secret_access_key", "test"),
+            ("aws_region", "us-east-1"),
+        ],
+    )
+    .unwrap();
+    let base = Duration::from_millis(100);
+    let worker = easel_worker::Worker::new(
+        "outage",
+        app.catalog.clone(),
+        down,
+        std::sync::Arc::new(easel_render::Settings::default()),
+        std::sync::Arc::new(
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(1)
+                .build()
+                .unwrap(),
+        ),
+        easel_worker::WorkerConfig {
+            max_attempts: 1,
+            retry_base: base,
+            ..easel_worker::WorkerConfig::default()
+        },
+    )
+    .unwrap();
+    for outages in 1..=3i64 {
+        let before = now_ms();
+        let outcome = worker.run_once().await.unwrap().expect("a job");
+        assert!(matches!(outcome, Outcome::Retried { .. }), "{outcome:?}");
+        let job = app.catalog.jobs_for_image(&id).await.unwrap().remove(0);
+        assert_eq!((job.attempts, job.outages), (0, outages), "{job:?}");
+        // 100 ms, 200 ms, 400 ms: doubling with every outage.
+        let backoff = base.as_millis() as i64 * (1 << (outages - 1));
+        assert!(
+            job.run_after >= before + backoff,
+            "outage {outages}: due {} ms after the claim, expected at least {backoff}",
+            job.run_after - before
+        );
+        tokio::time::sleep(Duration::from_millis(
+            (job.run_after - now_ms()).max(0) as u64 + 20,
+        ))
+        .await;
+    }
+    let image: Value = app.get_image(&id).await.json().await.unwrap();
+    assert_eq!(image["status"], "ingesting", "{image}");
+
+    // The store is back (the app's own worker uses the real one).
+    let outcome = app.worker.run_once().await.unwrap().expect("the job");
+    assert!(matches!(outcome, Outcome::Finished { .. }), "{outcome:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storage_failure_is_retried_with_backoff_and_then_succeeds() {
     let app = TestApp::spawn_without_workers().await;

@@ -108,6 +108,9 @@ CREATE TABLE jobs (
     status      TEXT NOT NULL DEFAULT 'queued'
                 CHECK (status IN ('queued', 'running', 'done', 'failed')),
     attempts    BIGINT NOT NULL DEFAULT 0,
+    -- Retries for an outage of our own store: they back off like attempts
+    -- but never use them up.
+    outages     BIGINT NOT NULL DEFAULT 0,
     lease_owner TEXT,
     lease_until BIGINT,
     run_after   BIGINT NOT NULL,

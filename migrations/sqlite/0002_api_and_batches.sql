@@ -96,6 +96,9 @@ CREATE TABLE jobs_v2 (
     status      TEXT NOT NULL DEFAULT 'queued'
                 CHECK (status IN ('queued', 'running', 'done', 'failed')),
     attempts    BIGINT NOT NULL DEFAULT 0,
+    -- Retries for an outage of our own store: they back off like attempts
+    -- but never use them up.
+    outages     BIGINT NOT NULL DEFAULT 0,
     lease_owner TEXT,
     lease_until BIGINT,             -- Unix ms; a running job past it is claimable
     run_after   BIGINT NOT NULL,    -- Unix ms; retries back off by moving it

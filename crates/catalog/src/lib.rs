@@ -218,13 +218,17 @@ pub trait Catalog: Send + Sync + std::fmt::Debug + 'static {
     ) -> Result<(), CatalogError>;
 
     /// Puts the job back in the queue, due at `run_after_ms`: for failures
-    /// that may pass (storage, database, origin timeouts).
+    /// that may pass (storage, database, origin timeouts). Unless
+    /// `attempt_spent`, the claim's attempt is given back: an outage of our
+    /// own object store says nothing about the image, and must not use up
+    /// its attempts however long it lasts.
     async fn retry_job(
         &self,
         job: &Job,
         owner: &str,
         run_after_ms: i64,
         reason: &str,
+        attempt_spent: bool,
         now: DateTime<Utc>,
     ) -> Result<(), CatalogError>;
 

@@ -474,8 +474,11 @@ pub struct Job {
     kind: String,
     pub batch_id: Option<String>,
     status: String,
-    /// Claims so far, this one included.
+    /// Claims so far, this one included, less those given back because
+    /// our own store was down (see `outages`).
     pub attempts: i64,
+    /// Retries because our own object store was unavailable.
+    pub outages: i64,
     pub lease_owner: Option<String>,
     pub lease_until: Option<i64>,
     pub run_after: i64,

@@ -21,7 +21,8 @@ pub(crate) const ASSET_COLUMNS: &str =
      upscaled, settings_fingerprint, created_at";
 
 pub(crate) const JOB_COLUMNS: &str =
-    "id, image_id, kind, batch_id, status, attempts, lease_owner, lease_until, run_after, last_error";
+    "id, image_id, kind, batch_id, status, attempts, outages, lease_owner, lease_until, run_after, \
+     last_error";
 
 pub(crate) const KEY_COLUMNS: &str = "id, key_hash, bucket, scopes, name, created_at, revoked_at";
 
@@ -795,11 +796,13 @@ macro_rules! sql_catalog {
                 owner: &str,
                 run_after_ms: i64,
                 reason: &str,
+                attempt_spent: bool,
                 now: DateTime<Utc>,
             ) -> Result<(), CatalogError> {
                 let done = sqlx::query(
                     "UPDATE jobs SET status = 'queued', lease_owner = NULL, lease_until = NULL, \
-                     run_after = $3, last_error = $4, updated_at = $5 \
+                     run_after = $3, last_error = $4, updated_at = $5, \
+                     attempts = attempts - $6, outages = outages + $6 \
                      WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
                 )
                 .bind(job.id)
@@ -807,6 +810,7 @@ macro_rules! sql_catalog {
                 .bind(run_after_ms)
                 .bind(reason)
                 .bind(now)
+                .bind(i64::from(!attempt_spent))
                 .execute(&self.pool)
                 .await?;
                 lease_held(done.rows_affected(), job, owner)

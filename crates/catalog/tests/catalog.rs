@@ -553,7 +553,7 @@ mod cases {
         assert!(matches!(late, Err(CatalogError::LeaseLost { .. })));
         let late = c.fail_job(&job, "w1", "why", "code", t(20)).await;
         assert!(matches!(late, Err(CatalogError::LeaseLost { .. })));
-        let late = c.retry_job(&job, "w1", ms(30), "why", t(20)).await;
+        let late = c.retry_job(&job, "w1", ms(30), "why", true, t(20)).await;
         assert!(matches!(late, Err(CatalogError::LeaseLost { .. })));
         assert!(
             c.assets("a").await.unwrap().is_empty(),
@@ -617,7 +617,7 @@ mod cases {
         create(c, upload("a", "b"), 0).await;
         let now = ms(10);
         let job = c.claim_job("w1", now, 1_000).await.unwrap().unwrap();
-        c.retry_job(&job, "w1", now + 10_000, "store down", t(10))
+        c.retry_job(&job, "w1", now + 10_000, "origin timed out", true, t(10))
             .await
             .unwrap();
         assert_eq!(c.queue_depth().await.unwrap(), 1);
@@ -634,8 +634,21 @@ mod cases {
             .unwrap()
             .unwrap();
         assert_eq!(
-            (job.attempts, job.last_error.as_deref()),
-            (2, Some("store down"))
+            (job.attempts, job.outages, job.last_error.as_deref()),
+            (2, 0, Some("origin timed out"))
+        );
+        // Our store down: the attempt is given back, counted as an outage.
+        c.retry_job(&job, "w1", now + 20_000, "store down", false, t(20))
+            .await
+            .unwrap();
+        let job = c
+            .claim_job("w1", now + 20_000, 1_000)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (job.attempts, job.outages, job.last_error.as_deref()),
+            (2, 1, Some("store down"))
         );
         c.fail_job(
             &job,

@@ -9,7 +9,8 @@
 //! corrupt) will never render, so it ends in status `error` with the
 //! engine's reason and code, without retry. Storage and database trouble may
 //! pass, so the job goes back to the queue with exponential backoff, until
-//! `max_attempts` is spent.
+//! `max_attempts` is spent; an outage of our own object store spends no
+//! attempt (the job waits it out, backing off up to `retry_max`).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -259,7 +260,7 @@ impl Worker {
         let (original, facts) = match (job.kind(), image.original()) {
             (JobKind::Render, Some(stored)) => match self.store.get(stored.key).await {
                 Ok(bytes) => (bytes, facts_of(&image)),
-                Err(e) => return self.retry(job, &e.to_string()).await,
+                Err(e) => return self.retry(job, &e.to_string(), !e.is_unavailable()).await,
             },
             // An ingest job, or a render whose origin never arrived.
             _ => match self.ingest(job, image.origin_url.as_deref()).await? {
@@ -292,7 +293,7 @@ impl Worker {
                     Outcome::Superseded { image_id }
                 })
             }
-            Err(e) => self.retry(job, &e.to_string()).await,
+            Err(e) => self.retry(job, &e.to_string(), !e.is_unavailable()).await,
         }
     }
 
@@ -313,7 +314,7 @@ impl Worker {
         let fetched = match self.origin.fetch(url).await {
             Ok(fetched) => fetched,
             Err(e) if e.is_transient() => {
-                return Ok(Ingested::Done(self.retry(job, &e.to_string()).await?))
+                return Ok(Ingested::Done(self.retry(job, &e.to_string(), true).await?))
             }
             Err(e) => {
                 let outcome = self.fail(job, &e.to_string(), e.code()).await?;
@@ -356,7 +357,9 @@ impl Worker {
             .put_if_absent(&facts.original_key, bytes.clone())
             .await
         {
-            return Ok(Ingested::Done(self.retry(job, &e.to_string()).await?));
+            return Ok(Ingested::Done(
+                self.retry(job, &e.to_string(), !e.is_unavailable()).await?,
+            ));
         }
         self.catalog
             .set_original(&job.image_id, &facts, Utc::now())
@@ -438,12 +441,22 @@ impl Worker {
         })
     }
 
-    async fn retry(&self, job: &Job, reason: &str) -> Result<Outcome, WorkerError> {
+    /// Back to the queue after a backoff; `attempt_spent` is false for an
+    /// outage of our own store, which retries (at the capped backoff) for
+    /// as long as it lasts instead of failing the image.
+    async fn retry(
+        &self,
+        job: &Job,
+        reason: &str,
+        attempt_spent: bool,
+    ) -> Result<Outcome, WorkerError> {
         let reason = reason.to_string();
-        let delay = backoff(&self.config, job.attempts);
+        // Outages back off too: a store that is down for an hour is asked
+        // again every `retry_max`, not every second.
+        let delay = backoff(&self.config, job.attempts + job.outages);
         let run_after = now_ms() + delay.as_millis() as i64;
         self.catalog
-            .retry_job(job, &self.id, run_after, &reason, Utc::now())
+            .retry_job(job, &self.id, run_after, &reason, attempt_spent, Utc::now())
             .await?;
         Ok(Outcome::Retried {
             image_id: job.image_id.clone(),
