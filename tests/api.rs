@@ -2108,6 +2108,60 @@ async fn filter_id_takes_at_most_100_ids() {
     .await;
 }
 
+/// Free-text list parameters have a length cap, refused by name without
+/// echoing the value: a 50,000-character `search` used to fail in SQLite
+/// ("LIKE or GLOB pattern too complex") as a 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_list_parameters_are_400s_that_name_the_limit() {
+    let app = TestApp::spawn_without_workers().await;
+    let long_name = "n".repeat(1024);
+    let image_id = id(&upload(&app, TINY, &format!("?name={long_name}")).await);
+    // At the cap: a search as long as the longest name still matches it.
+    let page = list(&app, &format!("?search={long_name}")).await;
+    assert_eq!(ids(&page), vec![image_id.clone()]);
+    let long_label = "t".repeat(128);
+    assert_eq!(
+        list(&app, &format!("?filter[tag]={long_label}")).await["meta"]["total"],
+        0
+    );
+    assert_eq!(
+        list(&app, &format!("?filter[facet]={long_label}")).await["meta"]["total"],
+        0
+    );
+
+    let huge = "x".repeat(50_000);
+    for (query, names) in [
+        (
+            format!("?search={huge}"),
+            "search is at most 1024 characters",
+        ),
+        (format!("?search={long_name}n"), "search is at most 1024"),
+        (format!("?search=%25{huge}"), "search is at most 1024"),
+        (
+            format!("?filter[facet]={huge}"),
+            "filter[facet] is at most 128",
+        ),
+        (
+            format!("?filter[tag]={long_label}t"),
+            "filter[tag] is at most 128",
+        ),
+        (format!("?filter[id]={huge}"), "filter[id] is at most"),
+        (
+            format!("?filter[id]={image_id},{}", "i".repeat(129)),
+            "filter[id] is at most 128",
+        ),
+        (format!("?page[after]={huge}"), "page[after] is at most 128"),
+        (format!("?sort={huge}"), "sort is at most"),
+        (format!("?fields[image]={huge}"), "fields[image] is at most"),
+    ] {
+        let response = app.get(&format!("/v1/images{query}")).await;
+        let body = problem(response, 400, "invalid-parameter").await;
+        let detail = body["detail"].as_str().unwrap();
+        assert!(detail.contains(names), "{names}: {detail}");
+        assert!(detail.len() < 200, "the value is not echoed back: {detail}");
+    }
+}
+
 /// IIIF follows the bucket's style-file setting: public by default; in a
 /// bucket that is not fully public every IIIF request needs a read key of
 /// that bucket, and another bucket's key sees nothing.

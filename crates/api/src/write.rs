@@ -23,9 +23,12 @@ use crate::{ApiError, AppState};
 /// JSON bodies (PATCH, PUT with an origin) are small; this bounds them.
 const MAX_JSON: usize = 256 * 1024;
 
+/// Longest image id, in bytes (ids are ASCII).
+pub const MAX_ID_LEN: usize = 128;
+
 /// Client-chosen ids: `[A-Za-z0-9._-]{1,128}`, never `.` or `..`.
 pub fn valid_id(id: &str) -> bool {
-    (1..=128).contains(&id.len())
+    (1..=MAX_ID_LEN).contains(&id.len())
         && id != "."
         && id != ".."
         && id
@@ -277,7 +280,8 @@ pub async fn put(
         // The image fields travel in the JSON body; the query carries
         // `wait` only, parsed as for an image body.
         let mut wait = false;
-        for (name, value) in form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes()) {
+        for (name, value) in form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes())
+        {
             if name == "wait" {
                 wait = upload::parse_wait(&value)?;
             }
