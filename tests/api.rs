@@ -926,6 +926,22 @@ async fn the_list_filters_searches_sorts_and_shapes_its_items() {
     bad_param(&app, "?sort=-colour", "colour").await;
     bad_param(&app, "?sort=name&sort=-name", "sort").await;
     bad_param(&app, "?fields[image]=name,colour", "colour").await;
+    // `type` is not a field of the resource (JSON:API's envelope has one).
+    bad_param(
+        &app,
+        "?fields[image]=type,name,colour",
+        "\"type\", \"colour\"",
+    )
+    .await;
+    // An empty id list would drop the filter and list everything.
+    bad_param(&app, "?filter[id]=", "filter[id] needs at least one id").await;
+    bad_param(&app, "?filter[id]=%20,", "filter[id] needs at least one id").await;
+    bad_param(
+        &app,
+        &format!("?filter[id]={a}&filter[id][]="),
+        "filter[id][]",
+    )
+    .await;
     bad_param(&app, "?include=owner", "owner").await;
     bad_param(&app, "?filter[status]=done", "done").await;
     bad_param(&app, "?filter[trashed]=maybe", "maybe").await;

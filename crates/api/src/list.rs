@@ -69,8 +69,8 @@ fn max_chars(name: &str) -> usize {
     }
 }
 
-/// The fields `fields[image]` may name.
-const IMAGE_FIELDS: [&str; 29] = [
+/// The fields `fields[image]` may name: exactly [`ImageView`]'s.
+const IMAGE_FIELDS: [&str; 28] = [
     "id",
     "bucket",
     "name",
@@ -99,7 +99,6 @@ const IMAGE_FIELDS: [&str; 29] = [
     "deleted_at",
     "links",
     "assets",
-    "type",
 ];
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -200,6 +199,7 @@ impl Params {
                 return Err(too_long(&name, max));
             }
             if name == "filter[id]" {
+                let before = ids.len();
                 ids.extend(
                     value
                         .split(',')
@@ -207,6 +207,10 @@ impl Params {
                         .filter(|v| !v.is_empty())
                         .map(str::to_string),
                 );
+                // Dropping an empty filter would list everything.
+                if ids.len() == before {
+                    return Err(bad(format!("{key} needs at least one id")));
+                }
             } else if single.insert(name.clone(), value.clone()).is_some() {
                 return Err(bad(format!("{name} is given more than once")));
             }
@@ -355,11 +359,19 @@ fn parse(params: &Params, bucket: &str, max_page_size: u64) -> Result<Request, A
                 .filter(|f| !f.is_empty())
                 .map(str::to_string)
                 .collect();
-            match names.iter().find(|n| !IMAGE_FIELDS.contains(&n.as_str())) {
-                Some(unknown) => Err(bad(format!(
-                    "fields[image] names unknown field {unknown:?}"
-                ))),
-                None => Ok(names),
+            let unknown: Vec<String> = names
+                .iter()
+                .filter(|n| !IMAGE_FIELDS.contains(&n.as_str()))
+                .map(|n| format!("{n:?}"))
+                .collect();
+            if unknown.is_empty() {
+                Ok(names)
+            } else {
+                Err(bad(format!(
+                    "fields[image] names unknown field(s) {}; known: {}",
+                    unknown.join(", "),
+                    IMAGE_FIELDS.join(", ")
+                )))
             }
         })
         .transpose()?;
@@ -551,6 +563,21 @@ mod tests {
         assert!(e.to_string().contains("colour"), "{e}");
         let e = Params::parse(Some("sort=name&sort=-name")).err().unwrap();
         assert!(e.to_string().contains("more than once"), "{e}");
+    }
+
+    #[test]
+    fn sparse_fields_are_exactly_the_image_resources_fields() {
+        use utoipa::openapi::schema::Schema;
+        use utoipa::openapi::RefOr;
+        let RefOr::T(Schema::Object(object)) = <ImageView as utoipa::PartialSchema>::schema()
+        else {
+            panic!("ImageView is an object schema");
+        };
+        let mut resource: Vec<&str> = object.properties.keys().map(String::as_str).collect();
+        resource.sort_unstable();
+        let mut allowed = IMAGE_FIELDS.to_vec();
+        allowed.sort_unstable();
+        assert_eq!(allowed, resource);
     }
 
     #[test]
