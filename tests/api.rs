@@ -1568,6 +1568,90 @@ async fn put_with_an_origin_url_fetches_the_image_or_records_why_not() {
     assert!(strict.stored_keys("originals").await.is_empty());
 }
 
+/// Query parameters of POST and PUT are checked like the list's: an unknown
+/// one (a typo such as `?nmae=`) is a 400 that names it, before anything is
+/// stored. Unknown multipart parts stay ignored: browsers' forms send extras.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_upload_query_parameters_are_400s_that_name_them() {
+    let app = TestApp::spawn_without_workers().await;
+    let png = fixture(TINY);
+    let refused = |response: reqwest::Response, names: &'static str| async move {
+        let body = problem(response, 400, "invalid-parameter").await;
+        let detail = body["detail"].as_str().unwrap().to_string();
+        assert!(detail.contains(names), "{names}: {detail}");
+        detail
+    };
+
+    let detail = refused(
+        app.upload_raw(png.clone(), "image/png", "?nmae=Cover&colour=red&name=ok")
+            .await,
+        "unknown parameters \"nmae\", \"colour\"",
+    )
+    .await;
+    assert!(detail.contains("known: name, facet"), "{detail}");
+    refused(
+        app.upload_multipart(png.clone(), &[("name", "Cover")], "?colour=red")
+            .await,
+        "\"colour\"",
+    )
+    .await;
+    let put_raw = app
+        .client
+        .put(app.url("/v1/images/typo?colour=red"))
+        .header("content-type", "image/png")
+        .body(png.clone())
+        .send()
+        .await
+        .unwrap();
+    refused(put_raw, "\"colour\"").await;
+    let put_json = |query: &'static str| {
+        app.client
+            .put(app.url(&format!("/v1/images/typo{query}")))
+            .json(&json!({"origin": "http://example.com/x.jpg"}))
+            .send()
+    };
+    refused(
+        put_json("?colour=red").await.unwrap(),
+        "\"colour\"; known: wait",
+    )
+    .await;
+    // With JSON, the fields belong in the body.
+    refused(
+        put_json("?name=Cover&wait=false").await.unwrap(),
+        "name go in the body",
+    )
+    .await;
+    assert!(app.catalog.image("typo").await.unwrap().is_none());
+    assert!(app.stored_keys("originals").await.is_empty());
+    assert_eq!(list(&app, "").await["meta"]["total"], 0);
+
+    // Known parameters, and unknown multipart parts, are accepted.
+    let response = app
+        .upload_multipart(
+            png.clone(),
+            &[("name", "Form"), ("submit", "Upload"), ("csrf_token", "t")],
+            "?facet=cover&wait=false",
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    let image = json_of(response).await;
+    assert_eq!(
+        (image["name"].as_str(), image["facet"].as_str()),
+        (Some("Form"), Some("cover"))
+    );
+    let response = app
+        .client
+        .put(app.url("/v1/images/typo?name=Raw&wait=false"))
+        .header("content-type", "image/png")
+        .body(png)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let response = put_json("?wait=false").await.unwrap();
+    assert_eq!(response.status(), 200, "replaced from an origin");
+}
+
 // ----------------------------------------------------------------- DELETE
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -81,6 +81,28 @@ impl ApiError {
         }
     }
 
+    /// A query string named parameters the endpoint does not take. All of
+    /// them are named, with the ones it does take: a typo must not be
+    /// silently ignored.
+    pub fn unknown_parameters(names: &[&str], known: &[&str]) -> Self {
+        let mut quoted: Vec<String> = Vec::new();
+        for name in names {
+            let name = format!("{name:?}");
+            if !quoted.contains(&name) {
+                quoted.push(name);
+            }
+        }
+        let plural = if quoted.len() == 1 { "" } else { "s" };
+        ApiError::bad_request(
+            "invalid-parameter",
+            format!(
+                "unknown parameter{plural} {}; known: {}",
+                quoted.join(", "),
+                known.join(", ")
+            ),
+        )
+    }
+
     /// Status, stable code, and a short title that never changes per code.
     fn classify(&self) -> (StatusCode, &'static str, &'static str) {
         match self {

@@ -184,16 +184,21 @@ impl Params {
         let mut pairs = Vec::new();
         let mut single: HashMap<String, String> = HashMap::new();
         let mut ids = Vec::new();
-        for (key, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-            let (key, value) = (key.into_owned(), value.into_owned());
-            // `filter[id][]=` is a common client spelling of a repeated key.
-            let name = key.strip_suffix("[]").unwrap_or(&key).to_string();
-            if !PARAMETERS.contains(&name.as_str()) {
-                return Err(bad(format!(
-                    "unknown parameter {key:?}; known: {}",
-                    PARAMETERS.join(", ")
-                )));
-            }
+        let query: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
+        // `filter[id][]=` is a common client spelling of a repeated key.
+        let name_of = |key: &str| key.strip_suffix("[]").unwrap_or(key).to_string();
+        let unknown: Vec<&str> = query
+            .iter()
+            .map(|(key, _)| key.as_str())
+            .filter(|key| !PARAMETERS.contains(&name_of(key).as_str()))
+            .collect();
+        if !unknown.is_empty() {
+            return Err(ApiError::unknown_parameters(&unknown, &PARAMETERS));
+        }
+        for (key, value) in query {
+            let name = name_of(&key);
             let max = max_chars(&name);
             if value.chars().count() > max {
                 return Err(too_long(&name, max));
@@ -555,6 +560,14 @@ mod tests {
     fn unknown_and_over_limit_parameters_name_themselves() {
         let e = Params::parse(Some("filter[colour]=red")).err().unwrap();
         assert!(e.to_string().contains("filter[colour]"), "{e}");
+        let e = Params::parse(Some("sort=name&colour=red&size=9&colour=blue"))
+            .err()
+            .unwrap();
+        assert!(
+            e.to_string()
+                .starts_with("unknown parameters \"colour\", \"size\"; known: page[size]"),
+            "{e}"
+        );
         let params = Params::parse(Some("page[size]=101")).unwrap();
         let e = parse(&params, "b", 100).err().unwrap();
         assert!(e.to_string().contains("at most 100"), "{e}");
