@@ -2262,6 +2262,42 @@ async fn long_list_parameters_are_400s_that_name_the_limit() {
     }
 }
 
+/// The docs page works offline and never sends the document to
+/// validator.swagger.io (Swagger UI's default validator).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swagger_ui_is_served_locally_without_the_online_validator() {
+    let app = TestApp::spawn_without_workers().await;
+    let page = app.anonymous.get(app.url("/docs/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page
+        .text()
+        .await
+        .unwrap()
+        .contains("swagger-initializer.js"));
+    let response = app
+        .anonymous
+        .get(app.url("/docs/swagger-initializer.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let script = response.text().await.unwrap();
+    let compact: String = script.split_whitespace().collect();
+    assert!(
+        compact.contains(r#""validatorUrl":"none""#),
+        "validator off: {script}"
+    );
+    assert!(compact.contains(r#""url":"/openapi.json""#), "{script}");
+    assert!(!script.contains("validator.swagger.io"), "{script}");
+    let document = app
+        .anonymous
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(document.status(), 200);
+}
+
 /// IIIF follows the bucket's style-file setting: public by default; in a
 /// bucket that is not fully public every IIIF request needs a read key of
 /// that bucket, and another bucket's key sees nothing.
