@@ -451,8 +451,15 @@ async fn every_endpoint_checks_its_key_scope_and_bucket() {
                 ));
                 continue;
             }
+            // RFC 6750 §3.1: an error code only when a bearer key was sent.
+            let challenge = match caller {
+                Caller::UnknownKey | Caller::RevokedKey => {
+                    "Bearer realm=\"easel\", error=\"invalid_token\""
+                }
+                _ => "Bearer realm=\"easel\"",
+            };
             match status {
-                401 if www.as_deref() != Some("Bearer realm=\"easel\"") => {
+                401 if www.as_deref() != Some(challenge) => {
                     failures.push(format!("{label}: 401 WWW-Authenticate {www:?}"));
                 }
                 401 => {}
@@ -2144,12 +2151,16 @@ async fn rerender_all_queues_every_image_and_the_batch_counts_them_done() {
 async fn a_malformed_authorization_header_is_refused_even_on_public_files() {
     let app = TestApp::spawn().await;
     let image_id = id(&upload_wait(&app, TINY, "").await);
-    for value in [
-        "Bearer",
-        "Bearer ",
-        "Token abc",
-        "Bearer not-an-easel-key",
-        "bearer easel_x_y",
+    let bare = "Bearer realm=\"easel\"";
+    let invalid = "Bearer realm=\"easel\", error=\"invalid_token\"";
+    for (value, challenge) in [
+        // No bearer credentials at all: no error code (RFC 6750 §3).
+        ("Bearer", bare),
+        ("Bearer ", bare),
+        ("Token abc", bare),
+        // A bearer key we refuse: invalid_token (RFC 6750 §3.1).
+        ("Bearer not-an-easel-key", invalid),
+        ("bearer easel_x_y", invalid),
     ] {
         let response = app
             .anonymous
@@ -2161,9 +2172,19 @@ async fn a_malformed_authorization_header_is_refused_even_on_public_files() {
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{value:?}");
         assert_eq!(
             response.headers()["www-authenticate"],
-            "Bearer realm=\"easel\""
+            challenge,
+            "{value:?}"
         );
     }
+    // No header on an endpoint that needs a key: the bare challenge.
+    let response = app
+        .anonymous
+        .get(app.url(&format!("/v1/images/{image_id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(response.headers()["www-authenticate"], bare);
     // The scheme is case-insensitive.
     let response = app
         .anonymous
