@@ -1573,6 +1573,26 @@ async fn put_with_an_origin_url_fetches_the_image_or_records_why_not() {
     assert_eq!(image["status"], "error");
     assert_eq!(image["error_code"], "origin-forbidden-address", "{image}");
     assert!(strict.stored_keys("originals").await.is_empty());
+    // By name: the reason is told, the internal address is not.
+    let by_name = url.replace("127.0.0.1", "localhost");
+    let response = strict
+        .client
+        .put(strict.url("/v1/images/private-name?wait=true"))
+        .json(&json!({"origin": by_name}))
+        .send()
+        .await
+        .unwrap();
+    let image = json_of(response).await;
+    assert_eq!(image["error_code"], "origin-forbidden-address", "{image}");
+    let error = image["error"].as_str().unwrap();
+    assert!(
+        error.contains("localhost leads to a loopback address"),
+        "{error}"
+    );
+    assert!(
+        !error.contains("127.0.0.1") && !error.contains("::1"),
+        "{error}"
+    );
 }
 
 /// Query parameters of POST and PUT are checked like the list's: an unknown
