@@ -6,6 +6,16 @@ use easel_catalog::BucketSettings;
 
 use crate::service::{init_logging, log_format, runtime, CommonArgs};
 
+/// Clap's parser for bucket arguments: a name no key could use would
+/// otherwise be stored, or silently match nothing, with exit status 0.
+pub(crate) fn bucket_name(name: &str) -> Result<String, String> {
+    if easel_api::auth::valid_bucket(name) {
+        Ok(name.to_string())
+    } else {
+        Err(easel_api::auth::KeyError::InvalidBucket.to_string())
+    }
+}
+
 #[derive(clap::Args, Debug)]
 pub struct KeysArgs {
     #[command(flatten)]
@@ -19,7 +29,7 @@ enum KeysCommand {
     /// Create a key and print it (it is shown only this once).
     Create {
         /// The bucket the key reads and writes.
-        #[arg(long, default_value = "default")]
+        #[arg(long, default_value = "default", value_parser = bucket_name)]
         bucket: String,
         /// Comma-separated: image:read, image:write, image:delete.
         #[arg(long, value_delimiter = ',', default_value = "image:read")]
@@ -106,6 +116,7 @@ pub struct BucketsArgs {
 enum BucketsCommand {
     /// Who may fetch a bucket's style files without a key.
     SetStyles {
+        #[arg(value_parser = bucket_name)]
         bucket: String,
         /// `public` (default: everyone), `private` (image:read keys only),
         /// or a number N: styles whose longer side is at most N px are
@@ -113,7 +124,10 @@ enum BucketsCommand {
         access: String,
     },
     /// Show a bucket's settings.
-    Show { bucket: String },
+    Show {
+        #[arg(value_parser = bucket_name)]
+        bucket: String,
+    },
 }
 
 pub fn buckets(args: BucketsArgs) -> anyhow::Result<()> {

@@ -26,7 +26,7 @@ pub struct RerenderArgs {
     #[command(flatten)]
     tuning: WorkerTuning,
     /// Only this bucket's images.
-    #[arg(long)]
+    #[arg(long, value_parser = crate::admin::bucket_name)]
     bucket: Option<String>,
     /// Only images whose file of this style is missing or stale.
     #[arg(long)]

@@ -451,8 +451,15 @@ async fn every_endpoint_checks_its_key_scope_and_bucket() {
                 ));
                 continue;
             }
+            // RFC 6750 §3.1: an error code only when a bearer key was sent.
+            let challenge = match caller {
+                Caller::UnknownKey | Caller::RevokedKey => {
+                    "Bearer realm=\"easel\", error=\"invalid_token\""
+                }
+                _ => "Bearer realm=\"easel\"",
+            };
             match status {
-                401 if www.as_deref() != Some("Bearer realm=\"easel\"") => {
+                401 if www.as_deref() != Some(challenge) => {
                     failures.push(format!("{label}: 401 WWW-Authenticate {www:?}"));
                 }
                 401 => {}
@@ -926,6 +933,22 @@ async fn the_list_filters_searches_sorts_and_shapes_its_items() {
     bad_param(&app, "?sort=-colour", "colour").await;
     bad_param(&app, "?sort=name&sort=-name", "sort").await;
     bad_param(&app, "?fields[image]=name,colour", "colour").await;
+    // `type` is not a field of the resource (JSON:API's envelope has one).
+    bad_param(
+        &app,
+        "?fields[image]=type,name,colour",
+        "\"type\", \"colour\"",
+    )
+    .await;
+    // An empty id list would drop the filter and list everything.
+    bad_param(&app, "?filter[id]=", "filter[id] needs at least one id").await;
+    bad_param(&app, "?filter[id]=%20,", "filter[id] needs at least one id").await;
+    bad_param(
+        &app,
+        &format!("?filter[id]={a}&filter[id][]="),
+        "filter[id][]",
+    )
+    .await;
     bad_param(&app, "?include=owner", "owner").await;
     bad_param(&app, "?filter[status]=done", "done").await;
     bad_param(&app, "?filter[trashed]=maybe", "maybe").await;
@@ -1550,6 +1573,110 @@ async fn put_with_an_origin_url_fetches_the_image_or_records_why_not() {
     assert_eq!(image["status"], "error");
     assert_eq!(image["error_code"], "origin-forbidden-address", "{image}");
     assert!(strict.stored_keys("originals").await.is_empty());
+    // By name: the reason is told, the internal address is not.
+    let by_name = url.replace("127.0.0.1", "localhost");
+    let response = strict
+        .client
+        .put(strict.url("/v1/images/private-name?wait=true"))
+        .json(&json!({"origin": by_name}))
+        .send()
+        .await
+        .unwrap();
+    let image = json_of(response).await;
+    assert_eq!(image["error_code"], "origin-forbidden-address", "{image}");
+    let error = image["error"].as_str().unwrap();
+    assert!(
+        error.contains("localhost leads to a loopback address"),
+        "{error}"
+    );
+    assert!(
+        !error.contains("127.0.0.1") && !error.contains("::1"),
+        "{error}"
+    );
+}
+
+/// Query parameters of POST and PUT are checked like the list's: an unknown
+/// one (a typo such as `?nmae=`) is a 400 that names it, before anything is
+/// stored. Unknown multipart parts stay ignored: browsers' forms send extras.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_upload_query_parameters_are_400s_that_name_them() {
+    let app = TestApp::spawn_without_workers().await;
+    let png = fixture(TINY);
+    let refused = |response: reqwest::Response, names: &'static str| async move {
+        let body = problem(response, 400, "invalid-parameter").await;
+        let detail = body["detail"].as_str().unwrap().to_string();
+        assert!(detail.contains(names), "{names}: {detail}");
+        detail
+    };
+
+    let detail = refused(
+        app.upload_raw(png.clone(), "image/png", "?nmae=Cover&colour=red&name=ok")
+            .await,
+        "unknown parameters \"nmae\", \"colour\"",
+    )
+    .await;
+    assert!(detail.contains("known: name, facet"), "{detail}");
+    refused(
+        app.upload_multipart(png.clone(), &[("name", "Cover")], "?colour=red")
+            .await,
+        "\"colour\"",
+    )
+    .await;
+    let put_raw = app
+        .client
+        .put(app.url("/v1/images/typo?colour=red"))
+        .header("content-type", "image/png")
+        .body(png.clone())
+        .send()
+        .await
+        .unwrap();
+    refused(put_raw, "\"colour\"").await;
+    let put_json = |query: &'static str| {
+        app.client
+            .put(app.url(&format!("/v1/images/typo{query}")))
+            .json(&json!({"origin": "http://example.com/x.jpg"}))
+            .send()
+    };
+    refused(
+        put_json("?colour=red").await.unwrap(),
+        "\"colour\"; known: wait",
+    )
+    .await;
+    // With JSON, the fields belong in the body.
+    refused(
+        put_json("?name=Cover&wait=false").await.unwrap(),
+        "name go in the body",
+    )
+    .await;
+    assert!(app.catalog.image("typo").await.unwrap().is_none());
+    assert!(app.stored_keys("originals").await.is_empty());
+    assert_eq!(list(&app, "").await["meta"]["total"], 0);
+
+    // Known parameters, and unknown multipart parts, are accepted.
+    let response = app
+        .upload_multipart(
+            png.clone(),
+            &[("name", "Form"), ("submit", "Upload"), ("csrf_token", "t")],
+            "?facet=cover&wait=false",
+        )
+        .await;
+    assert_eq!(response.status(), 202);
+    let image = json_of(response).await;
+    assert_eq!(
+        (image["name"].as_str(), image["facet"].as_str()),
+        (Some("Form"), Some("cover"))
+    );
+    let response = app
+        .client
+        .put(app.url("/v1/images/typo?name=Raw&wait=false"))
+        .header("content-type", "image/png")
+        .body(png)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let response = put_json("?wait=false").await.unwrap();
+    assert_eq!(response.status(), 200, "replaced from an origin");
 }
 
 // ----------------------------------------------------------------- DELETE
@@ -2044,12 +2171,16 @@ async fn rerender_all_queues_every_image_and_the_batch_counts_them_done() {
 async fn a_malformed_authorization_header_is_refused_even_on_public_files() {
     let app = TestApp::spawn().await;
     let image_id = id(&upload_wait(&app, TINY, "").await);
-    for value in [
-        "Bearer",
-        "Bearer ",
-        "Token abc",
-        "Bearer not-an-easel-key",
-        "bearer easel_x_y",
+    let bare = "Bearer realm=\"easel\"";
+    let invalid = "Bearer realm=\"easel\", error=\"invalid_token\"";
+    for (value, challenge) in [
+        // No bearer credentials at all: no error code (RFC 6750 §3).
+        ("Bearer", bare),
+        ("Bearer ", bare),
+        ("Token abc", bare),
+        // A bearer key we refuse: invalid_token (RFC 6750 §3.1).
+        ("Bearer not-an-easel-key", invalid),
+        ("bearer easel_x_y", invalid),
     ] {
         let response = app
             .anonymous
@@ -2061,9 +2192,19 @@ async fn a_malformed_authorization_header_is_refused_even_on_public_files() {
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "{value:?}");
         assert_eq!(
             response.headers()["www-authenticate"],
-            "Bearer realm=\"easel\""
+            challenge,
+            "{value:?}"
         );
     }
+    // No header on an endpoint that needs a key: the bare challenge.
+    let response = app
+        .anonymous
+        .get(app.url(&format!("/v1/images/{image_id}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(response.headers()["www-authenticate"], bare);
     // The scheme is case-insensitive.
     let response = app
         .anonymous
@@ -2106,6 +2247,96 @@ async fn filter_id_takes_at_most_100_ids() {
         "at most 100",
     )
     .await;
+}
+
+/// Free-text list parameters have a length cap, refused by name without
+/// echoing the value: a 50,000-character `search` used to fail in SQLite
+/// ("LIKE or GLOB pattern too complex") as a 500.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn long_list_parameters_are_400s_that_name_the_limit() {
+    let app = TestApp::spawn_without_workers().await;
+    let long_name = "n".repeat(1024);
+    let image_id = id(&upload(&app, TINY, &format!("?name={long_name}")).await);
+    // At the cap: a search as long as the longest name still matches it.
+    let page = list(&app, &format!("?search={long_name}")).await;
+    assert_eq!(ids(&page), vec![image_id.clone()]);
+    let long_label = "t".repeat(128);
+    assert_eq!(
+        list(&app, &format!("?filter[tag]={long_label}")).await["meta"]["total"],
+        0
+    );
+    assert_eq!(
+        list(&app, &format!("?filter[facet]={long_label}")).await["meta"]["total"],
+        0
+    );
+
+    let huge = "x".repeat(50_000);
+    for (query, names) in [
+        (
+            format!("?search={huge}"),
+            "search is at most 1024 characters",
+        ),
+        (format!("?search={long_name}n"), "search is at most 1024"),
+        (format!("?search=%25{huge}"), "search is at most 1024"),
+        (
+            format!("?filter[facet]={huge}"),
+            "filter[facet] is at most 128",
+        ),
+        (
+            format!("?filter[tag]={long_label}t"),
+            "filter[tag] is at most 128",
+        ),
+        (format!("?filter[id]={huge}"), "filter[id] is at most"),
+        (
+            format!("?filter[id]={image_id},{}", "i".repeat(129)),
+            "filter[id] is at most 128",
+        ),
+        (format!("?page[after]={huge}"), "page[after] is at most 128"),
+        (format!("?sort={huge}"), "sort is at most"),
+        (format!("?fields[image]={huge}"), "fields[image] is at most"),
+    ] {
+        let response = app.get(&format!("/v1/images{query}")).await;
+        let body = problem(response, 400, "invalid-parameter").await;
+        let detail = body["detail"].as_str().unwrap();
+        assert!(detail.contains(names), "{names}: {detail}");
+        assert!(detail.len() < 200, "the value is not echoed back: {detail}");
+    }
+}
+
+/// The docs page works offline and never sends the document to
+/// validator.swagger.io (Swagger UI's default validator).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swagger_ui_is_served_locally_without_the_online_validator() {
+    let app = TestApp::spawn_without_workers().await;
+    let page = app.anonymous.get(app.url("/docs/")).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page
+        .text()
+        .await
+        .unwrap()
+        .contains("swagger-initializer.js"));
+    let response = app
+        .anonymous
+        .get(app.url("/docs/swagger-initializer.js"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let script = response.text().await.unwrap();
+    let compact: String = script.split_whitespace().collect();
+    assert!(
+        compact.contains(r#""validatorUrl":"none""#),
+        "validator off: {script}"
+    );
+    assert!(compact.contains(r#""url":"/openapi.json""#), "{script}");
+    assert!(!script.contains("validator.swagger.io"), "{script}");
+    let document = app
+        .anonymous
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(document.status(), 200);
 }
 
 /// IIIF follows the bucket's style-file setting: public by default; in a

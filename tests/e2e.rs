@@ -1282,3 +1282,50 @@ async fn easel_rerender_renders_what_a_settings_change_made_stale_and_resumes_af
     assert_eq!(batch_view["counts"]["done"], 2);
     assert_eq!(batch_view["failures"][0]["image_id"], lost.as_str());
 }
+
+/// Bucket names are `[A-Za-z0-9._-]{1,64}` wherever the CLI takes one; any
+/// other is refused with the rule, a non-zero exit, and nothing written.
+#[test]
+fn the_cli_refuses_bucket_names_outside_the_alphabet() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_easel"))
+            .args(args)
+            .env("EASEL_DATA_DIR", data.path())
+            .output()
+            .expect("run easel")
+    };
+    let too_long = "b".repeat(65);
+    for args in [
+        &["buckets", "set-styles", "no such/bucket!", "private"][..],
+        &["buckets", "set-styles", "", "public"],
+        &["buckets", "show", "a/b"],
+        &["keys", "create", "--bucket", "x y"],
+        &["keys", "create", "--bucket", &too_long],
+        &["rerender", "--dry-run", "--bucket", "caf\u{e9}"],
+    ] {
+        let output = run(args);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{args:?} succeeded");
+        assert!(
+            stderr.contains("bucket names are 1 to 64 characters of A-Z a-z 0-9 . _ -"),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert_eq!(
+        std::fs::read_dir(data.path()).unwrap().count(),
+        0,
+        "a refused command touches no database"
+    );
+
+    let longest = "b".repeat(64);
+    let output = run(&["buckets", "set-styles", "Shows.2026_a-b", "private"]);
+    assert!(output.status.success(), "{output:?}");
+    let output = run(&["buckets", "show", "Shows.2026_a-b"]);
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("need an image:read key"),
+        "{output:?}"
+    );
+    let output = run(&["keys", "create", "--bucket", &longest]);
+    assert!(output.status.success(), "{output:?}");
+}

@@ -42,11 +42,11 @@ impl Caller {
                 "the Authorization header must be \"Bearer <API key>\"",
             ))?;
         if !token.starts_with(PREFIX) {
-            return Err(ApiError::Unauthenticated("unknown or revoked API key"));
+            return Err(ApiError::InvalidToken("unknown or revoked API key"));
         }
         match state.catalog.api_key_by_hash(&hash_key(token)).await? {
             Some(key) => Ok(Caller(Some(key))),
-            None => Err(ApiError::Unauthenticated("unknown or revoked API key")),
+            None => Err(ApiError::InvalidToken("unknown or revoked API key")),
         }
     }
 

@@ -46,9 +46,12 @@ pub enum ApiError {
     /// A bug or lost data on our side.
     #[error("internal error")]
     Internal(String),
-    /// No key, or one we do not know (or revoked).
+    /// No credentials: no `Authorization` header, or another scheme.
     #[error("{0}")]
     Unauthenticated(&'static str),
+    /// A bearer key we do not know, or a revoked one.
+    #[error("{0}")]
+    InvalidToken(&'static str),
     /// A valid key without the scope the endpoint needs.
     #[error("this API key lacks the {0} scope")]
     Forbidden(&'static str),
@@ -79,6 +82,28 @@ impl ApiError {
             code,
             detail: detail.into(),
         }
+    }
+
+    /// A query string named parameters the endpoint does not take. All of
+    /// them are named, with the ones it does take: a typo must not be
+    /// silently ignored.
+    pub fn unknown_parameters(names: &[&str], known: &[&str]) -> Self {
+        let mut quoted: Vec<String> = Vec::new();
+        for name in names {
+            let name = format!("{name:?}");
+            if !quoted.contains(&name) {
+                quoted.push(name);
+            }
+        }
+        let plural = if quoted.len() == 1 { "" } else { "s" };
+        ApiError::bad_request(
+            "invalid-parameter",
+            format!(
+                "unknown parameter{plural} {}; known: {}",
+                quoted.join(", "),
+                known.join(", ")
+            ),
+        )
     }
 
     /// Status, stable code, and a short title that never changes per code.
@@ -141,7 +166,7 @@ impl ApiError {
                 "internal",
                 "Internal error",
             ),
-            ApiError::Unauthenticated(_) => (
+            ApiError::Unauthenticated(_) | ApiError::InvalidToken(_) => (
                 StatusCode::UNAUTHORIZED,
                 "unauthenticated",
                 "Authentication required",
@@ -268,10 +293,18 @@ impl IntoResponse for ApiError {
             ApiError::Unavailable(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
             }
+            // RFC 6750 §3: no error code when the client sent no bearer
+            // credentials; `invalid_token` when it sent ones we refuse.
             ApiError::Unauthenticated(_) => {
                 headers.insert(
                     header::WWW_AUTHENTICATE,
                     HeaderValue::from_static("Bearer realm=\"easel\""),
+                );
+            }
+            ApiError::InvalidToken(_) => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Bearer realm=\"easel\", error=\"invalid_token\""),
                 );
             }
             ApiError::Forbidden(_) => {

@@ -16,8 +16,9 @@ use serde_json::Value;
 use utoipa::ToSchema;
 
 use crate::auth::{self, Caller};
+use crate::fields;
 use crate::view::{image_view, ImageView};
-use crate::write::valid_id;
+use crate::write::{valid_id, MAX_ID_LEN};
 use crate::{ApiError, AppState};
 
 const PARAMETERS: [&str; 15] = [
@@ -44,8 +45,32 @@ const SORTS: [&str; 3] = ["created_at", "updated_at", "name"];
 /// At most this many ids in one `filter[id]` list.
 const MAX_IDS: usize = 100;
 
-/// The fields `fields[image]` may name.
-const IMAGE_FIELDS: [&str; 29] = [
+/// Longest `search`, in characters. No name is longer, so a longer search
+/// cannot match anything; unbounded, it reaches SQLite as a LIKE pattern
+/// that it refuses past 50,000 bytes, failing the whole request.
+pub const MAX_SEARCH: usize = fields::MAX_NAME;
+
+/// Longest `filter[facet]` and `filter[tag]`: the longest facet or tag.
+pub const MAX_LABEL_FILTER: usize = fields::MAX_LABEL;
+
+/// Longest value of the other parameters (numbers, keywords, field
+/// lists): far above any valid one, low enough to echo in an error.
+const MAX_OTHER: usize = 512;
+
+/// Longest value each parameter takes, in characters.
+fn max_chars(name: &str) -> usize {
+    match name {
+        "search" => MAX_SEARCH,
+        "filter[facet]" | "filter[tag]" => MAX_LABEL_FILTER,
+        "page[after]" => MAX_ID_LEN,
+        // Each id of the list is checked on its own too.
+        "filter[id]" => MAX_IDS * (MAX_ID_LEN + 1),
+        _ => MAX_OTHER,
+    }
+}
+
+/// The fields `fields[image]` may name: exactly [`ImageView`]'s.
+const IMAGE_FIELDS: [&str; 28] = [
     "id",
     "bucket",
     "name",
@@ -74,7 +99,6 @@ const IMAGE_FIELDS: [&str; 29] = [
     "deleted_at",
     "links",
     "assets",
-    "type",
 ];
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -143,6 +167,11 @@ fn bad(detail: String) -> ApiError {
     ApiError::bad_request("invalid-parameter", detail)
 }
 
+/// The value is not echoed: it may be megabytes long.
+fn too_long(name: &str, max: usize) -> ApiError {
+    bad(format!("{name} is at most {max} characters"))
+}
+
 /// The parsed query string: each parameter's values, in order.
 struct Params {
     pairs: Vec<(String, String)>,
@@ -155,17 +184,27 @@ impl Params {
         let mut pairs = Vec::new();
         let mut single: HashMap<String, String> = HashMap::new();
         let mut ids = Vec::new();
-        for (key, value) in form_urlencoded::parse(raw.unwrap_or("").as_bytes()) {
-            let (key, value) = (key.into_owned(), value.into_owned());
-            // `filter[id][]=` is a common client spelling of a repeated key.
-            let name = key.strip_suffix("[]").unwrap_or(&key).to_string();
-            if !PARAMETERS.contains(&name.as_str()) {
-                return Err(bad(format!(
-                    "unknown parameter {key:?}; known: {}",
-                    PARAMETERS.join(", ")
-                )));
+        let query: Vec<(String, String)> = form_urlencoded::parse(raw.unwrap_or("").as_bytes())
+            .into_owned()
+            .collect();
+        // `filter[id][]=` is a common client spelling of a repeated key.
+        let name_of = |key: &str| key.strip_suffix("[]").unwrap_or(key).to_string();
+        let unknown: Vec<&str> = query
+            .iter()
+            .map(|(key, _)| key.as_str())
+            .filter(|key| !PARAMETERS.contains(&name_of(key).as_str()))
+            .collect();
+        if !unknown.is_empty() {
+            return Err(ApiError::unknown_parameters(&unknown, &PARAMETERS));
+        }
+        for (key, value) in query {
+            let name = name_of(&key);
+            let max = max_chars(&name);
+            if value.chars().count() > max {
+                return Err(too_long(&name, max));
             }
             if name == "filter[id]" {
+                let before = ids.len();
                 ids.extend(
                     value
                         .split(',')
@@ -173,6 +212,10 @@ impl Params {
                         .filter(|v| !v.is_empty())
                         .map(str::to_string),
                 );
+                // Dropping an empty filter would list everything.
+                if ids.len() == before {
+                    return Err(bad(format!("{key} needs at least one id")));
+                }
             } else if single.insert(name.clone(), value.clone()).is_some() {
                 return Err(bad(format!("{name} is given more than once")));
             }
@@ -238,6 +281,9 @@ fn parse(params: &Params, bucket: &str, max_page_size: u64) -> Result<Request, A
         (_, Some(after)) => PageStart::After(after.to_string()),
         (number, None) => PageStart::Number(number.unwrap_or(1)),
     };
+    if params.ids.iter().any(|id| id.len() > MAX_ID_LEN) {
+        return Err(too_long("each filter[id]", MAX_ID_LEN));
+    }
     if let Some(id) = params.ids.iter().find(|id| !valid_id(id)) {
         return Err(bad(format!("filter[id] {id:?} is not a valid image id")));
     }
@@ -318,11 +364,19 @@ fn parse(params: &Params, bucket: &str, max_page_size: u64) -> Result<Request, A
                 .filter(|f| !f.is_empty())
                 .map(str::to_string)
                 .collect();
-            match names.iter().find(|n| !IMAGE_FIELDS.contains(&n.as_str())) {
-                Some(unknown) => Err(bad(format!(
-                    "fields[image] names unknown field {unknown:?}"
-                ))),
-                None => Ok(names),
+            let unknown: Vec<String> = names
+                .iter()
+                .filter(|n| !IMAGE_FIELDS.contains(&n.as_str()))
+                .map(|n| format!("{n:?}"))
+                .collect();
+            if unknown.is_empty() {
+                Ok(names)
+            } else {
+                Err(bad(format!(
+                    "fields[image] names unknown field(s) {}; known: {}",
+                    unknown.join(", "),
+                    IMAGE_FIELDS.join(", ")
+                )))
             }
         })
         .transpose()?;
@@ -352,14 +406,14 @@ fn parse(params: &Params, bucket: &str, max_page_size: u64) -> Result<Request, A
     params(
         ("page[size]" = Option<u64>, Query, minimum = 1, description = "Images per page (at most the server's maximum, 100 by default)"),
         ("page[number]" = Option<u64>, Query, minimum = 1, description = "1-based page number; not with `page[after]`"),
-        ("page[after]" = Option<String>, Query, description = "Cursor: the id of the last image of the previous page; not with `page[number]`"),
+        ("page[after]" = Option<String>, Query, max_length = 128, description = "Cursor: the id of the last image of the previous page; not with `page[number]`"),
         ("filter[id]" = Option<Vec<String>>, Query, style = Form, explode, description = "Only these ids (repeatable, or comma-separated; at most 100)"),
-        ("filter[facet]" = Option<String>, Query, description = "Only images with this facet"),
-        ("filter[tag]" = Option<String>, Query, description = "Only images with this tag"),
+        ("filter[facet]" = Option<String>, Query, max_length = 128, description = "Only images with this facet"),
+        ("filter[tag]" = Option<String>, Query, max_length = 128, description = "Only images with this tag"),
         ("filter[status]" = Option<String>, Query, description = "`ingesting`, `finished` or `error`", example = "finished"),
         ("filter[feed_ready]" = Option<bool>, Query, description = "Only images whose feed file passes (true) or fails (false) the directory rules"),
         ("filter[trashed]" = Option<String>, Query, description = "`without` (default), `with` or `only` soft-deleted images", example = "with"),
-        ("search" = Option<String>, Query, description = "Images whose name contains this text"),
+        ("search" = Option<String>, Query, max_length = 1024, description = "Images whose name contains this text (at most 1024 characters)"),
         ("sort" = Option<String>, Query, description = "`created_at`, `updated_at` or `name`; prefix `-` for descending", example = "-created_at"),
         ("fields[image]" = Option<String>, Query, description = "Comma-separated fields to keep in each item (`id` is always kept)", example = "id,name,status"),
         ("include" = Option<String>, Query, description = "`assets` to embed each image's assets", example = "assets"),
@@ -506,6 +560,14 @@ mod tests {
     fn unknown_and_over_limit_parameters_name_themselves() {
         let e = Params::parse(Some("filter[colour]=red")).err().unwrap();
         assert!(e.to_string().contains("filter[colour]"), "{e}");
+        let e = Params::parse(Some("sort=name&colour=red&size=9&colour=blue"))
+            .err()
+            .unwrap();
+        assert!(
+            e.to_string()
+                .starts_with("unknown parameters \"colour\", \"size\"; known: page[size]"),
+            "{e}"
+        );
         let params = Params::parse(Some("page[size]=101")).unwrap();
         let e = parse(&params, "b", 100).err().unwrap();
         assert!(e.to_string().contains("at most 100"), "{e}");
@@ -514,6 +576,47 @@ mod tests {
         assert!(e.to_string().contains("colour"), "{e}");
         let e = Params::parse(Some("sort=name&sort=-name")).err().unwrap();
         assert!(e.to_string().contains("more than once"), "{e}");
+    }
+
+    #[test]
+    fn sparse_fields_are_exactly_the_image_resources_fields() {
+        use utoipa::openapi::schema::Schema;
+        use utoipa::openapi::RefOr;
+        let RefOr::T(Schema::Object(object)) = <ImageView as utoipa::PartialSchema>::schema()
+        else {
+            panic!("ImageView is an object schema");
+        };
+        let mut resource: Vec<&str> = object.properties.keys().map(String::as_str).collect();
+        resource.sort_unstable();
+        let mut allowed = IMAGE_FIELDS.to_vec();
+        allowed.sort_unstable();
+        assert_eq!(allowed, resource);
+    }
+
+    #[test]
+    fn every_parameter_has_a_length_cap_and_the_document_says_it() {
+        use utoipa::OpenApi;
+        let doc = serde_json::to_value(crate::openapi::ApiDoc::openapi()).unwrap();
+        let documented = doc["paths"]["/v1/images"]["get"]["parameters"]
+            .as_array()
+            .unwrap();
+        let max = |name: &str| {
+            let param = documented.iter().find(|p| p["name"] == name).unwrap();
+            param["schema"]["maxLength"].as_u64().map(|n| n as usize)
+        };
+        assert_eq!(max("search"), Some(MAX_SEARCH));
+        assert_eq!(max("filter[facet]"), Some(MAX_LABEL_FILTER));
+        assert_eq!(max("filter[tag]"), Some(MAX_LABEL_FILTER));
+        assert_eq!(max("page[after]"), Some(MAX_ID_LEN));
+        // Every field, spelled out with spaces, still fits.
+        assert!(IMAGE_FIELDS.join(", ").len() <= max_chars("fields[image]"));
+        for name in PARAMETERS {
+            let long = "x".repeat(max_chars(name) + 1);
+            let e = Params::parse(Some(&format!("{name}={long}")))
+                .err()
+                .unwrap();
+            assert!(e.to_string().contains("at most"), "{name}: {e}");
+        }
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use axum::Router;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
-use utoipa_swagger_ui::SwaggerUi;
+use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use crate::AppState;
 
@@ -138,9 +138,19 @@ impl Modify for Version {
 )]
 pub struct ApiDoc;
 
+const DOCUMENT: &str = "/openapi.json";
+
 /// `GET /openapi.json` and the Swagger UI at `/docs`.
 pub fn routes() -> Router<AppState> {
-    Router::new().merge(SwaggerUi::new("/docs").url("/openapi.json", ApiDoc::openapi()))
+    // Swagger UI would otherwise send the whole document to
+    // validator.swagger.io from every visitor's browser: a third party
+    // learning the API, and a request that fails offline.
+    let config = Config::new([DOCUMENT]).validator_url("none");
+    Router::new().merge(
+        SwaggerUi::new("/docs")
+            .url(DOCUMENT, ApiDoc::openapi())
+            .config(config),
+    )
 }
 
 #[cfg(test)]

@@ -31,8 +31,16 @@ pub(crate) struct UploadMeta {
     pub wait: bool,
 }
 
+/// The query parameters an image body takes: the fields, and `wait`.
+pub(crate) const UPLOAD_PARAMETERS: [&str; 11] = [
+    "name", "facet", "crop", "tags", "string1", "string2", "string3", "number1", "number2",
+    "number3", "wait",
+];
+
 impl UploadMeta {
-    fn set(&mut self, key: &str, value: String) -> Result<(), ApiError> {
+    /// Sets one field; `Ok(false)` when `key` names none, which the caller
+    /// decides about (a 400 in a query string, ignored as a multipart part).
+    fn set(&mut self, key: &str, value: String) -> Result<bool, ApiError> {
         let f = &mut self.fields;
         match key {
             "name" => f.name = fields::text(key, &value, fields::MAX_NAME)?,
@@ -67,10 +75,9 @@ impl UploadMeta {
             }
             "tags" => f.tags = fields::tags_csv(&value)?,
             "wait" => self.wait = parse_wait(&value)?,
-            // Unknown metadata is ignored, like unknown multipart parts.
-            _ => {}
+            _ => return Ok(false),
         }
-        Ok(())
+        Ok(true)
     }
 }
 
@@ -172,7 +179,7 @@ pub(crate) struct UploadForm {
                 ("Location" = String, description = "The new image's URL"),
                 ("ETag" = String, description = "The image's version"),
             )),
-        (status = 400, description = "Bad metadata or multipart body", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "Bad metadata, an unknown query parameter, or a bad multipart body", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 401, description = "No API key, or an unknown one", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks image:write", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 413, description = "Larger than the byte limit", body = crate::error::Problem, content_type = "application/problem+json"),
@@ -261,10 +268,10 @@ pub(crate) async fn read_image_body(
 ) -> Result<(Bytes, UploadMeta), ApiError> {
     let limit = state.settings.limits.max_bytes;
     let mut meta = UploadMeta::default();
-    if let Some(query) = request.uri().query() {
-        for (key, value) in form_urlencoded::parse(query.as_bytes()) {
-            meta.set(&key, value.into_owned())?;
-        }
+    let query = query_pairs(&request);
+    reject_unknown_parameters(&query, &UPLOAD_PARAMETERS)?;
+    for (key, value) in query {
+        meta.set(&key, value)?;
     }
 
     let is_multipart = headers
@@ -302,6 +309,30 @@ pub(crate) async fn read_image_body(
         body
     };
     Ok((bytes, meta))
+}
+
+/// The request's query string, decoded.
+pub(crate) fn query_pairs(request: &Request) -> Vec<(String, String)> {
+    form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes())
+        .into_owned()
+        .collect()
+}
+
+/// A 400 naming every parameter of `query` outside `known`.
+pub(crate) fn reject_unknown_parameters(
+    query: &[(String, String)],
+    known: &[&str],
+) -> Result<(), ApiError> {
+    let unknown: Vec<&str> = query
+        .iter()
+        .map(|(key, _)| key.as_str())
+        .filter(|key| !known.contains(key))
+        .collect();
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::unknown_parameters(&unknown, known))
+    }
 }
 
 /// Checks the bytes (format, limits, crop) and stores them: the original
@@ -391,6 +422,8 @@ async fn read_multipart(
             file = Some(buffer);
         } else {
             let value = field.text().await.map_err(|e| multipart_error(e, limit))?;
+            // Unknown parts are ignored: browsers' forms send extras (a
+            // submit button, a CSRF token) that are not the client's typos.
             meta.set(&name, value)?;
         }
     }
@@ -464,5 +497,28 @@ async fn wait_for_render(
         if let Some(image) = state.catalog.image(&latest.id).await? {
             latest = image;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_upload_parameter_sets_a_field_and_no_other_name_does() {
+        for name in UPLOAD_PARAMETERS {
+            let value = match name {
+                "crop" => "0,0,10,10",
+                "wait" => "true",
+                n if n.starts_with("number") => "1.5",
+                _ => "x",
+            };
+            let known = UploadMeta::default().set(name, value.into()).unwrap();
+            assert!(known, "{name}");
+        }
+        for name in crate::fields::FIELD_NAMES {
+            assert!(UPLOAD_PARAMETERS.contains(&name), "{name}");
+        }
+        assert!(!UploadMeta::default().set("colour", "red".into()).unwrap());
     }
 }

@@ -23,9 +23,12 @@ use crate::{ApiError, AppState};
 /// JSON bodies (PATCH, PUT with an origin) are small; this bounds them.
 const MAX_JSON: usize = 256 * 1024;
 
+/// Longest image id, in bytes (ids are ASCII).
+pub const MAX_ID_LEN: usize = 128;
+
 /// Client-chosen ids: `[A-Za-z0-9._-]{1,128}`, never `.` or `..`.
 pub fn valid_id(id: &str) -> bool {
-    (1..=128).contains(&id.len())
+    (1..=MAX_ID_LEN).contains(&id.len())
         && id != "."
         && id != ".."
         && id
@@ -218,7 +221,7 @@ pub async fn patch(
         crate::upload::UploadQuery,
     ),
     request_body(
-        description = "The image's bytes, a multipart form with a `file` part, or JSON with an `origin` URL",
+        description = "The image's bytes, a multipart form with a `file` part, or JSON with an `origin` URL (then the query takes only `wait`)",
         content(
             (PutOriginBody = "application/json"),
             (crate::openapi::Binary = "image/jpeg"),
@@ -241,7 +244,7 @@ pub async fn patch(
                 ("Location" = String, description = "The image's URL"),
                 ("ETag" = String, description = "The image's version"),
             )),
-        (status = 400, description = "A bad id, JSON, field or parameter", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 400, description = "A bad id, JSON, field, or a bad or unknown query parameter", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 401, description = "No API key, or an unknown one", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 403, description = "The key lacks image:write", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "The id belongs to another bucket", body = crate::error::Problem, content_type = "application/problem+json"),
@@ -276,12 +279,25 @@ pub async fn put(
     let (new, wait) = if is_json(&headers) {
         // The image fields travel in the JSON body; the query carries
         // `wait` only, parsed as for an image body.
+        let query = upload::query_pairs(&request);
+        let misplaced: Vec<&str> = query
+            .iter()
+            .map(|(name, _)| name.as_str())
+            .filter(|name| fields::FIELD_NAMES.contains(name))
+            .collect();
+        if !misplaced.is_empty() {
+            return Err(ApiError::bad_request(
+                "invalid-parameter",
+                format!(
+                    "with a JSON body, {} go in the body; the query takes only wait",
+                    misplaced.join(", ")
+                ),
+            ));
+        }
+        upload::reject_unknown_parameters(&query, &["wait"])?;
         let mut wait = false;
-        for (name, value) in form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes())
-        {
-            if name == "wait" {
-                wait = upload::parse_wait(&value)?;
-            }
+        for (_, value) in &query {
+            wait = upload::parse_wait(value)?;
         }
         let body = fields::json_object(&json_body(request).await?)?;
         let mut allowed = fields::FIELD_NAMES.to_vec();

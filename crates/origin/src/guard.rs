@@ -93,7 +93,7 @@ fn v6_reason(ip: Ipv6Addr) -> Option<&'static str> {
 pub(crate) enum Refusal {
     #[error("{reason}")]
     InvalidUrl { reason: String },
-    #[error("{host} is at {addr}, a {reason} address")]
+    #[error("{host} leads to a {reason} address")]
     Forbidden {
         host: String,
         addr: IpAddr,

@@ -87,7 +87,10 @@ pub struct Fetched {
 pub enum OriginError {
     #[error("invalid origin URL: {reason}")]
     InvalidUrl { reason: String },
-    #[error("origin {host} is at {addr}, a {reason} address, which is not allowed")]
+    /// `addr` stays out of the message, which reaches clients: where a
+    /// name resolves inside our network is not theirs to learn. It is
+    /// logged when the fetch is refused.
+    #[error("origin {host} leads to a {reason} address, which is not allowed")]
     ForbiddenAddress {
         host: String,
         addr: IpAddr,
@@ -240,6 +243,9 @@ impl OriginFetcher {
                 origin = %url, final_url = %fetched.final_url, bytes = fetched.bytes.len(),
                 "origin fetched"
             ),
+            Err(OriginError::ForbiddenAddress { host, addr, reason }) => {
+                tracing::warn!(origin = %url, %host, %addr, reason, "origin refused: not a public address")
+            }
             Err(err) => {
                 tracing::debug!(origin = %url, code = err.code(), error = %err, "origin fetch failed")
             }

@@ -159,6 +159,7 @@ fn assert_forbidden(err: &OriginError, want_addr: IpAddr) {
         }
         other => panic!("expected a forbidden address, got {other:?}"),
     }
+    assert!(err.to_string().contains("a loopback address"), "{err}");
     assert_eq!(err.code(), "origin-forbidden-address");
     assert!(!err.is_transient());
 }
@@ -188,6 +189,16 @@ async fn a_name_resolving_to_loopback_is_refused_by_default() {
             if host == "localhost" && addr.is_loopback()),
         "{err:?}"
     );
+    // Clients see the reason, never where the name resolved.
+    let OriginError::ForbiddenAddress { addr, .. } = &err else {
+        unreachable!()
+    };
+    let message = err.to_string();
+    assert_eq!(
+        message,
+        "origin localhost leads to a loopback address, which is not allowed"
+    );
+    assert!(!message.contains(&addr.to_string()), "{message}");
     assert_eq!(origin.secret_hits.load(Ordering::SeqCst), 0);
 }
 
@@ -237,6 +248,15 @@ async fn a_redirect_from_an_allowed_host_to_a_loopback_name_is_refused() {
         .await
         .unwrap_err();
     assert_eq!(err.code(), "origin-forbidden-address", "{err:?}");
+    let message = err.to_string();
+    assert!(
+        message.contains("localhost leads to a loopback address"),
+        "{message}"
+    );
+    assert!(
+        !message.contains("127.0.0.1") && !message.contains("::1"),
+        "{message}"
+    );
     assert_eq!(origin.secret_hits.load(Ordering::SeqCst), 0);
 }
 
