@@ -277,7 +277,8 @@ pub async fn put(
         // The image fields travel in the JSON body; the query carries
         // `wait` only, parsed as for an image body.
         let mut wait = false;
-        for (name, value) in form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes()) {
+        for (name, value) in form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes())
+        {
             if name == "wait" {
                 wait = upload::parse_wait(&value)?;
             }
@@ -442,6 +443,9 @@ pub async fn delete(
                 // The row is gone; a left-over object costs space, not data.
                 tracing::warn!(key = %object, error = %e, "could not delete an object of a deleted image");
             }
+        }
+        if let Some(sha256) = &image.sha256 {
+            crate::iiif::forget_renders_of(&state, sha256).await;
         }
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
