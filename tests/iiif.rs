@@ -6,7 +6,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{dimensions, fixture, problem, TestApp, TestOptions};
+use common::{dimensions, easel_key, easel_serve, fixture, problem, TestApp, TestOptions};
 use easel_api::iiif::IiifConfig;
 use easel_catalog::BucketSettings;
 use easel_render::iiif::IiifLimits;
@@ -182,6 +182,32 @@ async fn a_cache_budget_of_zero_keeps_nothing() {
     }
     assert!(app.stored_keys("iiif").await.is_empty());
     assert_eq!(app.catalog.iiif_cache_bytes().await.unwrap(), 0);
+}
+
+/// The budget is a setting of `easel serve`: with 0, renders are served
+/// and nothing is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn easel_serve_takes_its_cache_budget_from_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (_serve, base) = easel_serve(&data, &[("EASEL_IIIF_CACHE_BYTES", "0")]).await;
+    let (_, client) = easel_key(&data);
+    let response = client
+        .put(format!("{base}/v1/images/budget?wait=true"))
+        .header("content-type", "image/jpeg")
+        .body(fixture(SMALL_JPEG))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let url = format!("{base}/iiif/3/budget/full/50,/0/default.jpg");
+    let (_, bytes) = get_ok(&client, &url).await;
+    assert_eq!(dimensions(&bytes), (50, 50));
+    assert!(data.join("objects").join("originals").is_dir());
+    assert!(
+        !data.join("objects").join("iiif").exists(),
+        "no render kept with a budget of 0"
+    );
 }
 
 /// Renders are shared by images with the same original: they stay while
