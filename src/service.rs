@@ -106,6 +106,10 @@ pub struct ServeArgs {
     /// IIIF: on-demand renders at once; more wait, then get a 503.
     #[arg(long, env = "EASEL_IIIF_MAX_RENDERS", default_value_t = 2)]
     iiif_max_renders: usize,
+    /// IIIF: bytes of on-demand renders kept in the object store; the least
+    /// recently used go first. 0 keeps none.
+    #[arg(long, env = "EASEL_IIIF_CACHE_BYTES", default_value_t = easel_api::iiif::DEFAULT_CACHE_BUDGET_BYTES)]
+    iiif_cache_bytes: u64,
 }
 
 #[derive(clap::Args, Debug)]
@@ -157,6 +161,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
                         max_area: args.iiif_max_area.max(1),
                     },
                     max_concurrent_renders: args.iiif_max_renders.max(1),
+                    cache_budget_bytes: args.iiif_cache_bytes,
                     ..IiifConfig::default()
                 },
             }),

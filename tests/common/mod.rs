@@ -28,6 +28,7 @@ pub struct TestOptions {
     pub lease: Duration,
     /// Origin URLs may point at loopback (the tests' own origin servers).
     pub allow_private_origins: bool,
+    pub iiif: easel_api::iiif::IiifConfig,
 }
 
 impl Default for TestOptions {
@@ -38,6 +39,7 @@ impl Default for TestOptions {
             max_pixels: Limits::default().max_pixels,
             lease: Duration::from_secs(30),
             allow_private_origins: true,
+            iiif: Default::default(),
         }
     }
 }
@@ -151,7 +153,7 @@ impl TestApp {
                 // Generous: the machine running the tests may be busy compiling.
                 wait_timeout: Duration::from_secs(300),
                 max_page_size: 100,
-                iiif: Default::default(),
+                iiif: options.iiif.clone(),
             }),
             wake,
         };

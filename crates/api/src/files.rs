@@ -12,11 +12,15 @@ pub struct StoredFile<'a> {
     pub sha256: &'a str,
     pub mimetype: &'a str,
     pub size: u64,
+    /// Served without a key. When only a key unlocked it, shared caches must
+    /// not keep it and hand it to the next client without one.
+    pub public: bool,
 }
 
 /// A file's bytes are named by their hash, so a URL's answer can change only
 /// if the image is re-rendered, and then the ETag changes with it.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+const PRIVATE_IMMUTABLE: &str = "private, max-age=31536000, immutable";
 
 pub async fn serve(
     state: &AppState,
@@ -28,9 +32,15 @@ pub async fn serve(
         let mut builder = Response::builder()
             .status(status)
             .header(header::ETAG, &etag)
-            .header(header::CACHE_CONTROL, IMMUTABLE)
             .header(header::ACCEPT_RANGES, "bytes")
             .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+        builder = if file.public {
+            builder.header(header::CACHE_CONTROL, IMMUTABLE)
+        } else {
+            builder
+                .header(header::CACHE_CONTROL, PRIVATE_IMMUTABLE)
+                .header(header::VARY, "Authorization")
+        };
         if status != StatusCode::NOT_MODIFIED {
             builder = builder.header(header::CONTENT_TYPE, file.mimetype);
         }

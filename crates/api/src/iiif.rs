@@ -10,21 +10,25 @@
 //! ([`easel_render::iiif`]); one that is exactly a stored square style is
 //! served from its file, any other is rendered on a blocking thread, at most
 //! [`IiifConfig::max_concurrent_renders`] at a time, and kept in the object
-//! store under a key made of hashes only. Every response, errors included,
-//! carries `Access-Control-Allow-Origin: *`.
+//! store under a key made of hashes only. The catalogue counts those renders
+//! (`iiif_cache` rows), so the least recently used go once they take more
+//! than [`IiifConfig::cache_budget_bytes`]. Every response under `/iiif/3`,
+//! errors and preflights included, carries `Access-Control-Allow-Origin: *`
+//! ([`cors`]).
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::middleware;
+use axum::extract::{Path, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
 use bytes::Bytes;
-use easel_catalog::Image;
+use easel_catalog::{Image, ImageStatus};
 use easel_render::iiif::{
     info_json, render_iiif, sizes_for, IiifError, IiifLimits, IiifPlan, IiifRequest,
     IIIF_INFO_CONTENT_TYPE,
@@ -33,6 +37,8 @@ use easel_render::{sha256_hex, Style, ENGINE_VERSION};
 use easel_storage::StorageError;
 use serde::Serialize;
 use tokio::sync::Semaphore;
+use tower::{Layer, ServiceExt};
+use tower_http::cors::{Any, CorsLayer};
 
 use crate::auth::{self, Caller};
 use crate::{ApiError, AppState};
@@ -43,6 +49,10 @@ const LEVEL2_PROFILE: &str = "http://iiif.io/api/image/3/level2.json";
 /// same URL can change only when an image is replaced, hence a day, not a year.
 const IMAGE_CACHE_CONTROL: &str = "public, max-age=86400";
 const INFO_CACHE_CONTROL: &str = "public, max-age=300";
+/// The same for a bucket that is not public: what a key unlocked must not
+/// be kept by a shared cache and handed to the next client without one.
+const PRIVATE_IMAGE_CACHE_CONTROL: &str = "private, max-age=86400";
+const PRIVATE_INFO_CACHE_CONTROL: &str = "private, max-age=300";
 
 /// Knobs of the IIIF endpoints.
 #[derive(Debug, Clone)]
@@ -53,11 +63,16 @@ pub struct IiifConfig {
     pub max_concurrent_renders: usize,
     /// How long a request waits for a render slot before a 503.
     pub render_wait: Duration,
-    /// Bytes the render cache may take in the object store. Not enforced
-    /// yet: enforcing it needs a table of cache entries (see the module's
-    /// notes in the report).
+    /// Bytes the render cache may take in the object store; past it, the
+    /// least recently used renders are deleted. 0 turns the cache off.
     pub cache_budget_bytes: u64,
+    /// How often a cache hit records that it used its entry, per entry and
+    /// process: eviction needs a rough order, not a database write per hit.
+    pub cache_touch_interval: Duration,
 }
+
+/// The default `cache_budget_bytes`: 1 GiB.
+pub const DEFAULT_CACHE_BUDGET_BYTES: u64 = 1024 * 1024 * 1024;
 
 impl Default for IiifConfig {
     fn default() -> Self {
@@ -65,7 +80,8 @@ impl Default for IiifConfig {
             limits: IiifLimits::default(),
             max_concurrent_renders: 2,
             render_wait: Duration::from_secs(30),
-            cache_budget_bytes: 10 * 1024 * 1024 * 1024,
+            cache_budget_bytes: DEFAULT_CACHE_BUDGET_BYTES,
+            cache_touch_interval: Duration::from_secs(60),
         }
     }
 }
@@ -74,7 +90,47 @@ impl Default for IiifConfig {
 #[derive(Debug)]
 pub(crate) struct Iiif {
     config: IiifConfig,
-    renders: Semaphore,
+    /// Owned permits: a render whose client went away keeps its slot until
+    /// the blocking thread is done, not until the request future is dropped.
+    renders: Arc<Semaphore>,
+    touches: Touches,
+}
+
+/// Cache entries remembered by [`Touches`] before the stale ones are dropped.
+const TOUCHES_REMEMBERED: usize = 10_000;
+
+/// When this process last recorded a use of each cache entry.
+#[derive(Debug, Default)]
+struct Touches(Mutex<HashMap<String, Instant>>);
+
+impl Touches {
+    /// Whether a use of `key` at `now` is to be recorded: not if one was
+    /// less than `interval` ago. Notes it when it is.
+    fn due(&self, key: &str, now: Instant, interval: Duration) -> bool {
+        let recent = self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(key)
+            .is_some_and(|at| now.saturating_duration_since(*at) < interval);
+        if !recent {
+            self.note(key, now, interval);
+        }
+        !recent
+    }
+
+    /// Remembers a use of `key` at `now`, recorded already.
+    fn note(&self, key: &str, now: Instant, interval: Duration) {
+        let mut last = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if last.len() >= TOUCHES_REMEMBERED {
+            last.retain(|_, at| now.saturating_duration_since(*at) < interval);
+            if last.len() >= TOUCHES_REMEMBERED {
+                // Forgetting costs an early write per entry, nothing more.
+                last.clear();
+            }
+        }
+        last.insert(key.to_string(), now);
+    }
 }
 
 /// The IIIF routes with the default [`IiifConfig`].
@@ -84,7 +140,8 @@ pub fn routes() -> Router<AppState> {
 
 pub fn routes_with(config: IiifConfig) -> Router<AppState> {
     let iiif = Arc::new(Iiif {
-        renders: Semaphore::new(config.max_concurrent_renders.max(1)),
+        renders: Arc::new(Semaphore::new(config.max_concurrent_renders.max(1))),
+        touches: Touches::default(),
         config,
     });
     Router::new()
@@ -95,15 +152,33 @@ pub fn routes_with(config: IiifConfig) -> Router<AppState> {
             get(image),
         )
         .layer(Extension(iiif))
-        .layer(middleware::map_response(allow_any_origin))
 }
 
-async fn allow_any_origin(mut response: Response) -> Response {
-    response.headers_mut().insert(
-        header::ACCESS_CONTROL_ALLOW_ORIGIN,
-        HeaderValue::from_static("*"),
-    );
-    response
+/// CORS for IIIF (Image API 3.0 §7.1): any origin may read, and a viewer
+/// that sends a key for a private bucket gets its preflight answered.
+static IIIF_CORS: LazyLock<CorsLayer> = LazyLock::new(|| {
+    CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::HEAD, Method::OPTIONS])
+        .allow_headers([header::AUTHORIZATION])
+        .expose_headers([header::LINK, header::ETAG])
+        // The answer is the same for every origin: nothing to vary on.
+        .vary(Vec::new())
+});
+
+/// Middleware for the whole app that applies [`IIIF_CORS`] under
+/// `/iiif/3`. It sits outside the router so that what the IIIF routes do
+/// not answer themselves gets it too: unmatched paths (404), other methods
+/// (405) and preflights.
+pub(crate) async fn cors(request: Request, next: Next) -> Response {
+    let path = request.uri().path();
+    if path != "/iiif/3" && !path.starts_with("/iiif/3/") {
+        return next.run(request).await;
+    }
+    match IIIF_CORS.layer(next).oneshot(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    }
 }
 
 /// Everything a IIIF request can answer besides success.
@@ -170,8 +245,13 @@ impl IntoResponse for Failure {
 /// A live image the caller may see, or 404: deleted images are gone for
 /// IIIF too. IIIF follows the bucket's style-file setting: in a bucket that
 /// is not fully public, a derivative of any size can be asked for, so every
-/// IIIF request needs an `image:read` key of that bucket.
-async fn find_image(state: &AppState, headers: &HeaderMap, id: &str) -> Result<Image, ApiError> {
+/// IIIF request needs an `image:read` key of that bucket. Also says whether
+/// it took one (`true`): then responses are private.
+async fn find_image(
+    state: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<(Image, bool), ApiError> {
     let caller = Caller::from_headers(state, headers).await?;
     let image = match state.catalog.image(id).await? {
         Some(image) if image.deleted_at.is_none() => image,
@@ -181,10 +261,11 @@ async fn find_image(state: &AppState, headers: &HeaderMap, id: &str) -> Result<I
         return Err(ApiError::ImageNotFound(id.to_string()));
     }
     let settings = state.catalog.bucket_settings(&image.bucket).await?;
-    if settings.public_max_side.is_some() {
+    let private = settings.public_max_side.is_some();
+    if private {
         caller.require(auth::READ)?;
     }
-    Ok(image)
+    Ok((image, private))
 }
 
 /// What IIIF needs of an image: its original and the original's facts.
@@ -194,12 +275,14 @@ struct Source {
     height: u32,
     sha256: String,
     original_key: String,
+    /// Served only to a key: not for shared caches.
+    private: bool,
 }
 
 /// A live image with its original stored, or 404: deleted images are gone
 /// for IIIF too, and one whose origin URL is not fetched yet has no pixels.
 async fn find_source(state: &AppState, headers: &HeaderMap, id: &str) -> Result<Source, ApiError> {
-    let image = find_image(state, headers, id).await?;
+    let (image, private) = find_image(state, headers, id).await?;
     let side = |v: Option<i64>| v.and_then(|v| u32::try_from(v).ok()).filter(|v| *v > 0);
     match (
         side(image.width),
@@ -213,6 +296,7 @@ async fn find_source(state: &AppState, headers: &HeaderMap, id: &str) -> Result<
             height,
             sha256,
             original_key,
+            private,
         }),
         _ => Err(ApiError::StyleNotReady("the original".into())),
     }
@@ -337,7 +421,12 @@ pub(crate) async fn info(
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, Failure> {
-    let Source { width, height, .. } = find_source(&state, &headers, &id).await?;
+    let Source {
+        width,
+        height,
+        private,
+        ..
+    } = find_source(&state, &headers, &id).await?;
     let limits = &iiif.config.limits;
     // The square styles' sides: for a square, uncropped image these sizes
     // are the stored files themselves.
@@ -353,10 +442,15 @@ pub(crate) async fn info(
     } else {
         "application/json"
     };
+    let (cache_control, vary) = if private {
+        (PRIVATE_INFO_CACHE_CONTROL, "Accept, Authorization")
+    } else {
+        (INFO_CACHE_CONTROL, "Accept")
+    };
     Response::builder()
         .header(header::CONTENT_TYPE, content_type)
-        .header(header::CACHE_CONTROL, INFO_CACHE_CONTROL)
-        .header(header::VARY, "Accept")
+        .header(header::CACHE_CONTROL, cache_control)
+        .header(header::VARY, vary)
         .header(header::LINK, format!("<{LEVEL2_PROFILE}>;rel=\"profile\""))
         .body(Body::from(bytes))
         .map_err(|e| ApiError::Internal(e.to_string()).into())
@@ -402,13 +496,20 @@ fn image_response(
     served: Served,
     canonical: &str,
     headers: &HeaderMap,
+    private: bool,
 ) -> Result<Response, ApiError> {
     let links = format!("<{canonical}>;rel=\"canonical\",<{LEVEL2_PROFILE}>;rel=\"profile\"");
-    let builder = Response::builder()
+    let mut builder = Response::builder()
         .header(header::ETAG, format!("\"{}\"", served.etag))
-        .header(header::CACHE_CONTROL, IMAGE_CACHE_CONTROL)
         .header(header::LINK, links)
         .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
+    builder = if private {
+        builder
+            .header(header::CACHE_CONTROL, PRIVATE_IMAGE_CACHE_CONTROL)
+            .header(header::VARY, "Authorization")
+    } else {
+        builder.header(header::CACHE_CONTROL, IMAGE_CACHE_CONTROL)
+    };
     let response = if etag_matches(headers, &served.etag) {
         builder.status(StatusCode::NOT_MODIFIED).body(Body::empty())
     } else {
@@ -474,12 +575,13 @@ pub(crate) async fn image(
     let canonical = format!(
         "{}/{}",
         id_url(&state, &headers, &id),
-        plan.normalised(width, height)
+        plan.canonical(width, height)
     );
+    let private = source.private;
 
     if let Some(served) = stored_style(&state, &source, &plan).await? {
         metrics::counter!("easel_iiif_images_total", "source" => "style").increment(1);
-        return Ok(image_response(served, &canonical, &headers)?);
+        return Ok(image_response(served, &canonical, &headers, private)?);
     }
 
     let (key, etag) = cache_key(&state, &source, &plan);
@@ -490,24 +592,27 @@ pub(crate) async fn image(
             mimetype,
             etag,
         };
-        return Ok(image_response(served, &canonical, &headers)?);
+        return Ok(image_response(served, &canonical, &headers, private)?);
     }
-    if let Some(bytes) = cached(&state, &key).await {
+    if let Some(bytes) = cached(&state, &iiif, &key, &source.sha256).await {
         metrics::counter!("easel_iiif_images_total", "source" => "cache").increment(1);
         let served = Served {
             bytes,
             mimetype,
             etag,
         };
-        return Ok(image_response(served, &canonical, &headers)?);
+        return Ok(image_response(served, &canonical, &headers, private)?);
     }
 
-    let permit = tokio::time::timeout(iiif.config.render_wait, iiif.renders.acquire())
-        .await
-        .map_err(|_| ApiError::Unavailable("every IIIF render slot is busy".into()))?
-        .map_err(|e| ApiError::Internal(format!("render semaphore: {e}")))?;
+    let permit = tokio::time::timeout(
+        iiif.config.render_wait,
+        iiif.renders.clone().acquire_owned(),
+    )
+    .await
+    .map_err(|_| ApiError::Unavailable("every IIIF render slot is busy".into()))?
+    .map_err(|e| ApiError::Internal(format!("render semaphore: {e}")))?;
     // Someone may have rendered it while this request queued.
-    if let Some(bytes) = cached(&state, &key).await {
+    if let Some(bytes) = cached(&state, &iiif, &key, &source.sha256).await {
         drop(permit);
         metrics::counter!("easel_iiif_images_total", "source" => "cache").increment(1);
         let served = Served {
@@ -515,7 +620,7 @@ pub(crate) async fn image(
             mimetype,
             etag,
         };
-        return Ok(image_response(served, &canonical, &headers)?);
+        return Ok(image_response(served, &canonical, &headers, private)?);
     }
     let original = state
         .store
@@ -523,49 +628,136 @@ pub(crate) async fn image(
         .await
         .map_err(ApiError::from)?;
     let settings = state.settings.clone();
-    let rendered = tokio::task::spawn_blocking(move || render_iiif(&original, &plan, &settings))
-        .await
-        .map_err(|e| ApiError::Internal(format!("IIIF render crashed: {e}")))?
-        .map_err(ApiError::Render)?;
-    drop(permit);
+    let rendered = tokio::task::spawn_blocking(move || {
+        // Held by the thread, not the request: if the client goes away the
+        // render still runs to the end, and still counts against the limit.
+        let _permit = permit;
+        render_iiif(&original, &plan, &settings)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("IIIF render crashed: {e}")))?
+    .map_err(ApiError::Render)?;
     metrics::counter!("easel_iiif_images_total", "source" => "render").increment(1);
 
     let bytes = Bytes::from(rendered.bytes);
-    if let Err(e) = state.store.put(&key, bytes.clone()).await {
-        // The response is still good; the next request renders again.
-        tracing::warn!(error = %e, key = %key, "could not cache a IIIF render");
-    }
+    keep(&state, &iiif, &key, &source.sha256, bytes.clone()).await;
     let served = Served {
         bytes,
         mimetype: rendered.mimetype,
         etag,
     };
-    Ok(image_response(served, &canonical, &headers)?)
+    Ok(image_response(served, &canonical, &headers, private)?)
 }
 
-/// A cached render, if there is one. A failing store is logged and treated
-/// as a miss: the render can still answer.
-async fn cached(state: &AppState, key: &str) -> Option<Bytes> {
-    match state.store.get(key).await {
-        Ok(bytes) => Some(bytes),
-        Err(StorageError::NotFound { .. }) => None,
+impl Iiif {
+    fn caching(&self) -> bool {
+        self.config.cache_budget_bytes > 0
+    }
+}
+
+/// A cached render, if there is one. A missing object is a miss whatever
+/// the catalogue says (it may have been evicted a moment ago); a failing
+/// store is logged and is a miss too: the render can still answer.
+async fn cached(state: &AppState, iiif: &Iiif, key: &str, source_sha256: &str) -> Option<Bytes> {
+    if !iiif.caching() {
+        return None;
+    }
+    let bytes = match state.store.get(key).await {
+        Ok(bytes) => bytes,
+        Err(StorageError::NotFound { .. }) => return None,
         Err(e) => {
             tracing::warn!(error = %e, key = %key, "IIIF cache read failed");
-            None
+            return None;
+        }
+    };
+    let interval = iiif.config.cache_touch_interval;
+    if iiif.touches.due(key, Instant::now(), interval) {
+        let interval_ms = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
+        // Also adds the row of an object the catalogue lost track of.
+        record_use(state, key, source_sha256, bytes.len(), interval_ms).await;
+    }
+    Some(bytes)
+}
+
+/// Stores a render in the cache, then evicts what no longer fits the budget.
+async fn keep(state: &AppState, iiif: &Iiif, key: &str, source_sha256: &str, bytes: Bytes) {
+    if !iiif.caching() {
+        return;
+    }
+    let size = bytes.len();
+    if let Err(e) = state.store.put(key, bytes).await {
+        // The response is still good; the next request renders again.
+        tracing::warn!(error = %e, key = %key, "could not cache a IIIF render");
+        return;
+    }
+    let interval = iiif.config.cache_touch_interval;
+    iiif.touches.note(key, Instant::now(), interval);
+    if !record_use(state, key, source_sha256, size, 0).await {
+        // An object the catalogue does not count would escape the budget.
+        delete_objects(state, vec![key.to_string()]).await;
+        return;
+    }
+    let budget = i64::try_from(iiif.config.cache_budget_bytes).unwrap_or(i64::MAX);
+    match state.catalog.evict_iiif_cache(budget).await {
+        Ok(evicted) => delete_objects(state, evicted).await,
+        Err(e) => tracing::warn!(error = %e, "could not evict from the IIIF cache"),
+    }
+}
+
+/// Records a use of a cache entry; `false` when the catalogue failed.
+async fn record_use(
+    state: &AppState,
+    key: &str,
+    source_sha256: &str,
+    size: usize,
+    min_interval_ms: i64,
+) -> bool {
+    let size = i64::try_from(size).unwrap_or(i64::MAX);
+    let now = easel_catalog::now_ms();
+    match state
+        .catalog
+        .record_iiif_cache_use(key, source_sha256, size, now, min_interval_ms)
+        .await
+    {
+        Ok(_) => true,
+        Err(e) => {
+            tracing::warn!(error = %e, key = %key, "could not record a IIIF cache entry");
+            false
+        }
+    }
+}
+
+/// Deletes the cached renders of the original with `sha256` when no image
+/// has it any more: for a force delete, after the image's row is gone.
+/// Failures are logged: the image is deleted either way, and left-over
+/// renders cost space until they are evicted, not data.
+pub(crate) async fn forget_renders_of(state: &AppState, sha256: &str) {
+    match state.catalog.forget_iiif_cache_of(sha256).await {
+        Ok(keys) => delete_objects(state, keys).await,
+        Err(e) => tracing::warn!(error = %e, "could not drop the IIIF renders of a deleted image"),
+    }
+}
+
+async fn delete_objects(state: &AppState, keys: Vec<String>) {
+    for key in keys {
+        if let Err(e) = state.store.delete(&key).await {
+            tracing::warn!(error = %e, key = %key, "could not delete a IIIF cache object");
         }
     }
 }
 
 /// The stored square style this request is, when the image has no custom
 /// crop (square styles are cut from the crop) and the style was rendered
-/// with the current settings.
+/// with the current settings from the current original and crop.
 async fn stored_style(
     state: &AppState,
     source: &Source,
     plan: &IiifPlan,
 ) -> Result<Option<Served>, ApiError> {
     let image = &source.image;
-    if image.crop.is_some() {
+    // While a new original or crop renders, or after that failed, the rows
+    // still name the files of the previous one.
+    if image.crop.is_some() || image.status() != ImageStatus::Finished {
         return Ok(None);
     }
     let Some(side) = plan.square_style_side(source.width, source.height) else {

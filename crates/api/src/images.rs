@@ -225,10 +225,11 @@ pub async fn style(
     };
     match asset {
         Ok(asset) => {
-            if !public(asset.width, asset.height) {
+            let public = public(asset.width, asset.height);
+            if !public {
                 caller.require(auth::READ)?;
             }
-            serve_asset(&state, &headers, &asset).await
+            serve_asset(&state, &headers, &asset, public).await
         }
         // Say why a file is missing only to those who may see the image.
         Err(why) => {
@@ -281,6 +282,7 @@ async fn serve_asset(
     state: &AppState,
     headers: &HeaderMap,
     asset: &MediaAsset,
+    public: bool,
 ) -> Result<Response, ApiError> {
     files::serve(
         state,
@@ -290,6 +292,7 @@ async fn serve_asset(
             sha256: &asset.sha256,
             mimetype: &asset.mimetype,
             size: u64::try_from(asset.size).unwrap_or(0),
+            public,
         },
     )
     .await
@@ -311,6 +314,8 @@ async fn serve_original(
             sha256: original.sha256,
             mimetype: original.mimetype,
             size: u64::try_from(original.size).unwrap_or(0),
+            // The original always needs a read key.
+            public: false,
         },
     )
     .await

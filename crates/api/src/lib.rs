@@ -124,6 +124,7 @@ pub fn router(state: AppState) -> Router {
         .merge(openapi::routes())
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
+        .layer(middleware::from_fn(iiif::cors))
         .layer(middleware::from_fn(record_request))
         .layer(
             TraceLayer::new_for_http()

@@ -460,6 +460,9 @@ pub async fn delete(
                 tracing::warn!(key = %object, error = %e, "could not delete an object of a deleted image");
             }
         }
+        if let Some(sha256) = &image.sha256 {
+            crate::iiif::forget_renders_of(&state, sha256).await;
+        }
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
     let image = find_image(&state, &key.bucket, &id).await?;

@@ -300,6 +300,33 @@ pub trait Catalog: Send + Sync + std::fmt::Debug + 'static {
 
     async fn batch_failures(&self, id: &str, limit: i64)
         -> Result<Vec<BatchFailure>, CatalogError>;
+
+    /// Records that the cached IIIF render at `storage_key` (`size` bytes,
+    /// rendered from the original with `source_sha256`) was stored or used
+    /// at `now_ms`, adding its row if it has none. A row already marked
+    /// less than `min_interval_ms` before is left alone, so that cache hits
+    /// are not a write each; `false` then.
+    async fn record_iiif_cache_use(
+        &self,
+        storage_key: &str,
+        source_sha256: &str,
+        size: i64,
+        now_ms: i64,
+        min_interval_ms: i64,
+    ) -> Result<bool, CatalogError>;
+
+    /// Removes the least recently used IIIF cache rows until the rest take
+    /// at most `budget_bytes`; returns their storage keys, for the caller
+    /// to delete.
+    async fn evict_iiif_cache(&self, budget_bytes: i64) -> Result<Vec<String>, CatalogError>;
+
+    /// Removes the IIIF cache rows of renders of the original with
+    /// `source_sha256`, unless an image still has that original; returns
+    /// their storage keys, for the caller to delete.
+    async fn forget_iiif_cache_of(&self, source_sha256: &str) -> Result<Vec<String>, CatalogError>;
+
+    /// The bytes the IIIF cache rows account for.
+    async fn iiif_cache_bytes(&self) -> Result<i64, CatalogError>;
 }
 
 /// Opens the catalogue a URL names: `sqlite://path/to/file.db` (created if

@@ -324,6 +324,7 @@ both! {
         a_batch_whose_images_left_the_stale_set_still_completes,
         replace_never_takes_another_buckets_image,
         search_folds_case_beyond_ascii,
+        the_iiif_cache_keeps_the_most_recently_used_within_its_budget,
     ],
     sqlite_only: {
         #[tokio::test]
@@ -2278,5 +2279,78 @@ mod cases {
         assert_eq!(replaced.name.as_deref(), Some("Ärger"));
         assert!(list_ids(c, search("été")).await.is_empty());
         assert_eq!(list_ids(c, search("ärger")).await, ["e"]);
+    }
+
+    pub async fn the_iiif_cache_keeps_the_most_recently_used_within_its_budget(
+        c: &Arc<dyn Catalog>,
+    ) {
+        let shared = "ab".repeat(32); // the sha256 of every `upload` original
+        let other = "ef".repeat(32);
+        assert_eq!(c.iiif_cache_bytes().await.unwrap(), 0);
+        assert!(c.evict_iiif_cache(0).await.unwrap().is_empty());
+
+        // Three renders of 100 bytes, used at 1, 2 and 3 s.
+        for (i, key) in ["iiif/a", "iiif/b", "iiif/c"].into_iter().enumerate() {
+            let at = ms(i as i64 + 1);
+            assert!(c
+                .record_iiif_cache_use(key, &shared, 100, at, 0)
+                .await
+                .unwrap());
+        }
+        assert_eq!(c.iiif_cache_bytes().await.unwrap(), 300);
+
+        // A hit within the interval writes nothing; after it, it does.
+        assert!(!c
+            .record_iiif_cache_use("iiif/a", &shared, 100, ms(30), 60_000)
+            .await
+            .unwrap());
+        assert!(c
+            .record_iiif_cache_use("iiif/a", &shared, 100, ms(70), 60_000)
+            .await
+            .unwrap());
+        // Recording again is an update, not a second row.
+        assert_eq!(c.iiif_cache_bytes().await.unwrap(), 300);
+
+        // Within budget nothing goes; past it the least recently used
+        // (b, then c; a was used last) go until the rest fit.
+        assert!(c.evict_iiif_cache(300).await.unwrap().is_empty());
+        assert_eq!(c.evict_iiif_cache(250).await.unwrap(), ["iiif/b"]);
+        assert_eq!(c.iiif_cache_bytes().await.unwrap(), 200);
+        c.record_iiif_cache_use("iiif/big", &other, 150, ms(80), 0)
+            .await
+            .unwrap();
+        assert_eq!(
+            sorted(c.evict_iiif_cache(200).await.unwrap()),
+            ["iiif/a", "iiif/c"],
+            "by recency only: the newest 150 bytes stay, nothing older fits beside them"
+        );
+        assert_eq!(c.iiif_cache_bytes().await.unwrap(), 150);
+        // One render larger than the whole budget does not stay either.
+        assert_eq!(c.evict_iiif_cache(100).await.unwrap(), ["iiif/big"]);
+        assert_eq!(c.iiif_cache_bytes().await.unwrap(), 0);
+
+        // Renders of an original go with the last image that has it.
+        create(c, upload("x", "b"), 0).await;
+        create(c, upload("y", "b"), 1).await;
+        for (key, sha) in [
+            ("iiif/x1", &shared),
+            ("iiif/x2", &shared),
+            ("iiif/o", &other),
+        ] {
+            c.record_iiif_cache_use(key, sha, 10, ms(90), 0)
+                .await
+                .unwrap();
+        }
+        c.hard_delete("x", None).await.unwrap();
+        assert!(
+            c.forget_iiif_cache_of(&shared).await.unwrap().is_empty(),
+            "y still has that original"
+        );
+        c.hard_delete("y", None).await.unwrap();
+        assert_eq!(
+            sorted(c.forget_iiif_cache_of(&shared).await.unwrap()),
+            ["iiif/x1", "iiif/x2"]
+        );
+        assert_eq!(c.iiif_cache_bytes().await.unwrap(), 10, "iiif/o stays");
     }
 }

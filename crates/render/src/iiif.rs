@@ -10,8 +10,8 @@
 //! 2. [`IiifRequest::resolve`] ties the request to an image size and the
 //!    server's [`IiifLimits`], giving an [`IiifPlan`]: the crop rectangle,
 //!    the scaled size, mirroring, rotation, quality and format (400 when the
-//!    region misses the image, a size is zero, upscales without `^`, or is
-//!    over the limits);
+//!    region misses the image, a size is zero, upscales without `^`, or
+//!    names a size over the limits; `max` and `!w,h` shrink to fit them);
 //! 3. [`render_iiif`] decodes the original once and produces the bytes.
 //!
 //! [`info_json`] builds the `info.json` document.
@@ -399,25 +399,39 @@ impl IiifPlan {
         }
     }
 
-    /// The normalised request for an image of `image_width`x`image_height`,
-    /// in IIIF syntax: `full` or `x,y,w,h`, then `w,h`, rotation, quality
-    /// (`color` written `default`, which gives the same pixels) and format.
-    /// Two requests with the same normalised form give the same bytes, so
-    /// it is the cache identity (with the image's hash and the settings).
+    /// The canonical form of the request (3.0 §4.8) for an image of
+    /// `image_width`x`image_height`, for the `Link: rel="canonical"` header:
+    /// `full` or `x,y,w,h`; `w,h`, or `^w,h` when that is larger than the
+    /// region (a `w,h` larger than its region is a 400); the rotation; the
+    /// quality as asked (only `default` is written `default`); the format.
+    pub fn canonical(&self, image_width: u32, image_height: u32) -> String {
+        self.path(image_width, image_height, self.quality)
+    }
+
+    /// [`IiifPlan::canonical`] with `color` written `default`, which gives
+    /// the same pixels: two requests with the same normalised form give the
+    /// same bytes, so it is the cache identity (with the image's hash and
+    /// the settings).
     pub fn normalised(&self, image_width: u32, image_height: u32) -> String {
+        self.path(image_width, image_height, self.quality.normalised())
+    }
+
+    fn path(&self, image_width: u32, image_height: u32, quality: Quality) -> String {
         let r = &self.region;
         let region = if (r.x, r.y, r.width, r.height) == (0, 0, image_width, image_height) {
             "full".to_string()
         } else {
             format!("{},{},{},{}", r.x, r.y, r.width, r.height)
         };
+        let upscaled = self.width > r.width || self.height > r.height;
         format!(
-            "{region}/{},{}/{}{}/{}.{}",
+            "{region}/{}{},{}/{}{}/{}.{}",
+            if upscaled { "^" } else { "" },
             self.width,
             self.height,
             if self.mirror { "!" } else { "" },
             self.rotation.degrees(),
-            self.quality.normalised().as_str(),
+            quality.as_str(),
             self.format.extension()
         )
     }
@@ -578,8 +592,9 @@ fn resolve_region(region: &Region, width: u32, height: u32) -> Result<Crop, Iiif
             width: pw,
             height: ph,
         } => {
-            let px = |pct: f64, side: u32| (pct * side as f64 / 100.0).round().min(1e12) as u64;
-            (px(x, width), px(y, height), px(pw, width), px(ph, height))
+            let (x0, x1) = percent_span(x, pw, width);
+            let (y0, y1) = percent_span(y, ph, height);
+            (x0, y0, x1 - x0, y1 - y0)
         }
     };
     if w == 0 || h == 0 {
@@ -605,6 +620,25 @@ fn resolve_region(region: &Region, width: u32, height: u32) -> Result<Crop, Iiif
     })
 }
 
+/// The pixel span `[start, end)` of a percentage region along a side of
+/// `side` pixels. The start rounds down and the end up, so every pixel the
+/// region touches is in it and a region of any non-zero percentage keeps at
+/// least one pixel: rounding both ends to nearest turned `pct:99.99,0,1,1`
+/// of a 1000-pixel image into a region starting at 1000, outside the image,
+/// and made `pct:0,0,0.04,0.04` empty. A zero percentage stays empty (400).
+fn percent_span(start: f64, length: f64, side: u32) -> (u64, u64) {
+    // Decimal percentages are not exact in binary: 60% of 400 can come out
+    // as 240.00000000000003, which must not round up to 241.
+    const SLACK: f64 = 1e-9;
+    let at = |pct: f64| (pct * side as f64 / 100.0).min(1e12);
+    let first = (at(start) + SLACK).floor() as u64;
+    if length == 0.0 {
+        return (first, first);
+    }
+    let end = ((at(start + length) - SLACK).ceil() as u64).max(first + 1);
+    (first, end)
+}
+
 fn resolve_size(
     size: &Size,
     rw: u32,
@@ -616,7 +650,7 @@ fn resolve_size(
         // round(num * a / b) in integers.
         ((num as u128 * a as u128 * 2 + b as u128) / (b as u128 * 2)).min(u64::MAX as u128) as u64
     };
-    let (w, h) = match size.kind {
+    let (mut w, mut h) = match size.kind {
         SizeKind::Max => limits.largest(rw, rh, size.upscale),
         SizeKind::Width(w) => (w as u64, ratio(w as u64, rh64, rw64)),
         SizeKind::Height(h) => (ratio(h as u64, rw64, rh64), h as u64),
@@ -661,7 +695,15 @@ fn resolve_size(
         });
     }
     if !limits.allows(w, h) {
-        return Err(limits.beyond(w, h));
+        // `!w,h` asks for the largest size that fits, and the limits are
+        // part of what it must fit in (3.0 §4.2); every other form names
+        // its size, and a size over the limits is the client's error.
+        if !matches!(size.kind, SizeKind::Fit(..)) {
+            return Err(limits.beyond(w, h));
+        }
+        // Same aspect ratio and a smaller scale than the box gave, so the
+        // result also fits the box (and the region, without `^`).
+        (w, h) = limits.largest(rw, rh, true);
     }
     Ok((w as u32, h as u32))
 }
@@ -762,7 +804,12 @@ pub fn info_json(
         }],
         extra_formats: vec!["webp"],
         extra_qualities: vec!["color", "gray", "bitonal"],
-        extra_features: vec!["mirroring", "sizeUpscaling"],
+        extra_features: vec![
+            "canonicalLinkHeader",
+            "mirroring",
+            "profileLinkHeader",
+            "sizeUpscaling",
+        ],
     }
 }
 

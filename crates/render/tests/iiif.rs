@@ -232,11 +232,37 @@ fn regions_outside_the_image_or_empty_are_400() {
         ("pct:100,0,10,10", "iiif-region-outside-image"),
         ("0,0,0,10", "iiif-empty-region"),
         ("0,0,10,0", "iiif-empty-region"),
-        ("pct:0,0,0.01,10", "iiif-empty-region"),
+        ("pct:0,0,0,10", "iiif-empty-region"),
+        ("pct:0,0,10,0", "iiif-empty-region"),
     ];
     for (region, code) in cases {
         let err = plan(&format!("{region}/max/0/default.jpg"), 400, 300).unwrap_err();
         assert_eq!((err.status(), err.code()), (400, code), "{region}: {err}");
+    }
+}
+
+#[test]
+fn percent_regions_cover_every_pixel_they_touch() {
+    let cases = [
+        // Starts inside the last column: rounding to nearest put it at 1000.
+        ("pct:99.99,0,1,1", 1000, 1000, (999, 0, 1, 10)),
+        // Smaller than a pixel, but not zero: one pixel, not a 400.
+        ("pct:0,0,0.04,0.04", 1000, 1000, (0, 0, 1, 1)),
+        ("pct:0,0,0.01,10", 400, 300, (0, 0, 1, 30)),
+        // Start rounds down, far edge up: 33.3 -> 133.2 .. 266.4 of 400.
+        ("pct:33.3,33.3,33.3,33.3", 400, 300, (133, 99, 134, 101)),
+        // Exact edges stay exact, even where the sum is not exact in binary.
+        ("pct:10,10,50,50", 400, 300, (40, 30, 200, 150)),
+        ("pct:0.1,0.2,0.2,0.1", 1000, 1000, (1, 2, 2, 1)),
+        ("pct:31,41,9,9", 1000, 1000, (310, 410, 90, 90)),
+    ];
+    for (region, w, h, (x, y, rw, rh)) in cases {
+        let p = plan_ok(&format!("{region}/max/0/default.jpg"), w, h);
+        assert_eq!(
+            (p.region.x, p.region.y, p.region.width, p.region.height),
+            (x, y, rw, rh),
+            "{region} of {w}x{h}"
+        );
     }
 }
 
@@ -346,6 +372,8 @@ fn limits_cap_max_and_refuse_larger_requests() {
         "full/1001,/0/default.jpg",
         "full/,801/0/default.jpg",
         "full/800,700/0/default.jpg",
+        "full/^1001,/0/default.jpg",
+        "full/pct:50/0/default.jpg",
     ] {
         let err = resolve(path, 4000, 4000).unwrap_err();
         assert_eq!(
@@ -354,6 +382,44 @@ fn limits_cap_max_and_refuse_larger_requests() {
             "{path}"
         );
     }
+}
+
+#[test]
+fn best_fit_sizes_shrink_to_the_limits_instead_of_failing() {
+    let limits = IiifLimits {
+        max_width: 1000,
+        max_height: 800,
+        max_area: 500_000,
+    };
+    let resolve = |path: &str, w, h| {
+        parse(path)
+            .unwrap()
+            .resolve(w, h, &limits)
+            .unwrap_or_else(|e| panic!("{path}: {e}"))
+    };
+    // Width-bound: 4000x2000 into a 2000x2000 box would be 2000x1000.
+    let p = resolve("full/!2000,2000/0/default.jpg", 4000, 2000);
+    assert_eq!((p.width, p.height), (1000, 500));
+    // Height-bound by maxHeight.
+    let p = resolve("full/!3000,3000/0/default.jpg", 2000, 4000);
+    assert_eq!((p.width, p.height), (400, 800));
+    // Area-bound: the largest square inside 500 000 px.
+    let p = resolve("full/!3000,3000/0/default.jpg", 3000, 3000);
+    assert_eq!(p.width, p.height);
+    assert!(p.width as u64 * p.height as u64 <= limits.max_area, "{p:?}");
+    assert!(p.width >= 700, "{p:?}");
+    // ^!w,h upscales, but only as far as the limits.
+    let p = resolve("full/^!5000,5000/0/default.jpg", 300, 200);
+    assert_eq!((p.width, p.height), (866, 577));
+    // Inside the limits nothing changes.
+    let p = resolve("full/!500,500/0/default.jpg", 4000, 2000);
+    assert_eq!((p.width, p.height), (500, 250));
+    // Without ^ a box larger than the region is still a 400.
+    let err = parse("full/!2000,3000/0/default.jpg")
+        .unwrap()
+        .resolve(1000, 1000, &limits)
+        .unwrap_err();
+    assert_eq!(err.code(), "iiif-upscale-without-caret");
 }
 
 #[test]
@@ -376,6 +442,34 @@ fn normalised_requests_identify_equal_outputs() {
     assert_eq!(a.normalised(400, 300), c.normalised(400, 300));
     let d = plan_ok("square/!100,100/!90/gray.png", 400, 300);
     assert_eq!(d.normalised(400, 300), "50,0,300,300/100,100/!90/gray.png");
+    // color and default share a cache entry but not a canonical URL.
+    assert_eq!(b.canonical(400, 300), "full/400,300/0/color.jpg");
+    assert_eq!(a.canonical(400, 300), "full/400,300/0/default.jpg");
+}
+
+#[test]
+fn canonical_urls_keep_the_caret_when_they_upscale() {
+    // Each canonical form must itself be a valid request for the same image.
+    let cases = [
+        ("full/^1500,/0/default.jpg", "full/^1500,1500/0/default.jpg"),
+        ("full/^max/0/default.jpg", "full/^4000,4000/0/default.jpg"),
+        ("full/^pct:150/0/gray.png", "full/^1500,1500/0/gray.png"),
+        (
+            "0,0,100,50/^200,50/0/default.jpg",
+            "0,0,100,50/^200,50/0/default.jpg",
+        ),
+        ("full/^500,/0/default.jpg", "full/500,500/0/default.jpg"),
+        ("full/max/!90/color.webp", "full/1000,1000/!90/color.webp"),
+        ("full/max/0/bitonal.jpg", "full/1000,1000/0/bitonal.jpg"),
+    ];
+    for (request, want) in cases {
+        let p = plan_ok(request, 1000, 1000);
+        let canonical = p.canonical(1000, 1000);
+        assert_eq!(canonical, want, "{request}");
+        let again = plan(&canonical, 1000, 1000)
+            .unwrap_or_else(|e| panic!("canonical {canonical} of {request}: {e}"));
+        assert_eq!(again, p, "{canonical} is the same request as {request}");
+    }
 }
 
 #[test]
@@ -431,6 +525,15 @@ fn info_json_describes_the_service() {
         json["extraQualities"],
         serde_json::json!(["color", "gray", "bitonal"])
     );
+    let features = json["extraFeatures"].as_array().unwrap();
+    for feature in [
+        "canonicalLinkHeader",
+        "mirroring",
+        "profileLinkHeader",
+        "sizeUpscaling",
+    ] {
+        assert!(features.contains(&feature.into()), "{feature} advertised");
+    }
     // Non-square images get the full image fitted into each box.
     let sizes = sizes_for(2000, 1000, &[100, 400], &limits);
     assert_eq!(
