@@ -166,11 +166,10 @@ pub async fn open_or_create(
         (status = 202, description = "The batch, queueing in the background", body = BatchView,
             headers(("Location" = String, description = "The batch's URL"))),
         (status = 400, description = "Invalid JSON, or the `original` style", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No API key, or an unknown one", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The key lacks image:write", body = crate::error::Problem, content_type = "application/problem+json"),
+        crate::error::Unauthorized,
+        crate::error::LacksWrite,
         (status = 404, description = "Unknown style", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable; retry", body = crate::error::Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u32, description = "Seconds"))),
+        crate::error::Unavailable,
     ),
 )]
 pub async fn start(
@@ -250,11 +249,10 @@ pub async fn start(
     params(("id" = String, Path, description = "The batch's id")),
     responses(
         (status = 200, description = "The batch", body = BatchView),
-        (status = 401, description = "No API key, or an unknown one", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The key lacks image:read", body = crate::error::Problem, content_type = "application/problem+json"),
+        crate::error::Unauthorized,
+        crate::error::LacksRead,
         (status = 404, description = "No such batch in the key's bucket", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable; retry", body = crate::error::Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u32, description = "Seconds"))),
+        crate::error::Unavailable,
     ),
 )]
 pub async fn show(

@@ -238,6 +238,67 @@ impl From<StorageError> for ApiError {
     }
 }
 
+/// No key, or an unknown one: a response of every keyed operation, one
+/// definition for the document instead of a copy per path.
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 401,
+    description = "No API key, or an unknown one",
+    content_type = "application/problem+json"
+)]
+#[allow(dead_code)] // documentation only: errors are built as ApiError
+pub(crate) struct Unauthorized(Problem<'static>);
+
+/// The catalogue or the object store is down: a response of every
+/// operation that needs them.
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 503,
+    description = "A backend is unavailable; retry",
+    content_type = "application/problem+json",
+    headers(("Retry-After" = u32, description = "Seconds"))
+)]
+#[allow(dead_code)] // documentation only: errors are built as ApiError
+pub(crate) struct Unavailable(Problem<'static>);
+
+/// The key lacks the scope an operation needs.
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 403,
+    description = "The key lacks image:read",
+    content_type = "application/problem+json"
+)]
+#[allow(dead_code)] // documentation only: errors are built as ApiError
+pub(crate) struct LacksRead(Problem<'static>);
+
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 403,
+    description = "The key lacks image:write",
+    content_type = "application/problem+json"
+)]
+#[allow(dead_code)] // documentation only: errors are built as ApiError
+pub(crate) struct LacksWrite(Problem<'static>);
+
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 403,
+    description = "The key lacks image:delete",
+    content_type = "application/problem+json"
+)]
+#[allow(dead_code)] // documentation only: errors are built as ApiError
+pub(crate) struct LacksDelete(Problem<'static>);
+
+/// Missing and another bucket's look alike.
+#[derive(utoipa::IntoResponses)]
+#[response(
+    status = 404,
+    description = "No such image in the key's bucket",
+    content_type = "application/problem+json"
+)]
+#[allow(dead_code)] // documentation only: errors are built as ApiError
+pub(crate) struct NoSuchImage(Problem<'static>);
+
 /// An error, as RFC 9457 `application/problem+json`.
 #[derive(Serialize, utoipa::ToSchema)]
 #[schema(example = json!({

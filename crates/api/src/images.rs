@@ -68,13 +68,12 @@ pub(crate) async fn find_any(state: &AppState, bucket: &str, id: &str) -> Result
                 (crate::openapi::Binary = "image/tiff"),
             )),
         (status = 304, description = "The original is unchanged (`If-None-Match`)"),
-        (status = 401, description = "No API key, or an unknown one", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The key lacks image:read", body = crate::error::Problem, content_type = "application/problem+json"),
+        crate::error::Unauthorized,
+        crate::error::LacksRead,
         (status = 404, description = "No such image in the key's bucket, or the original is not fetched yet", body = crate::error::Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u32, description = "Seconds, while the original is being fetched"))),
         (status = 416, description = "The range is outside the file", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable; retry", body = crate::error::Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u32, description = "Seconds"))),
+        crate::error::Unavailable,
     ),
 )]
 pub async fn show(
@@ -115,11 +114,10 @@ pub(crate) fn resource(
     params(("id" = String, Path, description = "The image's id")),
     responses(
         (status = 200, description = "The image's assets", body = AssetList),
-        (status = 401, description = "No API key, or an unknown one", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The key lacks image:read", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such image in the key's bucket", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable; retry", body = crate::error::Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u32, description = "Seconds"))),
+        crate::error::Unauthorized,
+        crate::error::LacksRead,
+        crate::error::NoSuchImage,
+        crate::error::Unavailable,
     ),
 )]
 pub async fn assets(
@@ -176,8 +174,7 @@ pub async fn assets(
         (status = 404, description = "No such image or style, a style that does not apply to this image, or one not rendered yet", body = crate::error::Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u32, description = "Seconds, while the image is still rendering"))),
         (status = 416, description = "The range is outside the file", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable; retry", body = crate::error::Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u32, description = "Seconds"))),
+        crate::error::Unavailable,
     ),
 )]
 pub async fn style(

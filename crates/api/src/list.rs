@@ -422,10 +422,9 @@ fn parse(params: &Params, bucket: &str, max_page_size: u64) -> Result<Request, A
         (status = 200, description = "A page of images", body = ImagePageView,
             headers(("Link" = String, description = "RFC 8288 links to the first, previous, next and last pages"))),
         (status = 400, description = "Unknown parameter, or a bad value", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No API key, or an unknown one", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The key lacks image:read", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable; retry", body = crate::error::Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u32, description = "Seconds"))),
+        crate::error::Unauthorized,
+        crate::error::LacksRead,
+        crate::error::Unavailable,
     ),
 )]
 pub async fn list(

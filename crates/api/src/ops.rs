@@ -56,8 +56,7 @@ pub async fn healthz() -> impl IntoResponse {
     operation_id = "readyz",
     responses(
         (status = 200, description = "The database and the blob store answer", body = crate::openapi::Ready),
-        (status = 503, description = "A backend is unavailable; retry", body = crate::error::Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u32, description = "Seconds"))),
+        crate::error::Unavailable,
     ),
 )]
 pub async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError> {

@@ -180,13 +180,12 @@ pub(crate) struct UploadForm {
                 ("ETag" = String, description = "The image's version"),
             )),
         (status = 400, description = "Bad metadata, an unknown query parameter, or a bad multipart body", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No API key, or an unknown one", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The key lacks image:write", body = crate::error::Problem, content_type = "application/problem+json"),
+        crate::error::Unauthorized,
+        crate::error::LacksWrite,
         (status = 413, description = "Larger than the byte limit", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not an image of a supported format", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Corrupt, too many pixels, or a crop outside the image", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable; retry", body = crate::error::Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u32, description = "Seconds"))),
+        crate::error::Unavailable,
     ),
 )]
 pub async fn upload(

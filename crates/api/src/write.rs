@@ -163,14 +163,13 @@ pub(crate) struct PutOriginBody {
     responses(
         (status = 200, description = "The updated image", body = crate::view::ImageView, headers(("ETag" = String, description = "The image's new version"))),
         (status = 400, description = "Invalid JSON, an unknown field or a bad value", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No API key, or an unknown one", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The key lacks image:write", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such image in the key's bucket", body = crate::error::Problem, content_type = "application/problem+json"),
+        crate::error::Unauthorized,
+        crate::error::LacksWrite,
+        crate::error::NoSuchImage,
         (status = 412, description = "`If-Match` names an old version", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 415, description = "The body is not JSON", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "The crop is outside the image", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable; retry", body = crate::error::Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u32, description = "Seconds"))),
+        crate::error::Unavailable,
     ),
 )]
 pub async fn patch(
@@ -245,15 +244,14 @@ pub async fn patch(
                 ("ETag" = String, description = "The image's version"),
             )),
         (status = 400, description = "A bad id, JSON, field, or a bad or unknown query parameter", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No API key, or an unknown one", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The key lacks image:write", body = crate::error::Problem, content_type = "application/problem+json"),
+        crate::error::Unauthorized,
+        crate::error::LacksWrite,
         (status = 404, description = "The id belongs to another bucket", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 412, description = "`If-Match` names another version, or the image does not exist", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 413, description = "Larger than the byte limit", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not an image of a supported format", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Corrupt image, too many pixels, a crop outside the image, or a bad origin URL", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable; retry", body = crate::error::Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u32, description = "Seconds"))),
+        crate::error::Unavailable,
     ),
 )]
 pub async fn put(
@@ -381,11 +379,10 @@ fn checked_origin(url: &str) -> Result<String, ApiError> {
     params(("id" = String, Path, description = "The image's id")),
     responses(
         (status = 202, description = "Queued", body = crate::view::ImageView, headers(("ETag" = String, description = "The image's version"))),
-        (status = 401, description = "No API key, or an unknown one", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The key lacks image:write", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such image in the key's bucket", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable; retry", body = crate::error::Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u32, description = "Seconds"))),
+        crate::error::Unauthorized,
+        crate::error::LacksWrite,
+        crate::error::NoSuchImage,
+        crate::error::Unavailable,
     ),
 )]
 pub async fn render(
@@ -430,12 +427,11 @@ pub struct DeleteQuery {
         (status = 200, description = "Soft-deleted (restorable)", body = crate::view::ImageView, headers(("ETag" = String, description = "The image's new version"))),
         (status = 204, description = "Deleted for good (`force=true`)"),
         (status = 400, description = "An unknown or bad parameter", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 401, description = "No API key, or an unknown one", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The key lacks image:delete", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such image in the key's bucket", body = crate::error::Problem, content_type = "application/problem+json"),
+        crate::error::Unauthorized,
+        crate::error::LacksDelete,
+        crate::error::NoSuchImage,
         (status = 412, description = "`If-Match` names an old version", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable; retry", body = crate::error::Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u32, description = "Seconds"))),
+        crate::error::Unavailable,
     ),
 )]
 pub async fn delete(
@@ -482,11 +478,10 @@ pub async fn delete(
     params(("id" = String, Path, description = "The image's id")),
     responses(
         (status = 200, description = "Restored", body = crate::view::ImageView, headers(("ETag" = String, description = "The image's new version"))),
-        (status = 401, description = "No API key, or an unknown one", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The key lacks image:delete", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such image in the key's bucket", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "A backend is unavailable; retry", body = crate::error::Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u32, description = "Seconds"))),
+        crate::error::Unauthorized,
+        crate::error::LacksDelete,
+        crate::error::NoSuchImage,
+        crate::error::Unavailable,
     ),
 )]
 pub async fn restore(
