@@ -12,7 +12,7 @@
 #   benches/scale.sh [IMAGES_PER_RUN=60] [RERENDER=1000] [CONCURRENCY=3]
 #
 # Needs scripts/ci-services.sh to have run (target/ci-services.env), python3
-# with PIL (or ImageMagick `convert`), curl, psql. Uses $EASEL_BIN, else
+# (Pillow is installed into a venv when missing), curl, psql. Uses $EASEL_BIN, else
 # target/release/easel when it is newer than the sources, else
 # target/debug/easel (dependencies are built at opt-level 3 and easel-render
 # at 2 even in the dev profile, so render speed is close to release; our
@@ -68,8 +68,19 @@ photo="$root/../shared/fixtures/real/photo/olympus_e-p3_4032x3024.jpg"
 [ -f "$photo" ] || die "missing $photo"
 mkdir -p "$work/big" "$work/small"
 log "making $images distinct 3000x3000 JPEGs and $rerender_count small ones"
-if python3 -c 'import PIL' 2>/dev/null; then
-    python3 - "$photo" "$work" "$images" "$rerender_count" <<'EOF'
+# Pillow draws the inputs; installed into a venv of ours when missing.
+py=python3
+if ! python3 -c 'import PIL' 2>/dev/null; then
+    venv="${XDG_CACHE_HOME:-$HOME/.cache}/easel/bench-venv"
+    if [ ! -x "$venv/bin/python" ] || ! "$venv/bin/python" -c 'import PIL' 2>/dev/null; then
+        log "installing Pillow into $venv"
+        python3 -m venv "$venv" && "$venv/bin/pip" install -q --disable-pip-version-check pillow ||
+            log "could not install Pillow; trying ImageMagick"
+    fi
+    "$venv/bin/python" -c 'import PIL' 2>/dev/null && py="$venv/bin/python"
+fi
+if "$py" -c 'import PIL' 2>/dev/null; then
+    "$py" - "$photo" "$work" "$images" "$rerender_count" <<'EOF'
 import sys
 from PIL import Image, ImageDraw
 photo, work, n, m = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
