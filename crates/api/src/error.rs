@@ -238,66 +238,36 @@ impl From<StorageError> for ApiError {
     }
 }
 
-/// No key, or an unknown one: a response of every keyed operation, one
-/// definition for the document instead of a copy per path.
-#[derive(utoipa::IntoResponses)]
-#[response(
-    status = 401,
-    description = "No API key, or an unknown one",
-    content_type = "application/problem+json"
-)]
-#[allow(dead_code)] // documentation only: errors are built as ApiError
-pub(crate) struct Unauthorized(Problem<'static>);
+/// Responses many operations share, for the OpenAPI document only (errors
+/// are built as [`ApiError`]): one definition each instead of a copy in
+/// every path's `responses(...)`.
+macro_rules! problem_responses {
+    ($($(#[$doc:meta])* $name:ident = $status:tt, $description:tt $(, headers $headers:tt)?;)*) => {$(
+        $(#[$doc])*
+        #[derive(utoipa::IntoResponses)]
+        #[response(
+            status = $status,
+            description = $description,
+            content_type = "application/problem+json"
+            $(, headers $headers)?
+        )]
+        #[allow(dead_code)]
+        pub(crate) struct $name(Problem<'static>);
+    )*};
+}
 
-/// The catalogue or the object store is down: a response of every
-/// operation that needs them.
-#[derive(utoipa::IntoResponses)]
-#[response(
-    status = 503,
-    description = "A backend is unavailable; retry",
-    content_type = "application/problem+json",
-    headers(("Retry-After" = u32, description = "Seconds"))
-)]
-#[allow(dead_code)] // documentation only: errors are built as ApiError
-pub(crate) struct Unavailable(Problem<'static>);
-
-/// The key lacks the scope an operation needs.
-#[derive(utoipa::IntoResponses)]
-#[response(
-    status = 403,
-    description = "The key lacks image:read",
-    content_type = "application/problem+json"
-)]
-#[allow(dead_code)] // documentation only: errors are built as ApiError
-pub(crate) struct LacksRead(Problem<'static>);
-
-#[derive(utoipa::IntoResponses)]
-#[response(
-    status = 403,
-    description = "The key lacks image:write",
-    content_type = "application/problem+json"
-)]
-#[allow(dead_code)] // documentation only: errors are built as ApiError
-pub(crate) struct LacksWrite(Problem<'static>);
-
-#[derive(utoipa::IntoResponses)]
-#[response(
-    status = 403,
-    description = "The key lacks image:delete",
-    content_type = "application/problem+json"
-)]
-#[allow(dead_code)] // documentation only: errors are built as ApiError
-pub(crate) struct LacksDelete(Problem<'static>);
-
-/// Missing and another bucket's look alike.
-#[derive(utoipa::IntoResponses)]
-#[response(
-    status = 404,
-    description = "No such image in the key's bucket",
-    content_type = "application/problem+json"
-)]
-#[allow(dead_code)] // documentation only: errors are built as ApiError
-pub(crate) struct NoSuchImage(Problem<'static>);
+problem_responses! {
+    /// No key, or an unknown one: every keyed operation.
+    Unauthorized = 401, "No API key, or an unknown one";
+    /// The catalogue or the object store is down.
+    Unavailable = 503, "A backend is unavailable; retry",
+        headers(("Retry-After" = u32, description = "Seconds"));
+    LacksRead = 403, "The key lacks image:read";
+    LacksWrite = 403, "The key lacks image:write";
+    LacksDelete = 403, "The key lacks image:delete";
+    /// Missing and another bucket's look alike.
+    NoSuchImage = 404, "No such image in the key's bucket";
+}
 
 /// An error, as RFC 9457 `application/problem+json`.
 #[derive(Serialize, utoipa::ToSchema)]
