@@ -105,32 +105,39 @@ struct Touches(Mutex<HashMap<String, Instant>>);
 
 impl Touches {
     /// Whether a use of `key` at `now` is to be recorded: not if one was
-    /// less than `interval` ago. Notes it when it is.
+    /// less than `interval` ago. Notes it when it is, under the same lock,
+    /// so concurrent hits of one entry record it once.
     fn due(&self, key: &str, now: Instant, interval: Duration) -> bool {
-        let recent = self
-            .0
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        let mut last = self.lock();
+        if last
             .get(key)
-            .is_some_and(|at| now.saturating_duration_since(*at) < interval);
-        if !recent {
-            self.note(key, now, interval);
+            .is_some_and(|at| now.saturating_duration_since(*at) < interval)
+        {
+            return false;
         }
-        !recent
+        remember(&mut last, key, now, interval);
+        true
     }
 
     /// Remembers a use of `key` at `now`, recorded already.
     fn note(&self, key: &str, now: Instant, interval: Duration) {
-        let mut last = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        if last.len() >= TOUCHES_REMEMBERED {
-            last.retain(|_, at| now.saturating_duration_since(*at) < interval);
-            if last.len() >= TOUCHES_REMEMBERED {
-                // Forgetting costs an early write per entry, nothing more.
-                last.clear();
-            }
-        }
-        last.insert(key.to_string(), now);
+        remember(&mut self.lock(), key, now, interval);
     }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+fn remember(last: &mut HashMap<String, Instant>, key: &str, now: Instant, interval: Duration) {
+    if last.len() >= TOUCHES_REMEMBERED {
+        last.retain(|_, at| now.saturating_duration_since(*at) < interval);
+        if last.len() >= TOUCHES_REMEMBERED {
+            // Forgetting costs an early write per entry, nothing more.
+            last.clear();
+        }
+    }
+    last.insert(key.to_string(), now);
 }
 
 /// The IIIF routes with the default [`IiifConfig`].

@@ -373,7 +373,7 @@ impl Worker {
     async fn delete_unreferenced(&self, keys: Vec<String>) {
         for key in keys {
             if let Err(e) = self.store.delete(&key).await {
-                tracing::warn!(key = %key, error = %e, "could not delete a superseded file");
+                tracing::warn!(key = %key, error = %e, "could not delete a file nothing refers to");
             }
         }
     }
