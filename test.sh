@@ -5,6 +5,16 @@
 # running server. Installs what it needs first.
 set -euo pipefail
 cd "$(dirname "$0")"
+
+# A user's clone has nothing beside it: whatever the tests, benches and
+# scripts read must be in this repository (fixtures/ holds the images).
+if outside=$(grep -rlE '\.\./(\.\./)*shared|shared/(fixtures|bench-anchors)' \
+    --include='*.rs' --include='*.sh' --include='*.py' --include='*.toml' \
+    src crates tests benches scripts fuzz test.sh easel.sh .ci); then
+    echo "test.sh: these files read outside the repository (use fixtures/):" >&2
+    echo "$outside" >&2
+    exit 1
+fi
 scripts/ensure-deps.sh
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

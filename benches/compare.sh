@@ -8,8 +8,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-5}
-IMG=${2:-../shared/fixtures/real/photo/olympus_e-p3_4032x3024.jpg}
-ANCHORS=../shared/bench-anchors
+IMG=${2:-fixtures/photo/olympus_e-p3_4032x3024.jpg}
+ANCHORS=benches/anchors
 PY=${PY:-$(python3 -c "import sys; print(sys.executable)")}
 
 # The anchors' tools, installed only when missing.

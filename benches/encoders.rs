@@ -7,7 +7,7 @@ use image::ImageEncoder;
 
 const PHOTO: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/../shared/fixtures/real/photo/olympus_e-p3_4032x3024.jpg"
+    "/fixtures/photo/olympus_e-p3_4032x3024.jpg"
 );
 const QUALITY: u8 = 85;
 
@@ -17,7 +17,7 @@ struct Crop {
 }
 
 fn centre_square() -> Crop {
-    let jpeg = std::fs::read(PHOTO).expect("the shared fixtures sit beside the repository");
+    let jpeg = std::fs::read(PHOTO).expect("fixtures/photo holds the camera photo");
     let full = turbojpeg::decompress(&jpeg, turbojpeg::PixelFormat::RGB).expect("a valid photo");
     let side = full.width.min(full.height);
     let x0 = (full.width - side) / 2;

@@ -13,7 +13,7 @@ set -euo pipefail
 UPLOADS=${1:-30}
 SECONDS_PER_RUN=${2:-10}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-FIXTURE="$ROOT/../shared/fixtures/real/photo/olympus_e-p3_4032x3024.jpg"
+FIXTURE="$ROOT/fixtures/photo/olympus_e-p3_4032x3024.jpg"
 PORT=18080
 NGINX_PORT=18081
 WORK=$(mktemp -d)

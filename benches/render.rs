@@ -1,6 +1,6 @@
 //! The full style set per original, single-threaded and on 2 threads.
 //!
-//! Inputs: the real camera photos in `../shared/fixtures/real/photo/`, plus a
+//! Inputs: the real camera photos in `fixtures/photo/`, plus a
 //! 3000x3000 and a 4000x3000 photo-like JPEG cut from the Olympus photo at
 //! start-up (through the engine itself, so no second JPEG codec is needed).
 //!
@@ -14,16 +14,13 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Samplin
 use easel_render::{render, Crop, Settings, Style};
 
 fn photo_dir() -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../shared/fixtures/real/photo"
-    ))
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/photo"))
 }
 
 fn read(path: PathBuf) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| {
         panic!(
-            "{}: {e} (the bench needs shared/ checked out beside the repo)",
+            "{}: {e} (the bench reads fixtures/photo)",
             path.display()
         )
     })

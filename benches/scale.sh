@@ -64,7 +64,7 @@ cleanup() {
 trap cleanup EXIT
 
 # --- inputs -----------------------------------------------------------------
-photo="$root/../shared/fixtures/real/photo/olympus_e-p3_4032x3024.jpg"
+photo="$root/fixtures/photo/olympus_e-p3_4032x3024.jpg"
 [ -f "$photo" ] || die "missing $photo"
 mkdir -p "$work/big" "$work/small"
 log "making $images distinct 3000x3000 JPEGs and $rerender_count small ones"

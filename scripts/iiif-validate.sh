@@ -8,7 +8,7 @@
 #   EASEL_URL        base URL of the server when no argument is given
 #   EASEL_API_KEY    bearer key for the upload, if the server wants one
 #   IIIF_FIXTURE     the validator's 1000x1000 test image
-#                    (default: ../shared/fixtures/iiif/<id>.png next to the checkout)
+#                    (default: fixtures/iiif/<id>.png in this repository)
 #   IIIF_LEVEL       compliance level to test (default 2)
 #   IIIF_TIMEOUT     seconds to wait for the upload to finish (default 60)
 #
@@ -25,7 +25,7 @@ BASE="${BASE%/}"
 LEVEL="${IIIF_LEVEL:-2}"
 TIMEOUT="${IIIF_TIMEOUT:-60}"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-FIXTURE="${IIIF_FIXTURE:-$HERE/../../shared/fixtures/iiif/$ID.png}"
+FIXTURE="${IIIF_FIXTURE:-$HERE/../fixtures/iiif/$ID.png}"
 
 die() {
     echo "iiif-validate: $*" >&2

@@ -130,7 +130,7 @@ fn ms(d: Duration) -> f64 {
 
 #[derive(clap::Args, Debug)]
 pub struct BenchArgs {
-    /// Images to render; default: the camera photos in ../shared/fixtures/real/photo.
+    /// Images to render; default: the camera photos in fixtures/photo.
     files: Vec<PathBuf>,
     /// Timed runs per file (after one warm-up run).
     #[arg(long, default_value_t = 5)]
@@ -242,7 +242,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
 }
 
 fn default_bench_files() -> anyhow::Result<Vec<PathBuf>> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/fixtures/real/photo");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/photo");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
         .with_context(|| format!("no files given and {} is missing", dir.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))

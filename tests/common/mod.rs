@@ -321,16 +321,16 @@ impl Drop for TestApp {
     }
 }
 
-/// A real-world fixture from `../shared/fixtures/real/`.
 /// The id of the Image resource in a response body.
 pub async fn id_of(response: reqwest::Response) -> String {
     let body: Value = response.json().await.expect("an Image resource");
     body["id"].as_str().expect("an id").to_string()
 }
 
+/// A real-world fixture from `fixtures/` (sources in fixtures/SOURCES.md).
 pub fn fixture(relative: &str) -> Vec<u8> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../shared/fixtures/real")
+        .join("fixtures")
         .join(relative);
     std::fs::read(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
 }

@@ -36,7 +36,7 @@ fn plan_ok(path: &str, width: u32, height: u32) -> IiifPlan {
 fn validator_image() -> Vec<u8> {
     let path = concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/fixtures/iiif/67352ccc-d1b0-11e1-89ae-279075081939.png"
+        "/../../fixtures/iiif/67352ccc-d1b0-11e1-89ae-279075081939.png"
     );
     std::fs::read(path).unwrap_or_else(|e| panic!("cannot read {path}: {e}"))
 }

@@ -13,12 +13,9 @@ use std::path::PathBuf;
 use easel_render::{Crop, RenderError, RenderedFile, Rendition, Settings, Style};
 use image::{ImageEncoder, Rgb, RgbImage, RgbaImage};
 
-/// A file from the shared real-world fixtures (see their SOURCES.md).
+/// A file from the repository's real-world fixtures (see fixtures/SOURCES.md).
 pub fn fixture_path(relative: &str) -> PathBuf {
-    PathBuf::from(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/fixtures/real"
-    ))
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures"))
     .join(relative)
 }
 
