@@ -18,12 +18,8 @@ fn photo_dir() -> PathBuf {
 }
 
 fn read(path: PathBuf) -> Vec<u8> {
-    std::fs::read(&path).unwrap_or_else(|e| {
-        panic!(
-            "{}: {e} (the bench reads fixtures/photo)",
-            path.display()
-        )
-    })
+    std::fs::read(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (the bench reads fixtures/photo)", path.display()))
 }
 
 /// The `regular` style of a crop is a plain sRGB JPEG of exactly the crop's

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Checks a running `easel serve` from the outside, with the tools users
-# judge it by: the official IIIF validator (level 2, Image API 3.0) and
-# schemathesis against /openapi.json. Starts the server itself on a free
+# judge it by: the official IIIF validator (level 2, Image API 3.0),
+# schemathesis against /openapi.json, and a client generated from that
+# document by openapi-python-client. Starts the server itself on a free
 # port with a fresh data dir and a new key, and stops it afterwards.
 #
 #   scripts/ci-live.sh [path/to/easel]      # default target/debug/easel
@@ -49,6 +50,8 @@ if [ "$status" -ne 0 ]; then
     exit 1
 fi
 "$root/scripts/schemathesis.sh" "$base" "$key" || { echo "ci-live: schemathesis failed" >&2; exit 1; }
+"$root/scripts/openapi-client.sh" "$base" "$key" || { echo "ci-live: the generated Python client failed" >&2; exit 1; }
+"$root/scripts/readme-walkthrough.sh" "$base" "$easel" || { echo "ci-live: the README walk-through failed" >&2; exit 1; }
 if grep -q 'panicked' "$log"; then
     echo "ci-live: the server panicked:" >&2
     grep -A5 panicked "$log" >&2

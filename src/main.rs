@@ -3,6 +3,7 @@
 mod admin;
 mod config_file;
 mod engine_args;
+mod progress;
 mod render_cmd;
 mod rerender_cmd;
 mod service;
@@ -18,8 +19,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(name = "easel", version, about = "Media asset service for artwork")]
 struct Cli {
-    /// TOML file of settings (keys are flag names, e.g. `listen`,
-    /// `jpeg_quality`); flags and EASEL_* variables take precedence.
+    /// TOML file of settings (keys are flags' long names, e.g. `listen`,
+    /// `quality`, `max_bytes`); flags and EASEL_* variables take precedence.
     #[arg(long, global = true, env = "EASEL_CONFIG")]
     config: Option<std::path::PathBuf>,
     #[command(subcommand)]
@@ -79,9 +80,119 @@ fn apply_config_file() -> anyhow::Result<()> {
     let Some(path) = config_file::path_from(&args) else {
         return Ok(());
     };
-    let known = config_file::known_variables(&<Cli as clap::CommandFactory>::command());
+    let known = config_file::known_keys(&<Cli as clap::CommandFactory>::command())
+        .map_err(anyhow::Error::msg)?;
     for (name, value) in config_file::variables(&path, &known, |v| std::env::var_os(v).is_some())? {
         std::env::set_var(name, value);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use clap::CommandFactory;
+
+    use super::Cli;
+
+    /// The README's configuration table: flag -> (variable, default cell).
+    fn readme_settings() -> BTreeMap<String, (String, String)> {
+        let readme = include_str!("../README.md");
+        readme
+            .lines()
+            .filter(|line| line.starts_with("| `--"))
+            .map(|line| {
+                let cells: Vec<&str> = line.split(" | ").collect();
+                let unquote = |cell: &str| {
+                    cell.trim_matches(|c| c == '|' || c == ' ' || c == '`')
+                        .to_string()
+                };
+                (
+                    unquote(cells[0]).trim_start_matches("--").to_string(),
+                    (unquote(cells[1]), cells[2].trim().to_string()),
+                )
+            })
+            .collect()
+    }
+
+    /// Every argument that an `EASEL_*` variable can set: (long, variable, default).
+    fn cli_settings() -> BTreeMap<String, (String, Option<String>)> {
+        let command = Cli::command();
+        let mut out = BTreeMap::new();
+        let mut stack = vec![&command];
+        while let Some(cmd) = stack.pop() {
+            for arg in cmd.get_arguments() {
+                let (Some(env), Some(long)) = (arg.get_env(), arg.get_long()) else {
+                    continue;
+                };
+                if env == "EASEL_CONFIG" {
+                    continue;
+                }
+                let default = arg
+                    .get_default_values()
+                    .first()
+                    .map(|v| v.to_string_lossy().into_owned());
+                out.insert(
+                    long.to_string(),
+                    (env.to_string_lossy().into_owned(), default),
+                );
+            }
+            stack.extend(cmd.get_subcommands());
+        }
+        out
+    }
+
+    /// clap checks its definition only in debug builds, when a command is
+    /// first parsed: `easel render` panicked there (two argument groups
+    /// named `EngineArgs`) while the release build ran.
+    #[test]
+    fn the_cli_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn config_keys_are_unambiguous() {
+        let keys =
+            crate::config_file::known_keys(&Cli::command()).expect("no flag reads two variables");
+        assert_eq!(keys.variable("quality"), Some("EASEL_JPEG_QUALITY"));
+        assert_eq!(keys.variable("jpeg_quality"), Some("EASEL_JPEG_QUALITY"));
+        assert_eq!(keys.variable("max_bytes"), Some("EASEL_MAX_BYTES"));
+    }
+
+    #[test]
+    fn the_readme_table_lists_every_setting_with_its_variable_and_default() {
+        let readme = readme_settings();
+        let cli = cli_settings();
+        for (long, (env, default)) in &cli {
+            let Some((documented_env, documented_default)) = readme.get(long) else {
+                panic!("README's configuration table has no row for --{long} ({env})");
+            };
+            assert_eq!(
+                documented_env, env,
+                "README gives --{long} another variable"
+            );
+            if let Some(default) = default {
+                let documented = match documented_default.split('`').nth(1) {
+                    Some(value) => value.to_string(),
+                    None => documented_default.clone(),
+                };
+                let expected = match default.as_str() {
+                    "" => "empty",
+                    "false" => "off",
+                    other => other,
+                };
+                assert!(
+                    documented == expected || documented_default.starts_with(expected),
+                    "README says --{long} defaults to {documented_default:?}, the CLI to {default:?}"
+                );
+            }
+        }
+        for long in readme.keys() {
+            assert!(
+                cli.contains_key(long),
+                "README documents --{long}, which no command has"
+            );
+        }
+    }
 }

@@ -9,7 +9,7 @@ use serde::Serialize;
 
 /// Engine settings plus the size of the render pool.
 #[derive(clap::Args, Debug)]
-pub struct EngineArgs {
+pub struct LocalEngineArgs {
     #[command(flatten)]
     settings: crate::engine_args::EngineArgs,
     /// Render threads (rayon); 0 means one per core.
@@ -17,7 +17,7 @@ pub struct EngineArgs {
     threads: usize,
 }
 
-impl EngineArgs {
+impl LocalEngineArgs {
     fn settings(&self) -> anyhow::Result<Settings> {
         self.settings.settings()
     }
@@ -41,7 +41,7 @@ pub struct RenderArgs {
     #[arg(long)]
     crop: Option<Crop>,
     #[command(flatten)]
-    engine: EngineArgs,
+    engine: LocalEngineArgs,
 }
 
 pub fn render(args: RenderArgs) -> anyhow::Result<()> {
@@ -139,7 +139,7 @@ pub struct BenchArgs {
     #[arg(long)]
     json: bool,
     #[command(flatten)]
-    engine: EngineArgs,
+    engine: LocalEngineArgs,
 }
 
 #[derive(Serialize)]

@@ -15,7 +15,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::Notify;
 
 use crate::engine_args::EngineArgs;
-use crate::service::{init_logging, log_format, runtime, spawn_workers, CommonArgs, WorkerTuning};
+use crate::service::{
+    init_logging_at, log_format, runtime, spawn_workers, CommonArgs, WorkerTuning,
+};
 
 #[derive(clap::Args, Debug)]
 pub struct RerenderArgs {
@@ -58,7 +60,9 @@ fn parse_since(value: &str) -> Result<DateTime<Utc>, String> {
 }
 
 pub fn rerender(args: RerenderArgs) -> anyhow::Result<()> {
-    init_logging(log_format(&args.common));
+    // The bar is what an operator watches; the workers' INFO lines (one
+    // or two per image) are there with RUST_LOG=info.
+    init_logging_at(log_format(&args.common), "warn");
     runtime()?.block_on(async move {
         let (catalog, store) = crate::service::open(&args.common).await?;
         let settings = Arc::new(args.render.settings()?);
@@ -113,6 +117,7 @@ pub fn rerender(args: RerenderArgs) -> anyhow::Result<()> {
         let finished_before = before.done + before.failed;
         bar.set_position(finished_before.max(0) as u64);
         bar.reset_eta();
+        crate::progress::show(&bar);
         let started = Instant::now();
         let mut interrupted = false;
         let mut queued_all = false;
@@ -143,6 +148,7 @@ pub fn rerender(args: RerenderArgs) -> anyhow::Result<()> {
             }
         };
         bar.finish_and_clear();
+        crate::progress::hide();
         workers.stop().await;
         let elapsed = started.elapsed().as_secs_f64();
         let failures = catalog.batch_failures(&batch.id, 10).await?;

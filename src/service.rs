@@ -221,11 +221,19 @@ pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 pub(crate) fn init_logging(format: LogFormat) {
+    init_logging_at(format, "info");
+}
+
+/// Logging for a command that draws a progress bar: `RUST_LOG` still
+/// decides, but the default is `default_level`, and every line is written
+/// above the bar (see [`crate::progress`]) instead of scrolling it away.
+pub(crate) fn init_logging_at(format: LogFormat, default_level: &str) {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(crate::progress::AboveTheBar);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().flatten_event(true).try_init(),

@@ -1222,6 +1222,10 @@ async fn easel_rerender_renders_what_a_settings_change_made_stale_and_resumes_af
     assert!(ok, "{stderr}");
     assert_eq!(batch_id_in(&stderr, "resuming"), batch, "{stderr}");
     assert!(
+        !stderr.contains("INFO"),
+        "the workers' INFO lines would scroll the progress bar away: {stderr}"
+    );
+    assert!(
         stdout.contains(&format!(
             "batch {batch}: 2 done, 1 failed, 0 still queued, 0 not queued yet"
         )),
@@ -1281,6 +1285,30 @@ async fn easel_rerender_renders_what_a_settings_change_made_stale_and_resumes_af
     assert_eq!(batch_view["complete"], true, "{batch_view}");
     assert_eq!(batch_view["counts"]["done"], 2);
     assert_eq!(batch_view["failures"][0]["image_id"], lost.as_str());
+}
+
+/// `KEY=$(easel keys create ...)` must capture the key and nothing else:
+/// what it says about the key goes to stderr.
+#[test]
+fn keys_create_prints_only_the_key_on_stdout() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let (ok, stdout, stderr) = easel_run(
+        data.path(),
+        &[
+            "keys",
+            "create",
+            "--bucket",
+            "shows",
+            "--scopes",
+            "image:read",
+        ],
+    );
+    assert!(ok, "{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 1, "stdout: {stdout:?}");
+    assert!(lines[0].starts_with("easel_"), "stdout: {stdout:?}");
+    assert!(!lines[0].contains(' '), "stdout: {stdout:?}");
+    assert!(stderr.contains("for bucket \"shows\""), "{stderr}");
 }
 
 /// Bucket names are `[A-Za-z0-9._-]{1,64}` wherever the CLI takes one; any

@@ -269,15 +269,9 @@ problem_responses! {
     NoSuchImage = 404, "No such image in the key's bucket";
 }
 
-/// An error, as RFC 9457 `application/problem+json`.
+/// An error, as RFC 9457 `application/problem+json`. Each response of the
+/// document carries an example of its own status (`openapi::ProblemExamples`).
 #[derive(Serialize, utoipa::ToSchema)]
-#[schema(example = json!({
-    "type": "https://easel.dev/problems/image-not-found",
-    "title": "Image not found",
-    "status": 404,
-    "detail": "no image with id \"abc\"",
-    "code": "image-not-found"
-}))]
 pub(crate) struct Problem<'a> {
     /// A URI naming the kind of problem.
     #[serde(rename = "type")]
@@ -285,34 +279,54 @@ pub(crate) struct Problem<'a> {
     /// A short summary that never changes for a given `code`.
     title: &'a str,
     /// The HTTP status code.
-    status: u16,
+    pub(crate) status: u16,
     /// What went wrong with this request, in words.
     detail: String,
     /// A stable, machine-readable code (e.g. `image-not-found`).
     code: &'a str,
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, code, title) = self.classify();
-        let detail = match &self {
-            ApiError::Internal(cause) => {
-                tracing::error!(cause = %cause, "internal error");
-                "something went wrong on our side; it has been logged".to_string()
-            }
-            ApiError::Unavailable(cause) => {
-                tracing::warn!(cause = %cause, "backend unavailable");
-                "a backend is unavailable; retry shortly".to_string()
-            }
-            other => other.to_string(),
-        };
-        let body = Problem {
+impl Problem<'static> {
+    pub(crate) fn new(
+        status: StatusCode,
+        code: &'static str,
+        title: &'static str,
+        detail: String,
+    ) -> Self {
+        Problem {
             kind: format!("https://easel.dev/problems/{code}"),
             title,
             status: status.as_u16(),
             detail,
             code,
+        }
+    }
+}
+
+impl ApiError {
+    /// The body a client is sent: the causes of 5xx answers stay in the log.
+    pub(crate) fn problem(&self) -> Problem<'static> {
+        let (status, code, title) = self.classify();
+        let detail = match self {
+            ApiError::Internal(_) => {
+                "something went wrong on our side; it has been logged".to_string()
+            }
+            ApiError::Unavailable(_) => "a backend is unavailable; retry shortly".to_string(),
+            other => other.to_string(),
         };
+        Problem::new(status, code, title, detail)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        match &self {
+            ApiError::Internal(cause) => tracing::error!(cause = %cause, "internal error"),
+            ApiError::Unavailable(cause) => tracing::warn!(cause = %cause, "backend unavailable"),
+            _ => {}
+        }
+        let body = self.problem();
+        let status = StatusCode::from_u16(body.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
         let mut response = (status, bytes).into_response();
         let headers = response.headers_mut();
@@ -392,10 +406,20 @@ mod tests {
         }
     }
 
-    #[test]
-    fn internal_details_stay_out_of_the_body() {
+    #[tokio::test]
+    async fn internal_details_stay_out_of_the_body() {
         let response = ApiError::Internal("secret path /var/x".into()).into_response();
         assert_eq!(response.status(), 500);
         assert_eq!(response.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["code"], "internal");
+        assert_eq!(body["status"], 500);
+        assert!(
+            !body.to_string().contains("/var/x"),
+            "the cause leaked into {body}"
+        );
     }
 }

@@ -35,12 +35,12 @@ use easel_render::iiif::{
 };
 use easel_render::{sha256_hex, Style, ENGINE_VERSION};
 use easel_storage::StorageError;
-use serde::Serialize;
 use tokio::sync::Semaphore;
 use tower::{Layer, ServiceExt};
 use tower_http::cors::{Any, CorsLayer};
 
 use crate::auth::{self, Caller};
+use crate::error::Problem;
 use crate::{ApiError, AppState};
 
 /// The profile every IIIF response links to.
@@ -207,36 +207,26 @@ impl From<IiifError> for Failure {
     }
 }
 
-#[derive(Serialize)]
-struct Problem<'a> {
-    #[serde(rename = "type")]
-    kind: String,
-    title: &'a str,
-    status: u16,
-    detail: String,
-    code: &'a str,
+/// The body of a refused IIIF request (built here until ApiError has an
+/// Iiif variant).
+pub(crate) fn iiif_problem(e: &IiifError) -> Problem<'static> {
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let title = if status == StatusCode::NOT_IMPLEMENTED {
+        "Not implemented"
+    } else {
+        "Bad request"
+    };
+    Problem::new(status, e.code(), title, e.to_string())
 }
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
         match self {
             Failure::Api(e) => e.into_response(),
-            // Built here until ApiError has an Iiif variant.
             Failure::Iiif(e) => {
+                let body = iiif_problem(&e);
                 let status =
-                    StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                let title = if status == StatusCode::NOT_IMPLEMENTED {
-                    "Not implemented"
-                } else {
-                    "Bad request"
-                };
-                let body = Problem {
-                    kind: format!("https://easel.dev/problems/{}", e.code()),
-                    title,
-                    status: status.as_u16(),
-                    detail: e.to_string(),
-                    code: e.code(),
-                };
+                    StatusCode::from_u16(body.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
                 let bytes = serde_json::to_vec(&body).unwrap_or_default();
                 let mut response = (status, bytes).into_response();
                 response.headers_mut().insert(

@@ -98,6 +98,149 @@ impl Modify for Version {
     }
 }
 
+/// Gives every problem response an example of its own status, built from
+/// the real error type, so `/docs` shows a 413 with the 413 body a client
+/// gets (the schema's one example stood under every status before).
+struct ProblemExamples;
+
+impl Modify for ProblemExamples {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            for op in operations(item) {
+                let id = op.operation_id.clone().unwrap_or_default();
+                for (status, response) in op.responses.responses.iter_mut() {
+                    let utoipa::openapi::RefOr::T(response) = response else {
+                        continue;
+                    };
+                    let Some(content) = response.content.get_mut(crate::PROBLEM_JSON) else {
+                        continue;
+                    };
+                    let Some(example) = status.parse().ok().and_then(|s| example_problem(&id, s))
+                    else {
+                        continue;
+                    };
+                    content.example = serde_json::to_value(example).ok();
+                }
+            }
+        }
+    }
+}
+
+/// Lists `application/octet-stream` first beside the `image/*` types of
+/// every file response. Client generators such as openapi-python-client
+/// know no `image/*` type: they dropped those responses, so a generated
+/// `get_image_style` raised on a 200 instead of returning the bytes. With
+/// octet-stream listed they hand the body over as bytes, whatever image
+/// type the `Content-Type` header then names.
+struct BytesForGenerators;
+
+impl Modify for BytesForGenerators {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            for op in operations(item) {
+                for response in op.responses.responses.values_mut() {
+                    let utoipa::openapi::RefOr::T(response) = response else {
+                        continue;
+                    };
+                    let Some(image) = response
+                        .content
+                        .iter()
+                        .find(|(kind, _)| kind.starts_with("image/"))
+                        .map(|(_, content)| content.clone())
+                    else {
+                        continue;
+                    };
+                    if response.content.keys().any(|k| k == "application/json") {
+                        // The JSON resource stays the operation's main answer.
+                        continue;
+                    }
+                    let rest = std::mem::take(&mut response.content);
+                    response.content = std::iter::once((OCTET_STREAM.to_string(), image))
+                        .chain(rest)
+                        .collect();
+                }
+            }
+        }
+    }
+}
+
+const OCTET_STREAM: &str = "application/octet-stream";
+
+fn operations(
+    item: &mut utoipa::openapi::PathItem,
+) -> impl Iterator<Item = &mut utoipa::openapi::path::Operation> {
+    [
+        &mut item.get,
+        &mut item.put,
+        &mut item.post,
+        &mut item.delete,
+        &mut item.options,
+        &mut item.head,
+        &mut item.patch,
+        &mut item.trace,
+    ]
+    .into_iter()
+    .filter_map(Option::as_mut)
+}
+
+/// A representative error of `status` for the operation `id`, as the
+/// server would send it.
+fn example_problem(id: &str, status: u16) -> Option<crate::error::Problem<'static>> {
+    use crate::error::ApiError;
+    use easel_render::iiif::IiifError;
+    use easel_render::{Edge, RenderError};
+    let iiif = id.starts_with("iiif");
+    let api = match status {
+        400 if iiif => {
+            return Some(crate::iiif::iiif_problem(&IiifError::InvalidSize(
+                "200x".into(),
+            )))
+        }
+        400 => ApiError::unknown_parameters(&["page[sise]"], &["page[size]", "page[number]"]),
+        401 => ApiError::Unauthenticated(
+            "this endpoint needs an API key: send Authorization: Bearer <key>",
+        ),
+        403 => ApiError::Forbidden(match id {
+            "deleteImage" | "restoreImage" => crate::auth::DELETE,
+            "uploadImage" | "putImage" | "updateImage" | "renderImage" | "startRerender" => {
+                crate::auth::WRITE
+            }
+            _ => crate::auth::READ,
+        }),
+        404 if id == "showBatch" => {
+            ApiError::BatchNotFound("0193a1b2-7c4d-7e8f-9a0b-1c2d3e4f5a6b".into())
+        }
+        404 if id == "startRerender" => ApiError::UnknownStyle("square-100".into()),
+        404 if id == "getImageStyle" => ApiError::StyleNotReady("itunes".into()),
+        404 => ApiError::ImageNotFound("show-42".into()),
+        412 => ApiError::PreconditionFailed {
+            current: "\"7\"".into(),
+        },
+        413 => ApiError::BodyTooLarge { limit: 67_108_864 },
+        415 if id == "updateImage" => {
+            ApiError::UnsupportedMediaType("expected Content-Type: application/json".into())
+        }
+        415 => ApiError::Render(RenderError::UnsupportedFormat(None)),
+        416 => ApiError::RangeNotSatisfiable("bytes=900000-".into(), 5120),
+        422 => ApiError::Render(RenderError::CropOutOfBounds {
+            edge: Edge::Right,
+            at: 4100,
+            limit_name: "width",
+            limit: 4032,
+            image_width: 4032,
+            image_height: 3024,
+        }),
+        501 if iiif => {
+            return Some(crate::iiif::iiif_problem(&IiifError::UnsupportedRotation(
+                "45".into(),
+            )))
+        }
+        503 => ApiError::Unavailable(String::new()),
+        _ => return None,
+    };
+    Some(api.problem())
+}
+
 #[derive(OpenApi)]
 #[openapi(
     info(
@@ -127,7 +270,7 @@ impl Modify for Version {
         crate::ops::metrics,
     ),
     components(schemas(crate::error::Problem, Binary, Health, Ready)),
-    modifiers(&BearerAuth, &Version),
+    modifiers(&BearerAuth, &Version, &ProblemExamples, &BytesForGenerators),
     tags(
         (name = "images", description = "Upload, read, change and delete images"),
         (name = "styles", description = "Rendered files; public unless the bucket says otherwise"),
@@ -224,6 +367,77 @@ mod tests {
             .map(|s| s.as_str())
             .collect();
         assert_eq!(documented, rendered);
+    }
+
+    #[test]
+    fn every_problem_response_has_an_example_of_its_own_status() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let mut codes_by_status = std::collections::BTreeMap::<String, Vec<String>>::new();
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                for (status, response) in op["responses"].as_object().unwrap() {
+                    let Some(content) = response["content"].get(crate::PROBLEM_JSON) else {
+                        continue;
+                    };
+                    let example = &content["example"];
+                    assert_eq!(
+                        example["status"].to_string(),
+                        *status,
+                        "{method} {path} {status}: example {example}"
+                    );
+                    let code = example["code"].as_str().unwrap_or_default();
+                    assert!(!code.is_empty(), "{method} {path} {status} has no code");
+                    assert_eq!(
+                        example["type"],
+                        format!("https://easel.dev/problems/{code}")
+                    );
+                    codes_by_status
+                        .entry(status.clone())
+                        .or_default()
+                        .push(code.to_string());
+                }
+            }
+        }
+        // The bug this guards against: one 404 example under every status.
+        for (status, codes) in &codes_by_status {
+            for (other, other_codes) in &codes_by_status {
+                if status != other {
+                    assert!(
+                        codes.iter().all(|c| !other_codes.contains(c)),
+                        "{status} and {other} share an example code"
+                    );
+                }
+            }
+        }
+        assert!(codes_by_status.len() >= 10, "{codes_by_status:?}");
+    }
+
+    #[test]
+    fn file_responses_list_octet_stream_first_for_client_generators() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        for (path, status) in [
+            ("/v1/images/{id}/styles/{style}", "200"),
+            ("/v1/images/{id}/styles/{style}", "206"),
+            (
+                "/iiif/3/{id}/{region}/{size}/{rotation}/{quality_format}",
+                "200",
+            ),
+        ] {
+            let content = doc["paths"][path]["get"]["responses"][status]["content"]
+                .as_object()
+                .unwrap_or_else(|| panic!("{path} {status} has no content"));
+            let kinds: Vec<&String> = content.keys().collect();
+            assert_eq!(kinds[0], OCTET_STREAM, "{path} {status}: {kinds:?}");
+            assert!(
+                kinds.iter().any(|k| *k == "image/jpeg"),
+                "{path} {status}: {kinds:?}"
+            );
+        }
+        let show = &doc["paths"]["/v1/images/{id}"]["get"]["responses"]["200"]["content"];
+        assert_eq!(
+            show.as_object().unwrap().keys().next().unwrap(),
+            "application/json"
+        );
     }
 
     #[test]

@@ -15,8 +15,7 @@ use image::{ImageEncoder, Rgb, RgbImage, RgbaImage};
 
 /// A file from the repository's real-world fixtures (see fixtures/SOURCES.md).
 pub fn fixture_path(relative: &str) -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures"))
-    .join(relative)
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures")).join(relative)
 }
 
 pub fn fixture(relative: &str) -> Vec<u8> {
