@@ -57,4 +57,4 @@ if grep -q 'panicked' "$log"; then
     grep -A5 panicked "$log" >&2
     exit 1
 fi
-echo "ci-live: IIIF validator and schemathesis passed" >&2
+echo "ci-live: IIIF validator, schemathesis, generated client and README walk-through passed" >&2
