@@ -54,7 +54,7 @@ function renderNav(current) {
   const info = session.info;
   who.replaceChildren(
     h('div', {class: 'who-key'},
-      h('span', {class: 'who-bucket', title: 'The bucket this key sees'}, icon('key'), 'Bucket ', h('strong', {id: 'bucket'}, info.bucket)),
+      h('span', {class: 'who-bucket', title: 'The bucket this key sees'}, icon('key'), h('span', {class: 'label'}, 'Bucket '), h('strong', {id: 'bucket'}, info.bucket)),
       h('span', {class: 'who-scopes', id: 'scopes'},
         info.scopes.map((scope) => h('span', {class: 'scope'}, scope)))),
     h('button', {type: 'button', class: 'ghost', id: 'sign-out', onclick: signOut}, icon('out'), 'Sign out'));
