@@ -30,7 +30,7 @@ const PHOTO = path.join(root, 'fixtures/photo/olympus_e-p3_4032x3024.jpg');
 const PHOTO_NAME = 'olympus_e-p3_4032x3024';
 const NOT_AN_IMAGE = path.join(root, 'fixtures/SOURCES.md');
 const SMALL = path.join(root, 'fixtures/jpeg/hopper_orientation_6.jpg');
-const WAIT = 60_000;
+const WAIT = 30_000;
 
 let server;
 let base;
