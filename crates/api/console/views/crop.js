@@ -53,7 +53,6 @@ export async function render(panel, context) {
   picture.src = src;
   await picture.decode();
 
-  const saved = {value: image.crop ?? null};
   const initial = (typeof image.crop === 'string' ? parseCrop(image.crop) : image.crop) ?? centredSquare(W, H);
   const inputs = Object.fromEntries(FIELDS.map((name) => [name, h('input', {
     type: 'number', inputmode: 'numeric', min: 0, step: 1, id: `crop-${name}`, name,
@@ -154,7 +153,6 @@ export async function render(panel, context) {
     try {
       const {data, etag} = await api(current.path, {method: 'PATCH', body: {crop: value}, ifMatch: current.etag, signal});
       context.changed(data, etag);
-      saved.value = data.crop;
       const done = data.status === 'ingesting' ? await context.waitForRender('New crop saved') : data;
       if (done.status === 'error') {
         result.replaceChildren(problemBox(new ApiProblem(0, {title: 'The re-render failed', detail: done.error ?? 'no reason recorded'})));

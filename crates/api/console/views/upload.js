@@ -30,8 +30,8 @@ export async function render(main) {
     icon('upload'),
     h('p', {class: 'dropzone-title'}, 'Drop covers here'),
     h('p', null, 'JPEG, PNG, WebP, GIF or TIFF. Several at once is fine.'),
-    h('label', {for: 'file-input', class: 'button primary'}, 'Choose files'),
-    input);
+    input,
+    h('label', {for: 'file-input', class: 'button primary'}, 'Choose files'));
 
   const pump = () => {
     while (running < PARALLEL && queue.length) {
@@ -89,7 +89,6 @@ function uploadRow(file) {
     h('div', {class: 'upload-head'},
       h('strong', {class: 'upload-name'}, file.name),
       h('span', {class: 'upload-size'}, formatBytes(file.size))),
-    h('label', {class: 'visually-hidden'}, `Upload progress of ${file.name}`),
     bar,
     h('div', {class: 'upload-status'}, state),
     detail);

@@ -43,7 +43,7 @@ export class CropBox {
       h('div', {class: 'safe-area', title: 'Apple warns that podcast apps may cover the bottom fifth with text'},
         h('span', null, 'Apple may cover this fifth')));
     this.box = h('div', {
-      class: 'crop-box', tabindex: readOnly ? null : '0', id: 'crop-box',
+      class: 'crop-box', tabindex: readOnly ? null : '0', id: 'crop-box', role: 'group', 'aria-roledescription': 'crop square',
       'aria-label': 'Crop square. Arrow keys move it, Shift with an arrow moves it faster, plus and minus resize it.',
     }, this.square, readOnly ? null : HANDLES.map(([name]) => h('span', {class: `handle handle-${name}`, 'data-handle': name})));
     this.picture = h('img', {src, alt: 'The image, oriented, with the crop square over it', draggable: 'false'});
