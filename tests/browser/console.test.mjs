@@ -323,6 +323,12 @@ step('the crop editor saves a crop typed into the numeric fields and shows the r
   assert.equal(await page.$eval('#crop-save', (el) => el.disabled), true);
   await typeInto('#crop-x', '200');
   assert.equal(await page.$eval('#crop-save', (el) => el.disabled), false);
+  // The square moves by keyboard too, and the fields follow it.
+  await page.focus('#crop-box');
+  for (const key of ['ArrowRight', 'ArrowRight', 'ArrowDown', 'ArrowLeft']) await page.keyboard.press(key);
+  assert.deepEqual(await page.$$eval('.crop-fields input', (els) => els.map((el) => el.value)), ['201', '13', '3000', '3000']);
+  await typeInto('#crop-x', '200');
+  await typeInto('#crop-y', '12');
   await shot('crop-editor');
 
   await page.click('#crop-save');
