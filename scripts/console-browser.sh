@@ -35,6 +35,8 @@ if ! cmp -s package-lock.json node_modules/.easel-installed-lock 2>/dev/null; th
 fi
 
 echo "console-browser: $(/usr/bin/chromium --version 2>/dev/null), node $(node --version)" >&2
+# Pictures of failures are from this run only.
+rm -f "$root"/target/console-screenshots/failed-*.png
 started=$(date +%s)
 status=0
 EASEL_BIN="$easel" CHROMIUM=/usr/bin/chromium SCREENSHOTS="$root/target/console-screenshots" \
