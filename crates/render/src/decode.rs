@@ -159,8 +159,8 @@ pub(crate) fn jpeg_header(bytes: &[u8]) -> Result<turbojpeg::DecompressHeader, R
     let corrupt = |e: turbojpeg::Error| RenderError::corrupt("JPEG", e);
     match turbojpeg::read_header(bytes) {
         Err(e) if is_header_warning(&e.to_string()) => {
-            let clean = crate::strip::jpeg_without_header_junk(bytes, true)
-                .ok_or_else(|| corrupt(e))?;
+            let clean =
+                crate::strip::jpeg_without_header_junk(bytes, true).ok_or_else(|| corrupt(e))?;
             turbojpeg::read_header(&clean).map_err(corrupt)
         }
         result => result.map_err(corrupt),

@@ -42,4 +42,7 @@ pub use style::Style;
 
 /// Bumped whenever a change to the engine changes output bytes, so stored
 /// renditions can be recognised as stale.
-pub const ENGINE_VERSION: &str = "easel-render/1";
+///
+/// 2: TIFF decoded by libtiff (alpha, FillOrder, 16/32-bit and float
+/// samples read differently), WebP EXIF orientation applied.
+pub const ENGINE_VERSION: &str = "easel-render/2";
