@@ -144,8 +144,16 @@ mod ffi {
 /// tile buffer): a 100-megapixel RGBA float image in one strip stays under
 /// it, a forged strip size does not.
 const MAX_SINGLE_ALLOC: isize = 1 << 30;
-/// Largest tile we hand libtiff's RGBA reader a buffer for, in pixels.
-const MAX_TILE_PIXELS: u64 = 1 << 26;
+/// Most samples per pixel a picture has: colour, alpha and a few extra
+/// channels (Photoshop's saved selections). More is a damaged header.
+const MAX_SAMPLES_PER_PIXEL: u16 = 32;
+
+/// Tiles may overhang a small image, but a tile far larger than the image
+/// is a forged header asking for a huge buffer.
+fn tile_is_plausible(tile_w: usize, tile_h: usize, header: &Header) -> bool {
+    let image = header.width as u64 * header.height as u64;
+    tile_w > 0 && tile_h > 0 && (tile_w as u64 * tile_h as u64) <= (image * 4).max(1 << 16)
+}
 
 /// What the first image file directory says, read without decoding.
 #[derive(Debug, Clone)]
@@ -524,6 +532,15 @@ pub(crate) fn orientation(bytes: &[u8]) -> u16 {
 
 fn check_supported(handle: &Handle, header: &Header) -> Result<(), RenderError> {
     // SAFETY: a query with no pointers.
+    if header.samples_per_pixel > MAX_SAMPLES_PER_PIXEL {
+        return Err(RenderError::corrupt(
+            "TIFF",
+            format!(
+                "the header claims {} samples per pixel",
+                header.samples_per_pixel
+            ),
+        ));
+    }
     if unsafe { ffi::TIFFIsCODECConfigured(header.compression) } == 0 {
         return Err(unsupported(format!(
             "{} compression",
@@ -688,7 +705,7 @@ fn decode_rgba(handle: &Handle, header: &Header) -> Result<Bitmap, RenderError> 
     if header.tiled {
         let tile_w = handle.u32_field(ffi::TAG_TILEWIDTH, true).unwrap_or(0) as usize;
         let tile_h = handle.u32_field(ffi::TAG_TILELENGTH, true).unwrap_or(0) as usize;
-        if tile_w == 0 || tile_h == 0 || (tile_w as u64 * tile_h as u64) > MAX_TILE_PIXELS {
+        if !tile_is_plausible(tile_w, tile_h, header) {
             return Err(RenderError::corrupt(
                 "TIFF",
                 format!("impossible tile size {tile_w}x{tile_h}"),
@@ -871,15 +888,21 @@ fn decode_samples(
         (width, rows, unsafe { ffi::TIFFStripSize(handle.tif) })
     };
     let needed = chunk_w as u64 * chunk_h as u64 * chunk_spp as u64 * kind.bytes() as u64;
-    if chunk_w == 0 || chunk_h == 0 || chunk_size <= 0 || (chunk_size as u64) < needed {
+    if !tile_is_plausible(chunk_w, chunk_h, header)
+        || chunk_size <= 0
+        || chunk_size > MAX_SINGLE_ALLOC
+        || (chunk_size as u64) < needed
+    {
         return Err(corrupt(
             &handle.source,
             &format!("impossible strip or tile layout ({chunk_w}x{chunk_h})"),
         ));
     }
     let mut chunk = vec![0u8; chunk_size as usize];
-    // Samples as 0..=1 per pixel, gathered across planes for one chunk.
-    let mut values = vec![0f32; chunk_w * chunk_h * spp];
+    // The samples we use (colour, then alpha) as 0..=1, gathered across
+    // planes for one chunk.
+    let used = colours + usize::from(alpha != Alpha::None);
+    let mut values = vec![0f32; chunk_w * chunk_h * used];
     let sample_bytes = kind.bytes();
     for y0 in (0..height).step_by(chunk_h) {
         for x0 in (0..width).step_by(chunk_w) {
@@ -918,17 +941,18 @@ fn decode_samples(
                 for row in 0..h {
                     for col in 0..w {
                         let pixel = row * chunk_w + col;
-                        for s in 0..chunk_spp {
+                        for s in 0..chunk_spp.min(used) {
                             let at = (pixel * chunk_spp + s) * sample_bytes;
                             let sample = if planar { plane } else { s };
-                            values[pixel * spp + sample] = kind.read(&chunk[at..at + sample_bytes]);
+                            values[pixel * used + sample] =
+                                kind.read(&chunk[at..at + sample_bytes]);
                         }
                     }
                 }
             }
             for row in 0..h {
                 for col in 0..w {
-                    let v = &values[(row * chunk_w + col) * spp..][..spp];
+                    let v = &values[(row * chunk_w + col) * used..][..used];
                     let dst =
                         &mut out[((y0 + row) * width + x0 + col) * out_channels..][..out_channels];
                     put_pixel(v, dst, header, kind, alpha, alpha_index, cmyk);
