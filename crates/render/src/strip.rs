@@ -105,7 +105,8 @@ pub(crate) fn jpeg_without_header_junk(jpeg: &[u8], drop_icc: bool) -> Option<Ve
     let mut i = 2;
     loop {
         // A marker is 0xFF (fill bytes allowed) and a code other than 0x00.
-        while i + 1 < jpeg.len() && !(jpeg[i] == 0xFF && !matches!(jpeg[i + 1], 0x00 | 0xFF)) {
+        let is_marker = |i: usize| jpeg[i] == 0xFF && !matches!(jpeg[i + 1], 0x00 | 0xFF);
+        while i + 1 < jpeg.len() && !is_marker(i) {
             i += 1;
         }
         let marker = *jpeg.get(i + 1)?;
