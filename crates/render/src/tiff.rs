@@ -904,8 +904,14 @@ fn decode_samples(
     let used = colours + usize::from(alpha != Alpha::None);
     let mut values = vec![0f32; chunk_w * chunk_h * used];
     let sample_bytes = kind.bytes();
+    // 8-bit RGB and grey, the usual export, go straight to the output.
+    let direct = matches!(kind, SampleKind::U8)
+        && !planar
+        && alpha == Alpha::None
+        && ((spp == 3 && header.photometric == PHOTOMETRIC_RGB)
+            || (spp == 1 && header.photometric == PHOTOMETRIC_MINISBLACK));
     for y0 in (0..height).step_by(chunk_h) {
-        for x0 in (0..width).step_by(chunk_w) {
+        'chunks: for x0 in (0..width).step_by(chunk_w) {
             let (w, h) = (chunk_w.min(width - x0), chunk_h.min(height - y0));
             for plane in 0..planes {
                 // SAFETY: `chunk` holds TIFFTileSize/TIFFStripSize bytes.
@@ -937,6 +943,20 @@ fn decode_samples(
                         &handle.source,
                         &format!("strip or tile at row {y0} is shorter than its pixels"),
                     ));
+                }
+                if direct {
+                    for row in 0..h {
+                        let src = &chunk[row * chunk_w * spp..][..w * spp];
+                        let dst = &mut out[((y0 + row) * width + x0) * 3..][..w * 3];
+                        if spp == 3 {
+                            dst.copy_from_slice(src);
+                        } else {
+                            for (px, grey) in dst.chunks_exact_mut(3).zip(src) {
+                                px.fill(*grey);
+                            }
+                        }
+                    }
+                    continue 'chunks;
                 }
                 for row in 0..h {
                     for col in 0..w {
