@@ -671,10 +671,31 @@ pub(crate) fn decode(bytes: &[u8]) -> Result<DecodedTiff, RenderError> {
     let bitmap = decode_rgba(&handle, &header)?;
     Ok(DecodedTiff {
         bitmap,
-        icc,
+        icc: rgb_profile_only(icc, &mut warnings),
         had_icc_profile,
         warnings,
     })
+}
+
+/// The pixels leave as RGB: a profile for another colour space (a grey
+/// "Dot Gain" profile, say) cannot describe them, and kept it would make
+/// the stripped original's PNG invalid.
+fn rgb_profile_only(icc: Option<Vec<u8>>, warnings: &mut Vec<String>) -> Option<Vec<u8>> {
+    let icc = icc?;
+    // The ICC header's data colour space field.
+    match icc.get(16..20) {
+        Some(b"RGB ") => Some(icc),
+        space => {
+            warnings.push(format!(
+                "ignored an ICC profile for {} data on a TIFF read as RGB; assumed sRGB",
+                space
+                    .map(String::from_utf8_lossy)
+                    .unwrap_or_default()
+                    .trim()
+            ));
+            None
+        }
+    }
 }
 
 /// libtiff's RGBA reader, strip by strip or tile by tile. Its rasters are
@@ -1021,7 +1042,10 @@ fn decode_samples(
         );
         return Ok((Bitmap::new(w, h, channels, out), None));
     }
-    Ok((Bitmap::new(w, h, channels, out), icc))
+    Ok((
+        Bitmap::new(w, h, channels, out),
+        rgb_profile_only(icc, warnings),
+    ))
 }
 
 /// One pixel's samples (0..=1) to 8-bit output: grey is spread to RGB,
@@ -1102,6 +1126,21 @@ mod tests {
         assert_eq!(to_u8(linear_to_srgb(1.0)), 255);
         // Linear 0.2159 is sRGB 128 (mid grey).
         assert_eq!(to_u8(linear_to_srgb(0.2159)), 128);
+    }
+
+    #[test]
+    fn only_an_rgb_profile_is_kept_for_rgb_pixels() {
+        let profile = |space: &[u8; 4]| {
+            let mut icc = vec![0u8; 128];
+            icc[16..20].copy_from_slice(space);
+            icc
+        };
+        let mut warnings = Vec::new();
+        assert!(rgb_profile_only(Some(profile(b"RGB ")), &mut warnings).is_some());
+        assert!(warnings.is_empty());
+        assert!(rgb_profile_only(Some(profile(b"GRAY")), &mut warnings).is_none());
+        assert!(warnings[0].contains("GRAY"), "{warnings:?}");
+        assert!(rgb_profile_only(None, &mut warnings).is_none());
     }
 
     #[test]
