@@ -96,10 +96,12 @@ fn png_chunk_is_kept(kind: [u8; 4]) -> bool {
 }
 
 /// The JPEG with the bytes between header segments that belong to no
-/// segment removed (libjpeg skips them with an "extraneous bytes" warning),
-/// and without its ICC segments when `drop_icc`. Everything from the first
-/// scan on is copied as is. `None` when there is no scan to keep.
-pub(crate) fn jpeg_without_header_junk(jpeg: &[u8], drop_icc: bool) -> Option<Vec<u8>> {
+/// segment removed (libjpeg skips them with an "extraneous bytes" warning).
+/// `for_pixels` also drops the ICC segments and writes JFIF's major version
+/// as 1: neither changes a pixel, and both would otherwise warn again.
+/// Everything from the first scan on is copied as is. `None` when there is
+/// no scan to keep.
+pub(crate) fn jpeg_without_header_junk(jpeg: &[u8], for_pixels: bool) -> Option<Vec<u8>> {
     let mut out = Vec::with_capacity(jpeg.len());
     out.extend_from_slice(jpeg.get(..2)?);
     let mut i = 2;
@@ -124,8 +126,15 @@ pub(crate) fn jpeg_without_header_junk(jpeg: &[u8], drop_icc: bool) -> Option<Ve
                     && segment
                         .get(4..)
                         .is_some_and(|d| d.starts_with(b"ICC_PROFILE\0"));
-                if !(drop_icc && icc) {
+                let jfif = marker == markers::APP0
+                    && segment.len() > 9
+                    && segment[4..].starts_with(b"JFIF\0");
+                if !(for_pixels && icc) {
                     out.extend_from_slice(segment);
+                }
+                if for_pixels && jfif {
+                    let at = out.len() - segment.len() + 9;
+                    out[at] = 1;
                 }
                 i += 2 + len;
             }
@@ -318,6 +327,13 @@ mod tests {
         want.extend_from_slice(&[0xFF, 0xDA, 0x00, 0x02, 0x12, 0xFF, 0x00, 0xFF, 0xD9]);
         assert_eq!(clean, want);
         let without_icc = jpeg_without_header_junk(&jpeg, true).unwrap();
+        // A JFIF major version libjpeg does not know is written as 1.
+        let mut jfif = vec![0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10];
+        jfif.extend_from_slice(b"JFIF\0\x07\x02\0\0\x01\0\x01\0\0");
+        jfif.extend_from_slice(&[0xFF, 0xDA, 0x00, 0x02, 0x12, 0xFF, 0xD9]);
+        let fixed = jpeg_without_header_junk(&jfif, true).unwrap();
+        assert_eq!(fixed[11..13], [1, 2]);
+        assert_eq!(jpeg_without_header_junk(&jfif, false).unwrap(), jfif);
         assert_eq!(
             without_icc,
             vec![0xFF, 0xD8, 0xFF, 0xDA, 0x00, 0x02, 0x12, 0xFF, 0x00, 0xFF, 0xD9]
