@@ -8,6 +8,7 @@ use image::{DynamicImage, ImageDecoder};
 use crate::format::{Format, Probe};
 use crate::geometry::Orientation;
 use crate::pixels::{Bitmap, Channels};
+use crate::region::JpegWindow;
 use crate::RenderError;
 
 /// Pixels as stored (not yet oriented), in the colour space of `icc`
@@ -25,7 +26,7 @@ pub(crate) struct Decoded {
 pub(crate) fn decode(bytes: &[u8], probe: &Probe) -> Result<Decoded, RenderError> {
     let mut warnings = Vec::new();
     let (bitmap, icc, had_icc_profile) = match probe.format {
-        Format::Jpeg => decode_jpeg(bytes, probe, &mut warnings)?,
+        Format::Jpeg => decode_jpeg(bytes, None, &mut warnings)?,
         Format::Tiff => {
             let tiff = crate::tiff::decode(bytes)?;
             warnings.extend(tiff.warnings);
@@ -82,14 +83,33 @@ pub(crate) fn read_orientation(bytes: &[u8], format: Format) -> Orientation {
         .unwrap_or_default()
 }
 
+/// Decodes a window of a JPEG (see [`JpegWindow`]) with the same tolerance
+/// of header damage as a whole decode.
+pub(crate) fn decode_jpeg_window(
+    bytes: &[u8],
+    window: &JpegWindow,
+) -> Result<Decoded, RenderError> {
+    let mut warnings = Vec::new();
+    let (bitmap, icc, had_icc_profile) = decode_jpeg(bytes, Some(window), &mut warnings)?;
+    Ok(Decoded {
+        bitmap,
+        icc,
+        had_icc_profile,
+        warnings,
+    })
+}
+
 fn decode_jpeg(
     bytes: &[u8],
-    probe: &Probe,
+    window: Option<&JpegWindow>,
     warnings: &mut Vec<String>,
 ) -> Result<(Bitmap, Option<Vec<u8>>, bool), RenderError> {
-    let corrupt = |e: turbojpeg::Error| RenderError::corrupt("JPEG", e);
+    let corrupt = |e: String| RenderError::corrupt("JPEG", e);
     let header = jpeg_header(bytes)?;
-    let (width, height) = (header.width, header.height);
+    let (width, height) = match window {
+        Some(w) => (w.width as usize, w.height as usize),
+        None => (header.width, header.height),
+    };
     let is_cmyk = matches!(
         header.colorspace,
         turbojpeg::Colorspace::CMYK | turbojpeg::Colorspace::YCCK
@@ -101,19 +121,22 @@ fn decode_jpeg(
     };
     let pitch = width * format.size();
     let mut pixels = vec![0u8; pitch * height];
-    let mut decompress = |jpeg: &[u8]| {
-        turbojpeg::Decompressor::new().and_then(|mut d| {
-            d.decompress(
-                jpeg,
-                turbojpeg::Image {
-                    pixels: pixels.as_mut_slice(),
-                    width,
-                    pitch,
-                    height,
-                    format,
-                },
-            )
-        })
+    let mut decompress = |jpeg: &[u8]| match window {
+        None => turbojpeg::Decompressor::new()
+            .and_then(|mut d| {
+                d.decompress(
+                    jpeg,
+                    turbojpeg::Image {
+                        pixels: pixels.as_mut_slice(),
+                        width,
+                        pitch,
+                        height,
+                        format,
+                    },
+                )
+            })
+            .map_err(|e| e.to_string()),
+        Some(window) => crate::region::decompress_window(jpeg, window, format, &mut pixels),
     };
     // libjpeg-turbo reports warnings as errors, and keeps only the first.
     // Junk between header segments and a malformed ICC segment warn before
@@ -122,7 +145,7 @@ fn decode_jpeg(
     // and without ICC segments, where any warning left is about the pixels.
     let colour = match decompress(bytes) {
         Ok(()) => crate::strip::jpeg_colour_info(bytes),
-        Err(e) if is_header_warning(&e.to_string()) => {
+        Err(e) if is_header_warning(&e) => {
             let (Some(clean), Some(pixels_only)) = (
                 crate::strip::jpeg_without_header_junk(bytes, false),
                 crate::strip::jpeg_without_header_junk(bytes, true),
@@ -132,14 +155,14 @@ fn decode_jpeg(
             decompress(&pixels_only).map_err(corrupt)?;
             warnings.push(format!(
                 "tolerated a damaged JPEG header, the pixels are complete ({})",
-                e.to_string().trim_start_matches("TurboJPEG error: ")
+                e.trim_start_matches("TurboJPEG error: ")
             ));
             crate::strip::jpeg_colour_info(&clean)
         }
         Err(e) => return Err(corrupt(e)),
     };
     let had_icc_profile = colour.icc.is_some();
-    let (w, h) = (probe.width, probe.height);
+    let (w, h) = (width as u32, height as u32);
     if is_cmyk {
         // The CMYK profile is used up here: the pixels leave as sRGB.
         let rgb =

@@ -217,6 +217,99 @@ impl Orientation {
             Orientation::Rotate270 => (width - 1 - y, x),
         }
     }
+
+    /// The orientation that undoes this one.
+    fn inverse(self) -> Self {
+        match self {
+            Orientation::Rotate90 => Orientation::Rotate270,
+            Orientation::Rotate270 => Orientation::Rotate90,
+            other => other,
+        }
+    }
+
+    /// The rectangle of a stored image of `width`x`height` that shows as
+    /// `area` of the oriented image. Continuous coordinates (pixel edges,
+    /// not centres), so fractional areas map exactly.
+    pub(crate) fn stored_area(self, area: &Area, width: f64, height: f64) -> Area {
+        let point = |x: f64, y: f64| match self {
+            Orientation::Normal => (x, y),
+            Orientation::FlipHorizontal => (width - x, y),
+            Orientation::Rotate180 => (width - x, height - y),
+            Orientation::FlipVertical => (x, height - y),
+            Orientation::Transpose => (y, x),
+            Orientation::Rotate90 => (y, height - x),
+            Orientation::Transverse => (width - y, height - x),
+            Orientation::Rotate270 => (width - y, x),
+        };
+        let (ax, ay) = point(area.x, area.y);
+        let (bx, by) = point(area.x + area.width, area.y + area.height);
+        Area {
+            x: ax.min(bx),
+            y: ay.min(by),
+            width: (bx - ax).abs(),
+            height: (by - ay).abs(),
+        }
+    }
+
+    /// Where `area` of a stored image of `width`x`height` shows in the
+    /// oriented image: the inverse of [`Orientation::stored_area`].
+    pub(crate) fn oriented_area(self, area: &Area, width: f64, height: f64) -> Area {
+        let (ow, oh) = if self.swaps_axes() {
+            (height, width)
+        } else {
+            (width, height)
+        };
+        self.inverse().stored_area(area, ow, oh)
+    }
+}
+
+/// A rectangle in continuous pixel coordinates, where a scaled decode puts
+/// a region's edges between pixels.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Area {
+    pub x: f64,
+    pub y: f64,
+    pub width: f64,
+    pub height: f64,
+}
+
+impl Area {
+    /// The area scaled by `factor` about the origin.
+    pub fn scaled(&self, factor: f64) -> Area {
+        Area {
+            x: self.x * factor,
+            y: self.y * factor,
+            width: self.width * factor,
+            height: self.height * factor,
+        }
+    }
+
+    /// The whole pixels the area touches (at least one on each side).
+    pub fn covering(&self) -> Crop {
+        // Scaled edges that should be whole can land a hair off them.
+        const SLACK: f64 = 1e-6;
+        let x0 = (self.x + SLACK).floor().max(0.0);
+        let y0 = (self.y + SLACK).floor().max(0.0);
+        let x1 = (self.x + self.width - SLACK).ceil().max(x0 + 1.0);
+        let y1 = (self.y + self.height - SLACK).ceil().max(y0 + 1.0);
+        Crop {
+            x: x0 as u32,
+            y: y0 as u32,
+            width: (x1 - x0) as u32,
+            height: (y1 - y0) as u32,
+        }
+    }
+}
+
+impl From<&Crop> for Area {
+    fn from(crop: &Crop) -> Self {
+        Area {
+            x: crop.x as f64,
+            y: crop.y as f64,
+            width: crop.width as f64,
+            height: crop.height as f64,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -305,6 +398,65 @@ mod tests {
         );
         let c = Crop::new(10, 10, 100, 40).unwrap();
         assert_eq!(c.inner_square(), Crop::new(40, 10, 40, 40).unwrap());
+    }
+
+    #[test]
+    fn stored_areas_hold_the_pixels_that_orientation_moves_there() {
+        let (w, h) = (5usize, 3usize);
+        for exif in 1..=8 {
+            let o = Orientation::from_exif(exif);
+            let (ow, oh) = o.oriented_size(w as u32, h as u32);
+            for y in 0..oh as usize {
+                for x in 0..ow as usize {
+                    let pixel = Area {
+                        x: x as f64,
+                        y: y as f64,
+                        width: 1.0,
+                        height: 1.0,
+                    };
+                    let stored = o.stored_area(&pixel, w as f64, h as f64);
+                    let (sx, sy) = o.source_of(x, y, w, h);
+                    assert_eq!(
+                        (stored.x, stored.y, stored.width, stored.height),
+                        (sx as f64, sy as f64, 1.0, 1.0),
+                        "orientation {exif}, oriented pixel ({x},{y})"
+                    );
+                    let back = o.oriented_area(&stored, w as f64, h as f64);
+                    assert_eq!(back, pixel, "orientation {exif} round trip");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_rotated_area_keeps_its_fractional_edges() {
+        let area = Area {
+            x: 0.5,
+            y: 1.25,
+            width: 2.0,
+            height: 1.5,
+        };
+        // Orientation 6: oriented x runs down the stored image's rows from
+        // the bottom, oriented y along its columns.
+        let stored = Orientation::Rotate90.stored_area(&area, 4.0, 6.0);
+        assert_eq!(
+            stored,
+            Area {
+                x: 1.25,
+                y: 3.5,
+                width: 1.5,
+                height: 2.0
+            }
+        );
+        assert_eq!(
+            stored.covering(),
+            Crop {
+                x: 1,
+                y: 3,
+                width: 2,
+                height: 3
+            }
+        );
     }
 
     #[test]

@@ -25,6 +25,7 @@ mod geometry;
 mod guard;
 pub mod iiif;
 mod pixels;
+mod region;
 mod render;
 mod resize;
 mod settings;

@@ -13,6 +13,7 @@ use crate::encode;
 use crate::format::{self, Format};
 use crate::geometry::{Crop, Orientation};
 use crate::pixels::{Bitmap, Channels};
+use crate::region::{self, RegionRequest, Verify};
 use crate::resize;
 use crate::strip;
 use crate::{RenderError, Settings, Style};
@@ -184,23 +185,45 @@ fn render_unguarded(
     let crop = crop.unwrap_or_else(|| Crop::centred_square(width, height));
     crop.check_inside(width, height)?;
 
+    // The crop's pixels (and those the resizes read past it) are all the
+    // styles need, unless `stripped-original` is re-encoded from pixels.
+    let whole = !strips_losslessly(probe.format, orientation);
+    let needed = if whole {
+        Crop::new(0, 0, width, height)?
+    } else {
+        crop
+    };
+    let request = RegionRequest {
+        region: needed,
+        margin: if whole {
+            0
+        } else {
+            resize_reach(&crop, settings)
+        },
+        shrink_to: None,
+        verify: Verify::WholeFile,
+    };
     let t = Instant::now();
-    let decoded = decode::decode(original, &probe)?;
-    timings.decode = t.elapsed();
+    let decoded = region::decode_region(original, &probe, orientation, &request)?;
+    timings.orient = decoded.orient_time;
+    timings.decode = t.elapsed().saturating_sub(decoded.orient_time);
     let mut warnings = decoded.warnings;
     let icc = decoded.icc;
     let had_icc_profile = decoded.had_icc_profile;
-
-    let t = Instant::now();
-    let mut oriented = decoded.bitmap.oriented(orientation);
-    timings.orient = t.elapsed();
+    let mut oriented = decoded.bitmap;
+    let placed = decoded.area.covering();
+    let local = Crop {
+        x: crop.x - needed.x + placed.x,
+        y: crop.y - needed.y + placed.y,
+        ..crop
+    };
 
     let t = Instant::now();
     let stripped = stripped_original(
         original,
         probe.format,
         orientation,
-        &oriented,
+        (&oriented, (width, height)),
         icc.as_deref(),
         settings,
     )?;
@@ -212,12 +235,12 @@ fn render_unguarded(
         .as_deref()
         .and_then(|icc| colour::conversion_source(icc, &mut warnings))
     {
-        colour::convert_rect_to_srgb(&mut oriented, &crop, &profile, &mut warnings);
+        colour::convert_rect_to_srgb(&mut oriented, &local, &profile, &mut warnings);
     }
     let (rgb, rect) = match oriented.channels {
-        Channels::Rgb => (oriented, crop),
+        Channels::Rgb => (oriented, local),
         Channels::Rgba => {
-            let flat = oriented.crop_to_rgb(&crop, settings.background.0);
+            let flat = oriented.crop_to_rgb(&local, settings.background.0);
             drop(oriented);
             (flat, Crop::new(0, 0, crop.width, crop.height)?)
         }
@@ -349,23 +372,55 @@ fn render_unguarded(
     })
 }
 
+/// Whether `stripped-original` is the original's bytes without metadata,
+/// so needs no pixels: when there is no orientation to bake in and the
+/// format can be stripped byte by byte (see [`strip::strip`]).
+fn strips_losslessly(format: Format, orientation: Orientation) -> bool {
+    orientation == Orientation::Normal
+        && matches!(format, Format::Jpeg | Format::Png | Format::Webp)
+}
+
+/// How far past the crop the squares' resizes read: Lanczos3's reach,
+/// widened by the largest shrink made straight from the crop (only the
+/// largest square's with the cascade, every square's without it).
+fn resize_reach(crop: &Crop, settings: &Settings) -> u32 {
+    let side = crop.width.min(crop.height);
+    let from_crop = Style::RENDERED
+        .into_iter()
+        .filter(|s| s.applies_to_crop(crop.width, crop.height))
+        .filter_map(|s| s.square_side());
+    let target = if settings.resize_cascade {
+        from_crop.max()
+    } else {
+        from_crop.min()
+    };
+    target.map_or(0, |to| resize::reach(side, to))
+}
+
 /// The original without metadata: byte-level when the pixels need no change,
 /// else re-encoded from the oriented pixels in their own colour space, with
-/// the ICC profile kept.
+/// the ICC profile kept. `oriented` is the whole oriented image unless
+/// [`strips_losslessly`] says no pixels are needed; `size` is its size.
 fn stripped_original(
     original: &[u8],
     format: Format,
     orientation: Orientation,
-    oriented: &Bitmap,
+    (oriented, size): (&Bitmap, (u32, u32)),
     icc: Option<&[u8]>,
     settings: &Settings,
 ) -> Result<RenderedFile, RenderError> {
     let style = Style::StrippedOriginal;
-    let (w, h) = (oriented.width, oriented.height);
-    if orientation == Orientation::Normal {
+    let (w, h) = size;
+    if strips_losslessly(format, orientation) {
         if let Some(bytes) = strip::strip(original, format)? {
             return Ok(RenderedFile::new(style, bytes, format, w, h, false));
         }
+    }
+    if (oriented.width, oriented.height) != size {
+        return Err(RenderError::Internal {
+            sha256: sha256_hex(original),
+            message: format!("stripped-original of {format:?} needs the whole image decoded"),
+        });
     }
     if format == Format::Jpeg {
         let whole = Crop::new(0, 0, w, h)?;

@@ -12,6 +12,14 @@ use crate::RenderError;
 /// our files compare like for like.
 const FILTER: FilterType = FilterType::Lanczos3;
 
+/// How many pixels past its crop box a resize from `from` to `to` pixels
+/// reads: Lanczos3's three lobes, widened by the shrink factor, plus one
+/// for rounding. fast_image_resize reads them wherever the source has them.
+pub(crate) fn reach(from: u32, to: u32) -> u32 {
+    let shrink = (from as f64 / to.max(1) as f64).max(1.0);
+    (3.0 * shrink).ceil() as u32 + 1
+}
+
 /// Resizes the RGB pixels under `rect` to `side`x`side`.
 pub(crate) fn square(source: &Bitmap, rect: &Crop, side: u32) -> Result<Bitmap, RenderError> {
     debug_assert_eq!(source.channels, Channels::Rgb);
