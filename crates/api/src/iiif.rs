@@ -31,7 +31,7 @@ use bytes::Bytes;
 use easel_catalog::{Image, ImageStatus};
 use easel_render::iiif::{
     info_json, render_iiif, sizes_for, IiifError, IiifLimits, IiifPlan, IiifRequest,
-    IIIF_INFO_CONTENT_TYPE,
+    IIIF_INFO_CONTENT_TYPE, IIIF_PIPELINE_VERSION,
 };
 use easel_render::{sha256_hex, Style, ENGINE_VERSION};
 use easel_storage::StorageError;
@@ -454,11 +454,12 @@ pub(crate) async fn info(
 }
 
 /// The object key of a cached IIIF render: `iiif/ab/cd/<sha256>.<ext>`,
-/// where the hash covers the engine version, the settings, the original's
-/// sha256 and the normalised request, and nothing a user typed.
+/// where the hash covers the engine and IIIF pipeline versions, the
+/// settings, the original's sha256 and the normalised request, and nothing
+/// a user typed.
 fn cache_key(state: &AppState, source: &Source, plan: &IiifPlan) -> (String, String) {
     let identity = format!(
-        "iiif|{ENGINE_VERSION}|{}|{}|{}",
+        "iiif|{ENGINE_VERSION}|{IIIF_PIPELINE_VERSION}|{}|{}|{}",
         state.settings.fingerprint(),
         source.sha256,
         plan.normalised(source.width, source.height)

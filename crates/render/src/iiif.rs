@@ -41,6 +41,14 @@ pub const IIIF_PROTOCOL: &str = "http://iiif.io/api/image";
 pub const IIIF_INFO_CONTENT_TYPE: &str =
     "application/ld+json;profile=\"http://iiif.io/api/image/3/context.json\"";
 
+/// Changes whenever [`render_iiif`] would give other bytes for the same
+/// original, plan and settings while [`crate::ENGINE_VERSION`] (which
+/// dates the styles) stays: part of a cached render's identity.
+///
+/// 2: regions are decoded alone, scaled down in the DCT when the size is
+/// smaller (full-scale tiles keep their bytes; shrunk ones change a little).
+pub const IIIF_PIPELINE_VERSION: &str = "iiif/2";
+
 /// Longest piece of user text an error message repeats.
 const ECHO_LIMIT: usize = 40;
 
