@@ -170,6 +170,13 @@ pub fn render(
     crate::guard::guarded(original, || render_unguarded(original, crop, settings))
 }
 
+pub(crate) fn rss(what: &str) {
+    if std::env::var_os("EASEL_RSS").is_none() { return; }
+    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let get = |k: &str| s.lines().find(|l| l.starts_with(k)).map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse::<u64>().unwrap_or(0) / 1024).unwrap_or(0);
+    eprintln!("{:>40}: rss {} hwm {}", what, get("VmRSS"), get("VmHWM"));
+}
+
 fn render_unguarded(
     original: &[u8],
     crop: Option<Crop>,
@@ -204,7 +211,9 @@ fn render_unguarded(
         verify: Verify::WholeFile,
     };
     let t = Instant::now();
+    rss("before decode");
     let decoded = region::decode_region(original, &probe, orientation, &request)?;
+    rss("after decode");
     timings.orient = decoded.orient_time;
     timings.decode = t.elapsed().saturating_sub(decoded.orient_time);
     let mut warnings = decoded.warnings;
@@ -218,17 +227,26 @@ fn render_unguarded(
         ..crop
     };
 
-    let t = Instant::now();
-    let stripped = stripped_original(
-        original,
-        probe.format,
-        orientation,
-        (&oriented, (width, height)),
-        icc.as_deref(),
-        settings,
-    )?;
-    timings.strip = t.elapsed();
-    let stripped = stripped.took(timings.strip);
+    let strip = |pixels: Option<&Bitmap>| -> Result<(RenderedFile, Duration), RenderError> {
+        let t = Instant::now();
+        let file = stripped_original(
+            original,
+            probe.format,
+            orientation,
+            (pixels, (width, height)),
+            icc.as_deref(),
+            settings,
+        )?;
+        Ok((file.took(t.elapsed()), t.elapsed()))
+    };
+    // Re-encoded from the whole image while it is there; as the original's
+    // bytes, once the pixels are freed, so its copies never add to their peak.
+    let mut stripped = None;
+    if whole {
+        let (file, took) = strip(Some(&oriented))?;
+        (stripped, timings.strip) = (Some(file), took);
+    }
+    rss("after strip");
 
     let t = Instant::now();
     if let Some(profile) = icc
@@ -237,7 +255,7 @@ fn render_unguarded(
     {
         colour::convert_rect_to_srgb(&mut oriented, &local, &profile, &mut warnings);
     }
-    let (rgb, rect) = match oriented.channels {
+    let (pixels, rect) = match oriented.channels {
         Channels::Rgb => (oriented, local),
         Channels::Rgba => {
             let flat = oriented.crop_to_rgb(&local, settings.background.0);
@@ -248,7 +266,7 @@ fn render_unguarded(
     timings.colour = t.elapsed();
 
     let clock = StageClock::default();
-    let rendered: Mutex<Vec<RenderedFile>> = Mutex::new(vec![stripped]);
+    let rendered: Mutex<Vec<RenderedFile>> = Mutex::new(stripped.into_iter().collect());
     let first_error: Mutex<Option<RenderError>> = Mutex::new(None);
     let keep = |result: Result<RenderedFile, RenderError>| match result {
         Ok(file) => rendered
@@ -263,9 +281,10 @@ fn render_unguarded(
         }
     };
 
-    let (clock, keep, rgb) = (&clock, &keep, &rgb);
+    let (clock, keep, rgb) = (&clock, &keep, &pixels);
     rayon::scope(|scope| {
         scope.spawn(move |_| {
+            rss("regular encode start");
             let (encoded, took) = StageClock::time(&clock.encode, || {
                 encode::jpeg(
                     rgb,
@@ -275,6 +294,7 @@ fn render_unguarded(
                     Style::Regular.as_str(),
                 )
             });
+            rss("regular encode end");
             keep(encoded.map(|bytes| {
                 RenderedFile::new(
                     Style::Regular,
@@ -310,6 +330,7 @@ fn render_unguarded(
                 }
                 _ => resize::square(rgb, &square, side),
             });
+            rss(&format!("resized {side}"));
             match resized.map(std::sync::Arc::new) {
                 Ok(bitmap) => scope.spawn({
                     larger = Some(bitmap.clone());
@@ -351,6 +372,12 @@ fn render_unguarded(
         return Err(e);
     }
     let mut files = rendered.into_inner().unwrap_or_else(|e| e.into_inner());
+    drop(pixels);
+    if !whole {
+        let (file, took) = strip(None)?;
+        timings.strip = took;
+        files.push(file);
+    }
     files.sort_by_key(|f| Style::RENDERED.iter().position(|s| *s == f.style));
     timings.resize = Duration::from_nanos(clock.resize.load(Ordering::Relaxed));
     timings.encode = Duration::from_nanos(clock.encode.load(Ordering::Relaxed));
@@ -399,13 +426,13 @@ fn resize_reach(crop: &Crop, settings: &Settings) -> u32 {
 
 /// The original without metadata: byte-level when the pixels need no change,
 /// else re-encoded from the oriented pixels in their own colour space, with
-/// the ICC profile kept. `oriented` is the whole oriented image unless
-/// [`strips_losslessly`] says no pixels are needed; `size` is its size.
+/// the ICC profile kept. `oriented` is the whole oriented image, which
+/// [`strips_losslessly`] says when it is not needed; `size` is its size.
 fn stripped_original(
     original: &[u8],
     format: Format,
     orientation: Orientation,
-    (oriented, size): (&Bitmap, (u32, u32)),
+    (oriented, size): (Option<&Bitmap>, (u32, u32)),
     icc: Option<&[u8]>,
     settings: &Settings,
 ) -> Result<RenderedFile, RenderError> {
@@ -416,12 +443,12 @@ fn stripped_original(
             return Ok(RenderedFile::new(style, bytes, format, w, h, false));
         }
     }
-    if (oriented.width, oriented.height) != size {
+    let Some(oriented) = oriented.filter(|o| (o.width, o.height) == size) else {
         return Err(RenderError::Internal {
             sha256: sha256_hex(original),
             message: format!("stripped-original of {format:?} needs the whole image decoded"),
         });
-    }
+    };
     if format == Format::Jpeg {
         let whole = Crop::new(0, 0, w, h)?;
         let bytes = encode::jpeg(

@@ -25,18 +25,31 @@ pub(crate) fn strip(bytes: &[u8], format: Format) -> Result<Option<Vec<u8>>, Ren
         Format::Png => {
             let mut png = Png::from_bytes(input).map_err(corrupt)?;
             png.chunks_mut().retain(|c| png_chunk_is_kept(c.kind()));
-            png.encoder().bytes().to_vec()
+            collect(png.encoder(), bytes.len())
         }
         Format::Webp => {
             let mut webp = WebP::from_bytes(input).map_err(corrupt)?;
             webp.remove_chunks_by_id(CHUNK_XMP);
             // Also recomputes the VP8X flags, so no flag points at a removed chunk.
             webp.set_exif(None);
-            webp.encoder().bytes().to_vec()
+            collect(webp.encoder(), bytes.len())
         }
         Format::Gif | Format::Tiff => return Ok(None),
     };
     Ok(Some(out))
+}
+
+/// The encoder's pieces in one buffer, copied once: the file stays whole in
+/// memory only as the original and the output.
+fn collect<I>(pieces: img_parts::ImageEncoder<I>, size_hint: usize) -> Vec<u8>
+where
+    img_parts::ImageEncoder<I>: Iterator<Item = Bytes>,
+{
+    let mut out = Vec::with_capacity(size_hint);
+    for piece in pieces {
+        out.extend_from_slice(&piece);
+    }
+    out
 }
 
 fn strip_jpeg(input: Bytes) -> Result<Vec<u8>, img_parts::Error> {
@@ -51,7 +64,7 @@ fn strip_jpeg(input: Bytes) -> Result<Vec<u8>, img_parts::Error> {
     };
     jpeg.segments_mut()
         .retain(|s| jpeg_segment_is_kept(s.marker(), s.contents()));
-    let mut out = jpeg.encoder().bytes().to_vec();
+    let mut out = collect(jpeg.encoder(), input.len());
     // img-parts keeps everything after the first scan header as "entropy",
     // including trailing data after EOI. Cut at the primary image's end.
     if let Some(end) = primary_image_end(&out) {
