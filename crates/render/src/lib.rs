@@ -11,12 +11,15 @@
 //! 4. orient; keep a metadata-free `stripped-original`;
 //! 5. convert the crop to sRGB (ICC via moxcms, CMYK), flatten alpha;
 //! 6. encode `regular`, resize each square (fast_image_resize, Lanczos3) and
-//!    encode it, in parallel on the current rayon pool.
+//!    encode it, in parallel on the current rayon pool; the feed candidates
+//!    (`square-3000`, `itunes`) are held to the feed byte budget;
+//! 7. choose the feed file and check it from its own header ([`feed`]).
 
 mod colour;
 mod decode;
 mod encode;
 mod error;
+pub mod feed;
 mod format;
 mod geometry;
 pub mod iiif;
@@ -27,14 +30,18 @@ mod settings;
 mod strip;
 mod style;
 
+pub use encode::{describe, ColourModel, FileFacts};
 pub use error::{ErrorKind, RenderError};
+pub use feed::FeedChoice;
 pub use format::{probe, Format, Probe};
 pub use geometry::{Crop, Edge, Orientation};
 pub use render::{inspect, render, sha256_hex, RenderedFile, Rendition, SourceFacts, Timings};
-pub use settings::{Background, Limits, Settings};
+pub use settings::{
+    Background, Limits, Settings, DEFAULT_FEED_MAX_BYTES, DEFAULT_FEED_MIN_QUALITY,
+};
 pub use strip::metadata_found;
 pub use style::Style;
 
 /// Bumped whenever a change to the engine changes output bytes, so stored
 /// renditions can be recognised as stale.
-pub const ENGINE_VERSION: &str = "easel-render/1";
+pub const ENGINE_VERSION: &str = "easel-render/2";
