@@ -212,6 +212,11 @@ fn example_problem(id: &str, status: u16) -> Option<crate::error::Problem<'stati
         }
         404 if id == "startRerender" => ApiError::UnknownStyle("square-100".into()),
         404 if id == "getImageStyle" => ApiError::StyleNotReady("itunes".into()),
+        404 if id == "getImageStyleVersion" => ApiError::VersionNotFound {
+            style: "itunes".into(),
+            current: "https://img.example/v1/images/show-42/styles/itunes".into(),
+        },
+        404 if id == "getPodcastTags" => ApiError::StyleNotReady("itunes".into()),
         404 => ApiError::ImageNotFound("show-42".into()),
         412 => ApiError::PreconditionFailed {
             current: "\"7\"".into(),
@@ -260,6 +265,8 @@ fn example_problem(id: &str, status: u16) -> Option<crate::error::Problem<'stati
         crate::write::render,
         crate::images::assets,
         crate::images::style,
+        crate::images::style_version,
+        crate::podcast::podcast,
         crate::batches::start,
         crate::batches::show,
         crate::iiif::redirect,
@@ -301,13 +308,15 @@ mod tests {
     use super::*;
 
     /// Every route `router()` serves, as OpenAPI paths with their methods.
-    const ROUTES: [(&str, &[&str]); 14] = [
+    const ROUTES: [(&str, &[&str]); 16] = [
         ("/v1/images", &["get", "post"]),
         ("/v1/images/{id}", &["get", "patch", "put", "delete"]),
         ("/v1/images/{id}/restore", &["post"]),
         ("/v1/images/{id}/render", &["post"]),
         ("/v1/images/{id}/assets", &["get"]),
         ("/v1/images/{id}/styles/{style}", &["get"]),
+        ("/v1/images/{id}/styles/{style}/{file}", &["get"]),
+        ("/v1/images/{id}/podcast", &["get"]),
         ("/v1/rerender", &["post"]),
         ("/v1/batches/{id}", &["get"]),
         ("/iiif/3/{id}", &["get"]),
@@ -337,7 +346,7 @@ mod tests {
             .values()
             .map(|item| item.as_object().unwrap().len())
             .sum();
-        assert_eq!(documented, 18, "a documented operation has no route here");
+        assert_eq!(documented, 20, "a documented operation has no route here");
     }
 
     #[test]
@@ -418,6 +427,8 @@ mod tests {
         for (path, status) in [
             ("/v1/images/{id}/styles/{style}", "200"),
             ("/v1/images/{id}/styles/{style}", "206"),
+            ("/v1/images/{id}/styles/{style}/{file}", "200"),
+            ("/v1/images/{id}/styles/{style}/{file}", "206"),
             (
                 "/iiif/3/{id}/{region}/{size}/{rotation}/{quality_format}",
                 "200",
