@@ -1,7 +1,7 @@
 //! `easel gc`: deletes stored objects no row refers to.
 //!
 //! Lists the object store (originals and renders), schedules the deletion
-//! of every object older than `--min-age-secs` that no row refers to and
+//! of every object older than `--gc-min-age-secs` that no row refers to and
 //! no writer claims, then carries out whatever deletions are due, as every
 //! serving process's reaper does every half minute. Safe beside running
 //! servers and workers: each deletion is checked again under the lock a
@@ -24,7 +24,7 @@ pub struct GcArgs {
     /// Objects younger than this many seconds are left alone: an upload may
     /// have stored one a moment ago and not yet committed its row.
     #[arg(long, env = "EASEL_GC_MIN_AGE_SECS", default_value_t = 3600)]
-    min_age_secs: u64,
+    gc_min_age_secs: u64,
 }
 
 #[derive(Serialize)]
@@ -44,7 +44,7 @@ pub fn gc(args: GcArgs) -> anyhow::Result<()> {
         let reaper = Reaper::new(catalog, store, args.retention.retention());
         let now = easel_catalog::now_ms();
         let swept = reaper
-            .sweep(Duration::from_secs(args.min_age_secs), now)
+            .sweep(Duration::from_secs(args.gc_min_age_secs), now)
             .await
             .context("cannot list the object store")?;
         let reaped = reaper.run_once(now).await.context("cannot delete")?;

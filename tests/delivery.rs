@@ -1043,3 +1043,42 @@ async fn the_sweep_deletes_old_objects_no_row_refers_to_and_nothing_else() {
     }
     assert_eq!(damage(&app, &image).await, Vec::<String>::new());
 }
+
+#[test]
+fn easel_gc_deletes_a_stray_object_and_reports_what_it_did() {
+    let data = tempfile::tempdir().unwrap();
+    let sha = "ef".repeat(32);
+    let stray = data
+        .path()
+        .join("objects/originals")
+        .join(&sha[0..2])
+        .join(&sha[2..4])
+        .join(&sha);
+    std::fs::create_dir_all(stray.parent().unwrap()).unwrap();
+    std::fs::write(&stray, b"an upload whose commit failed").unwrap();
+    let gc = |min_age: &str| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_easel"))
+            .args(["gc", "--gc-min-age-secs", min_age])
+            .env("EASEL_DATA_DIR", data.path())
+            .env_remove("EASEL_DATABASE_URL")
+            .env_remove("EASEL_STORE_URL")
+            .output()
+            .expect("run easel gc");
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice::<Value>(&output.stdout).expect("a JSON report")
+    };
+    let young = gc("3600");
+    assert_eq!(
+        (young["listed"].as_u64(), young["deleted"].as_u64()),
+        (Some(1), Some(0))
+    );
+    assert!(stray.exists(), "younger than the minimum age");
+    let old = gc("0");
+    assert_eq!(old["unreferenced"], 1, "{old}");
+    assert_eq!(old["deleted"], 1, "{old}");
+    assert!(!stray.exists());
+}

@@ -29,23 +29,24 @@ pub(crate) struct Fitted {
 /// bytes (0: no budget) when it reasonably can, paying for the search
 /// only when the plain encode is over the budget.
 ///
-/// In order, stopping at the first that fits:
-/// 1. the plain baseline encode at `quality` (what every other style gets);
-/// 2. optimised Huffman tables at `quality`: they take a quarter off flat
-///    graphics (a 3000 px cover of flat colour and lettering: 541 KB ->
-///    406 KB at 88) but 1% off photos, for twice the encode time, so they
-///    are tried only when a sample says they can make the difference;
-/// 3. the highest quality down to `floor` that fits, with optimised tables,
+/// 1. The plain baseline encode at `quality` (what every other style
+///    gets); done if it fits.
+/// 2. Can it fit at all? A sample (every eighth band of 16 rows, an eighth
+///    of the encode) is encoded at `floor` with optimised tables; if its
+///    estimate is clearly over, the plain file is kept: a detailed photo's
+///    `square-3000` pays a few milliseconds, not an encode. Lowering the
+///    quality would cost quality and still not fit; the feed rule then
+///    picks another file.
+/// 3. Optimised Huffman tables at `quality`, when the sample says they can
+///    make the difference: they take a quarter off flat graphics (a 3000 px
+///    cover of flat colour and lettering: 541 KB -> 406 KB at 88) but 1% off
+///    photos, for twice the encode time.
+/// 4. The highest quality down to `floor` that fits, with optimised tables,
 ///    each guess interpolated from the sizes seen so far (log size is close
 ///    to linear in quality), so two or three encodes usually settle it.
 ///
-/// If even `floor` cannot fit, the file keeps `quality`: lowering it would
-/// cost quality and still not fit (the feed rule then picks another
-/// file). "Can it fit" is first asked of a sample, every eighth band of 16
-/// rows (an eighth of the encode), so a detailed photo that never fits
-/// pays a few milliseconds, not an encode. Progressive scans were measured
-/// too: 1-4% smaller than optimised tables for 2.5-5x their time, so they
-/// do not pay here.
+/// Progressive scans were measured too: 1-4% smaller than optimised
+/// tables for 2.5-5x their time, so they do not pay here.
 pub(crate) fn jpeg_within(
     bitmap: &Bitmap,
     rect: &Crop,
