@@ -883,6 +883,8 @@ async fn a_private_bucket_answers_strangers_alike_for_existing_and_missing_ids()
                 format!("/v1/images/{id}/styles/itunes"),
                 format!("/v1/images/{id}/styles/itunes.jpg"),
                 format!("/v1/images/{id}/styles/itunes/{version}"),
+                format!("/v1/images/{id}/styles/itunes/0123456789abcdef.jpg"),
+                format!("/v1/images/{id}/styles/itunes/not-a-version"),
                 format!("/v1/images/{id}/styles/feed.jpg"),
                 format!("/v1/images/{id}/styles/original"),
                 format!("/v1/images/{id}/styles/square-3000"),

@@ -297,9 +297,18 @@ pub async fn style_version(
         .parse()
         .map_err(|_| ApiError::UnknownStyle(style.clone()))?;
     let (image, settings) = visible_image(&state, &caller, &id).await?;
-    let gone = || ApiError::VersionNotFound {
-        style: style.to_string(),
-        current: state.link(&format!("{}/styles/{style}", view::image_path(&id))),
+    // In a bucket that is not fully public, a stranger learns no more from
+    // a wrong version than from a wrong id.
+    let hide = caller.key().is_none() && settings.public_max_side.is_some();
+    let gone = || {
+        if hide {
+            ApiError::ImageNotFound(id.clone())
+        } else {
+            ApiError::VersionNotFound {
+                style: style.to_string(),
+                current: state.link(&format!("{}/styles/{style}", view::image_path(&id))),
+            }
+        }
     };
     let (prefix, extension) = parse_version(&file).ok_or_else(gone)?;
     if style == Style::Original {

@@ -118,10 +118,16 @@ pub async fn podcast(
 ) -> Result<Json<PodcastView>, ApiError> {
     let caller = Caller::from_headers(&state, &headers).await?;
     let (image, settings) = crate::images::visible_image(&state, &caller, &id).await?;
-    if settings.public_max_side.is_some() {
+    let feed = feed_asset(&state, &image).await?;
+    let public = match (&feed, settings.public_max_side) {
+        (_, None) => true,
+        (Some(feed), Some(max)) => feed.width.max(feed.height) <= max,
+        (None, Some(_)) => false,
+    };
+    if !public {
         require_read_or_hide(&caller, &settings, &id)?;
     }
-    let Some(feed) = feed_asset(&state, &image).await? else {
+    let Some(feed) = feed else {
         return Err(crate::images::missing_style(&image, Style::Itunes));
     };
     let mut files: Vec<MediaAsset> = vec![feed.clone()];
