@@ -26,14 +26,18 @@
 //! schedules it (`object_deletions`, in the same transaction as the change,
 //! due after a delay); files a re-render replaced are first retained for
 //! the grace period (`retained_files`, still served at their versioned
-//! URLs). The reaper deletes a due object only after a transaction that
-//! locks its schedule row finds no row referring to it and no live claim.
+//! URLs). Every transaction that claims, schedules or starts deleting an
+//! object first takes that object's lock (a transaction-scoped advisory
+//! lock on PostgreSQL; SQLite's one write lock), so they are ordered even
+//! when no row exists yet to lock. The reaper deletes a due object only
+//! after such a transaction finds no row referring to it and no live claim.
 //! A writer claims an object (`object_claims`) before it puts or relies on
-//! it: the claim's transaction locks the same schedule row, cancels a
-//! pending deletion, and waits while one is running; the write that then
-//! commits the row checks its claim is still live in the same transaction.
-//! Either the claim commits first, and the reaper sees it, or the deletion
-//! does, and the writer waits for it to end and stores the object again.
+//! it: the claim cancels a pending deletion, and waits while one is
+//! running; the write that then commits the row checks its claim is still
+//! live in the same transaction. A schedule made after a claim sees it and
+//! schedules nothing. Either the claim commits first, and the reaper sees
+//! it (or the row that replaced it), or the deletion starts first, and the
+//! writer waits for it to end and stores the object again.
 //! The only clock this trusts is the one bounding a running deletion and a
 //! claim's life, with margins far above one store request
 //! ([`DELETION_LEASE_MS`], [`CLAIM_TTL_MS`]).

@@ -200,6 +200,22 @@ macro_rules! sql_catalog {
             Ok(())
         }
 
+        /// Orders this transaction with every other that claims, schedules
+        /// or starts deleting `key`, until it ends. A claim must see a
+        /// schedule made before it, and a schedule or a deletion must see a
+        /// claim made before it, even when neither has a row to lock yet.
+        /// SQLite needs nothing: a write transaction (all of these start
+        /// with a write) holds the database's one write lock.
+        async fn lock_object(tx: &mut Tx<'_>, key: &str) -> Result<(), CatalogError> {
+            if !<$catalog>::OBJECT_LOCK.is_empty() {
+                sqlx::query(<$catalog>::OBJECT_LOCK)
+                    .bind(key)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            Ok(())
+        }
+
         /// Whether rows refer to `key` (`.0`) or live claims hold it (`.1`).
         async fn references(tx: &mut Tx<'_>, key: &str, now_ms: i64) -> Result<(i64, i64), CatalogError> {
             let counts: (i64, i64) = sqlx::query_as(REFERENCES)
@@ -222,6 +238,7 @@ macro_rules! sql_catalog {
         ) -> Result<Vec<String>, CatalogError> {
             let mut scheduled = Vec::new();
             for key in distinct_sorted(keys) {
+                lock_object(tx, key).await?;
                 let (rows, claims) = references(tx, key, now_ms).await?;
                 if rows + claims > 0 {
                     continue;
@@ -1261,9 +1278,9 @@ macro_rules! sql_catalog {
                     let mut tx = self.pool.begin().await?;
                     let mut busy = None;
                     for key in &keys {
+                        lock_object(&mut tx, key).await?;
                         // Cancels a pending deletion, or takes over one whose
-                        // deleter died; locks the schedule row either way, so
-                        // a deletion starting now is ordered with this claim.
+                        // deleter died.
                         sqlx::query(
                             "DELETE FROM object_deletions WHERE storage_key = $1 \
                              AND (deleting_until IS NULL OR deleting_until < $2)",
@@ -1328,6 +1345,11 @@ macro_rules! sql_catalog {
                 delete_at_ms: i64,
             ) -> Result<Vec<String>, CatalogError> {
                 let mut tx = self.pool.begin().await?;
+                // A write first (see the module note): lapsed claims go.
+                sqlx::query("DELETE FROM object_claims WHERE expires_at <= $1")
+                    .bind(now_ms)
+                    .execute(&mut *tx)
+                    .await?;
                 let scheduled = schedule(&mut tx, keys, reason, now_ms, delete_at_ms).await?;
                 tx.commit().await?;
                 Ok(scheduled)
@@ -1365,7 +1387,8 @@ macro_rules! sql_catalog {
             async fn begin_deletion(&self, key: &str, now_ms: i64) -> Result<Option<i64>, CatalogError> {
                 let lease = now_ms + DELETION_LEASE_MS;
                 let mut tx = self.pool.begin().await?;
-                // First, and a write: it locks the row a claim also locks.
+                lock_object(&mut tx, key).await?;
+                // A write first (see the module note).
                 let started = sqlx::query(
                     "UPDATE object_deletions SET deleting_until = $2 WHERE storage_key = $1 \
                      AND due_at <= $3 AND (deleting_until IS NULL OR deleting_until < $3)",

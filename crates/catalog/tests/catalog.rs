@@ -475,6 +475,48 @@ both! {
             db.finish().await;
         }
 
+        /// The interleaving the object lock closes: a writer's claim is
+        /// in flight (its transaction has looked for a schedule and found
+        /// none, and holds the object's lock) when a force delete schedules
+        /// the object. Without the lock the schedule would not see the
+        /// uncommitted claim, and the object would be deleted under the
+        /// writer; with it, the schedule waits, then sees the claim.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_schedule_waits_for_a_claim_in_flight_and_then_sees_it() {
+            let Some(db) = Db::postgres().await else {
+                return;
+            };
+            let pg = db.pg.as_ref().unwrap();
+            let url = with_database(&pg.admin_url, &pg.name);
+            let mut writer = sqlx::PgConnection::connect(&url).await.unwrap();
+            let key = "originals/in-flight";
+            sqlx::query("BEGIN").execute(&mut writer).await.unwrap();
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind(key)
+                .execute(&mut writer)
+                .await
+                .unwrap();
+            sqlx::query("INSERT INTO object_claims (storage_key, holder, expires_at) VALUES ($1, 'w', $2)")
+                .bind(key)
+                .bind(ms(LATER) + 3_600_000)
+                .execute(&mut writer)
+                .await
+                .unwrap();
+            let c = db.catalog.clone();
+            let schedule = tokio::spawn(async move {
+                c.schedule_deletions(&[key.to_string()], "force delete", ms(LATER), ms(LATER))
+                    .await
+                    .unwrap()
+            });
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            assert!(!schedule.is_finished(), "the schedule waits for the claim's transaction");
+            sqlx::query("COMMIT").execute(&mut writer).await.unwrap();
+            let scheduled = schedule.await.unwrap();
+            assert!(scheduled.is_empty(), "the committed claim is seen: {scheduled:?}");
+            assert!(db.catalog.due_deletions(i64::MAX, 10).await.unwrap().is_empty());
+            db.finish().await;
+        }
+
         /// A database that cannot be reached is "unavailable" (503, retry),
         /// and finding that out is bounded by the pool's acquire timeout.
         #[tokio::test]
