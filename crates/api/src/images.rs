@@ -137,16 +137,65 @@ pub async fn assets(
     }))
 }
 
-/// A stable alias: the current file of a style (or the feed file), with an
-/// ETag and a short freshness. Public unless the bucket says otherwise; the
-/// original always needs `image:read`.
-#[utoipa::path(
-    get,
+/// The OpenAPI description of a file endpoint (an alias or a version):
+/// the same answers, with the path, operation, parameters, caching and
+/// reasons for a 404 they differ by. Wraps the handler.
+macro_rules! file_endpoint {
+    (
+        path = $path:literal,
+        operation_id = $operation:literal,
+        summary = $summary:literal,
+        params($($params:tt)*),
+        cache_control = $cache:literal,
+        not_found = $not_found:literal,
+        $handler:item
+    ) => {
+        #[utoipa::path(
+            get,
+            path = $path,
+            tag = "styles",
+            operation_id = $operation,
+            summary = $summary,
+            security((), ("bearer" = [])),
+            params($($params)*),
+            responses(
+                (status = 200, description = "The file (also answered to `HEAD`, with its `Content-Length`)", headers(
+                        ("ETag" = String, description = "The file's sha256"),
+                        ("Cache-Control" = String, description = $cache),
+                        ("Accept-Ranges" = String, description = "`bytes`"),
+                    ),
+                    content(
+                        (crate::openapi::Binary = "image/jpeg"),
+                        (crate::openapi::Binary = "image/png"),
+                        (crate::openapi::Binary = "image/webp"),
+                        (crate::openapi::Binary = "image/gif"),
+                        (crate::openapi::Binary = "image/tiff"),
+                    )),
+                (status = 206, description = "Part of the file (a `Range` request)", headers(("Content-Range" = String, description = "`bytes start-end/size`")),
+                    content(
+                        (crate::openapi::Binary = "image/jpeg"),
+                        (crate::openapi::Binary = "image/png"),
+                        (crate::openapi::Binary = "image/webp"),
+                        (crate::openapi::Binary = "image/gif"),
+                        (crate::openapi::Binary = "image/tiff"),
+                    )),
+                (status = 304, description = "Unchanged (`If-None-Match`)"),
+                (status = 401, description = "An unknown key, or no key for the original of an image in a public bucket", body = crate::error::Problem, content_type = "application/problem+json"),
+                (status = 403, description = "The key lacks image:read, which this file needs", body = crate::error::Problem, content_type = "application/problem+json"),
+                (status = 404, description = $not_found, body = crate::error::Problem, content_type = "application/problem+json",
+                    headers(("Retry-After" = u32, description = "Seconds, while the image is still rendering"))),
+                (status = 416, description = "The range is outside the file", body = crate::error::Problem, content_type = "application/problem+json"),
+                crate::error::Unavailable,
+            ),
+        )]
+        $handler
+    };
+}
+
+file_endpoint! {
     path = "/v1/images/{id}/styles/{style}",
-    tag = "styles",
     operation_id = "getImageStyle",
     summary = "A style's current file (stable alias)",
-    security((), ("bearer" = [])),
     params(
         ("id" = String, Path, description = "The image's id"),
         ("style" = String, Path, description = "A style name: `original`, `stripped-original`, `regular`, `thumb`, \
@@ -155,36 +204,11 @@ pub async fn assets(
             extension (`itunes.jpg`, `feed.jpg`), which must match its type",
             example = "itunes.jpg"),
     ),
-    responses(
-        (status = 200, description = "The file (also answered to `HEAD`, with its `Content-Length`)", headers(
-                ("ETag" = String, description = "The file's sha256"),
-                ("Cache-Control" = String, description = "`public, max-age=<alias max age>`: never `immutable`, a re-render changes the bytes; `private` and `Vary: Authorization` when a key was needed"),
-                ("Accept-Ranges" = String, description = "`bytes`"),
-            ),
-            content(
-                (crate::openapi::Binary = "image/jpeg"),
-                (crate::openapi::Binary = "image/png"),
-                (crate::openapi::Binary = "image/webp"),
-                (crate::openapi::Binary = "image/gif"),
-                (crate::openapi::Binary = "image/tiff"),
-            )),
-        (status = 206, description = "Part of the file (a `Range` request)", headers(("Content-Range" = String, description = "`bytes start-end/size`")),
-            content(
-                (crate::openapi::Binary = "image/jpeg"),
-                (crate::openapi::Binary = "image/png"),
-                (crate::openapi::Binary = "image/webp"),
-                (crate::openapi::Binary = "image/gif"),
-                (crate::openapi::Binary = "image/tiff"),
-            )),
-        (status = 304, description = "Unchanged (`If-None-Match`)"),
-        (status = 401, description = "An unknown key, or no key for the original of an image in a public bucket", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The key lacks image:read, which this file needs", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such image or style (a private bucket answers so to callers without its key), a style that does not apply to this image, one not rendered yet, or an extension that is not the file's", body = crate::error::Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u32, description = "Seconds, while the image is still rendering"))),
-        (status = 416, description = "The range is outside the file", body = crate::error::Problem, content_type = "application/problem+json"),
-        crate::error::Unavailable,
-    ),
-)]
+    cache_control = "`public, max-age=<alias max age>`: never `immutable`, a re-render changes the bytes; `private` and `Vary: Authorization` when a key was needed",
+    not_found = "No such image or style (a private bucket answers so to callers without its key), a style that does not apply to this image, one not rendered yet, or an extension that is not the file's",
+/// A stable alias: the current file of a style (or the feed file), with an
+/// ETag and a short freshness. Public unless the bucket says otherwise; the
+/// original always needs `image:read`.
 pub async fn style(
     State(state): State<AppState>,
     method: Method,
@@ -239,53 +263,23 @@ pub async fn style(
     )
     .await
 }
+}
 
-/// A versioned file: the bytes it was minted for, forever (`immutable`),
-/// while it is the style's current file and, once replaced, for the grace
-/// period.
-#[utoipa::path(
-    get,
+file_endpoint! {
     path = "/v1/images/{id}/styles/{style}/{file}",
-    tag = "styles",
     operation_id = "getImageStyleVersion",
     summary = "A style's file by version (immutable: what a feed carries)",
-    security((), ("bearer" = [])),
     params(
         ("id" = String, Path, description = "The image's id"),
         ("style" = String, Path, description = "A style name (not `feed`: the feed file's own style)", example = "itunes"),
         ("file" = String, Path, description = "The start of the file's sha256 (16 to 64 lower-case hex digits) and its extension, as the asset's `url` gives it",
             example = "3a7bd3e2360a3d29.jpg"),
     ),
-    responses(
-        (status = 200, description = "The file (also answered to `HEAD`, with its `Content-Length`)", headers(
-                ("ETag" = String, description = "The file's sha256"),
-                ("Cache-Control" = String, description = "`public, max-age=31536000, immutable`; `private` and `Vary: Authorization` when a key was needed"),
-                ("Accept-Ranges" = String, description = "`bytes`"),
-            ),
-            content(
-                (crate::openapi::Binary = "image/jpeg"),
-                (crate::openapi::Binary = "image/png"),
-                (crate::openapi::Binary = "image/webp"),
-                (crate::openapi::Binary = "image/gif"),
-                (crate::openapi::Binary = "image/tiff"),
-            )),
-        (status = 206, description = "Part of the file (a `Range` request)", headers(("Content-Range" = String, description = "`bytes start-end/size`")),
-            content(
-                (crate::openapi::Binary = "image/jpeg"),
-                (crate::openapi::Binary = "image/png"),
-                (crate::openapi::Binary = "image/webp"),
-                (crate::openapi::Binary = "image/gif"),
-                (crate::openapi::Binary = "image/tiff"),
-            )),
-        (status = 304, description = "Unchanged (`If-None-Match`)"),
-        (status = 401, description = "An unknown key, or no key for the original of an image in a public bucket", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The key lacks image:read, which this file needs", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such image or style (a private bucket answers so to callers without its key), or no file of that version: never minted, or replaced longer ago than the grace period (`version-not-found`)", body = crate::error::Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u32, description = "Seconds, while the image is still rendering"))),
-        (status = 416, description = "The range is outside the file", body = crate::error::Problem, content_type = "application/problem+json"),
-        crate::error::Unavailable,
-    ),
-)]
+    cache_control = "`public, max-age=31536000, immutable`; `private` and `Vary: Authorization` when a key was needed",
+    not_found = "No such image or style (a private bucket answers so to callers without its key), or no file of that version: never minted, or replaced longer ago than the grace period (`version-not-found`)",
+/// A versioned file: the bytes it was minted for, forever (`immutable`),
+/// while it is the style's current file and, once replaced, for the grace
+/// period.
 pub async fn style_version(
     State(state): State<AppState>,
     method: Method,
@@ -351,6 +345,7 @@ pub async fn style_version(
         None,
     )
     .await
+}
 }
 
 /// What a stable alias names.
