@@ -1084,3 +1084,44 @@ fn easel_gc_deletes_a_stray_object_and_reports_what_it_did() {
     assert_eq!(old["deleted"], 1, "{old}");
     assert!(!stray.exists());
 }
+
+#[test]
+fn a_buckets_feed_budget_is_set_shown_and_kept_by_set_styles() {
+    let data = tempfile::tempdir().unwrap();
+    let easel = |args: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_easel"))
+            .args(args)
+            .env("EASEL_DATA_DIR", data.path())
+            .env_remove("EASEL_DATABASE_URL")
+            .env_remove("EASEL_STORE_URL")
+            .output()
+            .expect("run easel");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = easel(&["buckets", "set-feed-budget", "shows", "307200"]);
+    assert!(ok, "{err}");
+    assert!(
+        out.contains("feed budget: 307200 bytes") && out.contains("rerender --all --bucket shows"),
+        "{out}"
+    );
+    let (ok, _, err) = easel(&["buckets", "set-styles", "shows", "private"]);
+    assert!(ok, "{err}");
+    let (_, out, _) = easel(&["buckets", "show", "shows"]);
+    assert!(
+        out.contains("need an image:read key") && out.contains("feed budget: 307200 bytes"),
+        "set-styles keeps the budget: {out}"
+    );
+    let (ok, _, err) = easel(&["buckets", "set-feed-budget", "shows", "a lot"]);
+    assert!(!ok && err.contains("number of bytes"), "{err}");
+    let (ok, out, _) = easel(&["buckets", "set-feed-budget", "shows", "default"]);
+    assert!(ok && out.contains("the server's"), "{out}");
+    let (_, out, _) = easel(&["buckets", "show", "shows"]);
+    assert!(
+        out.contains("need an image:read key") && out.contains("the server's"),
+        "{out}"
+    );
+}
