@@ -52,33 +52,81 @@ pub enum CatalogError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
+/// Why the database cannot take a request now: not the request's fault,
+/// and it may pass. The API answers 507 for [`Outage::Full`] and 503 for
+/// [`Outage::Unavailable`], both with `Retry-After`; the worker puts the job
+/// back without spending an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outage {
+    /// The disk (or a quota) is full: writes fail until space is freed.
+    Full,
+    /// Unreachable, overloaded, or a lock held too long.
+    Unavailable,
+}
+
 impl CatalogError {
-    /// True when the database could not be reached or answered too slowly:
-    /// a client should retry later (503), nothing is wrong with the request.
-    pub fn is_unavailable(&self) -> bool {
-        match self {
-            CatalogError::Database(e) => {
-                matches!(
-                    e,
-                    sqlx::Error::Io(_)
-                        | sqlx::Error::PoolTimedOut
-                        | sqlx::Error::PoolClosed
-                        | sqlx::Error::WorkerCrashed
-                        | sqlx::Error::Tls(_)
-                ) || e
-                    .as_database_error()
-                    .and_then(|d| d.code())
-                    // PostgreSQL: admin shutdown, cannot connect now, too many
-                    // connections; SQLite: busy, locked.
-                    .is_some_and(|c| {
-                        matches!(
-                            c.as_ref(),
-                            "57P01" | "57P02" | "57P03" | "53300" | "5" | "6"
-                        )
-                    })
-            }
-            _ => false,
+    /// The outage this error is, if any.
+    pub fn outage(&self) -> Option<Outage> {
+        let CatalogError::Database(e) = self else {
+            return None;
+        };
+        if matches!(
+            e,
+            sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed
+                | sqlx::Error::Tls(_)
+        ) {
+            return Some(Outage::Unavailable);
         }
+        let db = e.as_database_error()?;
+        let code = db.code()?;
+        if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+            sqlite_outage(code.parse().ok()?)
+        } else {
+            postgres_outage(&code)
+        }
+    }
+
+    /// True when the database could not be reached, answered too slowly or
+    /// is full: a client should retry later, nothing is wrong with the
+    /// request.
+    pub fn is_unavailable(&self) -> bool {
+        self.outage().is_some()
+    }
+
+    /// True when the database has no room for the write.
+    pub fn is_full(&self) -> bool {
+        self.outage() == Some(Outage::Full)
+    }
+}
+
+/// SQLite result codes (extended ones carry the primary code in their low
+/// byte): `SQLITE_FULL` is a full disk or `max_page_count`; busy, locked
+/// (the busy timeout ran out), out of memory and I/O errors are outages.
+fn sqlite_outage(code: i64) -> Option<Outage> {
+    match code & 0xff {
+        13 => Some(Outage::Full),
+        5 | 6 | 7 | 10 => Some(Outage::Unavailable),
+        _ => None,
+    }
+}
+
+/// PostgreSQL SQLSTATEs: `53100` disk full; the other insufficient
+/// resources (`53xxx`), connection failures (`08xxx`), shutdowns
+/// (`57P0x`), cancelled statements (`57014`), lock timeouts (`55P03`),
+/// serialization failures and deadlocks (`40001`, `40P01`), a read-only
+/// server (`25006`, a standby after failover) and I/O errors (`58030`) are
+/// outages.
+fn postgres_outage(code: &str) -> Option<Outage> {
+    match code {
+        "53100" => Some(Outage::Full),
+        "57014" | "55P03" | "40001" | "40P01" | "25006" | "58030" => Some(Outage::Unavailable),
+        _ if code.starts_with("53") || code.starts_with("08") || code.starts_with("57P0") => {
+            Some(Outage::Unavailable)
+        }
+        _ => None,
     }
 }
 
@@ -349,3 +397,31 @@ pub fn now_ms() -> i64 {
 /// Re-exported so callers can classify database failures without a direct
 /// sqlx dependency.
 pub use sqlx::Error as SqlxError;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_disks_and_busy_databases_are_outages_other_errors_are_not() {
+        // SQLite: FULL, BUSY, BUSY_SNAPSHOT (517), LOCKED, IOERR_WRITE (778).
+        assert_eq!(sqlite_outage(13), Some(Outage::Full));
+        for code in [5, 517, 6, 7, 778] {
+            assert_eq!(sqlite_outage(code), Some(Outage::Unavailable), "{code}");
+        }
+        // CONSTRAINT_UNIQUE (2067), a plain error (1), READONLY (8).
+        for code in [2067, 1, 8] {
+            assert_eq!(sqlite_outage(code), None, "{code}");
+        }
+        assert_eq!(postgres_outage("53100"), Some(Outage::Full));
+        for code in [
+            "53200", "53300", "08006", "57P01", "57014", "55P03", "40001", "40P01",
+        ] {
+            assert_eq!(postgres_outage(code), Some(Outage::Unavailable), "{code}");
+        }
+        // unique_violation, undefined_table, syntax_error.
+        for code in ["23505", "42P01", "42601"] {
+            assert_eq!(postgres_outage(code), None, "{code}");
+        }
+    }
+}
