@@ -170,6 +170,7 @@ pub async fn open_or_create(
         crate::error::LacksWrite,
         (status = 404, description = "Unknown style", body = crate::error::Problem, content_type = "application/problem+json"),
         crate::error::Unavailable,
+        crate::error::InsufficientStorage,
     ),
 )]
 pub async fn start(

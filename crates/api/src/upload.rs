@@ -186,6 +186,7 @@ pub(crate) struct UploadForm {
         (status = 415, description = "Not an image of a supported format", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "Corrupt, too many pixels, or a crop outside the image", body = crate::error::Problem, content_type = "application/problem+json"),
         crate::error::Unavailable,
+        crate::error::InsufficientStorage,
     ),
 )]
 pub async fn upload(

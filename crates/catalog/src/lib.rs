@@ -139,6 +139,10 @@ pub trait Catalog: Send + Sync + std::fmt::Debug + 'static {
     /// Checks the database answers.
     async fn ping(&self) -> Result<(), CatalogError>;
 
+    /// Checks the database takes a write: rewrites one small row, so a full
+    /// disk (or a lock held too long) fails it where a read would pass.
+    async fn probe_write(&self, now_ms: i64) -> Result<(), CatalogError>;
+
     /// `sqlite` or `postgres`, for logs and `/readyz`.
     fn backend(&self) -> &'static str;
 

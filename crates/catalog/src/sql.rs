@@ -10,6 +10,13 @@
 //! lock up front (and waits on the busy timeout) instead of failing when a
 //! read lock cannot be upgraded; on PostgreSQL the same order locks the row
 //! before it is read.
+//!
+//! A one-statement write with `RETURNING` outside a transaction reads its
+//! rows with `fetch_all`, never `fetch_optional`/`fetch_one`: on SQLite its
+//! implicit commit happens when the statement runs to its end, but sqlx
+//! stops stepping after the one row those ask for and resets the statement,
+//! dropping any error of that commit (a full disk): the row would come back
+//! for a write that was never committed.
 
 pub(crate) const IMAGE_COLUMNS: &str =
     "id, bucket, name, facet, crop, width, height, size, mimetype, sha256, original_key, \
@@ -344,6 +351,17 @@ macro_rules! sql_catalog {
                 Ok(())
             }
 
+            async fn probe_write(&self, now_ms: i64) -> Result<(), CatalogError> {
+                sqlx::query(
+                    "INSERT INTO write_probes (name, at) VALUES ('readyz', $1) \
+                     ON CONFLICT (name) DO UPDATE SET at = $1",
+                )
+                .bind(now_ms)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
             fn backend(&self) -> &'static str {
                 Self::BACKEND
             }
@@ -552,8 +570,9 @@ macro_rules! sql_catalog {
                 ))
                 .bind(id)
                 .bind(now)
-                .fetch_optional(&self.pool)
-                .await?;
+                .fetch_all(&self.pool)
+                .await?
+                .pop();
                 row.ok_or_else(|| CatalogError::NotFound(id.to_string()))
             }
 
@@ -667,7 +686,7 @@ macro_rules! sql_catalog {
             }
 
             async fn claim_job(&self, owner: &str, now_ms: i64, lease_ms: i64) -> Result<Option<Job>, CatalogError> {
-                let row: Result<Option<Job>, sqlx::Error> = sqlx::query_as(&format!(
+                let row: Result<Vec<Job>, sqlx::Error> = sqlx::query_as(&format!(
                     "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = $1, \
                      lease_until = $2 + $3, updated_at = $4 \
                      WHERE id = ({CLAIMABLE_JOB}{}) RETURNING {JOB_COLUMNS}",
@@ -677,9 +696,9 @@ macro_rules! sql_catalog {
                 .bind(now_ms)
                 .bind(lease_ms)
                 .bind(Utc::now())
-                .fetch_optional(&self.pool)
+                .fetch_all(&self.pool)
                 .await;
-                match row {
+                match row.map(|mut rows| rows.pop()) {
                     // Two claims raced for two jobs of one image (PostgreSQL):
                     // the unique index let one through; the other finds
                     // nothing this time and looks again at its next poll.
@@ -845,9 +864,10 @@ macro_rules! sql_catalog {
                 .bind(key.scopes.join(" "))
                 .bind(&key.name)
                 .bind(now)
-                .fetch_one(&self.pool)
-                .await?;
-                Ok(row)
+                .fetch_all(&self.pool)
+                .await?
+                .pop();
+                row.ok_or(CatalogError::Database(sqlx::Error::RowNotFound))
             }
 
             async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>, CatalogError> {
@@ -949,9 +969,10 @@ macro_rules! sql_catalog {
                 .bind(fingerprint)
                 .bind(total)
                 .bind(now)
-                .fetch_one(&self.pool)
-                .await?;
-                Ok(row)
+                .fetch_all(&self.pool)
+                .await?
+                .pop();
+                row.ok_or(CatalogError::Database(sqlx::Error::RowNotFound))
             }
 
             async fn enqueue_batch(&self, batch: &Batch, limit: i64, now: DateTime<Utc>) -> Result<i64, CatalogError> {

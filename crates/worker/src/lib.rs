@@ -9,8 +9,10 @@
 //! corrupt) will never render, so it ends in status `error` with the
 //! engine's reason and code, without retry. Storage and database trouble may
 //! pass, so the job goes back to the queue with exponential backoff, until
-//! `max_attempts` is spent; an outage of our own object store spends no
-//! attempt (the job waits it out, backing off up to `retry_max`).
+//! `max_attempts` is spent; an outage of our own object store or catalogue
+//! (down, or full: `ENOSPC`, a quota, `SQLITE_FULL`) spends no attempt: the
+//! job waits it out, backing off up to `retry_max`, and resumes on its own
+//! once space returns.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -160,7 +162,6 @@ impl Worker {
         tracing::info!(worker = %self.id, job = job.id, image = %job.image_id, attempt = job.attempts, "claimed");
         let renewer = self.spawn_lease_renewal(&job);
         let result = self.process(&job).await;
-        renewer.abort();
         let outcome = match result {
             Ok(outcome) => outcome,
             Err(WorkerError::Catalog(CatalogError::LeaseLost { .. })) => {
@@ -169,8 +170,17 @@ impl Worker {
                     image_id: job.image_id.clone(),
                 }
             }
-            Err(e) => return Err(e),
+            Err(WorkerError::Catalog(e)) if e.is_unavailable() => {
+                let given_back = self.give_back(&job, e).await;
+                renewer.abort();
+                given_back?
+            }
+            Err(e) => {
+                renewer.abort();
+                return Err(e);
+            }
         };
+        renewer.abort();
         match &outcome {
             Outcome::Finished { image_id, styles } => {
                 tracing::info!(worker = %self.id, image = %image_id, styles, "finished")
@@ -212,6 +222,32 @@ impl Worker {
             }
         }
         tracing::info!(worker = %self.id, "worker stopped");
+    }
+
+    /// The catalogue went down or filled up mid-job: puts the job back
+    /// without spending its attempt, trying again (the lease still renewed
+    /// beside it) until that write gets through or a lease's time has
+    /// passed. A job left to its lease instead spends an attempt when it is
+    /// claimed again, and a few such outages would abandon the image.
+    async fn give_back(&self, job: &Job, error: CatalogError) -> Result<Outcome, WorkerError> {
+        let reason = format!("the catalogue failed: {error}");
+        let deadline = Instant::now() + self.config.lease;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match self.retry(job, &reason, false).await {
+                Err(WorkerError::Catalog(CatalogError::LeaseLost { .. })) => {
+                    return Ok(Outcome::LeaseLost {
+                        image_id: job.image_id.clone(),
+                    })
+                }
+                Err(WorkerError::Catalog(e)) if e.is_unavailable() && Instant::now() < deadline => {
+                    tracing::warn!(worker = %self.id, job = job.id, error = %e, "catalogue still failing; will put the job back");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+                other => return other,
+            }
+        }
     }
 
     fn spawn_lease_renewal(&self, job: &Job) -> tokio::task::JoinHandle<()> {
@@ -260,7 +296,7 @@ impl Worker {
         let (original, facts) = match (job.kind(), image.original()) {
             (JobKind::Render, Some(stored)) => match self.store.get(stored.key).await {
                 Ok(bytes) => (bytes, facts_of(&image)),
-                Err(e) => return self.retry(job, &e.to_string(), !e.is_unavailable()).await,
+                Err(e) => return self.retry(job, &e.to_string(), !e.is_outage()).await,
             },
             // An ingest job, or a render whose origin never arrived.
             _ => match self.ingest(job, image.origin_url.as_deref()).await? {
@@ -293,7 +329,7 @@ impl Worker {
                     Outcome::Superseded { image_id }
                 })
             }
-            Err(e) => self.retry(job, &e.to_string(), !e.is_unavailable()).await,
+            Err(e) => self.retry(job, &e.to_string(), !e.is_outage()).await,
         }
     }
 
@@ -358,7 +394,7 @@ impl Worker {
             .await
         {
             return Ok(Ingested::Done(
-                self.retry(job, &e.to_string(), !e.is_unavailable()).await?,
+                self.retry(job, &e.to_string(), !e.is_outage()).await?,
             ));
         }
         self.catalog

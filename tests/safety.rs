@@ -1,0 +1,389 @@
+//! Nothing acknowledged is ever lost (issue 11): a full disk, rejected
+//! uploads, mixed render settings, memory, slow origins, a killed worker.
+//!
+//! Most tests start the real `easel` binary on the embedded defaults
+//! (SQLite + files). The full-disk test mounts a small tmpfs, which needs
+//! root: where it cannot, it prints `SKIPPED` and passes, unless `CI=true`,
+//! where it fails.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::ChildGuard;
+use serde_json::{json, Value};
+
+// ---------------------------------------------------------------------------
+// Helpers
+
+/// `easel serve` on port 0 with its data in `data`, its log in `log`.
+struct Served {
+    child: ChildGuard,
+    base: String,
+    log: PathBuf,
+}
+
+impl Served {
+    async fn start(data: &Path, log: &Path, vars: &[(&str, &str)]) -> Served {
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("open the log");
+        let mut command = Command::new(env!("CARGO_BIN_EXE_easel"));
+        command
+            .arg("serve")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log_file))
+            .env("EASEL_DATA_DIR", data)
+            .env("EASEL_LISTEN", "127.0.0.1:0")
+            .env("RUST_LOG", "info");
+        for (key, value) in vars {
+            command.env(key, value);
+        }
+        let mut child = ChildGuard(command.spawn().expect("spawn easel serve"));
+        let stdout = child.0.stdout.take().expect("stdout");
+        let line = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            BufReader::new(stdout).read_line(&mut line).map(|_| line)
+        })
+        .await
+        .expect("join")
+        .expect("read stdout");
+        let base = line
+            .trim()
+            .strip_prefix("easel: listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}; log:\n{}", tail(log)))
+            .to_string();
+        Served {
+            child,
+            base,
+            log: log.to_path_buf(),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn log_tail(&self) -> String {
+        tail(&self.log)
+    }
+}
+
+fn tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+/// A PNG of noise (it does not compress), distinct per `seed`.
+fn noise_png(seed: u32, side: u32) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    let pixels: Vec<u8> = (0..side * side * 3)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state as u8
+        })
+        .collect();
+    let mut png = Vec::new();
+    image::ImageEncoder::write_image(
+        image::codecs::png::PngEncoder::new(&mut png),
+        &pixels,
+        side,
+        side,
+        image::ExtendedColorType::Rgb8,
+    )
+    .expect("encode a PNG");
+    png
+}
+
+fn is_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true")
+}
+
+/// A tmpfs of `megabytes` mounted on `dir` for the test's lifetime; `None`
+/// (after saying SKIPPED) where this machine cannot mount one, unless
+/// `CI=true`, where that is a failure.
+struct Tmpfs {
+    dir: PathBuf,
+}
+
+impl Tmpfs {
+    fn mount_or_skip(test: &str, dir: &Path, megabytes: u32) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).expect("create the mount point");
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={megabytes}m"), "tmpfs"])
+            .arg(dir)
+            .output();
+        match mounted {
+            Ok(out) if out.status.success() => Some(Tmpfs {
+                dir: dir.to_path_buf(),
+            }),
+            other => {
+                let why = match other {
+                    Ok(out) => String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                    Err(e) => e.to_string(),
+                };
+                let message = format!("{test} needs to mount a {megabytes} MB tmpfs (root): {why}");
+                if is_ci() {
+                    panic!("{message} (CI=true: refusing to skip)");
+                }
+                eprintln!("\n*** SKIPPED {message} ***\n");
+                None
+            }
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.dir).status();
+    }
+}
+
+/// Fills the file system holding `dir` up to `leave` free bytes, with one
+/// file; returns its path.
+fn fill_disk(dir: &Path, leave: u64) -> PathBuf {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut file = std::fs::File::create(&path).expect("create the filler");
+    let chunk = vec![0xA5u8; 64 * 1024];
+    while file.write_all(&chunk).is_ok() {}
+    let _ = file.flush();
+    drop(file);
+    let size = std::fs::metadata(&path).expect("filler").len();
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("reopen the filler");
+    file.set_len(size.saturating_sub(leave))
+        .expect("shrink the filler");
+    path
+}
+
+async fn status_of(response: &reqwest::Response) -> (u16, Option<String>) {
+    (
+        response.status().as_u16(),
+        response
+            .headers()
+            .get("retry-after")
+            .map(|v| v.to_str().unwrap_or_default().to_string()),
+    )
+}
+
+// ---------------------------------------------------------------------------
+// 1 and 2. A full disk: 507/503 with Retry-After, never a 500, never a write
+//    acknowledged and lost; no wedge once space returns; the renders that
+//    could not be stored resume on their own, no attempt spent.
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_answers_507_or_503_loses_no_acknowledged_write_and_recovers_on_its_own() {
+    let test = "a_full_disk_answers_507_or_503_loses_no_acknowledged_write_and_recovers_on_its_own";
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mount) = Tmpfs::mount_or_skip(test, &dir.path().join("mnt"), 40) else {
+        return;
+    };
+    let data = mount.dir.join("data");
+    let log = dir.path().join("serve.log");
+    let (_, client) = common::easel_key(&data);
+    let mut served = Served::start(&data, &log, &[]).await;
+
+    // Some covers before the disk fills.
+    let mut uploads: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+    for seed in 0..3 {
+        let png = noise_png(seed, 300);
+        let response = client
+            .post(served.url("/v1/images?wait=true"))
+            .header("content-type", "image/png")
+            .body(png.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "log:\n{}", served.log_tail());
+        uploads.insert(common::id_of(response).await, png);
+    }
+    let first: Vec<String> = uploads.keys().cloned().collect();
+
+    // The disk fills up, but for a sliver.
+    let filler = fill_disk(&mount.dir, 1024 * 1024);
+    let mut names: BTreeMap<String, String> = BTreeMap::new();
+    let mut statuses: BTreeMap<u16, usize> = BTreeMap::new();
+    let started = Instant::now();
+    for round in 0..40u32 {
+        if started.elapsed() > Duration::from_secs(90) {
+            break;
+        }
+        let png = noise_png(100 + round, 200);
+        let response = client
+            .post(served.url("/v1/images"))
+            .header("content-type", "image/png")
+            .body(png.clone())
+            .send()
+            .await
+            .unwrap();
+        let (status, retry_after) = status_of(&response).await;
+        *statuses.entry(status).or_default() += 1;
+        match status {
+            202 => {
+                uploads.insert(common::id_of(response).await, png);
+            }
+            503 | 507 => assert!(
+                retry_after.is_some(),
+                "upload {round}: {status} without Retry-After"
+            ),
+            other => panic!(
+                "upload {round}: {other} {}; log:\n{}",
+                response.text().await.unwrap_or_default(),
+                served.log_tail()
+            ),
+        }
+
+        let id = &first[round as usize % first.len()];
+        let name = format!("round {round}");
+        let response = client
+            .patch(served.url(&format!("/v1/images/{id}")))
+            .json(&json!({"name": name, "string1": "n".repeat(4000)}))
+            .send()
+            .await
+            .unwrap();
+        let (status, retry_after) = status_of(&response).await;
+        *statuses.entry(status).or_default() += 1;
+        match status {
+            200 => {
+                names.insert(id.clone(), name);
+            }
+            503 | 507 => assert!(
+                retry_after.is_some(),
+                "patch {round}: {status} without Retry-After"
+            ),
+            other => panic!(
+                "patch {round}: {other} {}; log:\n{}",
+                response.text().await.unwrap_or_default(),
+                served.log_tail()
+            ),
+        }
+    }
+    println!("while full: {statuses:?}");
+    assert!(
+        statuses.get(&507).copied().unwrap_or(0) > 0,
+        "a full disk answers 507: {statuses:?}"
+    );
+    let ready = client.get(served.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503, "readyz is red while the disk is full");
+
+    // Space returns: writes go through again without a restart.
+    std::fs::remove_file(&filler).expect("free the space");
+    let freed = Instant::now();
+    loop {
+        let id = &first[0];
+        let response = client
+            .patch(served.url(&format!("/v1/images/{id}")))
+            .json(&json!({"name": "after"}))
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 200 {
+            names.insert(id.clone(), "after".into());
+            break;
+        }
+        assert!(
+            freed.elapsed() < Duration::from_secs(20),
+            "still {} 20 s after space returned; log:\n{}",
+            response.status(),
+            served.log_tail()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let ready = client.get(served.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200, "readyz is green again");
+    // No connection kept SQLite's write lock.
+    {
+        use sqlx::Connection;
+        let url = format!("sqlite://{}", data.join("easel.db").display());
+        let mut probe = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        sqlx::query("PRAGMA busy_timeout = 2000")
+            .execute(&mut probe)
+            .await
+            .unwrap();
+        sqlx::query("BEGIN IMMEDIATE")
+            .execute(&mut probe)
+            .await
+            .expect("nothing holds the database's write lock");
+        sqlx::query("ROLLBACK").execute(&mut probe).await.unwrap();
+    }
+
+    // Every acknowledged upload renders on its own, no attempt spent.
+    for id in uploads.keys() {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        loop {
+            let image: Value = client
+                .get(served.url(&format!("/v1/images/{id}")))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            match image["status"].as_str() {
+                Some("finished") => break,
+                Some("ingesting") if Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(250)).await
+                }
+                _ => panic!("{id}: {image}; log:\n{}", served.log_tail()),
+            }
+        }
+    }
+
+    // After a restart, what was acknowledged is there: originals byte for
+    // byte, the last name each PATCH set.
+    drop(served.child);
+    served = Served::start(&data, &log, &[]).await;
+    for (id, png) in &uploads {
+        let original = client
+            .get(served.url(&format!("/v1/images/{id}")))
+            .header("accept", "application/octet-stream")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(original.status(), 200, "{id}");
+        assert!(original.bytes().await.unwrap() == *png, "{id}'s original");
+        let image: Value = client
+            .get(served.url(&format!("/v1/images/{id}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(image["status"], "finished", "{image}");
+        if let Some(name) = names.get(id) {
+            assert_eq!(image["name"], name.as_str(), "{id}'s acknowledged PATCH");
+        }
+    }
+    let url = format!("sqlite://{}", data.join("easel.db").display());
+    let catalog = easel_catalog::connect(&url).await.unwrap();
+    for id in uploads.keys() {
+        for job in catalog.jobs_for_image(id).await.unwrap() {
+            assert!(
+                job.attempts <= 1,
+                "{id}: a full disk spent attempts: {job:?}; log:\n{}",
+                std::fs::read_to_string(&log)
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|l| l.contains(id.as_str())
+                        || l.contains("WARN")
+                        || l.contains("ERROR"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+        }
+    }
+}
