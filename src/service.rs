@@ -110,6 +110,13 @@ pub struct ServeArgs {
     /// recently used go first. 0 keeps none.
     #[arg(long, env = "EASEL_IIIF_CACHE_BYTES", default_value_t = easel_api::iiif::DEFAULT_CACHE_BUDGET_BYTES)]
     iiif_cache_bytes: u64,
+    /// Bytes of a request body refused before it was read (no key, over the
+    /// limit) read and thrown away so the client still gets the answer.
+    #[arg(long, env = "EASEL_LINGER_MAX_BYTES", default_value_t = easel_api::DEFAULT_LINGER_MAX_BYTES)]
+    linger_max_bytes: u64,
+    /// Longest time, in seconds, spent reading such a body.
+    #[arg(long, env = "EASEL_LINGER_SECS", default_value_t = 30)]
+    linger_secs: u64,
 }
 
 #[derive(clap::Args, Debug)]
@@ -164,6 +171,8 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     cache_budget_bytes: args.iiif_cache_bytes,
                     ..IiifConfig::default()
                 },
+                linger_max_bytes: args.linger_max_bytes,
+                linger_timeout: Duration::from_secs(args.linger_secs),
             }),
             wake,
         };

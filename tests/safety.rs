@@ -387,3 +387,120 @@ async fn a_full_disk_answers_507_or_503_loses_no_acknowledged_write_and_recovers
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// 4. Rejected uploads reach the client: a plain blocking client writes its
+//    whole body before it reads, as Python's urllib does. A 401 or 413
+//    decided before the body was read must still be what it reads, not a
+//    broken pipe or a reset.
+
+/// Sends `POST path` with a body of `length` zero bytes over a blocking
+/// socket, all of it before reading, and returns the status line and
+/// headers of the answer (or what broke). The body goes in 64 KiB writes a
+/// millisecond apart, as over a real network: on loopback a few megabytes
+/// would otherwise sit in socket buffers before the server even answers.
+fn blocking_post(
+    addr: std::net::SocketAddr,
+    path: &str,
+    key: Option<&str>,
+    length: usize,
+) -> Result<String, String> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).map_err(|e| e.to_string())?;
+    stream
+        .set_write_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let auth = key.map_or(String::new(), |k| format!("Authorization: Bearer {k}\r\n"));
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: image/png\r\n\
+         Content-Length: {length}\r\n{auth}Connection: close\r\n\r\n"
+    );
+    stream
+        .write_all(head.as_bytes())
+        .map_err(|e| format!("writing the head: {e}"))?;
+    let chunk = vec![0u8; 64 * 1024];
+    let mut sent = 0;
+    while sent < length {
+        let n = chunk.len().min(length - sent);
+        stream
+            .write_all(&chunk[..n])
+            .map_err(|e| format!("writing the body after {sent} bytes: {e}"))?;
+        sent += n;
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let mut answer = Vec::new();
+    stream
+        .read_to_end(&mut answer)
+        .map_err(|e| format!("reading the answer: {e}"))?;
+    let text = String::from_utf8_lossy(&answer).to_string();
+    Ok(text
+        .split("\r\n\r\n")
+        .next()
+        .unwrap_or_default()
+        .to_string())
+}
+
+async fn blocking(
+    addr: std::net::SocketAddr,
+    path: &'static str,
+    key: Option<String>,
+    length: usize,
+) -> Result<String, String> {
+    tokio::task::spawn_blocking(move || blocking_post(addr, path, key.as_deref(), length))
+        .await
+        .expect("join")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocking_client_reads_the_401_and_403_of_an_upload_refused_before_its_body() {
+    let app = common::TestApp::spawn_without_workers().await;
+    let (reader, _) = app.key_for("default", &["image:read"]).await;
+    for round in 0..10 {
+        let head = blocking(app.addr, "/v1/images", None, 3 * 1024 * 1024).await;
+        let head = head.unwrap_or_else(|e| panic!("round {round}, no key: {e}"));
+        assert!(head.starts_with("HTTP/1.1 401"), "round {round}: {head}");
+        assert!(
+            head.to_ascii_lowercase()
+                .contains("www-authenticate: bearer realm=\"easel\""),
+            "{head}"
+        );
+        let head = blocking(
+            app.addr,
+            "/v1/images",
+            Some(reader.clone()),
+            3 * 1024 * 1024,
+        )
+        .await;
+        let head = head.unwrap_or_else(|e| panic!("round {round}, read-only key: {e}"));
+        assert!(head.starts_with("HTTP/1.1 403"), "round {round}: {head}");
+    }
+    assert!(app.stored_keys("originals").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blocking_client_reads_the_413_of_an_upload_over_the_limit() {
+    let app = common::TestApp::spawn_without_workers().await;
+    let limit = easel_render::Limits::default().max_bytes as usize;
+    for round in 0..3 {
+        let head = blocking(
+            app.addr,
+            "/v1/images",
+            Some(app.key.clone()),
+            70 * 1000 * 1000,
+        )
+        .await;
+        let head = head.unwrap_or_else(|e| panic!("round {round}: {e}"));
+        assert!(head.starts_with("HTTP/1.1 413"), "round {round}: {head}");
+    }
+    // Just under the limit is not refused for its size.
+    let head = blocking(app.addr, "/v1/images", Some(app.key.clone()), limit).await;
+    let head = head.unwrap_or_else(|e| panic!("at the limit: {e}"));
+    assert!(
+        head.starts_with("HTTP/1.1 415"),
+        "zeros are no image: {head}"
+    );
+    assert!(app.stored_keys("originals").await.is_empty());
+}
