@@ -102,7 +102,8 @@ pub fn rerender(args: RerenderArgs) -> anyhow::Result<()> {
             &store,
             &settings,
             &wake,
-        )?;
+        )
+        .await?;
 
         let bar = ProgressBar::new(batch.total.max(0) as u64);
         bar.set_style(

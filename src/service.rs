@@ -151,7 +151,8 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             &store,
             &settings,
             &wake,
-        )?;
+        )
+        .await?;
 
         let state = AppState {
             catalog,
@@ -202,7 +203,8 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<()> {
             &store,
             &settings,
             &wake,
-        )?;
+        )
+        .await?;
         shutdown_signal().await;
         workers.stop().await;
         Ok(())
@@ -307,7 +309,7 @@ impl WorkerLoops {
     }
 }
 
-pub(crate) fn spawn_workers(
+pub(crate) async fn spawn_workers(
     count: usize,
     tuning: &WorkerTuning,
     catalog: &Arc<dyn Catalog>,
@@ -348,18 +350,28 @@ pub(crate) fn spawn_workers(
     )
     .context("cannot start the worker")?
     .with_wake(wake.clone());
+    // A worker of this machine killed mid-job (kill -9, OOM) left leases
+    // that would hold its jobs for up to --lease-secs: take them over now.
+    if let Err(e) = base.reclaim_jobs_of_dead_workers(&host_name()).await {
+        tracing::warn!(error = %e, "could not look for the jobs of dead workers");
+    }
     let handles = (0..count)
         .map(|i| tokio::spawn(base.named(worker_name(i)).run(stopped.clone())))
         .collect();
     Ok(WorkerLoops { stop, handles })
 }
 
-/// Unique per loop across machines: the lease owner in the jobs table.
+/// Unique per loop across machines: the lease owner in the jobs table,
+/// `<host>-<pid>-<loop>`, which is how a restarted worker finds the jobs of
+/// a dead one (`Worker::reclaim_jobs_of_dead_workers`).
 fn worker_name(index: usize) -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+    format!("{}-{}-{index}", host_name(), std::process::id())
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "easel".into());
-    format!("{host}-{}-{index}", std::process::id())
+        .unwrap_or_else(|_| "easel".into())
 }
 
 async fn shutdown_signal() {

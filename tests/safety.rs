@@ -504,3 +504,143 @@ async fn a_blocking_client_reads_the_413_of_an_upload_over_the_limit() {
     );
     assert!(app.stored_keys("originals").await.is_empty());
 }
+
+// ---------------------------------------------------------------------------
+// 8. A worker killed with SIGKILL and started again: the jobs it held are
+//    finished within seconds of the restart, not after their 60 s lease.
+
+/// `easel <args>` with its data in `data` and its log in `log`.
+fn spawn_easel(args: &[&str], data: &Path, log: &Path, vars: &[(&str, &str)]) -> ChildGuard {
+    let log_file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("open the log");
+    let mut command = Command::new(env!("CARGO_BIN_EXE_easel"));
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log_file))
+        .env("EASEL_DATA_DIR", data)
+        .env("RUST_LOG", "info");
+    for (key, value) in vars {
+        command.env(key, value);
+    }
+    ChildGuard(command.spawn().expect("spawn easel"))
+}
+
+async fn sqlite_pool(data: &Path) -> sqlx::SqlitePool {
+    sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect(&format!("sqlite://{}", data.join("easel.db").display()))
+        .await
+        .expect("open the catalogue")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_restarted_after_kill_9_finishes_the_jobs_it_held_within_seconds() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (_, client) = common::easel_key(&data);
+    let served = Served::start(
+        &data,
+        &dir.path().join("serve.log"),
+        &[("EASEL_WORKERS", "0")],
+    )
+    .await;
+    let photo = common::fixture("photo/olympus_e-p3_4032x3024.jpg");
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let response = client
+            .post(served.url("/v1/images"))
+            .header("content-type", "image/jpeg")
+            .body(photo.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 202);
+        ids.push(common::id_of(response).await);
+    }
+    let pool = sqlite_pool(&data).await;
+
+    // The default lease (60 s): without a take-over the job waits it out.
+    let worker_log = dir.path().join("worker.log");
+    let worker_vars = [("EASEL_THREADS", "1"), ("EASEL_WORKERS", "1")];
+    let mut victim = spawn_easel(&["worker"], &data, &worker_log, &worker_vars);
+    let pid = victim.0.id();
+    let started = Instant::now();
+    let (job, image): (i64, String) = loop {
+        let running: Option<(i64, String)> = sqlx::query_as(
+            "SELECT id, image_id FROM jobs WHERE status = 'running' AND lease_owner LIKE $1",
+        )
+        .bind(format!("%-{pid}-%"))
+        .fetch_optional(&pool)
+        .await
+        .unwrap();
+        if let Some(found) = running {
+            break found;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the worker never claimed a job; log:\n{}",
+            tail(&worker_log)
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    victim.0.kill().expect("SIGKILL the worker");
+    victim.0.wait().expect("reap it");
+    let (status,): (String,) = sqlx::query_as("SELECT status FROM jobs WHERE id = $1")
+        .bind(job)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(status, "running", "the killed worker still holds job {job}");
+
+    let restarted = Instant::now();
+    let _worker = spawn_easel(&["worker"], &data, &worker_log, &worker_vars);
+    loop {
+        let image: Value = client
+            .get(served.url(&format!("/v1/images/{image}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if image["status"] == "finished" {
+            break;
+        }
+        assert_eq!(image["status"], "ingesting", "{image}");
+        assert!(
+            restarted.elapsed() < Duration::from_secs(15),
+            "job {job} not finished 15 s after the restart; log:\n{}",
+            tail(&worker_log)
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    println!(
+        "kill -9: job {job} finished {:.1} s after the worker restarted",
+        restarted.elapsed().as_secs_f64()
+    );
+    let (status, attempts): (String, i64) =
+        sqlx::query_as("SELECT status, attempts FROM jobs WHERE id = $1")
+            .bind(job)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!((status.as_str(), attempts), ("done", 2));
+    let assets: Value = client
+        .get(served.url(&format!("/v1/images/{image}/assets")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        assets["data"].as_array().map(Vec::len),
+        Some(9),
+        "every style once: {assets}"
+    );
+}

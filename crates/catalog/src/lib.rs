@@ -233,6 +233,19 @@ pub trait Catalog: Send + Sync + std::fmt::Debug + 'static {
         lease_ms: i64,
     ) -> Result<Option<Job>, CatalogError>;
 
+    /// The running jobs and who holds their leases: `(job id, owner)`.
+    async fn running_leases(&self) -> Result<Vec<(i64, String)>, CatalogError>;
+
+    /// Ends at once the lease `owner` holds on a running job, because that
+    /// worker is known to be dead: the job is claimable now instead of when
+    /// the lease would have lapsed. `false` when `owner` no longer holds it.
+    async fn expire_lease(
+        &self,
+        job_id: i64,
+        owner: &str,
+        now_ms: i64,
+    ) -> Result<bool, CatalogError>;
+
     /// Extends a lease still held by `owner`; `false` when it was lost.
     async fn renew_lease(
         &self,

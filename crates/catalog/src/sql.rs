@@ -707,6 +707,28 @@ macro_rules! sql_catalog {
                 }
             }
 
+            async fn running_leases(&self) -> Result<Vec<(i64, String)>, CatalogError> {
+                let rows = sqlx::query_as(
+                    "SELECT id, lease_owner FROM jobs WHERE status = 'running' AND lease_owner IS NOT NULL \
+                     ORDER BY id",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows)
+            }
+
+            async fn expire_lease(&self, job_id: i64, owner: &str, now_ms: i64) -> Result<bool, CatalogError> {
+                let done = sqlx::query(
+                    "UPDATE jobs SET lease_until = $3 - 1 WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+                )
+                .bind(job_id)
+                .bind(owner)
+                .bind(now_ms)
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
+            }
+
             async fn renew_lease(&self, job_id: i64, owner: &str, until_ms: i64) -> Result<bool, CatalogError> {
                 let done = sqlx::query(
                     "UPDATE jobs SET lease_until = $3 WHERE id = $1 AND lease_owner = $2 AND status = 'running'",

@@ -153,6 +153,37 @@ impl Worker {
         &self.id
     }
 
+    /// Takes over the jobs of this machine's workers that died (`kill -9`,
+    /// a crash, an OOM kill) instead of waiting out their leases: run once
+    /// when a worker process starts, before its loops claim anything.
+    ///
+    /// Lease owners are named `<host>-<pid>-<loop>` (see `easel worker`), so
+    /// a running job whose owner is on `host` and whose process is gone, or
+    /// is this very process (a restarted container keeps its pid and host
+    /// name), has no one working on it. Its lease is ended; the next claim
+    /// runs it again (counting the attempt, as for any lapsed lease: a job
+    /// that kills its worker every time is still abandoned in the end).
+    /// Returns the jobs taken over. Without `/proc` nothing is taken over.
+    pub async fn reclaim_jobs_of_dead_workers(&self, host: &str) -> Result<Vec<i64>, WorkerError> {
+        let prefix = format!("{host}-");
+        let mut reclaimed = Vec::new();
+        for (job_id, owner) in self.catalog.running_leases().await? {
+            let Some(pid) = owner
+                .strip_prefix(&prefix)
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|pid| pid.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let dead = pid == std::process::id() || local_process_is_gone(pid) == Some(true);
+            if dead && self.catalog.expire_lease(job_id, &owner, now_ms()).await? {
+                tracing::warn!(worker = %self.id, job = job_id, dead = %owner, "took over the job of a worker that is no longer running");
+                reclaimed.push(job_id);
+            }
+        }
+        Ok(reclaimed)
+    }
+
     /// Claims and runs at most one job; `None` when the queue is empty.
     pub async fn run_once(&self) -> Result<Option<Outcome>, WorkerError> {
         let lease_ms = self.config.lease.as_millis() as i64;
@@ -501,6 +532,24 @@ impl Worker {
     }
 }
 
+/// Whether no process of this program runs as `pid` on this machine: it
+/// exited, is a zombie, or the pid now belongs to another program. `None`
+/// when `/proc` cannot tell.
+fn local_process_is_gone(pid: u32) -> Option<bool> {
+    /// The command name and state of `/proc/<pid>/stat`: `pid (comm) S ...`.
+    fn stat(of: &str) -> Option<(String, char)> {
+        let text = std::fs::read_to_string(format!("/proc/{of}/stat")).ok()?;
+        let (open, close) = (text.find('(')?, text.rfind(')')?);
+        let state = text.get(close + 1..)?.trim_start().chars().next()?;
+        Some((text.get(open + 1..close)?.to_string(), state))
+    }
+    let (ours, _) = stat("self")?;
+    Some(match stat(&pid.to_string()) {
+        Some((name, state)) => name != ours || matches!(state, 'Z' | 'X'),
+        None => true,
+    })
+}
+
 enum Ingested {
     Ready(Bytes, OriginalFacts),
     Done(Outcome),
@@ -552,6 +601,13 @@ fn record_render_metrics(rendition: &Rendition, elapsed: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn this_process_is_alive_and_an_unused_pid_is_gone() {
+        assert_eq!(local_process_is_gone(std::process::id()), Some(false));
+        // Above the kernel's pid_max (at most 2^22).
+        assert_eq!(local_process_is_gone(u32::MAX - 1), Some(true));
+    }
 
     #[test]
     fn backoff_doubles_and_is_capped() {
