@@ -69,6 +69,10 @@ pub(crate) struct WorkerTuning {
     /// Redirects followed when fetching an origin URL.
     #[arg(long, env = "EASEL_ORIGIN_MAX_REDIRECTS", default_value_t = 5)]
     origin_max_redirects: usize,
+    /// Origin URLs fetched at once, apart from the render loops (a slow
+    /// origin holds one of these, never a render loop).
+    #[arg(long, env = "EASEL_ORIGIN_FETCHES", default_value_t = 4)]
+    origin_fetches: usize,
 }
 
 #[derive(clap::Args, Debug)]
@@ -345,6 +349,7 @@ pub(crate) async fn spawn_workers(
                 max_bytes: settings.limits.max_bytes,
                 ..OriginConfig::default()
             },
+            origin_fetches: tuning.origin_fetches.max(1),
             ..WorkerConfig::default()
         },
     )

@@ -644,3 +644,217 @@ async fn a_worker_restarted_after_kill_9_finishes_the_jobs_it_held_within_second
         "every style once: {assets}"
     );
 }
+
+// ---------------------------------------------------------------------------
+// 7. Slow origins: fetched in slots of their own, so uploads render while
+//    they trickle in; one that misses the fetch timeout ends in `error`
+//    with `origin-timeout` after one try, not five.
+
+/// An origin that answers headers at once, then one byte every 200 ms of
+/// a 100 kB body. Counts requests per path, and connections that ended.
+struct SlowOrigin {
+    addr: std::net::SocketAddr,
+    requests: std::sync::Arc<std::sync::Mutex<BTreeMap<String, usize>>>,
+    ended: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl SlowOrigin {
+    async fn start() -> SlowOrigin {
+        use std::sync::atomic::Ordering;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = std::sync::Arc::new(std::sync::Mutex::new(BTreeMap::new()));
+        let ended = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (seen, done) = (requests.clone(), ended.clone());
+        tokio::spawn(async move {
+            while let Ok((mut socket, _)) = listener.accept().await {
+                let (seen, done) = (seen.clone(), done.clone());
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    let mut byte = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") {
+                        if socket.read(&mut byte).await.unwrap_or(0) == 0 {
+                            return;
+                        }
+                        head.push(byte[0]);
+                    }
+                    let head = String::from_utf8_lossy(&head).to_string();
+                    let path = head.split(' ').nth(1).unwrap_or_default().to_string();
+                    *seen.lock().unwrap().entry(path).or_insert(0) += 1;
+                    let headers = "HTTP/1.1 200 OK\r\nContent-Type: image/jpeg\r\n\
+                                   Content-Length: 100000\r\n\r\n";
+                    let mut ok = socket.write_all(headers.as_bytes()).await.is_ok()
+                        && socket.write_all(&[0xff, 0xd8]).await.is_ok();
+                    while ok {
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                        ok = socket.write_all(&[0]).await.is_ok();
+                    }
+                    done.fetch_add(1, Ordering::SeqCst);
+                });
+            }
+        });
+        SlowOrigin {
+            addr,
+            requests,
+            ended,
+        }
+    }
+
+    fn ended(&self) -> usize {
+        self.ended.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_origins_do_not_hold_up_uploads_and_time_out_once_with_a_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (_, client) = common::easel_key(&data);
+    let served = Served::start(
+        &data,
+        &dir.path().join("serve.log"),
+        &[
+            ("EASEL_ORIGIN_ALLOW_PRIVATE", "true"),
+            ("EASEL_ORIGIN_TIMEOUT_SECS", "4"),
+        ],
+    )
+    .await;
+    let origin = SlowOrigin::start().await;
+    let slow = ["slow-1", "slow-2", "slow-3"];
+    for id in slow {
+        let response = client
+            .put(served.url(&format!("/v1/images/{id}")))
+            .json(&json!({"origin": format!("http://{}/{id}.jpg", origin.addr)}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201, "{}", response.text().await.unwrap());
+    }
+    // Queued after the slow ones, rendered before any of them gives up:
+    // with the one worker loop busy fetching, it would wait for all three.
+    let response = client
+        .post(served.url("/v1/images?wait=true"))
+        .header("content-type", "image/jpeg")
+        .body(common::fixture("jpeg/hopper_orientation_6.jpg"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201, "log:\n{}", served.log_tail());
+    assert_eq!(
+        origin.ended(),
+        0,
+        "the upload waited for a slow origin to time out; log:\n{}",
+        served.log_tail()
+    );
+
+    for id in slow {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let image = loop {
+            let image: Value = client
+                .get(served.url(&format!("/v1/images/{id}")))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if image["status"] != "ingesting" || Instant::now() > deadline {
+                break image;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        assert_eq!(image["status"], "error", "{image}");
+        assert_eq!(image["error_code"], "origin-timeout", "{image}");
+        let error = image["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("too slow") && error.contains("4 s"),
+            "the error says the origin was too slow: {error}"
+        );
+    }
+    let requests = origin.requests.lock().unwrap().clone();
+    for id in slow {
+        assert_eq!(
+            requests.get(&format!("/{id}.jpg")),
+            Some(&1),
+            "a slow origin is fetched once: {requests:?}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
+// 5. A batch re-render with other settings than a running `serve`: serve's
+//    worker leaves the batch's jobs alone, and nothing is stale after.
+
+fn easel_run(data: &Path, args: &[&str]) -> (bool, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_easel"))
+        .args(args)
+        .env("EASEL_DATA_DIR", data)
+        .output()
+        .expect("run easel");
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).to_string(),
+        String::from_utf8_lossy(&output.stderr).to_string(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rerender_at_quality_80_beside_a_serve_at_88_leaves_nothing_stale() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (_, client) = common::easel_key(&data);
+    let served = Served::start(&data, &dir.path().join("serve.log"), &[]).await;
+    let photo = common::fixture("photo/olympus_e-p3_4032x3024.jpg");
+    let mut ids = Vec::new();
+    for _ in 0..6 {
+        let response = client
+            .post(served.url("/v1/images?wait=true"))
+            .header("content-type", "image/jpeg")
+            .body(photo.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        ids.push(common::id_of(response).await);
+    }
+
+    let rerender = {
+        let data = data.clone();
+        tokio::task::spawn_blocking(move || {
+            easel_run(
+                &data,
+                &["rerender", "--quality", "80", "--concurrency", "1"],
+            )
+        })
+    };
+    let (ok, stdout, stderr) = rerender.await.unwrap();
+    assert!(ok, "{stdout}\n{stderr}");
+    assert!(stdout.contains("6 done, 0 failed"), "{stdout}");
+
+    let (ok, stdout, stderr) = easel_run(&data, &["rerender", "--quality", "80", "--dry-run"]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains(" 0 image(s) would be re-rendered"),
+        "the batch said done, but: {stdout}; serve's log:\n{}",
+        served.log_tail()
+    );
+    let q80 = easel_render::Settings {
+        jpeg_quality: 80,
+        ..easel_render::Settings::default()
+    }
+    .fingerprint();
+    for id in &ids {
+        let assets: Value = client
+            .get(served.url(&format!("/v1/images/{id}/assets")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for asset in assets["data"].as_array().unwrap() {
+            assert_eq!(asset["settings_fingerprint"], q80.as_str(), "{id}: {asset}");
+        }
+    }
+}

@@ -25,10 +25,10 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 pub use model::{
-    ApiKey, Batch, BatchCounts, BatchFailure, BucketSettings, FeedReadiness, FinishedJob, Image,
-    ImageFields, ImagePage, ImagePatch, ImageQuery, ImageStatus, Job, JobKind, JobStatus,
-    MediaAsset, NewApiKey, NewAsset, NewImage, OriginalFacts, PageStart, RerenderFilter, SortKey,
-    StoredOriginal, Trashed, FEED_WARN_BYTES,
+    ApiKey, Batch, BatchCounts, BatchFailure, BucketSettings, ClaimFilter, FeedReadiness,
+    FinishedJob, Image, ImageFields, ImagePage, ImagePatch, ImageQuery, ImageStatus, Job, JobKind,
+    JobStatus, MediaAsset, NewApiKey, NewAsset, NewImage, OriginalFacts, PageStart, RerenderFilter,
+    SortKey, StoredOriginal, Trashed, FEED_WARN_BYTES,
 };
 pub use postgres::PgCatalog;
 pub use sqlite::SqliteCatalog;
@@ -225,13 +225,38 @@ pub trait Catalog: Send + Sync + std::fmt::Debug + 'static {
     /// a queued job whose `run_after` has come, or a running job whose lease
     /// lapsed (its worker died). Interactive jobs go before batch ones; an
     /// image with a job running has no other job claimed until it ends.
-    /// Counts the attempt.
+    /// Counts the attempt. Any job, whatever its settings or kind: workers
+    /// use [`Catalog::claim_job_for`].
     async fn claim_job(
         &self,
         owner: &str,
         now_ms: i64,
         lease_ms: i64,
     ) -> Result<Option<Job>, CatalogError>;
+
+    /// [`Catalog::claim_job`] for a worker: only jobs it may run (its
+    /// settings, and ingest jobs only when `filter.ingest`).
+    async fn claim_job_for(
+        &self,
+        owner: &str,
+        now_ms: i64,
+        lease_ms: i64,
+        filter: &ClaimFilter<'_>,
+    ) -> Result<Option<Job>, CatalogError>;
+
+    /// Ends an ingest job whose original was fetched and stored: records
+    /// the original and puts the job back in the queue as a render job
+    /// (attempts reset: fetching and rendering fail for different reasons),
+    /// so a render loop picks it up. If a newer job for the image is
+    /// waiting, the job is closed instead and the original not recorded:
+    /// the image has moved on. `Ok(false)` then.
+    async fn hand_over_fetched(
+        &self,
+        job: &Job,
+        owner: &str,
+        facts: &OriginalFacts,
+        now: DateTime<Utc>,
+    ) -> Result<bool, CatalogError>;
 
     /// The running jobs and who holds their leases: `(job id, owner)`.
     async fn running_leases(&self) -> Result<Vec<(i64, String)>, CatalogError>;
@@ -350,8 +375,11 @@ pub trait Catalog: Send + Sync + std::fmt::Debug + 'static {
         now: DateTime<Utc>,
     ) -> Result<Batch, CatalogError>;
 
-    /// Queues (at batch priority) up to `limit` images of the batch that
-    /// have no job in it yet; returns how many. Zero means all are queued.
+    /// Queues (at batch priority, carrying the batch's fingerprint) up to
+    /// `limit` images of the batch that have no job in it yet, and queues
+    /// again the images whose batch job is done but which are not rendered
+    /// with the batch's settings (a newer edit was rendered by a worker
+    /// with other settings); returns how many. Zero means all are queued.
     async fn enqueue_batch(
         &self,
         batch: &Batch,
@@ -362,6 +390,11 @@ pub trait Catalog: Send + Sync + std::fmt::Debug + 'static {
     async fn batch(&self, id: &str) -> Result<Option<Batch>, CatalogError>;
 
     async fn batch_counts(&self, id: &str) -> Result<BatchCounts, CatalogError>;
+
+    /// Images whose job in the batch is done but which are not (or not
+    /// yet) rendered with the batch's settings: a batch is complete only
+    /// when this is zero.
+    async fn batch_stale(&self, id: &str) -> Result<i64, CatalogError>;
 
     async fn batch_failures(&self, id: &str, limit: i64)
         -> Result<Vec<BatchFailure>, CatalogError>;

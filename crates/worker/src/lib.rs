@@ -19,11 +19,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::Utc;
-use easel_catalog::{now_ms, Catalog, CatalogError, Job, JobKind, NewAsset, OriginalFacts};
-use easel_origin::{OriginConfig, OriginFetcher};
+use easel_catalog::{
+    now_ms, Catalog, CatalogError, ClaimFilter, Job, JobKind, NewAsset, OriginalFacts,
+};
+use easel_origin::{OriginConfig, OriginError, OriginFetcher};
 use easel_render::{Crop, Rendition, Settings, Style};
 use easel_storage::{original_key, render_key, BlobStore};
-use tokio::sync::{watch, Notify};
+use tokio::sync::{watch, Notify, Semaphore};
 
 /// Stable codes for failures that are the worker's, not the engine's.
 pub mod codes {
@@ -51,6 +53,9 @@ pub struct WorkerConfig {
     pub retry_max: Duration,
     /// How origin URLs are fetched (timeouts, size, private addresses).
     pub origin: OriginConfig,
+    /// Origin fetches at once, beside the render loops and apart from
+    /// them: a slow origin holds a fetch slot, never a render loop.
+    pub origin_fetches: usize,
 }
 
 impl Default for WorkerConfig {
@@ -62,6 +67,7 @@ impl Default for WorkerConfig {
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(300),
             origin: OriginConfig::default(),
+            origin_fetches: 4,
         }
     }
 }
@@ -77,6 +83,8 @@ pub enum Outcome {
     Retried { image_id: String, reason: String },
     /// Another worker took the job over; nothing was recorded.
     LeaseLost { image_id: String },
+    /// The origin was fetched and stored; the job waits for a render loop.
+    Fetched { image_id: String },
     /// The image changed while it rendered (a new crop, a replaced
     /// original): a newer job renders it again, so these files were not
     /// committed.
@@ -102,6 +110,11 @@ pub struct Worker {
     config: WorkerConfig,
     origin: Arc<OriginFetcher>,
     wake: Arc<Notify>,
+    /// The settings fingerprint this worker renders with: it claims only
+    /// jobs that carry none or this one.
+    fingerprint: Arc<str>,
+    /// Origin fetch slots, shared by the clones of one worker.
+    fetches: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -126,8 +139,10 @@ impl Worker {
             id: id.into(),
             catalog,
             store,
+            fingerprint: settings.fingerprint().into(),
             settings,
             pool,
+            fetches: Arc::new(Semaphore::new(config.origin_fetches.max(1))),
             config,
             origin,
             wake: Arc::new(Notify::new()),
@@ -184,15 +199,36 @@ impl Worker {
         Ok(reclaimed)
     }
 
-    /// Claims and runs at most one job; `None` when the queue is empty.
+    /// Claims and runs at most one job (an ingest job's fetch and render
+    /// both); `None` when the queue has nothing for this worker.
     pub async fn run_once(&self) -> Result<Option<Outcome>, WorkerError> {
-        let lease_ms = self.config.lease.as_millis() as i64;
-        let Some(job) = self.catalog.claim_job(&self.id, now_ms(), lease_ms).await? else {
+        let Some(job) = self.claim(true).await? else {
             return Ok(None);
         };
+        self.run_job(job, Step::Whole).await.map(Some)
+    }
+
+    /// Leases a due job this worker may run: one that carries no settings
+    /// fingerprint or this worker's; an ingest job only if `ingest`.
+    async fn claim(&self, ingest: bool) -> Result<Option<Job>, WorkerError> {
+        let lease_ms = self.config.lease.as_millis() as i64;
+        let filter = ClaimFilter {
+            fingerprint: &self.fingerprint,
+            ingest,
+        };
+        Ok(self
+            .catalog
+            .claim_job_for(&self.id, now_ms(), lease_ms, &filter)
+            .await?)
+    }
+
+    async fn run_job(&self, job: Job, step: Step) -> Result<Outcome, WorkerError> {
         tracing::info!(worker = %self.id, job = job.id, image = %job.image_id, attempt = job.attempts, "claimed");
         let renewer = self.spawn_lease_renewal(&job);
-        let result = self.process(&job).await;
+        let result = match step {
+            Step::Whole => self.process(&job).await,
+            Step::Fetch => self.fetch(&job).await,
+        };
         let outcome = match result {
             Ok(outcome) => outcome,
             Err(WorkerError::Catalog(CatalogError::LeaseLost { .. })) => {
@@ -228,21 +264,50 @@ impl Worker {
             Outcome::Superseded { image_id } => {
                 tracing::info!(worker = %self.id, image = %image_id, "superseded by a newer job; files not committed")
             }
+            Outcome::Fetched { image_id } => {
+                tracing::info!(worker = %self.id, image = %image_id, "origin fetched; queued for rendering")
+            }
             Outcome::LeaseLost { .. } => {}
         }
-        Ok(Some(outcome))
+        Ok(outcome)
     }
 
     /// Runs jobs until `shutdown` turns true; a job in progress is finished
     /// first, so stopping never wastes a render.
+    ///
+    /// Ingest jobs are fetched in one of the `origin_fetches` slots, as
+    /// tasks beside the loop: a slow origin occupies a slot, not this loop,
+    /// which goes on rendering. A fetched original goes back to the queue
+    /// as a render job for whichever loop is free.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         tracing::info!(worker = %self.id, "worker started");
+        let mut fetching = tokio::task::JoinSet::new();
         loop {
+            while fetching.try_join_next().is_some() {}
             if *shutdown.borrow() {
                 break;
             }
-            match self.run_once().await {
-                Ok(Some(_)) => continue,
+            // The slot first: an ingest job is claimed only when its fetch
+            // can start at once.
+            let slot = self.fetches.clone().try_acquire_owned().ok();
+            match self.claim(slot.is_some()).await {
+                Ok(Some(job)) if job.kind() == JobKind::Ingest => {
+                    let worker = self.clone();
+                    fetching.spawn(async move {
+                        let _slot = slot;
+                        if let Err(e) = worker.run_job(job, Step::Fetch).await {
+                            tracing::error!(worker = %worker.id, error = %e, "origin fetch failed");
+                        }
+                    });
+                    continue;
+                }
+                Ok(Some(job)) => {
+                    drop(slot);
+                    if let Err(e) = self.run_job(job, Step::Whole).await {
+                        tracing::error!(worker = %self.id, error = %e, "worker step failed");
+                    }
+                    continue;
+                }
                 Ok(None) => {}
                 Err(e) => tracing::error!(worker = %self.id, error = %e, "worker step failed"),
             }
@@ -252,6 +317,7 @@ impl Worker {
                 _ = shutdown.changed() => {}
             }
         }
+        while fetching.join_next().await.is_some() {}
         tracing::info!(worker = %self.id, "worker stopped");
     }
 
@@ -331,7 +397,12 @@ impl Worker {
             },
             // An ingest job, or a render whose origin never arrived.
             _ => match self.ingest(job, image.origin_url.as_deref()).await? {
-                Ingested::Ready(bytes, facts) => (bytes, facts),
+                Ingested::Ready(bytes, facts) => {
+                    self.catalog
+                        .set_original(&job.image_id, &facts, Utc::now())
+                        .await?;
+                    (bytes, facts)
+                }
                 Ingested::Done(outcome) => return Ok(outcome),
             },
         };
@@ -364,9 +435,36 @@ impl Worker {
         }
     }
 
-    /// Fetches an origin, checks it like an upload, stores it and records
-    /// its facts. Transient origin trouble (timeouts, 5xx) retries; a
-    /// refused address, a 404 or a non-image ends the image in `error`.
+    /// An ingest job in a fetch slot: fetches and stores the original,
+    /// then hands the job to the render loops.
+    async fn fetch(&self, job: &Job) -> Result<Outcome, WorkerError> {
+        let image_id = job.image_id.clone();
+        let Some(image) = self.catalog.image(&image_id).await? else {
+            return self
+                .fail(job, "the image no longer exists", codes::IMAGE_GONE)
+                .await;
+        };
+        match self.ingest(job, image.origin_url.as_deref()).await? {
+            Ingested::Ready(_, facts) => {
+                let queued = self
+                    .catalog
+                    .hand_over_fetched(job, &self.id, &facts, Utc::now())
+                    .await?;
+                if !queued {
+                    return Ok(Outcome::Superseded { image_id });
+                }
+                self.wake.notify_one();
+                Ok(Outcome::Fetched { image_id })
+            }
+            Ingested::Done(outcome) => Ok(outcome),
+        }
+    }
+
+    /// Fetches an origin, checks it like an upload and stores it. Passing
+    /// trouble (a refused connection, a 5xx) retries; a refused address, a
+    /// 404, a non-image or an origin too slow to send the image within the
+    /// fetch timeout ends the image in `error` (a slow origin retried would
+    /// only hold a fetch slot again for as long).
     async fn ingest(&self, job: &Job, origin: Option<&str>) -> Result<Ingested, WorkerError> {
         let Some(url) = origin else {
             let outcome = self
@@ -380,6 +478,15 @@ impl Worker {
         };
         let fetched = match self.origin.fetch(url).await {
             Ok(fetched) => fetched,
+            Err(e @ OriginError::Timeout { .. }) => {
+                let reason = format!(
+                    "{e}: the origin is too slow (the whole image must arrive within \
+                     --origin-timeout-secs, {} s); not retried",
+                    self.config.origin.total_timeout.as_secs()
+                );
+                let outcome = self.fail(job, &reason, e.code()).await?;
+                return Ok(Ingested::Done(outcome));
+            }
             Err(e) if e.is_transient() => {
                 return Ok(Ingested::Done(self.retry(job, &e.to_string(), true).await?))
             }
@@ -428,9 +535,6 @@ impl Worker {
                 self.retry(job, &e.to_string(), !e.is_outage()).await?,
             ));
         }
-        self.catalog
-            .set_original(&job.image_id, &facts, Utc::now())
-            .await?;
         tracing::info!(image = %job.image_id, bytes = facts.size, url = %fetched.final_url, "origin fetched");
         Ok(Ingested::Ready(bytes, facts))
     }
@@ -548,6 +652,15 @@ fn local_process_is_gone(pid: u32) -> Option<bool> {
         Some((name, state)) => name != ours || matches!(state, 'Z' | 'X'),
         None => true,
     })
+}
+
+/// What a claimed job is run for.
+#[derive(Clone, Copy)]
+enum Step {
+    /// Everything: fetch the origin if needed, render, store, record.
+    Whole,
+    /// An ingest job in a fetch slot: fetch and store the origin only.
+    Fetch,
 }
 
 enum Ingested {
