@@ -98,6 +98,7 @@ pub fn rerender(args: RerenderArgs) -> anyhow::Result<()> {
         let workers = spawn_workers(
             args.concurrency,
             &args.tuning,
+            &args.tuning.memory_budget(),
             &catalog,
             &store,
             &settings,

@@ -73,6 +73,18 @@ pub(crate) struct WorkerTuning {
     /// origin holds one of these, never a render loop).
     #[arg(long, env = "EASEL_ORIGIN_FETCHES", default_value_t = 4)]
     origin_fetches: usize,
+    /// Bytes of memory this process's renders (worker loops and IIIF) may
+    /// hold at once, as estimated from each image's header; renders wait
+    /// for room, and an image needing more than all of it is refused.
+    #[arg(long, env = "EASEL_RENDER_MEMORY_BYTES", default_value_t = easel_budget::DEFAULT_BUDGET_BYTES)]
+    render_memory_bytes: u64,
+}
+
+impl WorkerTuning {
+    /// The one render memory budget of this process.
+    pub(crate) fn memory_budget(&self) -> easel_budget::MemoryBudget {
+        easel_budget::MemoryBudget::new(self.render_memory_bytes)
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -148,9 +160,11 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let (catalog, store) = open(&args.common).await?;
         let settings = Arc::new(args.render.settings()?);
         let wake = Arc::new(Notify::new());
+        let memory = args.tuning.memory_budget();
         let workers = spawn_workers(
             args.workers,
             &args.tuning,
+            &memory,
             &catalog,
             &store,
             &settings,
@@ -178,6 +192,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 },
                 linger_max_bytes: args.linger_max_bytes,
                 linger_timeout: Duration::from_secs(args.linger_secs),
+                render_memory: memory,
             }),
             wake,
         };
@@ -203,6 +218,7 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         let workers = spawn_workers(
             args.workers.max(1),
             &args.tuning,
+            &args.tuning.memory_budget(),
             &catalog,
             &store,
             &settings,
@@ -316,6 +332,7 @@ impl WorkerLoops {
 pub(crate) async fn spawn_workers(
     count: usize,
     tuning: &WorkerTuning,
+    memory: &easel_budget::MemoryBudget,
     catalog: &Arc<dyn Catalog>,
     store: &BlobStore,
     settings: &Arc<Settings>,
@@ -350,6 +367,7 @@ pub(crate) async fn spawn_workers(
                 ..OriginConfig::default()
             },
             origin_fetches: tuning.origin_fetches.max(1),
+            memory: memory.clone(),
             ..WorkerConfig::default()
         },
     )

@@ -858,3 +858,133 @@ async fn a_rerender_at_quality_80_beside_a_serve_at_88_leaves_nothing_stale() {
         }
     }
 }
+
+// ---------------------------------------------------------------------------
+// 6. Memory within a budget: the cost of a render is read from the header
+//    before anything is decoded; renders that do not fit together wait.
+
+/// A 10000x10000 RGBA PNG at 16 bits per sample: 1.2 MB on disk, 800 MB
+/// decoded at its own depth (source in fixtures/SOURCES.md).
+const RGBA16_100MP: &str = "png/rgba16_10000x10000.png";
+
+/// The peak resident memory of process `pid` (`VmHWM`), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .expect("VmHWM");
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_image_that_could_never_fit_the_render_memory_budget_is_refused_at_upload() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (_, client) = common::easel_key(&data);
+    let served = Served::start(
+        &data,
+        &dir.path().join("serve.log"),
+        &[("EASEL_RENDER_MEMORY_BYTES", "268435456")],
+    )
+    .await;
+    let response = client
+        .post(served.url("/v1/images"))
+        .header("content-type", "image/png")
+        .body(common::fixture(RGBA16_100MP))
+        .send()
+        .await
+        .unwrap();
+    let body = common::problem(response, 422, "too-much-memory").await;
+    let detail = body["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("10000x10000") && detail.contains("256 MiB"),
+        "the detail says what it needs and the budget: {detail}"
+    );
+    assert!(
+        !data.join("objects").join("originals").exists(),
+        "nothing was stored"
+    );
+    // A photo fits.
+    let response = client
+        .post(served.url("/v1/images?wait=true"))
+        .header("content-type", "image/jpeg")
+        .body(common::fixture("photo/olympus_e-p3_4032x3024.jpg"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_workers_rendering_100_megapixel_16_bit_pngs_stay_under_900_mb() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (_, client) = common::easel_key(&data);
+    // The default budget (1 GiB) holds one such render (about 730 MiB),
+    // not two: the second waits for the first.
+    let served = Served::start(
+        &data,
+        &dir.path().join("serve.log"),
+        &[("EASEL_WORKERS", "2")],
+    )
+    .await;
+    let png = common::fixture(RGBA16_100MP);
+    let upload = || {
+        client
+            .post(served.url("/v1/images"))
+            .header("content-type", "image/png")
+            .body(png.clone())
+            .send()
+    };
+    let (a, b) = tokio::join!(upload(), upload());
+    let ids = [
+        common::id_of(a.unwrap()).await,
+        common::id_of(b.unwrap()).await,
+    ];
+    for id in &ids {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let image: Value = client
+                .get(served.url(&format!("/v1/images/{id}")))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if image["status"] == "finished" {
+                break;
+            }
+            assert_eq!(image["status"], "ingesting", "{image}");
+            assert!(Instant::now() < deadline, "{id} not rendered in 5 minutes");
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+    let peak = peak_rss(served.child.0.id());
+    println!(
+        "two 100 MP 16-bit PNGs on two workers: serve's peak RSS {} MiB",
+        peak >> 20
+    );
+    assert!(
+        peak < 900_000_000,
+        "peak RSS {peak} bytes; log:\n{}",
+        served.log_tail()
+    );
+    let log = std::fs::read_to_string(&served.log).unwrap();
+    assert!(
+        log.contains("waiting for render memory"),
+        "the second render waited for the first"
+    );
+    let regular = client
+        .get(served.url(&format!("/v1/images/{}/styles/regular", ids[1])))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(regular.status(), 200);
+    assert_eq!(
+        common::dimensions(&regular.bytes().await.unwrap()),
+        (10_000, 10_000)
+    );
+}

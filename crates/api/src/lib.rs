@@ -60,6 +60,10 @@ pub struct ApiConfig {
     pub linger_max_bytes: u64,
     /// ... and for at most this long.
     pub linger_timeout: Duration,
+    /// The process's render memory budget, shared with its workers: an
+    /// upload whose render could never fit it is refused (422
+    /// `too-much-memory`), and each IIIF render reserves its share.
+    pub render_memory: easel_budget::MemoryBudget,
 }
 
 impl Default for ApiConfig {
@@ -71,6 +75,7 @@ impl Default for ApiConfig {
             iiif: iiif::IiifConfig::default(),
             linger_max_bytes: DEFAULT_LINGER_MAX_BYTES,
             linger_timeout: Duration::from_secs(30),
+            render_memory: easel_budget::MemoryBudget::default(),
         }
     }
 }

@@ -184,7 +184,7 @@ pub(crate) struct UploadForm {
         crate::error::LacksWrite,
         (status = 413, description = "Larger than the byte limit", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not an image of a supported format", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Corrupt, too many pixels, or a crop outside the image", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Corrupt, too many pixels, more memory to render than the budget, or a crop outside the image", body = crate::error::Problem, content_type = "application/problem+json"),
         crate::error::Unavailable,
         crate::error::InsufficientStorage,
     ),
@@ -430,9 +430,13 @@ async fn inspect(
 ) -> Result<OriginalFacts, ApiError> {
     let size = i64::try_from(bytes.len()).unwrap_or(i64::MAX);
     let settings = state.settings.clone();
+    let budget = state.config.render_memory.total_bytes();
     // Hashing 64 MB takes ~100 ms of CPU: keep it off the async threads.
     let (facts, sha256) = tokio::task::spawn_blocking(move || {
         let facts = easel_render::inspect(&bytes, &settings)?;
+        // An image whose render could never fit in memory is refused now,
+        // from its header, not after it is stored.
+        easel_render::decode_cost(&bytes, &settings.limits)?.check(budget)?;
         Ok::<_, RenderError>((facts, easel_render::sha256_hex(&bytes)))
     })
     .await

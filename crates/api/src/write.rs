@@ -251,7 +251,7 @@ pub async fn patch(
         (status = 412, description = "`If-Match` names another version, or the image does not exist", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 413, description = "Larger than the byte limit", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not an image of a supported format", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Corrupt image, too many pixels, a crop outside the image, or a bad origin URL", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Corrupt image, too many pixels, more memory to render than the budget, a crop outside the image, or a bad origin URL", body = crate::error::Problem, content_type = "application/problem+json"),
         crate::error::Unavailable,
         crate::error::InsufficientStorage,
     ),

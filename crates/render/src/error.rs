@@ -22,6 +22,19 @@ pub enum RenderError {
         pixels: u64,
         limit: u64,
     },
+    #[error(
+        "decoding this {width}x{height} image ({bytes_per_pixel} bytes per pixel) needs about \
+         {} MiB, more than the whole render memory budget of {} MiB",
+        mib(*.needed),
+        mib(*.budget)
+    )]
+    TooMuchMemory {
+        width: u32,
+        height: u32,
+        bytes_per_pixel: u32,
+        needed: u64,
+        budget: u64,
+    },
     #[error("the image has a zero dimension ({width}x{height})")]
     ZeroDimension { width: u32, height: u32 },
     #[error("the {format} file is truncated or corrupt: {reason}")]
@@ -52,6 +65,10 @@ pub enum RenderError {
     Encode { style: String, reason: String },
 }
 
+fn mib(bytes: u64) -> u64 {
+    bytes.div_ceil(1 << 20)
+}
+
 fn detail_suffix(detail: &Option<String>) -> String {
     match detail {
         Some(d) => format!(" ({d})"),
@@ -80,6 +97,7 @@ impl RenderError {
             RenderError::UnsupportedFormat(_) => "unsupported-format",
             RenderError::TooManyBytes { .. } => "too-many-bytes",
             RenderError::TooManyPixels { .. } => "too-many-pixels",
+            RenderError::TooMuchMemory { .. } => "too-much-memory",
             RenderError::ZeroDimension { .. } => "zero-dimension",
             RenderError::Corrupt { .. } => "corrupt-image",
             RenderError::EmptyCrop { .. } => "crop-empty",
@@ -95,9 +113,9 @@ impl RenderError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             RenderError::Empty | RenderError::UnsupportedFormat(_) => ErrorKind::Unsupported,
-            RenderError::TooManyBytes { .. } | RenderError::TooManyPixels { .. } => {
-                ErrorKind::TooLarge
-            }
+            RenderError::TooManyBytes { .. }
+            | RenderError::TooManyPixels { .. }
+            | RenderError::TooMuchMemory { .. } => ErrorKind::TooLarge,
             RenderError::Encode { .. } | RenderError::Resize(_) => ErrorKind::Internal,
             _ => ErrorKind::Invalid,
         }

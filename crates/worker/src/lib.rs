@@ -56,6 +56,9 @@ pub struct WorkerConfig {
     /// Origin fetches at once, beside the render loops and apart from
     /// them: a slow origin holds a fetch slot, never a render loop.
     pub origin_fetches: usize,
+    /// The process's render memory budget (shared with IIIF renders):
+    /// each render reserves its estimate before it decodes.
+    pub memory: easel_budget::MemoryBudget,
 }
 
 impl Default for WorkerConfig {
@@ -68,6 +71,7 @@ impl Default for WorkerConfig {
             retry_max: Duration::from_secs(300),
             origin: OriginConfig::default(),
             origin_fetches: 4,
+            memory: easel_budget::MemoryBudget::default(),
         }
     }
 }
@@ -407,10 +411,32 @@ impl Worker {
             },
         };
 
+        // Memory before pixels: the header says what the render will hold;
+        // one that can never fit the budget fails, others wait for room.
+        let memory = match easel_render::decode_cost(&original, &self.settings.limits)
+            .and_then(|cost| cost.check(self.config.memory.total_bytes()))
+        {
+            Ok(needed) => needed,
+            Err(e) => return self.fail(job, &e.to_string(), e.code()).await,
+        };
+        if self.config.memory.available_bytes() < memory {
+            tracing::info!(worker = %self.id, job = job.id, needed = memory, "waiting for render memory");
+            metrics::counter!("easel_render_memory_waits_total").increment(1);
+        }
+        let Ok(reservation) = self.config.memory.reserve(memory).await else {
+            return self
+                .fail(
+                    job,
+                    "the render memory budget is too small",
+                    "too-much-memory",
+                )
+                .await;
+        };
+
         // Tells a slow fetch from a slow render in the logs.
-        tracing::info!(worker = %self.id, job = job.id, image = %image_id, bytes = original.len(), "rendering");
+        tracing::info!(worker = %self.id, job = job.id, image = %image_id, bytes = original.len(), memory, "rendering");
         let started = Instant::now();
-        let rendition = match self.render(original, crop).await {
+        let rendition = match self.render(original, crop, reservation).await {
             Ok(Ok(rendition)) => rendition,
             Ok(Err(e)) => return self.fail(job, &e.to_string(), e.code()).await,
             Err(panic) => return self.fail(job, &panic, codes::PANICKED).await,
@@ -555,9 +581,12 @@ impl Worker {
         &self,
         original: Bytes,
         crop: Option<Crop>,
+        memory: easel_budget::Reservation,
     ) -> Result<Result<Rendition, easel_render::RenderError>, String> {
         let (pool, settings) = (self.pool.clone(), self.settings.clone());
         tokio::task::spawn_blocking(move || {
+            // Held by the thread: given back when the pixels are.
+            let _memory = memory;
             pool.install(|| easel_render::render(&original, crop, &settings))
         })
         .await
