@@ -94,6 +94,13 @@ pub fn rerender(args: RerenderArgs) -> anyhow::Result<()> {
             batch.id,
             batch.total
         );
+        if args.concurrency == 0 {
+            // Its jobs carry these settings: a worker with others leaves them.
+            eprintln!(
+                "easel: only workers rendering with settings {fingerprint} take this batch's \
+                 jobs (run `easel worker` with the same flags as this command)"
+            );
+        }
         let wake = Arc::new(Notify::new());
         let workers = spawn_workers(
             args.concurrency,
