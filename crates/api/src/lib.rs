@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod batches;
+mod console;
 mod error;
 mod fields;
 mod files;
@@ -37,6 +38,7 @@ use easel_storage::BlobStore;
 use tokio::sync::Notify;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 
+pub use console::content_security_policy;
 pub use error::{ApiError, PROBLEM_JSON};
 pub use ops::metrics_handle;
 pub use write::valid_id;
@@ -135,12 +137,14 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/images/{id}/assets", get(images::assets))
         .route("/v1/rerender", post(batches::start))
         .route("/v1/batches/{id}", get(batches::show))
+        .route("/v1/key", get(auth::show_key))
         .route("/v1/images/{id}/styles/{style}", get(images::style))
         .merge(iiif::routes_with(state.config.iiif.clone()))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .merge(openapi::routes())
+        .merge(console::routes())
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(middleware::from_fn_with_state(

@@ -13,6 +13,12 @@ pub enum RenderError {
     Empty,
     #[error("not a supported image: expected JPEG, PNG, WebP, GIF or TIFF{}", detail_suffix(.0))]
     UnsupportedFormat(Option<String>),
+    /// A format we read, using a feature we do not (the file is not damaged).
+    #[error("this {format} file uses {feature}, which Easel does not read")]
+    UnsupportedFeature {
+        format: &'static str,
+        feature: String,
+    },
     #[error("the file is {bytes} bytes, over the limit of {limit} bytes")]
     TooManyBytes { bytes: u64, limit: u64 },
     #[error("the image is {width}x{height} = {pixels} pixels, over the limit of {limit} pixels")]
@@ -63,6 +69,10 @@ pub enum RenderError {
     Resize(String),
     #[error("encoding {style} failed: {reason}")]
     Encode { style: String, reason: String },
+    /// The engine panicked on this input: a bug of ours, caught at the
+    /// engine's boundary. The input's sha256 lets us find it again.
+    #[error("internal error while rendering the original with sha256 {sha256}: {message}")]
+    Internal { sha256: String, message: String },
 }
 
 fn mib(bytes: u64) -> u64 {
@@ -94,7 +104,9 @@ impl RenderError {
     pub fn code(&self) -> &'static str {
         match self {
             RenderError::Empty => "empty-file",
-            RenderError::UnsupportedFormat(_) => "unsupported-format",
+            RenderError::UnsupportedFormat(_) | RenderError::UnsupportedFeature { .. } => {
+                "unsupported-format"
+            }
             RenderError::TooManyBytes { .. } => "too-many-bytes",
             RenderError::TooManyPixels { .. } => "too-many-pixels",
             RenderError::TooMuchMemory { .. } => "too-much-memory",
@@ -107,16 +119,21 @@ impl RenderError {
             RenderError::InvalidSettings(_) => "invalid-settings",
             RenderError::Resize(_) => "resize-failed",
             RenderError::Encode { .. } => "encode-failed",
+            RenderError::Internal { .. } => "internal",
         }
     }
 
     pub fn kind(&self) -> ErrorKind {
         match self {
-            RenderError::Empty | RenderError::UnsupportedFormat(_) => ErrorKind::Unsupported,
+            RenderError::Empty
+            | RenderError::UnsupportedFormat(_)
+            | RenderError::UnsupportedFeature { .. } => ErrorKind::Unsupported,
             RenderError::TooManyBytes { .. }
             | RenderError::TooManyPixels { .. }
             | RenderError::TooMuchMemory { .. } => ErrorKind::TooLarge,
-            RenderError::Encode { .. } | RenderError::Resize(_) => ErrorKind::Internal,
+            RenderError::Encode { .. } | RenderError::Resize(_) | RenderError::Internal { .. } => {
+                ErrorKind::Internal
+            }
             _ => ErrorKind::Invalid,
         }
     }

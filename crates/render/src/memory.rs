@@ -8,9 +8,6 @@
 //! never fit its memory budget, and make renders that do fit wait for
 //! their share instead of running all at once.
 
-use std::io::Cursor;
-
-use image::ImageDecoder;
 use serde::Serialize;
 
 use crate::decode::read_orientation;
@@ -97,45 +94,33 @@ impl DecodeCost {
 /// orientation) and says what rendering it costs; the byte and pixel
 /// limits are checked first, as [`probe`] does.
 pub fn decode_cost(original: &[u8], limits: &Limits) -> Result<DecodeCost, RenderError> {
-    let probed = probe(original, limits)?;
-    let reoriented = read_orientation(original, probed.format) != Orientation::Normal;
-    let (bytes_per_pixel, alpha, streamed) = match probed.format {
-        Format::Jpeg => {
-            let header =
-                turbojpeg::read_header(original).map_err(|e| RenderError::corrupt("JPEG", e))?;
-            // CMYK and YCCK decode to four bytes, then convert to RGB.
-            let cmyk = matches!(
-                header.colorspace,
-                turbojpeg::Colorspace::CMYK | turbojpeg::Colorspace::YCCK
-            );
-            (if cmyk { 4 } else { 3 }, false, false)
-        }
-        Format::Png => {
-            let header = PngHeader::parse(original)
-                .ok_or_else(|| RenderError::corrupt("PNG", "no IHDR chunk"))?;
-            (header.bytes_per_pixel(), header.alpha, header.streams())
-        }
-        format => {
-            let colour =
-                image::ImageReader::with_format(Cursor::new(original), format.image_format())
-                    .into_decoder()
-                    .map_err(|e| RenderError::corrupt(format.name(), e))?
-                    .color_type();
-            (
-                u32::from(colour.bytes_per_pixel()),
-                colour.has_alpha(),
-                false,
-            )
-        }
-    };
-    Ok(DecodeCost {
-        format: probed.format,
-        width: probed.width,
-        height: probed.height,
-        bytes_per_pixel,
-        alpha,
-        streamed,
-        reoriented,
+    crate::guard::guarded(original, || {
+        let probed = probe(original, limits)?;
+        let reoriented = read_orientation(original, probed.format) != Orientation::Normal;
+        let stored = u32::from(probed.channels.max(1))
+            * u32::from(probed.bits_per_sample.max(8)).div_ceil(8);
+        let (bytes_per_pixel, alpha, streamed) = match probed.format {
+            // Decoded to RGB; CMYK and YCCK to four bytes first, then to RGB.
+            Format::Jpeg => (if probed.channels == 4 { 4 } else { 3 }, false, false),
+            Format::Png => {
+                let header = PngHeader::parse(original)
+                    .ok_or_else(|| RenderError::corrupt("PNG", "no IHDR chunk"))?;
+                (header.bytes_per_pixel(), header.alpha, header.streams())
+            }
+            // libtiff's strips or tiles go straight into the 8-bit bitmap;
+            // four samples may be CMYK, counted as if they were RGBA.
+            Format::Tiff => (stored, matches!(probed.channels, 2 | 4..), true),
+            Format::Webp | Format::Gif => (stored, matches!(probed.channels, 2 | 4), false),
+        };
+        Ok(DecodeCost {
+            format: probed.format,
+            width: probed.width,
+            height: probed.height,
+            bytes_per_pixel,
+            alpha,
+            streamed,
+            reoriented,
+        })
     })
 }
 

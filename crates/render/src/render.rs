@@ -125,6 +125,10 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// The oriented size and orientation of an original, from its header alone:
 /// enough to validate a crop before paying for a decode.
 pub fn inspect(original: &[u8], settings: &Settings) -> Result<SourceFacts, RenderError> {
+    crate::guard::guarded(original, || inspect_unguarded(original, settings))
+}
+
+fn inspect_unguarded(original: &[u8], settings: &Settings) -> Result<SourceFacts, RenderError> {
     let probe = format::probe(original, &settings.limits)?;
     let orientation = decode::read_orientation(original, probe.format);
     let (width, height) = orientation.oriented_size(probe.width, probe.height);
@@ -158,6 +162,14 @@ impl StageClock {
 /// Renders every style that applies. Runs its parallel parts on the current
 /// rayon pool: install a pool of one thread for a single-threaded render.
 pub fn render(
+    original: &[u8],
+    crop: Option<Crop>,
+    settings: &Settings,
+) -> Result<Rendition, RenderError> {
+    crate::guard::guarded(original, || render_unguarded(original, crop, settings))
+}
+
+fn render_unguarded(
     original: &[u8],
     crop: Option<Crop>,
     settings: &Settings,

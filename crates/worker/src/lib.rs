@@ -438,7 +438,13 @@ impl Worker {
         let started = Instant::now();
         let rendition = match self.render(original, crop, reservation).await {
             Ok(Ok(rendition)) => rendition,
-            Ok(Err(e)) => return self.fail(job, &e.to_string(), e.code()).await,
+            Ok(Err(e)) => {
+                if e.kind() == easel_render::ErrorKind::Internal {
+                    // A bug of ours on this original (its sha256 is in the message).
+                    tracing::error!(worker = %self.id, job = job.id, image = %image_id, error = %e, "the render engine failed");
+                }
+                return self.fail(job, &e.to_string(), e.code()).await;
+            }
             Err(panic) => return self.fail(job, &panic, codes::PANICKED).await,
         };
         record_render_metrics(&rendition, started.elapsed());
