@@ -154,6 +154,7 @@ impl TestApp {
                 wait_timeout: Duration::from_secs(300),
                 max_page_size: 100,
                 iiif: options.iiif.clone(),
+                ..ApiConfig::default()
             }),
             wake,
         };

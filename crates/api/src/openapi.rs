@@ -236,6 +236,7 @@ fn example_problem(id: &str, status: u16) -> Option<crate::error::Problem<'stati
             )))
         }
         503 => ApiError::Unavailable(String::new()),
+        507 => ApiError::StorageFull(String::new()),
         _ => return None,
     };
     Some(api.problem())

@@ -214,8 +214,12 @@ fn render_unguarded(
     {
         colour::convert_rect_to_srgb(&mut oriented, &crop, &profile, &mut warnings);
     }
+    let whole = Crop::new(0, 0, oriented.width, oriented.height)?;
     let (rgb, rect) = match oriented.channels {
         Channels::Rgb => (oriented, crop),
+        // The crop is the whole image (a square one, by default): flattened
+        // in its own buffer, not beside a copy.
+        Channels::Rgba if crop == whole => (oriented.into_rgb(settings.background.0), crop),
         Channels::Rgba => {
             let flat = oriented.crop_to_rgb(&crop, settings.background.0);
             drop(oriented);
