@@ -2,7 +2,8 @@
 # Every check CI runs: formatting, lints, then all tests (unit, engine,
 # end-to-end against the real service) on PostgreSQL + S3 and again on the
 # embedded defaults, then the IIIF validator and schemathesis against a
-# running server. Installs what it needs first.
+# running server, then the web console in headless Chromium. Installs what
+# it needs first.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -39,3 +40,5 @@ echo "test.sh: end-to-end again on the embedded defaults (SQLite + files)" >&2
 env -u EASEL_TEST_DATABASE_URL -u EASEL_TEST_S3_URL \
     cargo test --locked --test e2e --test api --test iiif --test delivery "$@"
 scripts/ci-live.sh target/debug/easel
+echo "test.sh: the Easel Console in headless Chromium" >&2
+scripts/console-browser.sh target/debug/easel

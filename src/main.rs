@@ -56,9 +56,12 @@ fn main() -> std::process::ExitCode {
         return std::process::ExitCode::FAILURE;
     }
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Render(_) | Command::Bench(_)) {
+        quiet_panics();
+    }
     let result = match cli.command {
-        Command::Render(args) => render_cmd::render(args),
-        Command::Bench(args) => render_cmd::bench(args),
+        Command::Render(args) => caught(|| render_cmd::render(args)),
+        Command::Bench(args) => caught(|| render_cmd::bench(args)),
         Command::Serve(args) => service::serve(args),
         Command::Worker(args) => service::worker(args),
         Command::Migrate(args) => service::migrate(args),
@@ -75,6 +78,25 @@ fn main() -> std::process::ExitCode {
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The engine turns a panic on some input into an `internal` error that
+/// names the input's sha256; Rust's default report of the panic (a message
+/// and a backtrace note on stderr) would break the one-line reason.
+fn quiet_panics() {
+    std::panic::set_hook(Box::new(|_| {}));
+}
+
+/// A panic outside the engine still ends as one line, not a silent exit.
+fn caught(command: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(command)).unwrap_or_else(|payload| {
+        let message = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(anyhow::anyhow!("internal error: {message}"))
+    })
 }
 
 /// Loads the config file into the environment before clap reads it, while

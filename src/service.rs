@@ -99,6 +99,22 @@ pub(crate) struct WorkerTuning {
     /// Redirects followed when fetching an origin URL.
     #[arg(long, env = "EASEL_ORIGIN_MAX_REDIRECTS", default_value_t = 5)]
     origin_max_redirects: usize,
+    /// Origin URLs fetched at once, apart from the render loops (a slow
+    /// origin holds one of these, never a render loop).
+    #[arg(long, env = "EASEL_ORIGIN_FETCHES", default_value_t = 4)]
+    origin_fetches: usize,
+    /// Bytes of memory this process's renders (worker loops and IIIF) may
+    /// hold at once, as estimated from each image's header; renders wait
+    /// for room, and an image needing more than all of it is refused.
+    #[arg(long, env = "EASEL_RENDER_MEMORY_BYTES", default_value_t = easel_budget::DEFAULT_BUDGET_BYTES)]
+    render_memory_bytes: u64,
+}
+
+impl WorkerTuning {
+    /// The one render memory budget of this process.
+    pub(crate) fn memory_budget(&self) -> easel_budget::MemoryBudget {
+        easel_budget::MemoryBudget::new(self.render_memory_bytes)
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -145,6 +161,13 @@ pub struct ServeArgs {
     /// recently used go first. 0 keeps none.
     #[arg(long, env = "EASEL_IIIF_CACHE_BYTES", default_value_t = easel_api::iiif::DEFAULT_CACHE_BUDGET_BYTES)]
     iiif_cache_bytes: u64,
+    /// Bytes of a request body refused before it was read (no key, over the
+    /// limit) read and thrown away so the client still gets the answer.
+    #[arg(long, env = "EASEL_LINGER_MAX_BYTES", default_value_t = easel_api::DEFAULT_LINGER_MAX_BYTES)]
+    linger_max_bytes: u64,
+    /// Longest time, in seconds, spent reading such a body.
+    #[arg(long, env = "EASEL_LINGER_SECS", default_value_t = 30)]
+    linger_secs: u64,
 }
 
 #[derive(clap::Args, Debug)]
@@ -172,14 +195,17 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let (catalog, store) = open(&args.common).await?;
         let settings = Arc::new(args.render.settings()?);
         let wake = Arc::new(Notify::new());
+        let memory = args.tuning.memory_budget();
         let workers = spawn_workers(
             args.workers,
             &args.tuning,
+            &memory,
             &catalog,
             &store,
             &settings,
             &wake,
-        )?;
+        )
+        .await?;
 
         let retention = args.tuning.retention.retention();
         let reaper = spawn_reaper(&catalog, &store, retention);
@@ -203,6 +229,9 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     cache_budget_bytes: args.iiif_cache_bytes,
                     ..IiifConfig::default()
                 },
+                linger_max_bytes: args.linger_max_bytes,
+                linger_timeout: Duration::from_secs(args.linger_secs),
+                render_memory: memory,
             }),
             wake,
         };
@@ -229,11 +258,13 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         let workers = spawn_workers(
             args.workers.max(1),
             &args.tuning,
+            &args.tuning.memory_budget(),
             &catalog,
             &store,
             &settings,
             &wake,
-        )?;
+        )
+        .await?;
         let reaper = spawn_reaper(&catalog, &store, args.tuning.retention.retention());
         shutdown_signal().await;
         workers.stop().await;
@@ -340,9 +371,10 @@ impl WorkerLoops {
     }
 }
 
-pub(crate) fn spawn_workers(
+pub(crate) async fn spawn_workers(
     count: usize,
     tuning: &WorkerTuning,
+    memory: &easel_budget::MemoryBudget,
     catalog: &Arc<dyn Catalog>,
     store: &BlobStore,
     settings: &Arc<Settings>,
@@ -377,11 +409,18 @@ pub(crate) fn spawn_workers(
                 ..OriginConfig::default()
             },
             retention: tuning.retention.retention(),
+            origin_fetches: tuning.origin_fetches.max(1),
+            memory: memory.clone(),
             ..WorkerConfig::default()
         },
     )
     .context("cannot start the worker")?
     .with_wake(wake.clone());
+    // A worker of this machine killed mid-job (kill -9, OOM) left leases
+    // that would hold its jobs for up to --lease-secs: take them over now.
+    if let Err(e) = base.reclaim_jobs_of_dead_workers(&host_name()).await {
+        tracing::warn!(error = %e, "could not look for the jobs of dead workers");
+    }
     let handles = (0..count)
         .map(|i| tokio::spawn(base.named(worker_name(i)).run(stopped.clone())))
         .collect();
@@ -404,12 +443,17 @@ pub(crate) fn spawn_reaper(
     }
 }
 
-/// Unique per loop across machines: the lease owner in the jobs table.
+/// Unique per loop across machines: the lease owner in the jobs table,
+/// `<host>-<pid>-<loop>`, which is how a restarted worker finds the jobs of
+/// a dead one (`Worker::reclaim_jobs_of_dead_workers`).
 fn worker_name(index: usize) -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+    format!("{}-{}-{index}", host_name(), std::process::id())
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "easel".into());
-    format!("{host}-{}-{index}", std::process::id())
+        .unwrap_or_else(|_| "easel".into())
 }
 
 async fn shutdown_signal() {

@@ -2424,3 +2424,117 @@ async fn iiif_follows_the_buckets_public_setting() {
     let bytes = scaled.bytes().await.unwrap();
     assert_eq!(common::dimensions(&bytes).0, 64, "64 px wide as asked");
 }
+
+/// `GET /v1/key` tells any valid key its bucket and scopes (the console
+/// shows them and hides what they do not allow), and nothing without one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_key_endpoint_shows_the_callers_bucket_and_scopes() {
+    let app = TestApp::spawn_without_workers().await;
+    let (key, reader) = app.key_for("shows", &["image:read"]).await;
+    let response = reader.get(app.url("/v1/key")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["bucket"], "shows");
+    assert_eq!(body["scopes"], json!(["image:read"]));
+    assert_eq!(body["id"], key.split('_').nth(1).unwrap());
+    assert!(
+        !body.to_string().contains(key.rsplit('_').next().unwrap()),
+        "the secret stays out: {body}"
+    );
+
+    let (_, writer) = app.key_for("default", &["image:write"]).await;
+    let body: Value = writer
+        .get(app.url("/v1/key"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(body["bucket"], "default");
+    assert_eq!(body["scopes"], json!(["image:write"]));
+
+    let none = app.anonymous.get(app.url("/v1/key")).send().await.unwrap();
+    assert_eq!(none.headers()["www-authenticate"], "Bearer realm=\"easel\"");
+    problem(none, 401, "unauthenticated").await;
+    let unknown = common::client_with_key("easel_0123456789abcdef_00000000000000000000")
+        .get(app.url("/v1/key"))
+        .send()
+        .await
+        .unwrap();
+    problem(unknown, 401, "unauthenticated").await;
+}
+
+/// The console is served by the binary itself: `/` links to it, every file
+/// has its type, an ETag (304 when unchanged) and a policy that lets the
+/// page reach this server only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_is_served_from_the_binary_with_types_etags_and_a_strict_policy() {
+    let app = TestApp::spawn_without_workers().await;
+    let client = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+
+    let home = client.get(app.url("/")).send().await.unwrap();
+    assert_eq!(home.status(), 200);
+    assert_eq!(home.headers()["content-type"], "text/html; charset=utf-8");
+    assert!(home.text().await.unwrap().contains("href=\"/console/\""));
+
+    let bare = client.get(app.url("/console")).send().await.unwrap();
+    assert_eq!(bare.status(), 308);
+    assert_eq!(bare.headers()["location"], "/console/");
+
+    let index = client.get(app.url("/console/")).send().await.unwrap();
+    assert_eq!(index.status(), 200);
+    let headers = index.headers().clone();
+    assert_eq!(headers["content-type"], "text/html; charset=utf-8");
+    assert_eq!(
+        headers["content-security-policy"],
+        easel_api::content_security_policy("").as_str()
+    );
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["cache-control"], "no-cache");
+    let html = index.text().await.unwrap();
+    assert!(
+        html.contains(r#"<script type="module" src="app.js">"#),
+        "{html}"
+    );
+    let etag = headers["etag"].to_str().unwrap().to_string();
+    assert_eq!(etag.len(), 66, "a quoted sha256: {etag}");
+
+    let again = client
+        .get(app.url("/console/"))
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    assert_eq!(again.headers()["etag"], etag.as_str());
+    assert!(again.bytes().await.unwrap().is_empty());
+
+    for (path, kind) in [
+        ("/console/app.js", "text/javascript; charset=utf-8"),
+        ("/console/views/crop.js", "text/javascript; charset=utf-8"),
+        ("/console/style.css", "text/css; charset=utf-8"),
+        ("/console/favicon.svg", "image/svg+xml"),
+    ] {
+        let response = client.get(app.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+        assert_eq!(response.headers()["content-type"], kind, "{path}");
+        assert_ne!(response.headers()["etag"], etag.as_str(), "{path}");
+        assert!(!response.bytes().await.unwrap().is_empty(), "{path}");
+    }
+    let missing = client
+        .get(app.url("/console/views/nope.js"))
+        .send()
+        .await
+        .unwrap();
+    problem(missing, 404, "not-found").await;
+    let escape = client
+        .get(app.url("/console/..%2fCargo.toml"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(escape.status(), 404);
+}

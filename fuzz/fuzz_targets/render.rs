@@ -1,9 +1,11 @@
 //! Any bytes in: `render` returns a rendition or a typed error, never panics,
-//! and whatever it returns describes its own bytes.
+//! and whatever it returns describes its own bytes. Every decoder is behind
+//! it: libjpeg-turbo, libtiff (strips, tiles, planes, YCbCr, old JPEG, fax,
+//! LZW, Deflate...), the `image` crate's PNG, GIF and WebP, EXIF readers.
 
 #![no_main]
 
-use easel_render::{render, Limits, Settings};
+use easel_render::{inspect, probe, render, Limits, Settings};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -16,6 +18,19 @@ fuzz_target!(|data: &[u8]| {
         },
         ..Settings::default()
     };
+    // The engine turns its own panics into `internal` errors so a service
+    // survives them; for the fuzzer they are the bugs it is looking for.
+    let sound = |e: &easel_render::RenderError| {
+        assert_ne!(e.code(), "internal", "{e}");
+        assert!(!e.to_string().is_empty());
+    };
+    if let Ok(probed) = probe(data, &settings.limits) {
+        assert!(probed.width > 0 && probed.height > 0);
+        assert!(probed.bits_per_sample > 0 && probed.channels > 0);
+    }
+    if let Err(e) = inspect(data, &settings) {
+        sound(&e);
+    }
     match render(data, None, &settings) {
         Ok(rendition) => {
             for file in &rendition.files {
@@ -23,6 +38,6 @@ fuzz_target!(|data: &[u8]| {
                 assert!(file.width > 0 && file.height > 0);
             }
         }
-        Err(e) => assert!(!e.code().is_empty() && !e.to_string().is_empty()),
+        Err(e) => sound(&e),
     }
 });

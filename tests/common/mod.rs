@@ -174,7 +174,7 @@ impl TestApp {
                 wait_timeout: Duration::from_secs(300),
                 max_page_size: 100,
                 iiif: options.iiif.clone(),
-                alias_max_age: easel_api::DEFAULT_ALIAS_MAX_AGE,
+                ..ApiConfig::default()
             }),
             wake,
         };

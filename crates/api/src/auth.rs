@@ -5,10 +5,14 @@
 //! slow one here and keeps every request to one indexed lookup. The `id`
 //! part is public (it names the key in lists and logs).
 
+use axum::extract::State;
 use axum::http::{header, HeaderMap};
-use chrono::Utc;
+use axum::Json;
+use chrono::{DateTime, Utc};
 use easel_catalog::{ApiKey, Catalog, CatalogError, NewApiKey};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
 
 use crate::{ApiError, AppState};
 
@@ -66,6 +70,53 @@ impl Caller {
     pub fn key(&self) -> Option<&ApiKey> {
         self.0.as_ref()
     }
+}
+
+/// The calling key, without its secret: what a client (the console) needs
+/// to know what it may do.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct KeyView {
+    /// The key's public id (the part between `easel_` and the secret).
+    #[schema(example = "3f2a9c0d1e4b5a69")]
+    pub id: String,
+    pub name: Option<String>,
+    /// The only bucket this key sees.
+    #[schema(example = "default")]
+    pub bucket: String,
+    /// Among `image:read`, `image:write`, `image:delete`.
+    #[schema(example = json!(["image:read", "image:write"]))]
+    pub scopes: Vec<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Which bucket and scopes the caller's key has. Any valid key may ask.
+#[utoipa::path(
+    get,
+    path = "/v1/key",
+    tag = "keys",
+    operation_id = "showKey",
+    security(("bearer" = [])),
+    responses(
+        (status = 200, description = "The calling key", body = KeyView),
+        crate::error::Unauthorized,
+        crate::error::Unavailable,
+    ),
+)]
+pub async fn show_key(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<KeyView>, ApiError> {
+    let caller = Caller::from_headers(&state, &headers).await?;
+    let key = caller.0.ok_or(ApiError::Unauthenticated(
+        "this endpoint needs an API key: send Authorization: Bearer <key>",
+    ))?;
+    Ok(Json(KeyView {
+        scopes: key.scopes(),
+        id: key.id,
+        name: key.name,
+        bucket: key.bucket,
+        created_at: key.created_at,
+    }))
 }
 
 pub fn hash_key(key: &str) -> String {

@@ -625,11 +625,21 @@ pub(crate) async fn image(
         .get(&source.original_key)
         .await
         .map_err(ApiError::from)?;
+    // Its share of the process's render memory, which the workers draw
+    // from too: a render that never fits is refused, others wait for room.
+    let budget = &state.config.render_memory;
+    let needed = easel_render::decode_cost(&original, &state.settings.limits)
+        .and_then(|cost| cost.check(budget.total_bytes()))
+        .map_err(ApiError::Render)?;
+    let memory = tokio::time::timeout(iiif.config.render_wait, budget.reserve(needed))
+        .await
+        .map_err(|_| ApiError::Unavailable("no render memory came free".into()))?
+        .map_err(|e| ApiError::Internal(format!("render memory: {e}")))?;
     let settings = state.settings.clone();
     let rendered = tokio::task::spawn_blocking(move || {
         // Held by the thread, not the request: if the client goes away the
         // render still runs to the end, and still counts against the limit.
-        let _permit = permit;
+        let (_permit, _memory) = (permit, memory);
         render_iiif(&original, &plan, &settings)
     })
     .await

@@ -8,11 +8,13 @@
 
 pub mod auth;
 pub mod batches;
+mod console;
 mod error;
 mod fields;
 mod files;
 pub mod iiif;
 mod images;
+mod linger;
 mod links;
 mod list;
 pub mod openapi;
@@ -38,6 +40,7 @@ use easel_storage::BlobStore;
 use tokio::sync::Notify;
 use tower_http::trace::{DefaultMakeSpan, DefaultOnResponse, TraceLayer};
 
+pub use console::content_security_policy;
 pub use error::{ApiError, PROBLEM_JSON};
 pub use ops::metrics_handle;
 pub use write::valid_id;
@@ -61,6 +64,16 @@ pub struct ApiConfig {
     pub max_page_size: u64,
     /// IIIF Image API limits and on-demand render bounds.
     pub iiif: iiif::IiifConfig,
+    /// At most this much of a body refused before it was read (no key, a
+    /// missing scope, over the byte limit) is read and thrown away, so that
+    /// the client still reads the answer ([`linger`](crate::linger)).
+    pub linger_max_bytes: u64,
+    /// ... and for at most this long.
+    pub linger_timeout: Duration,
+    /// The process's render memory budget, shared with its workers: an
+    /// upload whose render could never fit it is refused (422
+    /// `too-much-memory`), and each IIIF render reserves its share.
+    pub render_memory: easel_budget::MemoryBudget,
 }
 
 impl Default for ApiConfig {
@@ -72,6 +85,9 @@ impl Default for ApiConfig {
             wait_timeout: Duration::from_secs(60),
             max_page_size: 100,
             iiif: iiif::IiifConfig::default(),
+            linger_max_bytes: DEFAULT_LINGER_MAX_BYTES,
+            linger_timeout: Duration::from_secs(30),
+            render_memory: easel_budget::MemoryBudget::default(),
         }
     }
 }
@@ -98,6 +114,11 @@ impl AppState {
         format!("{base}{path}")
     }
 }
+
+/// The default [`ApiConfig::linger_max_bytes`]: 128 MiB, twice the default
+/// upload limit, so a client that sends somewhat more than the limit still
+/// reads its 413.
+pub const DEFAULT_LINGER_MAX_BYTES: u64 = 128 * 1024 * 1024;
 
 /// Room for multipart boundaries and the small text fields beside the file.
 const MULTIPART_OVERHEAD: u64 = 64 * 1024;
@@ -132,6 +153,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/images/{id}/assets", get(images::assets))
         .route("/v1/rerender", post(batches::start))
         .route("/v1/batches/{id}", get(batches::show))
+        .route("/v1/key", get(auth::show_key))
         .route("/v1/images/{id}/styles/{style}", get(images::style))
         .route(
             "/v1/images/{id}/styles/{style}/{file}",
@@ -143,8 +165,13 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .merge(openapi::routes())
+        .merge(console::routes())
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            linger::linger,
+        ))
         .layer(middleware::from_fn(iiif::cors))
         .layer(middleware::from_fn_with_state(
             std::sync::Arc::<str>::from(state.config.public_url.as_str()),

@@ -241,6 +241,7 @@ fn example_problem(id: &str, status: u16) -> Option<crate::error::Problem<'stati
             )))
         }
         503 => ApiError::Unavailable(String::new()),
+        507 => ApiError::StorageFull(String::new()),
         _ => return None,
     };
     Some(api.problem())
@@ -269,6 +270,7 @@ fn example_problem(id: &str, status: u16) -> Option<crate::error::Problem<'stati
         crate::podcast::podcast,
         crate::batches::start,
         crate::batches::show,
+        crate::auth::show_key,
         crate::iiif::redirect,
         crate::iiif::info,
         crate::iiif::image,
@@ -282,6 +284,7 @@ fn example_problem(id: &str, status: u16) -> Option<crate::error::Problem<'stati
         (name = "images", description = "Upload, read, change and delete images"),
         (name = "styles", description = "Rendered files; public unless the bucket says otherwise"),
         (name = "batches", description = "Batch re-render with progress"),
+        (name = "keys", description = "The calling API key's bucket and scopes"),
         (name = "iiif", description = "IIIF Image API 3.0, level 2"),
         (name = "ops", description = "Probes and metrics"),
     ),
@@ -308,7 +311,7 @@ mod tests {
     use super::*;
 
     /// Every route `router()` serves, as OpenAPI paths with their methods.
-    const ROUTES: [(&str, &[&str]); 16] = [
+    const ROUTES: [(&str, &[&str]); 17] = [
         ("/v1/images", &["get", "post"]),
         ("/v1/images/{id}", &["get", "patch", "put", "delete"]),
         ("/v1/images/{id}/restore", &["post"]),
@@ -319,6 +322,7 @@ mod tests {
         ("/v1/images/{id}/podcast", &["get"]),
         ("/v1/rerender", &["post"]),
         ("/v1/batches/{id}", &["get"]),
+        ("/v1/key", &["get"]),
         ("/iiif/3/{id}", &["get"]),
         ("/iiif/3/{id}/info.json", &["get"]),
         (
@@ -346,7 +350,7 @@ mod tests {
             .values()
             .map(|item| item.as_object().unwrap().len())
             .sum();
-        assert_eq!(documented, 20, "a documented operation has no route here");
+        assert_eq!(documented, 21, "a documented operation has no route here");
     }
 
     #[test]

@@ -184,8 +184,9 @@ pub(crate) struct UploadForm {
         crate::error::LacksWrite,
         (status = 413, description = "Larger than the byte limit", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not an image of a supported format", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Corrupt, too many pixels, or a crop outside the image", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Corrupt, too many pixels, more memory to render than the budget, or a crop outside the image", body = crate::error::Problem, content_type = "application/problem+json"),
         crate::error::Unavailable,
+        crate::error::InsufficientStorage,
     ),
 )]
 pub async fn upload(
@@ -293,11 +294,8 @@ pub(crate) async fn read_image_body(
         .and_then(|v| v.parse::<u64>().ok());
     let (parts, body) = request.into_parts();
     if declared.is_some_and(|n| n > allowance) {
-        // Refused before storing or buffering a byte of it; what is drained
-        // is discarded (see `drain`).
-        if declared.is_some_and(|n| n <= allowance.saturating_add(DRAIN_BUDGET)) {
-            drain(body, DRAIN_BUDGET).await;
-        }
+        // Refused before storing or buffering a byte of it; the rest of the
+        // body is read and thrown away after the answer (`crate::linger`).
         return Err(ApiError::BodyTooLarge { limit });
     }
     let body = read_body(body, allowance, limit).await?;
@@ -392,13 +390,8 @@ async fn release(state: &AppState, original: Option<&OriginalFacts>) {
     }
 }
 
-/// How much of a refused body we read and throw away so the client gets
-/// to read our 413. Closing with unread bytes makes the kernel reset the
-/// connection, which can destroy the response before the client sees it.
-/// Above this, we answer and close anyway.
-const DRAIN_BUDGET: u64 = 16 * 1024 * 1024;
-
-/// Reads the body up to `cap` bytes, refusing (and draining) a longer one.
+/// Reads the body up to `cap` bytes, refusing a longer one (whose rest is
+/// drained after the answer, see `crate::linger`).
 async fn read_body(mut body: Body, cap: u64, limit: u64) -> Result<Bytes, ApiError> {
     let mut buffer = BytesMut::new();
     while let Some(frame) = body.frame().await {
@@ -410,24 +403,12 @@ async fn read_body(mut body: Body, cap: u64, limit: u64) -> Result<Bytes, ApiErr
         })?;
         if let Ok(data) = frame.into_data() {
             if (buffer.len() + data.len()) as u64 > cap {
-                drain(body, DRAIN_BUDGET).await;
                 return Err(ApiError::BodyTooLarge { limit });
             }
             buffer.extend_from_slice(&data);
         }
     }
     Ok(buffer.freeze())
-}
-
-/// Reads and discards up to `budget` bytes of a body we refused.
-async fn drain(mut body: Body, budget: u64) {
-    let mut seen = 0u64;
-    while seen <= budget {
-        match body.frame().await {
-            Some(Ok(frame)) => seen += frame.data_ref().map_or(0, |d| d.len() as u64),
-            _ => break,
-        }
-    }
 }
 
 async fn read_multipart(
@@ -491,9 +472,13 @@ async fn inspect(
 ) -> Result<OriginalFacts, ApiError> {
     let size = i64::try_from(bytes.len()).unwrap_or(i64::MAX);
     let settings = state.settings.clone();
+    let budget = state.config.render_memory.total_bytes();
     // Hashing 64 MB takes ~100 ms of CPU: keep it off the async threads.
     let (facts, sha256) = tokio::task::spawn_blocking(move || {
         let facts = easel_render::inspect(&bytes, &settings)?;
+        // An image whose render could never fit in memory is refused now,
+        // from its header, not after it is stored.
+        easel_render::decode_cost(&bytes, &settings.limits)?.check(budget)?;
         Ok::<_, RenderError>((facts, easel_render::sha256_hex(&bytes)))
     })
     .await

@@ -170,6 +170,7 @@ pub(crate) struct PutOriginBody {
         (status = 415, description = "The body is not JSON", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "The crop is outside the image", body = crate::error::Problem, content_type = "application/problem+json"),
         crate::error::Unavailable,
+        crate::error::InsufficientStorage,
     ),
 )]
 pub async fn patch(
@@ -250,8 +251,9 @@ pub async fn patch(
         (status = 412, description = "`If-Match` names another version, or the image does not exist", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 413, description = "Larger than the byte limit", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not an image of a supported format", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Corrupt image, too many pixels, a crop outside the image, or a bad origin URL", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Corrupt image, too many pixels, more memory to render than the budget, a crop outside the image, or a bad origin URL", body = crate::error::Problem, content_type = "application/problem+json"),
         crate::error::Unavailable,
+        crate::error::InsufficientStorage,
     ),
 )]
 pub async fn put(
@@ -384,6 +386,7 @@ fn checked_origin(url: &str) -> Result<String, ApiError> {
         crate::error::LacksWrite,
         crate::error::NoSuchImage,
         crate::error::Unavailable,
+        crate::error::InsufficientStorage,
     ),
 )]
 pub async fn render(
@@ -433,6 +436,7 @@ pub struct DeleteQuery {
         crate::error::NoSuchImage,
         (status = 412, description = "`If-Match` names an old version", body = crate::error::Problem, content_type = "application/problem+json"),
         crate::error::Unavailable,
+        crate::error::InsufficientStorage,
     ),
 )]
 pub async fn delete(
@@ -485,6 +489,7 @@ pub async fn delete(
         crate::error::LacksDelete,
         crate::error::NoSuchImage,
         crate::error::Unavailable,
+        crate::error::InsufficientStorage,
     ),
 )]
 pub async fn restore(

@@ -52,10 +52,11 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 
 pub use model::{
-    ApiKey, Batch, BatchCounts, BatchFailure, BucketSettings, Claim, FeedReadiness, Finish,
-    FinishedJob, Image, ImageFields, ImagePage, ImagePatch, ImageQuery, ImageStatus, Job, JobKind,
-    JobStatus, MediaAsset, NewApiKey, NewAsset, NewImage, OriginalFacts, PageStart, RerenderFilter,
-    RetainedFile, Retention, SortKey, StoredOriginal, Trashed, DEFAULT_DELETE_DELAY, DEFAULT_GRACE,
+    ApiKey, Batch, BatchCounts, BatchFailure, BucketSettings, Claim, ClaimFilter, FeedReadiness,
+    Finish, FinishedJob, Image, ImageFields, ImagePage, ImagePatch, ImageQuery, ImageStatus, Job,
+    JobKind, JobStatus, MediaAsset, NewApiKey, NewAsset, NewImage, OriginalFacts, PageStart,
+    RerenderFilter, RetainedFile, Retention, SortKey, StoredOriginal, Trashed,
+    DEFAULT_DELETE_DELAY, DEFAULT_GRACE,
 };
 
 /// How long a claim on an object lasts: far beyond one upload's store and
@@ -97,34 +98,87 @@ pub enum CatalogError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
+/// Why the database cannot take a request now: not the request's fault,
+/// and it may pass. The API answers 507 for [`Outage::Full`] and 503 for
+/// [`Outage::Unavailable`], both with `Retry-After`; the worker puts the job
+/// back without spending an attempt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outage {
+    /// The disk (or a quota) is full: writes fail until space is freed.
+    Full,
+    /// Unreachable, overloaded, or a lock held too long.
+    Unavailable,
+}
+
 impl CatalogError {
-    /// True when the database could not be reached or answered too slowly:
-    /// a client should retry later (503), nothing is wrong with the request.
-    pub fn is_unavailable(&self) -> bool {
-        match self {
-            CatalogError::ClaimLost { .. } | CatalogError::DeletionInProgress { .. } => true,
-            CatalogError::Database(e) => {
-                matches!(
-                    e,
-                    sqlx::Error::Io(_)
-                        | sqlx::Error::PoolTimedOut
-                        | sqlx::Error::PoolClosed
-                        | sqlx::Error::WorkerCrashed
-                        | sqlx::Error::Tls(_)
-                ) || e
-                    .as_database_error()
-                    .and_then(|d| d.code())
-                    // PostgreSQL: admin shutdown, cannot connect now, too many
-                    // connections; SQLite: busy, locked.
-                    .is_some_and(|c| {
-                        matches!(
-                            c.as_ref(),
-                            "57P01" | "57P02" | "57P03" | "53300" | "5" | "6"
-                        )
-                    })
+    /// The outage this error is, if any. A claim that lapsed or an object
+    /// being deleted is a conflict with other writers that passes: the
+    /// client retries (503) and the worker spends no attempt on it.
+    pub fn outage(&self) -> Option<Outage> {
+        let e = match self {
+            CatalogError::ClaimLost { .. } | CatalogError::DeletionInProgress { .. } => {
+                return Some(Outage::Unavailable)
             }
-            _ => false,
+            CatalogError::Database(e) => e,
+            _ => return None,
+        };
+        if matches!(
+            e,
+            sqlx::Error::Io(_)
+                | sqlx::Error::PoolTimedOut
+                | sqlx::Error::PoolClosed
+                | sqlx::Error::WorkerCrashed
+                | sqlx::Error::Tls(_)
+        ) {
+            return Some(Outage::Unavailable);
         }
+        let db = e.as_database_error()?;
+        let code = db.code()?;
+        if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+            sqlite_outage(code.parse().ok()?)
+        } else {
+            postgres_outage(&code)
+        }
+    }
+
+    /// True when the database could not be reached, answered too slowly or
+    /// is full: a client should retry later, nothing is wrong with the
+    /// request.
+    pub fn is_unavailable(&self) -> bool {
+        self.outage().is_some()
+    }
+
+    /// True when the database has no room for the write.
+    pub fn is_full(&self) -> bool {
+        self.outage() == Some(Outage::Full)
+    }
+}
+
+/// SQLite result codes (extended ones carry the primary code in their low
+/// byte): `SQLITE_FULL` is a full disk or `max_page_count`; busy, locked
+/// (the busy timeout ran out), out of memory and I/O errors are outages.
+fn sqlite_outage(code: i64) -> Option<Outage> {
+    match code & 0xff {
+        13 => Some(Outage::Full),
+        5 | 6 | 7 | 10 => Some(Outage::Unavailable),
+        _ => None,
+    }
+}
+
+/// PostgreSQL SQLSTATEs: `53100` disk full; the other insufficient
+/// resources (`53xxx`), connection failures (`08xxx`), shutdowns
+/// (`57P0x`), cancelled statements (`57014`), lock timeouts (`55P03`),
+/// serialization failures and deadlocks (`40001`, `40P01`), a read-only
+/// server (`25006`, a standby after failover) and I/O errors (`58030`) are
+/// outages.
+fn postgres_outage(code: &str) -> Option<Outage> {
+    match code {
+        "53100" => Some(Outage::Full),
+        "57014" | "55P03" | "40001" | "40P01" | "25006" | "58030" => Some(Outage::Unavailable),
+        _ if code.starts_with("53") || code.starts_with("08") || code.starts_with("57P0") => {
+            Some(Outage::Unavailable)
+        }
+        _ => None,
     }
 }
 
@@ -136,6 +190,10 @@ pub trait Catalog: Send + Sync + std::fmt::Debug + 'static {
 
     /// Checks the database answers.
     async fn ping(&self) -> Result<(), CatalogError>;
+
+    /// Checks the database takes a write: rewrites one small row, so a full
+    /// disk (or a lock held too long) fails it where a read would pass.
+    async fn probe_write(&self, now_ms: i64) -> Result<(), CatalogError>;
 
     /// `sqlite` or `postgres`, for logs and `/readyz`.
     fn backend(&self) -> &'static str;
@@ -222,13 +280,51 @@ pub trait Catalog: Send + Sync + std::fmt::Debug + 'static {
     /// a queued job whose `run_after` has come, or a running job whose lease
     /// lapsed (its worker died). Interactive jobs go before batch ones; an
     /// image with a job running has no other job claimed until it ends.
-    /// Counts the attempt.
+    /// Counts the attempt. Any job, whatever its settings or kind: workers
+    /// use [`Catalog::claim_job_for`].
     async fn claim_job(
         &self,
         owner: &str,
         now_ms: i64,
         lease_ms: i64,
     ) -> Result<Option<Job>, CatalogError>;
+
+    /// [`Catalog::claim_job`] for a worker: only jobs it may run (its
+    /// settings, and ingest jobs only when `filter.ingest`).
+    async fn claim_job_for(
+        &self,
+        owner: &str,
+        now_ms: i64,
+        lease_ms: i64,
+        filter: &ClaimFilter<'_>,
+    ) -> Result<Option<Job>, CatalogError>;
+
+    /// Ends an ingest job whose original was fetched and stored: records
+    /// the original and puts the job back in the queue as a render job
+    /// (attempts reset: fetching and rendering fail for different reasons),
+    /// so a render loop picks it up. If a newer job for the image is
+    /// waiting, the job is closed instead and the original not recorded:
+    /// the image has moved on. `Ok(false)` then.
+    async fn hand_over_fetched(
+        &self,
+        job: &Job,
+        owner: &str,
+        facts: &OriginalFacts,
+        now: DateTime<Utc>,
+    ) -> Result<bool, CatalogError>;
+
+    /// The running jobs and who holds their leases: `(job id, owner)`.
+    async fn running_leases(&self) -> Result<Vec<(i64, String)>, CatalogError>;
+
+    /// Ends at once the lease `owner` holds on a running job, because that
+    /// worker is known to be dead: the job is claimable now instead of when
+    /// the lease would have lapsed. `false` when `owner` no longer holds it.
+    async fn expire_lease(
+        &self,
+        job_id: i64,
+        owner: &str,
+        now_ms: i64,
+    ) -> Result<bool, CatalogError>;
 
     /// Extends a lease still held by `owner`; `false` when it was lost.
     async fn renew_lease(
@@ -334,8 +430,11 @@ pub trait Catalog: Send + Sync + std::fmt::Debug + 'static {
         now: DateTime<Utc>,
     ) -> Result<Batch, CatalogError>;
 
-    /// Queues (at batch priority) up to `limit` images of the batch that
-    /// have no job in it yet; returns how many. Zero means all are queued.
+    /// Queues (at batch priority, carrying the batch's fingerprint) up to
+    /// `limit` images of the batch that have no job in it yet, and queues
+    /// again the images whose batch job is done but which are not rendered
+    /// with the batch's settings (a newer edit was rendered by a worker
+    /// with other settings); returns how many. Zero means all are queued.
     async fn enqueue_batch(
         &self,
         batch: &Batch,
@@ -346,6 +445,11 @@ pub trait Catalog: Send + Sync + std::fmt::Debug + 'static {
     async fn batch(&self, id: &str) -> Result<Option<Batch>, CatalogError>;
 
     async fn batch_counts(&self, id: &str) -> Result<BatchCounts, CatalogError>;
+
+    /// Images whose job in the batch is done but which are not (or not
+    /// yet) rendered with the batch's settings: a batch is complete only
+    /// when this is zero.
+    async fn batch_stale(&self, id: &str) -> Result<i64, CatalogError>;
 
     async fn batch_failures(&self, id: &str, limit: i64)
         -> Result<Vec<BatchFailure>, CatalogError>;
@@ -466,3 +570,31 @@ pub fn now_ms() -> i64 {
 /// Re-exported so callers can classify database failures without a direct
 /// sqlx dependency.
 pub use sqlx::Error as SqlxError;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_disks_and_busy_databases_are_outages_other_errors_are_not() {
+        // SQLite: FULL, BUSY, BUSY_SNAPSHOT (517), LOCKED, IOERR_WRITE (778).
+        assert_eq!(sqlite_outage(13), Some(Outage::Full));
+        for code in [5, 517, 6, 7, 778] {
+            assert_eq!(sqlite_outage(code), Some(Outage::Unavailable), "{code}");
+        }
+        // CONSTRAINT_UNIQUE (2067), a plain error (1), READONLY (8).
+        for code in [2067, 1, 8] {
+            assert_eq!(sqlite_outage(code), None, "{code}");
+        }
+        assert_eq!(postgres_outage("53100"), Some(Outage::Full));
+        for code in [
+            "53200", "53300", "08006", "57P01", "57014", "55P03", "40001", "40P01",
+        ] {
+            assert_eq!(postgres_outage(code), Some(Outage::Unavailable), "{code}");
+        }
+        // unique_violation, undefined_table, syntax_error.
+        for code in ["23505", "42P01", "42601"] {
+            assert_eq!(postgres_outage(code), None, "{code}");
+        }
+    }
+}

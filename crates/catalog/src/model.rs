@@ -535,6 +535,21 @@ pub struct Job {
     pub lease_until: Option<i64>,
     pub run_after: i64,
     pub last_error: Option<String>,
+    /// The render settings the job must be rendered with (a batch's); only
+    /// a worker with these settings claims it. `None`: any worker, with its
+    /// own settings.
+    pub fingerprint: Option<String>,
+}
+
+/// What a worker may claim (see [`Catalog::claim_job_for`](crate::Catalog::claim_job_for)).
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimFilter<'a> {
+    /// The worker's settings fingerprint: a job that carries another one is
+    /// left to a worker that renders with those settings.
+    pub fingerprint: &'a str,
+    /// Whether jobs that must fetch an origin first may be claimed (a
+    /// worker whose fetch slots are all busy leaves them to others).
+    pub ingest: bool,
 }
 
 /// What a job does: fetch an origin first, or only render.

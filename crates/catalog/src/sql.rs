@@ -10,6 +10,13 @@
 //! lock up front (and waits on the busy timeout) instead of failing when a
 //! read lock cannot be upgraded; on PostgreSQL the same order locks the row
 //! before it is read.
+//!
+//! A one-statement write with `RETURNING` outside a transaction reads its
+//! rows with `fetch_all`, never `fetch_optional`/`fetch_one`: on SQLite its
+//! implicit commit happens when the statement runs to its end, but sqlx
+//! stops stepping after the one row those ask for and resets the statement,
+//! dropping any error of that commit (a full disk): the row would come back
+//! for a write that was never committed.
 
 /// An image row and, read with it, its bucket's style visibility (see
 /// `Image::styles_public_max_side`). The bucket table is addressed by its
@@ -48,7 +55,16 @@ pub(crate) fn distinct_sorted<'a>(keys: impl IntoIterator<Item = &'a String>) ->
 
 pub(crate) const JOB_COLUMNS: &str =
     "id, image_id, kind, batch_id, status, attempts, outages, lease_owner, lease_until, run_after, \
-     last_error";
+     last_error, fingerprint";
+
+/// Jobs `j` of a batch that are done while their image is not rendered
+/// with the batch's settings: rendered since by a worker with others, or
+/// being rendered again (an edit). Callers add `AND j.batch_id = ...`.
+pub(crate) const STALE_IN_BATCH: &str = "SELECT j.id FROM jobs j \
+     JOIN batches b ON b.id = j.batch_id JOIN images i ON i.id = j.image_id \
+     WHERE j.status = 'done' AND i.deleted_at IS NULL \
+     AND (i.status = 'ingesting' OR (i.status = 'finished' AND EXISTS (SELECT 1 FROM media_assets a \
+         WHERE a.image_id = i.id AND a.settings_fingerprint <> b.fingerprint)))";
 
 pub(crate) const KEY_COLUMNS: &str = "id, key_hash, bucket, scopes, name, created_at, revoked_at";
 
@@ -64,9 +80,12 @@ pub(crate) fn fold_name(name: &str) -> String {
 /// The next job to run: a queued one that is due, or a running one whose
 /// lease lapsed (its worker died); interactive jobs (priority 0) before
 /// batch ones; never a job of an image that has another job running, so
-/// two renders of one image never race to commit.
+/// two renders of one image never race to commit. `$5`, when set, is the
+/// claimer's settings fingerprint: a job that must be rendered with other
+/// settings is left to a worker that has them. Ingest jobs only if `$6`.
 pub(crate) const CLAIMABLE_JOB: &str = "SELECT id FROM jobs \
      WHERE ((status = 'queued' AND run_after <= $2) OR (status = 'running' AND lease_until < $2)) \
+     AND ($5 IS NULL OR fingerprint IS NULL OR fingerprint = $5) AND ($6 OR kind <> 'ingest') \
      AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.image_id = jobs.image_id \
          AND r.status = 'running' AND r.id <> jobs.id) \
      ORDER BY priority, run_after, id LIMIT 1";
@@ -108,13 +127,14 @@ macro_rules! sql_catalog {
         use $crate::sql::{
             distinct_sorted, fold_name, like_contains, sort_expression, tags_json, ASSET_COLUMNS,
             BATCH_COLUMNS, CLAIMABLE_JOB, IMAGE_COLUMNS, JOB_COLUMNS, KEY_COLUMNS, REFERENCES,
-            RETAINED_COLUMNS,
+            RETAINED_COLUMNS, STALE_IN_BATCH,
         };
         use $crate::{
             ApiKey, Batch, BatchCounts, BatchFailure, BucketSettings, Catalog, CatalogError, Claim,
-            FeedReadiness, Finish, FinishedJob, Image, ImagePage, ImagePatch, ImageQuery, Job, MediaAsset, NewApiKey,
-            NewImage, OriginalFacts, PageStart, RerenderFilter, RetainedFile, Trashed,
-            CLAIM_COMMIT_MARGIN_MS, CLAIM_TTL_MS, CLAIM_WAIT_MS, DELETION_LEASE_MS,
+            ClaimFilter, FeedReadiness, Finish, FinishedJob, Image, ImagePage, ImagePatch,
+            ImageQuery, Job, MediaAsset, NewApiKey, NewImage, OriginalFacts, PageStart,
+            RerenderFilter, RetainedFile, Trashed, CLAIM_COMMIT_MARGIN_MS, CLAIM_TTL_MS,
+            CLAIM_WAIT_MS, DELETION_LEASE_MS,
         };
 
         type Tx<'c> = sqlx::Transaction<'c, $db>;
@@ -154,6 +174,7 @@ macro_rules! sql_catalog {
             kind: &str,
             batch_id: Option<&str>,
             priority: i64,
+            fingerprint: Option<&str>,
             now: DateTime<Utc>,
         ) -> Result<(), CatalogError> {
             // The new job renders the image as it is now, so jobs still
@@ -168,9 +189,13 @@ macro_rules! sql_catalog {
             .bind(now)
             .execute(&mut **tx)
             .await?;
+            // A render of an image whose origin was never fetched must fetch
+            // it first: an ingest job, for the fetch slots.
             sqlx::query(
                 "INSERT INTO jobs (image_id, kind, batch_id, priority, status, attempts, run_after, \
-                 created_at, updated_at) VALUES ($1, $2, $3, $4, 'queued', 0, $5, $6, $6)",
+                 created_at, updated_at, fingerprint) \
+                 SELECT $1, CASE WHEN $2 = 'render' AND original_key IS NULL AND origin_url IS NOT NULL \
+                 THEN 'ingest' ELSE $2 END, $3, $4, 'queued', 0, $5, $6, $6, $7 FROM images WHERE id = $1",
             )
             .bind(image_id)
             .bind(kind)
@@ -178,6 +203,7 @@ macro_rules! sql_catalog {
             .bind(priority)
             .bind(now.timestamp_millis())
             .bind(now)
+            .bind(fingerprint)
             .execute(&mut **tx)
             .await?;
             Ok(())
@@ -446,6 +472,40 @@ macro_rules! sql_catalog {
             }
         }
 
+        impl $catalog {
+            /// The claim behind `claim_job` and `claim_job_for`.
+            async fn claim_where(
+                &self,
+                owner: &str,
+                now_ms: i64,
+                lease_ms: i64,
+                fingerprint: Option<&str>,
+                ingest: bool,
+            ) -> Result<Option<Job>, CatalogError> {
+                let row: Result<Vec<Job>, sqlx::Error> = sqlx::query_as(&format!(
+                    "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = $1, \
+                     lease_until = $2 + $3, updated_at = $4 \
+                     WHERE id = ({CLAIMABLE_JOB}{}) RETURNING {JOB_COLUMNS}",
+                    Self::CLAIM_LOCK
+                ))
+                .bind(owner)
+                .bind(now_ms)
+                .bind(lease_ms)
+                .bind(Utc::now())
+                .bind(fingerprint)
+                .bind(ingest)
+                .fetch_all(&self.pool)
+                .await;
+                match row.map(|mut rows| rows.pop()) {
+                    // Two claims raced for two jobs of one image (PostgreSQL):
+                    // the unique index let one through; the other finds
+                    // nothing this time and looks again at its next poll.
+                    Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(None),
+                    other => Ok(other?),
+                }
+            }
+        }
+
         #[async_trait::async_trait]
         impl Catalog for $catalog {
             async fn migrate(&self) -> Result<(), CatalogError> {
@@ -455,6 +515,17 @@ macro_rules! sql_catalog {
 
             async fn ping(&self) -> Result<(), CatalogError> {
                 sqlx::query("SELECT 1").execute(&self.pool).await?;
+                Ok(())
+            }
+
+            async fn probe_write(&self, now_ms: i64) -> Result<(), CatalogError> {
+                sqlx::query(
+                    "INSERT INTO write_probes (name, at) VALUES ('readyz', $1) \
+                     ON CONFLICT (name) DO UPDATE SET at = $1",
+                )
+                .bind(now_ms)
+                .execute(&self.pool)
+                .await?;
                 Ok(())
             }
 
@@ -533,7 +604,7 @@ macro_rules! sql_catalog {
                 };
                 write_tags(&mut tx, &image.id, &f.tags).await?;
                 let kind = if has_original { "render" } else { "ingest" };
-                insert_job(&mut tx, &image.id, kind, None, 0, now).await?;
+                insert_job(&mut tx, &image.id, kind, None, 0, None, now).await?;
                 settle_original_claim(&mut tx, image.original.as_ref(), now).await?;
                 tx.commit().await?;
                 Ok((row, false))
@@ -590,7 +661,7 @@ macro_rules! sql_catalog {
                     write_tags(&mut tx, id, tags).await?;
                 }
                 if rerender {
-                    insert_job(&mut tx, id, "render", None, 0, now).await?;
+                    insert_job(&mut tx, id, "render", None, 0, None, now).await?;
                 }
                 tx.commit().await?;
                 Ok(row)
@@ -636,7 +707,7 @@ macro_rules! sql_catalog {
                 if done.rows_affected() == 0 {
                     return Err(CatalogError::NotFound(image_id.to_string()));
                 }
-                insert_job(&mut tx, image_id, "render", None, 0, now).await?;
+                insert_job(&mut tx, image_id, "render", None, 0, None, now).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -672,8 +743,9 @@ macro_rules! sql_catalog {
                 ))
                 .bind(id)
                 .bind(now)
-                .fetch_optional(&self.pool)
-                .await?;
+                .fetch_all(&self.pool)
+                .await?
+                .pop();
                 row.ok_or_else(|| CatalogError::NotFound(id.to_string()))
             }
 
@@ -801,25 +873,91 @@ macro_rules! sql_catalog {
             }
 
             async fn claim_job(&self, owner: &str, now_ms: i64, lease_ms: i64) -> Result<Option<Job>, CatalogError> {
-                let row: Result<Option<Job>, sqlx::Error> = sqlx::query_as(&format!(
-                    "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = $1, \
-                     lease_until = $2 + $3, updated_at = $4 \
-                     WHERE id = ({CLAIMABLE_JOB}{}) RETURNING {JOB_COLUMNS}",
-                    Self::CLAIM_LOCK
-                ))
+                self.claim_where(owner, now_ms, lease_ms, None, true).await
+            }
+
+            async fn claim_job_for(
+                &self,
+                owner: &str,
+                now_ms: i64,
+                lease_ms: i64,
+                filter: &ClaimFilter<'_>,
+            ) -> Result<Option<Job>, CatalogError> {
+                self.claim_where(owner, now_ms, lease_ms, Some(filter.fingerprint), filter.ingest)
+                    .await
+            }
+
+            async fn hand_over_fetched(
+                &self,
+                job: &Job,
+                owner: &str,
+                facts: &OriginalFacts,
+                now: DateTime<Utc>,
+            ) -> Result<bool, CatalogError> {
+                let mut tx = self.pool.begin().await?;
+                // The lease check is the first write, as in `close_job`.
+                let done = sqlx::query(
+                    "UPDATE jobs SET kind = 'render', status = 'queued', lease_owner = NULL, \
+                     lease_until = NULL, attempts = 0, run_after = $3, updated_at = $4 \
+                     WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+                )
+                .bind(job.id)
+                .bind(owner)
+                .bind(now.timestamp_millis())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                lease_held(done.rows_affected(), job, owner)?;
+                if newer_job_waits(&mut tx, job).await? {
+                    sqlx::query(
+                        "UPDATE jobs SET status = 'done', last_error = 'superseded by a newer render' \
+                         WHERE id = $1",
+                    )
+                    .bind(job.id)
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    return Ok(false);
+                }
+                sqlx::query(
+                    "UPDATE images SET width = $2, height = $3, size = $4, mimetype = $5, sha256 = $6, \
+                     original_key = $7, version = version + 1, updated_at = $8 WHERE id = $1",
+                )
+                .bind(&job.image_id)
+                .bind(facts.width)
+                .bind(facts.height)
+                .bind(facts.size)
+                .bind(&facts.mimetype)
+                .bind(&facts.sha256)
+                .bind(&facts.original_key)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+
+            async fn running_leases(&self) -> Result<Vec<(i64, String)>, CatalogError> {
+                let rows = sqlx::query_as(
+                    "SELECT id, lease_owner FROM jobs WHERE status = 'running' AND lease_owner IS NOT NULL \
+                     ORDER BY id",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows)
+            }
+
+            async fn expire_lease(&self, job_id: i64, owner: &str, now_ms: i64) -> Result<bool, CatalogError> {
+                let done = sqlx::query(
+                    "UPDATE jobs SET lease_until = $3 - 1 WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+                )
+                .bind(job_id)
                 .bind(owner)
                 .bind(now_ms)
-                .bind(lease_ms)
-                .bind(Utc::now())
-                .fetch_optional(&self.pool)
-                .await;
-                match row {
-                    // Two claims raced for two jobs of one image (PostgreSQL):
-                    // the unique index let one through; the other finds
-                    // nothing this time and looks again at its next poll.
-                    Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(None),
-                    other => Ok(other?),
-                }
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
             }
 
             async fn renew_lease(&self, job_id: i64, owner: &str, until_ms: i64) -> Result<bool, CatalogError> {
@@ -1024,9 +1162,10 @@ macro_rules! sql_catalog {
                 .bind(key.scopes.join(" "))
                 .bind(&key.name)
                 .bind(now)
-                .fetch_one(&self.pool)
-                .await?;
-                Ok(row)
+                .fetch_all(&self.pool)
+                .await?
+                .pop();
+                row.ok_or(CatalogError::Database(sqlx::Error::RowNotFound))
             }
 
             async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>, CatalogError> {
@@ -1104,7 +1243,8 @@ macro_rules! sql_catalog {
                 let row = sqlx::query_as(&format!(
                     "SELECT {BATCH_COLUMNS} FROM batches b WHERE filter = $1 AND fingerprint = $2 \
                      AND (NOT queued_all OR EXISTS (SELECT 1 FROM jobs j WHERE j.batch_id = b.id \
-                          AND j.status IN ('queued', 'running'))) \
+                          AND j.status IN ('queued', 'running')) \
+                          OR EXISTS ({STALE_IN_BATCH} AND j.batch_id = b.id)) \
                      ORDER BY created_at DESC LIMIT 1"
                 ))
                 .bind(filter_json)
@@ -1132,9 +1272,10 @@ macro_rules! sql_catalog {
                 .bind(fingerprint)
                 .bind(total)
                 .bind(now)
-                .fetch_one(&self.pool)
-                .await?;
-                Ok(row)
+                .fetch_all(&self.pool)
+                .await?
+                .pop();
+                row.ok_or(CatalogError::Database(sqlx::Error::RowNotFound))
             }
 
             async fn enqueue_batch(&self, batch: &Batch, limit: i64, now: DateTime<Utc>) -> Result<i64, CatalogError> {
@@ -1154,8 +1295,24 @@ macro_rules! sql_catalog {
                     .push(") ORDER BY i.id LIMIT ")
                     .push_bind(limit);
                 let ids: Vec<(String,)> = qb.build_query_as().fetch_all(&mut *tx).await?;
+                // Done, but rendered since with other settings (an edit a
+                // worker with other settings rendered): its job runs again.
+                // Not while the image has a job waiting or running: that one
+                // renders first, and is looked at once it is done.
+                let reopened = sqlx::query(&format!(
+                    "UPDATE jobs SET status = 'queued', attempts = 0, outages = 0, run_after = $2, \
+                     last_error = NULL, updated_at = $3 WHERE id IN ({STALE_IN_BATCH} AND j.batch_id = $1 \
+                     AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.image_id = j.image_id \
+                         AND o.status IN ('queued', 'running')))"
+                ))
+                .bind(&batch.id)
+                .bind(now.timestamp_millis())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
                 for (id,) in &ids {
-                    insert_job(&mut tx, id, "render", Some(&batch.id), 1, now).await?;
+                    insert_job(&mut tx, id, "render", Some(&batch.id), 1, Some(&batch.fingerprint), now).await?;
                 }
                 let total_sql = if ids.is_empty() {
                     // Nothing left to queue: the batch is what it queued. (Images
@@ -1171,7 +1328,7 @@ macro_rules! sql_catalog {
                 };
                 sqlx::query(total_sql).bind(&batch.id).execute(&mut *tx).await?;
                 tx.commit().await?;
-                Ok(ids.len() as i64)
+                Ok(ids.len() as i64 + reopened as i64)
             }
 
             async fn batch(&self, id: &str) -> Result<Option<Batch>, CatalogError> {
@@ -1198,6 +1355,16 @@ macro_rules! sql_catalog {
                     }
                 }
                 Ok(counts)
+            }
+
+            async fn batch_stale(&self, id: &str) -> Result<i64, CatalogError> {
+                let (stale,): (i64,) = sqlx::query_as(&format!(
+                    "SELECT COUNT(*) FROM jobs WHERE id IN ({STALE_IN_BATCH} AND j.batch_id = $1)"
+                ))
+                .bind(id)
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(stale)
             }
 
             async fn batch_failures(&self, id: &str, limit: i64) -> Result<Vec<BatchFailure>, CatalogError> {
@@ -1520,7 +1687,7 @@ macro_rules! sql_catalog {
             };
             write_tags(tx, &image.id, &f.tags).await?;
             let kind = if facts.is_some() { "render" } else { "ingest" };
-            insert_job(tx, &image.id, kind, None, 0, now).await?;
+            insert_job(tx, &image.id, kind, None, 0, None, now).await?;
             Ok(Some(row))
         }
     };

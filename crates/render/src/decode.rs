@@ -26,6 +26,17 @@ pub(crate) fn decode(bytes: &[u8], probe: &Probe) -> Result<Decoded, RenderError
     let mut warnings = Vec::new();
     let (bitmap, icc, had_icc_profile) = match probe.format {
         Format::Jpeg => decode_jpeg(bytes, probe, &mut warnings)?,
+        Format::Tiff => {
+            let tiff = crate::tiff::decode(bytes)?;
+            warnings.extend(tiff.warnings);
+            (tiff.bitmap, tiff.icc, tiff.had_icc_profile)
+        }
+        // Row by row to 8 bits: never the whole 16-bit image at once.
+        Format::Png if crate::png16::streams(bytes) => {
+            let (bitmap, icc) = crate::png16::decode(bytes, probe)?;
+            let had_icc_profile = icc.is_some();
+            (bitmap, icc, had_icc_profile)
+        }
         _ => {
             let (bitmap, icc) = decode_with_image(bytes, probe)?;
             let had_icc_profile = icc.is_some();
@@ -49,13 +60,26 @@ pub(crate) fn decode(bytes: &[u8], probe: &Probe) -> Result<Decoded, RenderError
     })
 }
 
-/// Orientation from EXIF, for every container kamadak-exif reads. A missing
-/// or unreadable EXIF block means "as stored", like browsers do.
+/// Orientation from EXIF (JPEG APP1, WebP `EXIF`, PNG `eXIf`) or from the
+/// TIFF Orientation tag. A missing or unreadable block means "as stored",
+/// like browsers do.
 pub(crate) fn read_orientation(bytes: &[u8], format: Format) -> Orientation {
-    if format == Format::Gif {
-        return Orientation::Normal;
-    }
-    let Ok(exif) = exif::Reader::new().read_from_container(&mut Cursor::new(bytes)) else {
+    let exif = match format {
+        Format::Gif => return Orientation::Normal,
+        Format::Tiff => return Orientation::from_exif(u32::from(crate::tiff::orientation(bytes))),
+        Format::Jpeg => exif::Reader::new().read_from_container(&mut Cursor::new(bytes)),
+        // Pillow, ImageMagick and exiftool write these chunks with JPEG's
+        // "Exif\0\0" prefix, which kamadak-exif's container reader does
+        // not expect: read the chunk ourselves and drop the prefix.
+        Format::Webp | Format::Png => match crate::strip::exif_chunk(bytes, format) {
+            Some(chunk) => {
+                let tiff = chunk.strip_prefix(b"Exif\0\0").unwrap_or(&chunk).to_vec();
+                exif::Reader::new().read_raw(tiff)
+            }
+            None => return Orientation::Normal,
+        },
+    };
+    let Ok(exif) = exif else {
         return Orientation::Normal;
     };
     exif.get_field(exif::Tag::Orientation, exif::In::PRIMARY)
@@ -70,10 +94,7 @@ fn decode_jpeg(
     warnings: &mut Vec<String>,
 ) -> Result<(Bitmap, Option<Vec<u8>>, bool), RenderError> {
     let corrupt = |e: turbojpeg::Error| RenderError::corrupt("JPEG", e);
-    let mut decompressor = turbojpeg::Decompressor::new().map_err(corrupt)?;
-    let header = decompressor.read_header(bytes).map_err(corrupt)?;
-    let colour = crate::strip::jpeg_colour_info(bytes);
-    let had_icc_profile = colour.icc.is_some();
+    let header = jpeg_header(bytes)?;
     let (width, height) = (header.width, header.height);
     let is_cmyk = matches!(
         header.colorspace,
@@ -86,18 +107,44 @@ fn decode_jpeg(
     };
     let pitch = width * format.size();
     let mut pixels = vec![0u8; pitch * height];
-    decompressor
-        .decompress(
-            bytes,
-            turbojpeg::Image {
-                pixels: pixels.as_mut_slice(),
-                width,
-                pitch,
-                height,
-                format,
-            },
-        )
-        .map_err(corrupt)?;
+    let mut decompress = |jpeg: &[u8]| {
+        turbojpeg::Decompressor::new().and_then(|mut d| {
+            d.decompress(
+                jpeg,
+                turbojpeg::Image {
+                    pixels: pixels.as_mut_slice(),
+                    width,
+                    pitch,
+                    height,
+                    format,
+                },
+            )
+        })
+    };
+    // libjpeg-turbo reports warnings as errors, and keeps only the first.
+    // Junk between header segments and a malformed ICC segment warn before
+    // a single pixel is read, and would hide any later warning about the
+    // pixels; so for those we decode again from a copy without the junk
+    // and without ICC segments, where any warning left is about the pixels.
+    let colour = match decompress(bytes) {
+        Ok(()) => crate::strip::jpeg_colour_info(bytes),
+        Err(e) if is_header_warning(&e.to_string()) => {
+            let (Some(clean), Some(pixels_only)) = (
+                crate::strip::jpeg_without_header_junk(bytes, false),
+                crate::strip::jpeg_without_header_junk(bytes, true),
+            ) else {
+                return Err(corrupt(e));
+            };
+            decompress(&pixels_only).map_err(corrupt)?;
+            warnings.push(format!(
+                "tolerated a damaged JPEG header, the pixels are complete ({})",
+                e.to_string().trim_start_matches("TurboJPEG error: ")
+            ));
+            crate::strip::jpeg_colour_info(&clean)
+        }
+        Err(e) => return Err(corrupt(e)),
+    };
+    let had_icc_profile = colour.icc.is_some();
     let (w, h) = (probe.width, probe.height);
     if is_cmyk {
         // The CMYK profile is used up here: the pixels leave as sRGB.
@@ -110,6 +157,31 @@ fn decode_jpeg(
         colour.icc,
         had_icc_profile,
     ))
+}
+
+/// The JPEG's header as libjpeg-turbo reads it, tolerating the same header
+/// problems as decoding (see [`is_header_warning`]).
+pub(crate) fn jpeg_header(bytes: &[u8]) -> Result<turbojpeg::DecompressHeader, RenderError> {
+    let corrupt = |e: turbojpeg::Error| RenderError::corrupt("JPEG", e);
+    match turbojpeg::read_header(bytes) {
+        Err(e) if is_header_warning(&e.to_string()) => {
+            let clean =
+                crate::strip::jpeg_without_header_junk(bytes, true).ok_or_else(|| corrupt(e))?;
+            turbojpeg::read_header(&clean).map_err(corrupt)
+        }
+        result => result.map_err(corrupt),
+    }
+}
+
+/// libjpeg warnings that concern the header, not the pixels: bytes that
+/// are not part of any segment, and an ICC segment out of order or badly
+/// numbered. Every other warning (premature end, corrupt or missing data,
+/// bad Huffman or arithmetic codes, an impossible progression) means
+/// pixels are missing or wrong, and the file is refused.
+fn is_header_warning(message: &str) -> bool {
+    message.contains("extraneous bytes before marker")
+        || message.contains("bad ICC marker")
+        || message.contains("unknown JFIF revision")
 }
 
 fn decode_with_image(

@@ -13,6 +13,12 @@ pub enum RenderError {
     Empty,
     #[error("not a supported image: expected JPEG, PNG, WebP, GIF or TIFF{}", detail_suffix(.0))]
     UnsupportedFormat(Option<String>),
+    /// A format we read, using a feature we do not (the file is not damaged).
+    #[error("this {format} file uses {feature}, which Easel does not read")]
+    UnsupportedFeature {
+        format: &'static str,
+        feature: String,
+    },
     #[error("the file is {bytes} bytes, over the limit of {limit} bytes")]
     TooManyBytes { bytes: u64, limit: u64 },
     #[error("the image is {width}x{height} = {pixels} pixels, over the limit of {limit} pixels")]
@@ -21,6 +27,19 @@ pub enum RenderError {
         height: u32,
         pixels: u64,
         limit: u64,
+    },
+    #[error(
+        "decoding this {width}x{height} image ({bytes_per_pixel} bytes per pixel) needs about \
+         {} MiB, more than the whole render memory budget of {} MiB",
+        mib(*.needed),
+        mib(*.budget)
+    )]
+    TooMuchMemory {
+        width: u32,
+        height: u32,
+        bytes_per_pixel: u32,
+        needed: u64,
+        budget: u64,
     },
     #[error("the image has a zero dimension ({width}x{height})")]
     ZeroDimension { width: u32, height: u32 },
@@ -50,6 +69,14 @@ pub enum RenderError {
     Resize(String),
     #[error("encoding {style} failed: {reason}")]
     Encode { style: String, reason: String },
+    /// The engine panicked on this input: a bug of ours, caught at the
+    /// engine's boundary. The input's sha256 lets us find it again.
+    #[error("internal error while rendering the original with sha256 {sha256}: {message}")]
+    Internal { sha256: String, message: String },
+}
+
+fn mib(bytes: u64) -> u64 {
+    bytes.div_ceil(1 << 20)
 }
 
 fn detail_suffix(detail: &Option<String>) -> String {
@@ -77,9 +104,12 @@ impl RenderError {
     pub fn code(&self) -> &'static str {
         match self {
             RenderError::Empty => "empty-file",
-            RenderError::UnsupportedFormat(_) => "unsupported-format",
+            RenderError::UnsupportedFormat(_) | RenderError::UnsupportedFeature { .. } => {
+                "unsupported-format"
+            }
             RenderError::TooManyBytes { .. } => "too-many-bytes",
             RenderError::TooManyPixels { .. } => "too-many-pixels",
+            RenderError::TooMuchMemory { .. } => "too-much-memory",
             RenderError::ZeroDimension { .. } => "zero-dimension",
             RenderError::Corrupt { .. } => "corrupt-image",
             RenderError::EmptyCrop { .. } => "crop-empty",
@@ -89,16 +119,21 @@ impl RenderError {
             RenderError::InvalidSettings(_) => "invalid-settings",
             RenderError::Resize(_) => "resize-failed",
             RenderError::Encode { .. } => "encode-failed",
+            RenderError::Internal { .. } => "internal",
         }
     }
 
     pub fn kind(&self) -> ErrorKind {
         match self {
-            RenderError::Empty | RenderError::UnsupportedFormat(_) => ErrorKind::Unsupported,
-            RenderError::TooManyBytes { .. } | RenderError::TooManyPixels { .. } => {
-                ErrorKind::TooLarge
+            RenderError::Empty
+            | RenderError::UnsupportedFormat(_)
+            | RenderError::UnsupportedFeature { .. } => ErrorKind::Unsupported,
+            RenderError::TooManyBytes { .. }
+            | RenderError::TooManyPixels { .. }
+            | RenderError::TooMuchMemory { .. } => ErrorKind::TooLarge,
+            RenderError::Encode { .. } | RenderError::Resize(_) | RenderError::Internal { .. } => {
+                ErrorKind::Internal
             }
-            RenderError::Encode { .. } | RenderError::Resize(_) => ErrorKind::Internal,
             _ => ErrorKind::Invalid,
         }
     }

@@ -2,6 +2,7 @@
 
 use std::io::Cursor;
 
+use image::ImageDecoder;
 use serde::{Deserialize, Serialize};
 
 use crate::{Limits, RenderError};
@@ -32,7 +33,12 @@ impl Format {
             Format::Gif
         } else if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
             Format::Webp
-        } else if bytes.starts_with(b"II*\0") || bytes.starts_with(b"MM\0*") {
+        } else if bytes.starts_with(b"II*\0")
+            || bytes.starts_with(b"MM\0*")
+            // BigTIFF: 64-bit offsets, the same tags.
+            || bytes.starts_with(b"II+\0")
+            || bytes.starts_with(b"MM\0+")
+        {
             Format::Tiff
         } else {
             return Err(RenderError::UnsupportedFormat(describe_unknown(bytes)));
@@ -106,11 +112,22 @@ pub struct Probe {
     /// Stored (not oriented) size.
     pub width: u32,
     pub height: u32,
+    /// Bits of one stored sample (8 for JPEG; 1 to 64 for TIFF).
+    pub bits_per_sample: u8,
+    /// Stored samples per pixel, alpha and extra channels included
+    /// (3 for YCbCr JPEG, 4 for CMYK, 1 for palette images).
+    pub channels: u8,
 }
 
 /// Sniffs the format and reads the stored size, then applies the limits,
-/// so a bomb is refused before a pixel buffer is allocated.
+/// so a bomb is refused before a pixel buffer is allocated. A file that
+/// uses a feature we do not decode (say, a TIFF in CIELab) is refused here
+/// too, by name.
 pub fn probe(bytes: &[u8], limits: &Limits) -> Result<Probe, RenderError> {
+    crate::guard::guarded(bytes, || probe_unguarded(bytes, limits))
+}
+
+fn probe_unguarded(bytes: &[u8], limits: &Limits) -> Result<Probe, RenderError> {
     if bytes.len() as u64 > limits.max_bytes {
         return Err(RenderError::TooManyBytes {
             bytes: bytes.len() as u64,
@@ -118,18 +135,46 @@ pub fn probe(bytes: &[u8], limits: &Limits) -> Result<Probe, RenderError> {
         });
     }
     let format = Format::sniff(bytes)?;
-    let (width, height) = match format {
+    let (width, height, bits_per_sample, channels) = match format {
         Format::Jpeg => {
-            let header =
-                turbojpeg::read_header(bytes).map_err(|e| RenderError::corrupt("JPEG", e))?;
+            let header = crate::decode::jpeg_header(bytes)?;
+            let channels = match header.colorspace {
+                turbojpeg::Colorspace::Gray => 1,
+                turbojpeg::Colorspace::CMYK | turbojpeg::Colorspace::YCCK => 4,
+                _ => 3,
+            };
             (
                 u32::try_from(header.width).unwrap_or(u32::MAX),
                 u32::try_from(header.height).unwrap_or(u32::MAX),
+                8,
+                channels,
             )
         }
-        _ => image::ImageReader::with_format(Cursor::new(bytes), format.image_format())
-            .into_dimensions()
-            .map_err(|e| RenderError::corrupt(format.name(), e))?,
+        Format::Tiff => {
+            let header = crate::tiff::read_header(bytes)?;
+            (
+                header.width,
+                header.height,
+                u8::try_from(header.bits_per_sample).unwrap_or(u8::MAX),
+                u8::try_from(header.samples_per_pixel).unwrap_or(u8::MAX),
+            )
+        }
+        _ => {
+            let decoder =
+                image::ImageReader::with_format(Cursor::new(bytes), format.image_format())
+                    .into_decoder()
+                    .map_err(|e| RenderError::corrupt(format.name(), e))?;
+            let (width, height) = decoder.dimensions();
+            let colour = decoder.original_color_type();
+            let channels = colour.channel_count();
+            let bits = colour.bits_per_pixel() / u16::from(channels.max(1));
+            (
+                width,
+                height,
+                u8::try_from(bits).unwrap_or(u8::MAX),
+                channels,
+            )
+        }
     };
     if width == 0 || height == 0 {
         return Err(RenderError::ZeroDimension { width, height });
@@ -147,6 +192,8 @@ pub fn probe(bytes: &[u8], limits: &Limits) -> Result<Probe, RenderError> {
         format,
         width,
         height,
+        bits_per_sample,
+        channels,
     })
 }
 
@@ -171,6 +218,10 @@ mod tests {
         );
         assert_eq!(Format::sniff(b"II*\0\x08\0\0\0").unwrap(), Format::Tiff);
         assert_eq!(Format::sniff(b"MM\0*\0\0\0\x08").unwrap(), Format::Tiff);
+        assert_eq!(
+            Format::sniff(b"II+\0\x08\0\0\0\x10\0\0\0").unwrap(),
+            Format::Tiff
+        );
     }
 
     #[test]

@@ -845,6 +845,14 @@ pub fn render_iiif(
     plan: &IiifPlan,
     settings: &Settings,
 ) -> Result<IiifImage, RenderError> {
+    crate::guard::guarded(original, || render_iiif_unguarded(original, plan, settings))
+}
+
+fn render_iiif_unguarded(
+    original: &[u8],
+    plan: &IiifPlan,
+    settings: &Settings,
+) -> Result<IiifImage, RenderError> {
     settings.validate()?;
     let probe = format::probe(original, &settings.limits)?;
     let orientation = decode::read_orientation(original, probe.format);

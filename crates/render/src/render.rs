@@ -137,6 +137,10 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 /// The oriented size and orientation of an original, from its header alone:
 /// enough to validate a crop before paying for a decode.
 pub fn inspect(original: &[u8], settings: &Settings) -> Result<SourceFacts, RenderError> {
+    crate::guard::guarded(original, || inspect_unguarded(original, settings))
+}
+
+fn inspect_unguarded(original: &[u8], settings: &Settings) -> Result<SourceFacts, RenderError> {
     let probe = format::probe(original, &settings.limits)?;
     let orientation = decode::read_orientation(original, probe.format);
     let (width, height) = orientation.oriented_size(probe.width, probe.height);
@@ -170,6 +174,14 @@ impl StageClock {
 /// Renders every style that applies. Runs its parallel parts on the current
 /// rayon pool: install a pool of one thread for a single-threaded render.
 pub fn render(
+    original: &[u8],
+    crop: Option<Crop>,
+    settings: &Settings,
+) -> Result<Rendition, RenderError> {
+    crate::guard::guarded(original, || render_unguarded(original, crop, settings))
+}
+
+fn render_unguarded(
     original: &[u8],
     crop: Option<Crop>,
     settings: &Settings,
@@ -214,8 +226,12 @@ pub fn render(
     {
         colour::convert_rect_to_srgb(&mut oriented, &crop, &profile, &mut warnings);
     }
+    let whole = Crop::new(0, 0, oriented.width, oriented.height)?;
     let (rgb, rect) = match oriented.channels {
         Channels::Rgb => (oriented, crop),
+        // The crop is the whole image (a square one, by default): flattened
+        // in its own buffer, not beside a copy.
+        Channels::Rgba if crop == whole => (oriented.into_rgb(settings.background.0), crop),
         Channels::Rgba => {
             let flat = oriented.crop_to_rgb(&crop, settings.background.0);
             drop(oriented);

@@ -40,7 +40,15 @@ pub(crate) fn strip(bytes: &[u8], format: Format) -> Result<Option<Vec<u8>>, Ren
 }
 
 fn strip_jpeg(input: Bytes) -> Result<Vec<u8>, img_parts::Error> {
-    let mut jpeg = Jpeg::from_bytes(input)?;
+    let mut jpeg = match Jpeg::from_bytes(input.clone()) {
+        Ok(jpeg) => jpeg,
+        // Junk between header segments (which decoding tolerates) trips
+        // the segment parser: parse the same segments without it.
+        Err(e) => match jpeg_without_header_junk(&input, false) {
+            Some(clean) => Jpeg::from_bytes(Bytes::from(clean))?,
+            None => return Err(e),
+        },
+    };
     jpeg.segments_mut()
         .retain(|s| jpeg_segment_is_kept(s.marker(), s.contents()));
     let mut out = jpeg.encoder().bytes().to_vec();
@@ -85,6 +93,53 @@ fn png_chunk_is_kept(kind: [u8; 4]) -> bool {
             | b"fcTL"
             | b"fdAT"
     )
+}
+
+/// The JPEG with the bytes between header segments that belong to no
+/// segment removed (libjpeg skips them with an "extraneous bytes" warning).
+/// `for_pixels` also drops the ICC segments and writes JFIF's major version
+/// as 1: neither changes a pixel, and both would otherwise warn again.
+/// Everything from the first scan on is copied as is. `None` when there is
+/// no scan to keep.
+pub(crate) fn jpeg_without_header_junk(jpeg: &[u8], for_pixels: bool) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(jpeg.len());
+    out.extend_from_slice(jpeg.get(..2)?);
+    let mut i = 2;
+    loop {
+        // A marker is 0xFF (fill bytes allowed) and a code other than 0x00.
+        let is_marker = |i: usize| jpeg[i] == 0xFF && !matches!(jpeg[i + 1], 0x00 | 0xFF);
+        while i + 1 < jpeg.len() && !is_marker(i) {
+            i += 1;
+        }
+        let marker = *jpeg.get(i + 1)?;
+        match marker {
+            0xDA => {
+                out.extend_from_slice(&jpeg[i..]);
+                return Some(out);
+            }
+            0xD9 => return None,
+            0x01 | 0xD0..=0xD8 => i += 2,
+            _ => {
+                let len = u16::from_be_bytes([*jpeg.get(i + 2)?, *jpeg.get(i + 3)?]) as usize;
+                let segment = jpeg.get(i..i + 2 + len)?;
+                let icc = marker == markers::APP2
+                    && segment
+                        .get(4..)
+                        .is_some_and(|d| d.starts_with(b"ICC_PROFILE\0"));
+                let jfif = marker == markers::APP0
+                    && segment.len() > 9
+                    && segment[4..].starts_with(b"JFIF\0");
+                if !(for_pixels && icc) {
+                    out.extend_from_slice(segment);
+                }
+                if for_pixels && jfif {
+                    let at = out.len() - segment.len() + 9;
+                    out[at] = 1;
+                }
+                i += 2 + len;
+            }
+        }
+    }
 }
 
 /// The offset just past the EOI marker of the first (primary) image, found
@@ -163,6 +218,37 @@ fn header_part(bytes: &[u8]) -> &[u8] {
     &bytes[..i.min(bytes.len())]
 }
 
+/// The payload of a PNG `eXIf` or WebP `EXIF` chunk, found by walking the
+/// chunk headers (no copy of the pixels).
+pub(crate) fn exif_chunk(bytes: &[u8], format: Format) -> Option<Vec<u8>> {
+    let (mut i, wanted, little_endian, padded) = match format {
+        Format::Png => (8, *b"eXIf", false, false),
+        Format::Webp => (12, *b"EXIF", true, true),
+        _ => return None,
+    };
+    while i + 8 <= bytes.len() {
+        let (kind, len) = if little_endian {
+            let len = u32::from_le_bytes(bytes[i + 4..i + 8].try_into().ok()?);
+            (&bytes[i..i + 4], len as usize)
+        } else {
+            let len = u32::from_be_bytes(bytes[i..i + 4].try_into().ok()?);
+            (&bytes[i + 4..i + 8], len as usize)
+        };
+        let data = i + 8;
+        let end = data.checked_add(len)?;
+        if kind == wanted {
+            return bytes.get(data..end).map(<[u8]>::to_vec);
+        }
+        // PNG chunks end with a CRC; RIFF chunks are padded to even sizes.
+        i = if little_endian {
+            end + (padded && len % 2 == 1) as usize
+        } else {
+            end.checked_add(4)?
+        };
+    }
+    None
+}
+
 /// Metadata a stripped file must not contain, for tests and for audits:
 /// lists what is found, empty when clean.
 pub fn metadata_found(bytes: &[u8]) -> Vec<String> {
@@ -227,6 +313,31 @@ mod tests {
             0x02, 0x12, 0xFF, 0xD9,
         ];
         assert_eq!(metadata_found(&jpeg), vec!["JPEG marker 0xE1".to_string()]);
+    }
+
+    #[test]
+    fn junk_between_header_segments_is_dropped_and_the_scan_kept() {
+        // SOI, 3 junk bytes, APP2 ICC (len 16), 1 junk byte, SOS (len 2), data, EOI.
+        let mut jpeg = vec![0xFF, 0xD8, 0x00, 0x12, 0xFF, 0xFF, 0xE2, 0x00, 0x10];
+        jpeg.extend_from_slice(b"ICC_PROFILE\0\x01\x01");
+        jpeg.extend_from_slice(&[0x42, 0xFF, 0xDA, 0x00, 0x02, 0x12, 0xFF, 0x00, 0xFF, 0xD9]);
+        let clean = jpeg_without_header_junk(&jpeg, false).unwrap();
+        let mut want = vec![0xFF, 0xD8, 0xFF, 0xE2, 0x00, 0x10];
+        want.extend_from_slice(b"ICC_PROFILE\0\x01\x01");
+        want.extend_from_slice(&[0xFF, 0xDA, 0x00, 0x02, 0x12, 0xFF, 0x00, 0xFF, 0xD9]);
+        assert_eq!(clean, want);
+        let without_icc = jpeg_without_header_junk(&jpeg, true).unwrap();
+        // A JFIF major version libjpeg does not know is written as 1.
+        let mut jfif = vec![0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x10];
+        jfif.extend_from_slice(b"JFIF\0\x07\x02\0\0\x01\0\x01\0\0");
+        jfif.extend_from_slice(&[0xFF, 0xDA, 0x00, 0x02, 0x12, 0xFF, 0xD9]);
+        let fixed = jpeg_without_header_junk(&jfif, true).unwrap();
+        assert_eq!(fixed[11..13], [1, 2]);
+        assert_eq!(jpeg_without_header_junk(&jfif, false).unwrap(), jfif);
+        assert_eq!(
+            without_icc,
+            vec![0xFF, 0xD8, 0xFF, 0xDA, 0x00, 0x02, 0x12, 0xFF, 0x00, 0xFF, 0xD9]
+        );
     }
 
     #[test]

@@ -314,6 +314,33 @@ fn a_png_cut_short_anywhere_returns_a_typed_error() {
     );
 }
 
+#[test]
+fn a_tiff_cut_short_anywhere_returns_a_typed_error() {
+    let mut failures = Vec::new();
+    for name in [
+        "corpus/pillow-tiff_tiled_planar_lzw.tiff",
+        "corpus/pillow-tiff_16bit_RGBa.tiff",
+        "corpus/pillow-tiff_strip_ycbcr_jpeg_2x2_sampling.tif",
+        "corpus/pillow-hopper_bigtiff.tif",
+    ] {
+        let tiff = fixture(name);
+        for cut in cut_points(tiff.len(), 997) {
+            let what = format!("{name} cut at {cut} of {}", tiff.len());
+            let outcome = render_catching(&tiff[..cut], &Settings::default());
+            // Pixel data is most of these files: losing a tenth loses pixels.
+            if cut < tiff.len() * 9 / 10 && matches!(outcome, Ok(Ok(_))) {
+                failures.push(format!("{what}: rendered a truncated file"));
+            }
+            check_outcome(outcome, &what, &mut failures);
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} failures: {failures:#?}",
+        failures.len()
+    );
+}
+
 // ---- mutation fuzzing on a small budget ----
 
 fn mutate(rng: &mut XorShift, original: &[u8]) -> Vec<u8> {
@@ -353,6 +380,15 @@ fn mutated_fixtures_never_panic_and_never_give_an_unsound_rendition() {
         "png/gray_alpha_la.png",
         "png/gray16_trns.png",
         "png/rgba16_mode_16bit.png",
+        // libtiff, through each of our two ways in, and WebP's EXIF.
+        "corpus/pillow-tiff_tiled_planar_16bit_RGBa.tiff",
+        "corpus/pillow-tiff_strip_ycbcr_jpeg_2x2_sampling.tif",
+        "corpus/libvips-ojpeg-tile.tif",
+        "corpus/pillow-hopper_g4.tif",
+        "corpus/pillow-16bit.r.tif",
+        "corpus/pillow-hopper_bigtiff.tif",
+        "corpus/pillow-tiff_strip_cmyk_jpeg.tif",
+        "corpus/pillow-hopper_orientation_6.webp",
     ];
     let mut rng = XorShift(0x5EED_EA5E_1000_0001);
     let mut failures = Vec::new();
