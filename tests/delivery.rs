@@ -187,6 +187,110 @@ async fn a_force_delete_racing_an_upload_of_the_same_bytes_never_damages_the_upl
     );
 }
 
+/// An origin on loopback serving `/{seed}.png`: `distinct_png(seed, 48)`.
+async fn png_origin() -> String {
+    use axum::extract::Path;
+    use axum::routing::get;
+    let app = axum::Router::new().route(
+        "/{file}",
+        get(|Path(file): Path<String>| async move {
+            let seed: u32 = file.trim_end_matches(".png").parse().unwrap_or(0);
+            ([("content-type", "image/png")], distinct_png(seed, 48))
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    format!("http://{addr}")
+}
+
+/// Issue 11's fetch slots store an origin's original and hand it to the
+/// render loops; issue 12's claims must hold that original as they hold an
+/// upload's: a force delete of an image with the same bytes, racing the
+/// fetch, must never leave the fetched image pointing at nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_force_delete_racing_an_origin_fetch_of_the_same_bytes_never_damages_the_fetched_image() {
+    let app = TestApp::spawn_with(keep_nothing(2)).await;
+    let origin = png_origin().await;
+    let reaper = ReaperLoop::start(&app);
+    let rounds = 200;
+    let mut damaged = Vec::new();
+    for round in 0..rounds {
+        let first = upload_wait(&app, distinct_png(round, 48), "").await;
+        let first_id = first["id"].as_str().unwrap().to_string();
+        let second_id = format!("fetched-{round}");
+        // The fetch takes longer than an upload: the delete lands over a
+        // wider span of it.
+        let jitter = Duration::from_micros(u64::from(round % 40) * 1000);
+        let delete = async {
+            tokio::time::sleep(jitter).await;
+            app.client
+                .delete(app.url(&format!("/v1/images/{first_id}?force=true")))
+                .send()
+                .await
+                .expect("delete")
+                .status()
+        };
+        let fetch = async {
+            let response = app
+                .client
+                .put(app.url(&format!("/v1/images/{second_id}?wait=true")))
+                .json(&serde_json::json!({"origin": format!("{origin}/{round}.png")}))
+                .send()
+                .await
+                .expect("put");
+            assert_eq!(response.status(), 201, "round {round}");
+            response.json::<Value>().await.expect("json")
+        };
+        let (deleted, second) = tokio::join!(delete, fetch);
+        assert_eq!(deleted, 204, "round {round}");
+        assert_eq!(
+            second["sha256"],
+            sha256_hex(&distinct_png(round, 48)),
+            "round {round}: the same bytes"
+        );
+        let wrong = damage(&app, &second).await;
+        if !wrong.is_empty() {
+            damaged.push(format!("round {round}: {}", wrong.join("; ")));
+        }
+        app.client
+            .delete(app.url(&format!("/v1/images/{second_id}?force=true")))
+            .send()
+            .await
+            .expect("delete");
+    }
+    let deleted = reaper.stop().await;
+    assert!(
+        damaged.is_empty(),
+        "{} of {rounds} rounds damaged a fetched image:\n{}",
+        damaged.len(),
+        damaged.join("\n")
+    );
+    assert!(
+        deleted >= rounds as usize,
+        "the race ran with deletions: {deleted} objects deleted"
+    );
+    // Every fetch's claim ended with its hand-over, so once every image
+    // is gone nothing holds their files: all of them go.
+    app.reaper
+        .run_once(easel_catalog::now_ms())
+        .await
+        .expect("reap");
+    let left = [
+        app.stored_keys("originals").await,
+        app.stored_keys("renders").await,
+    ]
+    .concat();
+    assert!(
+        left.is_empty(),
+        "{} objects kept with no image, e.g. {:?}",
+        left.len(),
+        &left[..left.len().min(3)]
+    );
+}
+
 /// Issue 11: a re-render (new crop) commits its files, then removes the
 /// files of the old crop; an upload of the same bytes with the old crop
 /// renders exactly those files and must never end up pointing at nothing.

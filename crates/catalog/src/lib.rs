@@ -304,7 +304,9 @@ pub trait Catalog: Send + Sync + std::fmt::Debug + 'static {
     /// (attempts reset: fetching and rendering fail for different reasons),
     /// so a render loop picks it up. If a newer job for the image is
     /// waiting, the job is closed instead and the original not recorded:
-    /// the image has moved on. `Ok(false)` then.
+    /// the image has moved on. `Ok(false)` then, and the claim in
+    /// `facts.claim` is left for the caller to release; otherwise it is
+    /// checked and ended with the write that records the original.
     async fn hand_over_fetched(
         &self,
         job: &Job,

@@ -933,6 +933,7 @@ macro_rules! sql_catalog {
                 .bind(now)
                 .execute(&mut *tx)
                 .await?;
+                settle_original_claim(&mut tx, Some(facts), now).await?;
                 tx.commit().await?;
                 Ok(true)
             }

@@ -18,7 +18,9 @@
 //! Files are claimed in the catalogue before they are stored, and the claim
 //! ends in the transaction that commits their rows (see `easel_catalog`'s
 //! "Deleting objects"); nothing here deletes an object. [`reaper`] does,
-//! for every process that runs workers or the API.
+//! for every process that runs workers or the API. An origin fetched in a
+//! fetch slot is claimed and stored like an upload's original, and the
+//! hand-over to the render loops ends the claim.
 
 pub mod reaper;
 
@@ -432,9 +434,7 @@ impl Worker {
                         .set_original(&job.image_id, &facts, Utc::now())
                         .await
                     {
-                        if let Some(holder) = &facts.claim {
-                            self.release(holder).await;
-                        }
+                        self.release_original(&facts).await;
                         return Err(e.into());
                     }
                     (bytes, facts)
@@ -555,6 +555,14 @@ impl Worker {
         }
     }
 
+    /// Ends the claim an origin fetch took on the original it stored, when
+    /// nothing committed on it.
+    async fn release_original(&self, facts: &OriginalFacts) {
+        if let Some(holder) = &facts.claim {
+            self.release(holder).await;
+        }
+    }
+
     /// An ingest job in a fetch slot: fetches and stores the original,
     /// then hands the job to the render loops.
     async fn fetch(&self, job: &Job) -> Result<Outcome, WorkerError> {
@@ -566,11 +574,23 @@ impl Worker {
         };
         match self.ingest(job, image.origin_url.as_deref()).await? {
             Ingested::Ready(_, facts) => {
-                let queued = self
+                // Records the original and ends its claim in one
+                // transaction; if the image moved on meanwhile, nothing
+                // records it, and releasing the claim lets the reaper have
+                // the object unless another row came to refer to it.
+                let queued = match self
                     .catalog
                     .hand_over_fetched(job, &self.id, &facts, Utc::now())
-                    .await?;
+                    .await
+                {
+                    Ok(queued) => queued,
+                    Err(e) => {
+                        self.release_original(&facts).await;
+                        return Err(e.into());
+                    }
+                };
                 if !queued {
+                    self.release_original(&facts).await;
                     return Ok(Outcome::Superseded { image_id });
                 }
                 self.wake.notify_one();
