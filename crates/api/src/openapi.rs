@@ -274,6 +274,8 @@ fn example_problem(id: &str, status: u16) -> Option<crate::error::Problem<'stati
         crate::iiif::redirect,
         crate::iiif::info,
         crate::iiif::image,
+        crate::iiif_auth::probe,
+        crate::iiif_auth::token,
         crate::ops::healthz,
         crate::ops::readyz,
         crate::ops::metrics,

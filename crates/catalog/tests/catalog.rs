@@ -220,6 +220,7 @@ fn upload(id: &str, bucket: &str) -> NewImage {
         },
         original: Some(facts(&format!("originals/{id}"))),
         origin_url: None,
+        initial_origin: None,
     }
 }
 
@@ -761,6 +762,7 @@ mod cases {
             },
             original: None,
             origin_url: Some("https://example.com/cover.jpg".into()),
+            initial_origin: None,
         };
         let image = c.create_image(&new, t(0)).await.unwrap();
         assert_eq!(image.status(), ImageStatus::Ingesting);
@@ -1829,8 +1831,15 @@ mod cases {
             bucket: "b".into(),
             scopes: strings(&["image:read", "image:write"]),
             name: Some("ci".into()),
+            roles: strings(&["https://example.org/roles/members", "urn:x:staff"]),
         };
         let key = c.create_api_key(&k1, t(0)).await.unwrap();
+        assert_eq!(
+            key.roles(),
+            strings(&["https://example.org/roles/members", "urn:x:staff"])
+        );
+        assert!(key.holds_any_role(&strings(&["urn:x:staff"])));
+        assert!(!key.holds_any_role(&strings(&["urn:x:other"])));
         assert_eq!((key.id.as_str(), key.bucket.as_str()), ("k1", "b"));
         assert_eq!(key.scopes(), ["image:read", "image:write"]);
         assert!(key.has_scope("image:write") && !key.has_scope("image:delete"));
@@ -1842,6 +1851,7 @@ mod cases {
             bucket: "other".into(),
             scopes: strings(&["image:delete"]),
             name: None,
+            roles: Vec::new(),
         };
         c.create_api_key(&k2, t(1)).await.unwrap();
         let clash = NewApiKey {
