@@ -46,6 +46,8 @@ use crate::{ApiError, AppState};
 
 /// The profile every IIIF response links to.
 const LEVEL2_PROFILE: &str = "http://iiif.io/api/image/3/level2.json";
+/// What a caller who may have only the listed sizes is told.
+const LEVEL0_PROFILE: &str = "http://iiif.io/api/image/3/level0.json";
 /// Rendered files are named by what made them, so they never go stale; the
 /// same URL can change only when an image is replaced, hence a day, not a year.
 const IMAGE_CACHE_CONTROL: &str = "public, max-age=86400";
@@ -482,13 +484,26 @@ pub(crate) async fn info(
             max_area: (u64::from(public_width) * u64::from(public_height)).min(limits.max_area),
         };
         let mut info = info_json(&id_url, width, height, sizes, &public);
-        info.tiles.clear();
+        // To this caller the service is level 0: the listed sizes only.
+        // Viewers then show the largest of them instead of asking for
+        // full-resolution tiles they would be refused.
+        info.profile = "level0";
         serde_json::to_value(info)
     }
     .map_err(|e| ApiError::Internal(e.to_string()))?;
+    if !everything.allowed() {
+        if let Some(info) = body.as_object_mut() {
+            info.remove("tiles");
+        }
+    }
     if restricted {
         crate::iiif_auth::declare_services(&mut body, &id_url, &service_base(&state, &headers));
     }
+    let profile = if body["profile"] == "level0" {
+        LEVEL0_PROFILE
+    } else {
+        LEVEL2_PROFILE
+    };
     let bytes = serde_json::to_vec(&body).map_err(|e| ApiError::Internal(e.to_string()))?;
     let content_type = if wants_json_ld(&headers) {
         IIIF_INFO_CONTENT_TYPE
@@ -504,7 +519,7 @@ pub(crate) async fn info(
         .header(header::CONTENT_TYPE, content_type)
         .header(header::CACHE_CONTROL, cache_control)
         .header(header::VARY, vary)
-        .header(header::LINK, format!("<{LEVEL2_PROFILE}>;rel=\"profile\""))
+        .header(header::LINK, format!("<{profile}>;rel=\"profile\""))
         .body(Body::from(bytes))
         .map_err(|e| ApiError::Internal(e.to_string()).into())
 }
