@@ -480,6 +480,8 @@ function viewerPage() {
   const server = createServer((request, response) => {
     if (request.url.startsWith('/openseadragon.min.js')) {
       response.writeHead(200, {'Content-Type': 'text/javascript'}).end(script);
+    } else if (request.url.startsWith('/favicon.ico')) {
+      response.writeHead(204).end();
     } else if (request.url.startsWith('/viewer.html')) {
       response.writeHead(200, {'Content-Type': 'text/html'}).end(page);
     } else {
@@ -492,16 +494,25 @@ function viewerPage() {
 step('OpenSeadragon shows a restricted image at its public size without a key', async () => {
   assert.equal((await api(`/v1/images/${imageId}`, {method: 'PATCH', body: {max_unauthorised: 640}})).status, 200);
   const viewer = await viewerPage();
+  // A tab of its own: the console's stays where it is.
+  const tab = await browser.newPage();
   const iiifRequests = [];
-  const watch = (request) => {
-    if (request.url().includes('/iiif/3/')) iiifRequests.push(request.url());
-  };
-  page.on('request', watch);
+  const refused = [];
+  const elsewhere = [];
+  tab.on('request', (request) => {
+    const url = new URL(request.url());
+    if (url.hostname !== '127.0.0.1' && url.protocol.startsWith('http')) elsewhere.push(request.url());
+    if (url.pathname.includes('/iiif/3/')) iiifRequests.push(request.url());
+  });
+  tab.on('response', (response) => {
+    if (response.status() >= 400) refused.push(`${response.status()} ${response.url()}`);
+  });
+  tab.on('pageerror', (error) => refused.push(`uncaught: ${error.message}`));
   try {
     const info = `${base}/iiif/3/${encodeURIComponent(imageId)}/info.json`;
-    await page.goto(`http://127.0.0.1:${viewer.address().port}/viewer.html?info=${encodeURIComponent(info)}`);
-    await page.waitForFunction(() => window.viewer?.world.getItemAt(0)?.getFullyLoaded(), {timeout: WAIT});
-    const state = await page.evaluate(() => {
+    await tab.goto(`http://127.0.0.1:${viewer.address().port}/viewer.html?info=${encodeURIComponent(info)}`);
+    await tab.waitForFunction(() => window.viewer?.world.getItemAt(0)?.getFullyLoaded(), {timeout: WAIT});
+    const state = await tab.evaluate(() => {
       const source = window.viewer.world.getItemAt(0).source;
       const canvas = document.querySelector('#viewer canvas');
       const context = canvas.getContext('2d');
@@ -509,19 +520,20 @@ step('OpenSeadragon shows a restricted image at its public size without a key', 
       return {width: source.width, height: source.height, loaded: window.loaded, failed: window.failed, alpha: centre[3]};
     });
     assert.deepEqual(state.failed, []);
+    assert.deepEqual(refused, [], 'nothing was refused: no size beyond the limit was asked for');
+    assert.deepEqual(elsewhere, [], 'requests left 127.0.0.1');
     // The photo is 4032x3024: the public view is 640x480, the largest size listed.
     assert.deepEqual([state.width, state.height], [640, 480]);
     assert.ok(state.loaded.some((url) => url.includes('/full/640,480/')), state.loaded.join('\n'));
     assert.equal(state.alpha, 255, 'the canvas shows the image');
-    // Nothing beyond the limit was asked for (a refusal would also fail
-    // the step through the failed-responses check).
+    // Nothing beyond the limit was asked for.
     for (const url of iiifRequests.filter((u) => u.endsWith('.jpg'))) {
       const [w, h] = new URL(url).pathname.split('/').at(-3).split(',').map(Number);
       assert.ok(Math.max(w, h) <= 640, url);
     }
-    await shot('openseadragon-public-size');
+    await tab.screenshot({path: path.join(shots, 'openseadragon-public-size.png')});
   } finally {
-    page.off('request', watch);
+    await tab.close();
     viewer.close();
     assert.equal((await api(`/v1/images/${imageId}`, {method: 'PATCH', body: {max_unauthorised: null}})).status, 200);
   }

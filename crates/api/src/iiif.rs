@@ -640,6 +640,8 @@ fn image_response(
             )),
         (status = 304, description = "Unchanged (`If-None-Match`)"),
         (status = 400, description = "A malformed region, size, rotation, quality or format, or a request beyond the limits", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "An unknown key, or, without a key, a size above the image's `max_unauthorised` (info.json lists the public sizes; the probe service says more)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "A key of the bucket without image:read or a role of the image, for a size above its `max_unauthorised`", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such image, or its original is not fetched yet", body = crate::error::Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u32, description = "Seconds, while the original is being fetched"))),
         (status = 422, description = "The original cannot be rendered", body = crate::error::Problem, content_type = "application/problem+json"),

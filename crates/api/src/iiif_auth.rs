@@ -81,6 +81,7 @@ pub(crate) fn declare_services(info: &mut Value, id_url: &str, service_base: &st
         (status = 200, description = "An `AuthProbeResult2`: `status` 200 when this caller may see the full image, \
             else 401 with, when some size is public, a `substitute` naming the largest public view",
             content_type = "application/ld+json", body = Object),
+        crate::error::Unauthorized,
         (status = 403, description = "A key of the bucket without image:read or a role of the image, where nothing is public", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such image (or nothing of it is public and no key was sent)", body = crate::error::Problem, content_type = "application/problem+json"),
         crate::error::Unavailable,
@@ -151,7 +152,11 @@ pub(crate) struct TokenRequest {
     responses(
         (status = 200, description = "An `AuthAccessToken2` whose `accessToken` is the presented key (send it to probe services as `Authorization: Bearer`), \
             or an `AuthAccessTokenError2` (`missingAspect`: no key sent; `invalidAspect`: an unknown key); as JSON, \
-            or as the HTML page that posts it when `messageId` and `origin` are given", body = Object),
+            or as the HTML page that posts it when `messageId` and `origin` are given",
+            content(
+                (Object = "application/json"),
+                (String = "text/html"),
+            )),
     ),
 )]
 pub(crate) async fn token(

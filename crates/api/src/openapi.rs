@@ -313,7 +313,7 @@ mod tests {
     use super::*;
 
     /// Every route `router()` serves, as OpenAPI paths with their methods.
-    const ROUTES: [(&str, &[&str]); 17] = [
+    const ROUTES: [(&str, &[&str]); 19] = [
         ("/v1/images", &["get", "post"]),
         ("/v1/images/{id}", &["get", "patch", "put", "delete"]),
         ("/v1/images/{id}/restore", &["post"]),
@@ -327,6 +327,8 @@ mod tests {
         ("/v1/key", &["get"]),
         ("/iiif/3/{id}", &["get"]),
         ("/iiif/3/{id}/info.json", &["get"]),
+        ("/iiif/3/{id}/probe", &["get"]),
+        ("/iiif/auth/2/token", &["get"]),
         (
             "/iiif/3/{id}/{region}/{size}/{rotation}/{quality_format}",
             &["get"],
@@ -352,7 +354,7 @@ mod tests {
             .values()
             .map(|item| item.as_object().unwrap().len())
             .sum();
-        assert_eq!(documented, 21, "a documented operation has no route here");
+        assert_eq!(documented, 23, "a documented operation has no route here");
     }
 
     #[test]
