@@ -1477,7 +1477,10 @@ mod cases {
             batch: Some(batch.to_string()),
             ..ImageQuery::new("b")
         };
-        assert_eq!(list_ids(c, by_batch("batch-9")).await, [rendered.clone()]);
+        assert_eq!(
+            list_ids(c, by_batch("batch-9")).await,
+            vec![rendered.clone()]
+        );
         assert!(list_ids(c, by_batch("batch-0")).await.is_empty());
         // A render outside the batch: its files are no longer the batch's.
         c.enqueue_render(&rendered, t(LATER)).await.unwrap();
