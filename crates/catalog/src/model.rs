@@ -155,12 +155,13 @@ impl Image {
         };
         match self.feed_side {
             _ if max == 0 => Some(format!(
-                "{style} is not public: {who} serves style files only to keys, \
-                 and directories fetch without one"
+                "{style} is not public: {who} serves style files only to keys with \
+                 image:read or one of the image's roles, and directories fetch without one"
             )),
             Some(side) if side > max => Some(format!(
                 "{style} ({side} px) is not public: {who} serves styles larger than \
-                 {max} px only to keys, and directories fetch without one"
+                 {max} px only to keys with image:read or one of the image's roles, and \
+                 directories fetch without one"
             )),
             _ => None,
         }
