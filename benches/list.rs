@@ -75,6 +75,7 @@ fn image(i: u64) -> NewImage {
             mimetype: "image/jpeg".into(),
             original_key: format!("originals/{sha}"),
             sha256: sha,
+            claim: None,
         }),
         origin_url: None,
     }

@@ -123,6 +123,15 @@ enum BucketsCommand {
         /// public, larger ones need a key.
         access: String,
     },
+    /// The bucket's own feed byte budget, or `default` to follow the
+    /// server's (--feed-max-bytes). Applies to renders from now on:
+    /// `easel rerender --all --bucket B` renders existing images again.
+    SetFeedBudget {
+        #[arg(value_parser = bucket_name)]
+        bucket: String,
+        /// Bytes (0: no budget), or `default`.
+        budget: String,
+    },
     /// Show a bucket's settings.
     Show {
         #[arg(value_parser = bucket_name)]
@@ -143,21 +152,53 @@ pub fn buckets(args: BucketsArgs) -> anyhow::Result<()> {
                         format!("access must be public, private or a size in pixels, got {n:?}")
                     })?),
                 };
+                let settings = BucketSettings {
+                    public_max_side,
+                    ..catalog.bucket_settings(&bucket).await?
+                };
                 catalog
-                    .set_bucket_settings(&bucket, BucketSettings { public_max_side }, Utc::now())
+                    .set_bucket_settings(&bucket, settings, Utc::now())
                     .await?;
                 println!("easel: bucket {bucket:?}: {}", describe(public_max_side));
+            }
+            BucketsCommand::SetFeedBudget { bucket, budget } => {
+                let feed_max_bytes = match budget.as_str() {
+                    "default" => None,
+                    n => Some(n.parse::<i64>().ok().filter(|n| *n >= 0).with_context(|| {
+                        format!("the budget is a number of bytes (0: none) or default, got {n:?}")
+                    })?),
+                };
+                let settings = BucketSettings {
+                    feed_max_bytes,
+                    ..catalog.bucket_settings(&bucket).await?
+                };
+                catalog
+                    .set_bucket_settings(&bucket, settings, Utc::now())
+                    .await?;
+                println!(
+                    "easel: bucket {bucket:?}: {} (new renders; `easel rerender --all --bucket {bucket}` for the others)",
+                    describe_budget(feed_max_bytes)
+                );
             }
             BucketsCommand::Show { bucket } => {
                 let settings = catalog.bucket_settings(&bucket).await?;
                 println!(
-                    "easel: bucket {bucket:?}: {}",
-                    describe(settings.public_max_side)
+                    "easel: bucket {bucket:?}: {}; {}",
+                    describe(settings.public_max_side),
+                    describe_budget(settings.feed_max_bytes)
                 );
             }
         }
         Ok(())
     })
+}
+
+fn describe_budget(feed_max_bytes: Option<i64>) -> String {
+    match feed_max_bytes {
+        None => "feed budget: the server's".into(),
+        Some(0) => "feed budget: none".into(),
+        Some(n) => format!("feed budget: {n} bytes"),
+    }
 }
 
 fn describe(public_max_side: Option<i64>) -> String {

@@ -91,21 +91,36 @@ fn print_table(rendition: &Rendition) {
         s.crop
     );
     out!(
-        "{:<18} {:>11} {:>10} {:>8}  upscaled",
+        "{:<18} {:>11} {:>10} {:>8} {:>7}  upscaled",
         "style",
         "size",
         "bytes",
-        "ms"
+        "ms",
+        "quality"
     );
     for f in &rendition.files {
         out!(
-            "{:<18} {:>11} {:>10} {:>8.1}  {}",
+            "{:<18} {:>11} {:>10} {:>8.1} {:>7}  {}",
             f.style.as_str(),
             format!("{}x{}", f.width, f.height),
             f.size,
             ms(f.elapsed),
+            f.quality.map(|q| q.to_string()).unwrap_or_default(),
             if f.upscaled { "yes" } else { "" }
         );
+    }
+    let feed = &rendition.feed;
+    out!(
+        "feed file: {} ({})",
+        feed.style.map(|s| s.as_str()).unwrap_or("none"),
+        if feed.ok {
+            "ready".to_string()
+        } else {
+            feed.reasons.join("; ")
+        }
+    );
+    for warning in &feed.warnings {
+        out!("feed: {warning}");
     }
     out!("total {:.1} ms", ms(rendition.timings.total));
 }

@@ -18,7 +18,8 @@ use easel_origin::OriginConfig;
 use easel_render::iiif::IiifLimits;
 use easel_render::Settings;
 use easel_storage::BlobStore;
-use easel_worker::{Worker, WorkerConfig};
+use easel_worker::reaper::Reaper;
+use easel_worker::{Retention, Worker, WorkerConfig};
 
 use crate::engine_args::EngineArgs;
 use tokio::sync::{watch, Notify};
@@ -46,9 +47,38 @@ pub(crate) struct CommonArgs {
     log_format: LogFormat,
 }
 
+/// How long files nothing refers to are kept: every process that renders
+/// or deletes needs the same answer.
+#[derive(clap::Args, Debug, Clone)]
+pub(crate) struct RetentionArgs {
+    /// Seconds a file replaced by a re-render keeps serving at its
+    /// versioned URL (so a feed read before the change never shows a
+    /// broken image), before it is deleted.
+    #[arg(long, env = "EASEL_GRACE_SECS", default_value_t = easel_worker::DEFAULT_GRACE.as_secs())]
+    grace_secs: u64,
+    /// Seconds between a file losing its last reference (a force delete,
+    /// the end of a grace period) and its deletion from the store.
+    #[arg(long, env = "EASEL_DELETE_DELAY_SECS", default_value_t = easel_worker::DEFAULT_DELETE_DELAY.as_secs())]
+    delete_delay_secs: u64,
+}
+
+impl RetentionArgs {
+    pub(crate) fn retention(&self) -> Retention {
+        Retention {
+            grace: Duration::from_secs(self.grace_secs),
+            delete_delay: Duration::from_secs(self.delete_delay_secs),
+        }
+    }
+}
+
+/// How often a process deletes what is due (and ends grace periods).
+const REAP_INTERVAL: Duration = Duration::from_secs(30);
+
 /// How workers run.
 #[derive(clap::Args, Debug, Clone)]
 pub(crate) struct WorkerTuning {
+    #[command(flatten)]
+    pub(crate) retention: RetentionArgs,
     /// Render threads (rayon) shared by this process's workers; 0 means one per core.
     #[arg(long, env = "EASEL_THREADS", default_value_t = 0)]
     threads: usize,
@@ -101,9 +131,14 @@ pub struct ServeArgs {
     /// Embedded worker loops; 0 leaves rendering to `easel worker` processes.
     #[arg(long, env = "EASEL_WORKERS", default_value_t = 1)]
     workers: usize,
-    /// Prefix for links and Location headers, e.g. https://img.example.com.
+    /// Prefix for links and Location headers, e.g. https://img.example.com;
+    /// empty takes the scheme and host of each request.
     #[arg(long, env = "EASEL_PUBLIC_URL", default_value = "")]
     public_url: String,
+    /// Seconds caches may keep a stable alias (`/styles/itunes.jpg`,
+    /// `/styles/feed`) before revalidating it; versioned URLs are immutable.
+    #[arg(long, env = "EASEL_ALIAS_MAX_AGE_SECS", default_value_t = easel_api::DEFAULT_ALIAS_MAX_AGE.as_secs())]
+    alias_max_age_secs: u64,
     /// Longest wait, in seconds, for `POST /v1/images?wait=true`.
     #[arg(long, env = "EASEL_WAIT_TIMEOUT_SECS", default_value_t = 60)]
     wait_timeout_secs: u64,
@@ -172,12 +207,16 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         )
         .await?;
 
+        let retention = args.tuning.retention.retention();
+        let reaper = spawn_reaper(&catalog, &store, retention);
         let state = AppState {
             catalog,
             store,
             settings,
             config: Arc::new(ApiConfig {
                 public_url: args.public_url,
+                alias_max_age: Duration::from_secs(args.alias_max_age_secs),
+                retention,
                 wait_timeout: Duration::from_secs(args.wait_timeout_secs),
                 max_page_size: args.max_page_size,
                 iiif: IiifConfig {
@@ -205,6 +244,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(%addr, workers = args.workers, "serving");
         app.run(shutdown_signal()).await?;
         workers.stop().await;
+        reaper.stop().await;
         Ok(())
     })
 }
@@ -225,8 +265,10 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<()> {
             &wake,
         )
         .await?;
+        let reaper = spawn_reaper(&catalog, &store, args.tuning.retention.retention());
         shutdown_signal().await;
         workers.stop().await;
+        reaper.stop().await;
         Ok(())
     })
 }
@@ -366,6 +408,7 @@ pub(crate) async fn spawn_workers(
                 max_bytes: settings.limits.max_bytes,
                 ..OriginConfig::default()
             },
+            retention: tuning.retention.retention(),
             origin_fetches: tuning.origin_fetches.max(1),
             memory: memory.clone(),
             ..WorkerConfig::default()
@@ -382,6 +425,22 @@ pub(crate) async fn spawn_workers(
         .map(|i| tokio::spawn(base.named(worker_name(i)).run(stopped.clone())))
         .collect();
     Ok(WorkerLoops { stop, handles })
+}
+
+/// The reaper of this process (see `easel_worker::reaper`): every API node
+/// and worker process runs one; several at once are safe.
+pub(crate) fn spawn_reaper(
+    catalog: &Arc<dyn Catalog>,
+    store: &BlobStore,
+    retention: Retention,
+) -> WorkerLoops {
+    let (stop, stopped) = watch::channel(false);
+    let reaper = Reaper::new(catalog.clone(), store.clone(), retention);
+    let handle = tokio::spawn(reaper.run(REAP_INTERVAL, stopped));
+    WorkerLoops {
+        stop,
+        handles: vec![handle],
+    }
 }
 
 /// Unique per loop across machines: the lease owner in the jobs table,

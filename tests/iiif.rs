@@ -670,6 +670,7 @@ async fn what_only_a_key_unlocks_is_never_cached_as_public() {
             "default",
             BucketSettings {
                 public_max_side: Some(100),
+                feed_max_bytes: None,
             },
             chrono::Utc::now(),
         )

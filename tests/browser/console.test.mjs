@@ -348,9 +348,6 @@ step('the crop editor saves a crop typed into the numeric fields and shows the r
 });
 
 step('the styles view shows every style with its facts, the feed report and the podcast tags', async () => {
-  // Without issue 12's route the server answers 404 `not-found`: the panel
-  // must say "not available yet", not fail.
-  expectFailure('GET', /\/v1\/images\/[^/]+\/podcast$/, 404);
   const image = (await api(`/v1/images/${imageId}`)).body;
   await go(`#/images/${encodeURIComponent(imageId)}/styles`);
   await page.waitForSelector('#styles-grid .style-card');
@@ -369,17 +366,21 @@ step('the styles view shows every style with its facts, the feed report and the 
   }
   await page.waitForSelector('#readiness');
   assert.match(await textOf('#readiness'), /Feed-ready/);
-  await page.waitForSelector('#podcast[data-state="unavailable"], #podcast[data-state="ready"]');
-  const state = await page.$eval('#podcast', (el) => el.dataset.state);
+  // The panel shows the server's ready-to-paste tags, whose links are the
+  // feed file's versioned URL (ending in .jpg) and fetch its bytes.
+  await page.waitForSelector('#podcast[data-state="ready"], #podcast[data-state="error"]');
+  assert.equal(await page.$eval('#podcast', (el) => el.dataset.state), 'ready', await textOf('#podcast'));
   const tags = await api(`/v1/images/${imageId}/podcast`);
-  if (tags.status === 404) {
-    assert.equal(tags.body.code, 'not-found');
-    assert.equal(state, 'unavailable');
-    assert.match(await textOf('#podcast'), /Not available on this server yet/);
-  } else {
-    assert.equal(state, 'ready');
-    assert.match(await textOf('#podcast'), /itunes:image/);
-  }
+  assert.equal(tags.status, 200);
+  const href = tags.body.itunes_image.href;
+  assert.match(href, /^http:\/\/127\.0\.0\.1:\d+\/v1\/images\/[^/]+\/styles\/(square-3000|itunes)\/[0-9a-f]{16}\.jpg$/);
+  assert.equal(await page.$eval('#podcast-xml', (el) => el.textContent), tags.body.xml);
+  assert.ok(tags.body.xml.includes(`<itunes:image href="${href}"`), tags.body.xml);
+  const feedFile = await fetch(href);
+  assert.equal(feedFile.status, 200);
+  assert.equal(feedFile.headers.get('content-type'), 'image/jpeg');
+  const feedAsset = image.assets.find((a) => href.includes(`/styles/${a.style}/`));
+  assert.equal(createHash('sha256').update(Buffer.from(await feedFile.arrayBuffer())).digest('hex'), feedAsset.sha256);
   // Previews load as they scroll into view: show each and let it load.
   for (const preview of await page.$$('.style-preview')) {
     await preview.scrollIntoView();
@@ -492,7 +493,6 @@ step('a key without image:write sees no upload control and cannot edit', async (
 });
 
 step('every view is readable at 375 px wide', async () => {
-  expectFailure('GET', /\/v1\/images\/[^/]+\/podcast$/, 404);
   await page.setViewport({width: 375, height: 812, isMobile: true, hasTouch: true});
   for (const [hash, ready, name] of [
     ['#/', `article.card[data-id="${imageId}"] .thumb-image`, 'library-375'],

@@ -29,6 +29,13 @@ pub struct TestOptions {
     /// Origin URLs may point at loopback (the tests' own origin servers).
     pub allow_private_origins: bool,
     pub iiif: easel_api::iiif::IiifConfig,
+    /// Grace period and delete delay, for the worker and the API alike.
+    pub retention: easel_catalog::Retention,
+    /// Runs a reaper every this often (deleting what is due); `None`: the
+    /// test reaps by hand with [`TestApp::reaper`].
+    pub reap_every: Option<Duration>,
+    /// The server's feed byte budget.
+    pub feed_max_bytes: u64,
 }
 
 impl Default for TestOptions {
@@ -40,6 +47,9 @@ impl Default for TestOptions {
             lease: Duration::from_secs(30),
             allow_private_origins: true,
             iiif: Default::default(),
+            retention: easel_catalog::Retention::default(),
+            reap_every: None,
+            feed_max_bytes: Settings::default().feed_max_bytes,
         }
     }
 }
@@ -57,6 +67,8 @@ pub struct TestApp {
     pub store: BlobStore,
     /// A worker that is not looping: call `run_once` to drive the queue.
     pub worker: Worker,
+    /// Deletes what is due: call `run_once(now)` to reap by hand.
+    pub reaper: easel_worker::reaper::Reaper,
     stop_server: Option<oneshot::Sender<()>>,
     stop_workers: watch::Sender<bool>,
 }
@@ -111,6 +123,7 @@ impl TestApp {
                 max_bytes: options.max_bytes,
                 max_pixels: options.max_pixels,
             },
+            feed_max_bytes: options.feed_max_bytes,
             ..Settings::default()
         });
         let pool = Arc::new(
@@ -134,6 +147,7 @@ impl TestApp {
                     total_timeout: Duration::from_secs(10),
                     ..easel_origin::OriginConfig::default()
                 },
+                retention: options.retention,
                 ..WorkerConfig::default()
             },
         )
@@ -143,6 +157,11 @@ impl TestApp {
         for i in 0..options.workers {
             tokio::spawn(worker.named(format!("embedded-{i}")).run(stopped.clone()));
         }
+        let reaper =
+            easel_worker::reaper::Reaper::new(catalog.clone(), store.clone(), options.retention);
+        if let Some(every) = options.reap_every {
+            tokio::spawn(reaper.clone().run(every, stopped.clone()));
+        }
 
         let state = AppState {
             catalog: catalog.clone(),
@@ -150,6 +169,7 @@ impl TestApp {
             settings,
             config: Arc::new(ApiConfig {
                 public_url: String::new(),
+                retention: options.retention,
                 // Generous: the machine running the tests may be busy compiling.
                 wait_timeout: Duration::from_secs(300),
                 max_page_size: 100,
@@ -188,6 +208,7 @@ impl TestApp {
             catalog,
             store,
             worker,
+            reaper,
             stop_server: Some(stop_server),
             stop_workers,
         }

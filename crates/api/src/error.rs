@@ -31,6 +31,17 @@ pub enum ApiError {
     /// The image could not be rendered, so it has no styles.
     #[error("the image could not be rendered: {reason}")]
     ImageFailed { reason: String },
+    /// A versioned file URL that names no file kept for the image: never
+    /// minted, or replaced longer ago than the grace period.
+    #[error("no {style} file of this image has that version any more (replaced files are kept for a grace period); the current one is at {current}")]
+    VersionNotFound { style: String, current: String },
+    /// `/styles/itunes.png` when `itunes` is a JPEG.
+    #[error("{style} is {mimetype}: its URL ends in .{extension}")]
+    WrongExtension {
+        style: String,
+        mimetype: String,
+        extension: &'static str,
+    },
     /// The engine refused the upload (format, limits, crop).
     #[error(transparent)]
     Render(#[from] RenderError),
@@ -137,6 +148,16 @@ impl ApiError {
                 StatusCode::NOT_FOUND,
                 "image-failed",
                 "Image could not be rendered",
+            ),
+            ApiError::VersionNotFound { .. } => (
+                StatusCode::NOT_FOUND,
+                "version-not-found",
+                "No such version of the file",
+            ),
+            ApiError::WrongExtension { .. } => (
+                StatusCode::NOT_FOUND,
+                "wrong-extension",
+                "The extension does not match the file",
             ),
             ApiError::Render(e) => {
                 let status = match (e.kind(), e) {

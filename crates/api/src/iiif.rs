@@ -39,7 +39,7 @@ use tokio::sync::Semaphore;
 use tower::{Layer, ServiceExt};
 use tower_http::cors::{Any, CorsLayer};
 
-use crate::auth::{self, Caller};
+use crate::auth::Caller;
 use crate::error::Problem;
 use crate::{ApiError, AppState};
 
@@ -260,7 +260,8 @@ async fn find_image(
     let settings = state.catalog.bucket_settings(&image.bucket).await?;
     let private = settings.public_max_side.is_some();
     if private {
-        caller.require(auth::READ)?;
+        // Strangers get what a missing id gets.
+        crate::images::require_read_or_hide(&caller, &settings, id)?;
     }
     Ok((image, private))
 }
@@ -299,32 +300,8 @@ async fn find_source(state: &AppState, headers: &HeaderMap, id: &str) -> Result<
     }
 }
 
-/// `https://host` from the configured public URL, else from the request's
-/// `Host` (and `X-Forwarded-Proto`), so `info.json`'s `id` is the URL the
-/// client used. A Host with characters no host name has is ignored.
 fn service_base(state: &AppState, headers: &HeaderMap) -> String {
-    let configured = state.config.public_url.trim_end_matches('/');
-    if !configured.is_empty() {
-        return configured.to_string();
-    }
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .filter(|h| {
-            !h.is_empty()
-                && h.len() <= 255
-                && h.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
-        })
-        .unwrap_or("localhost");
-    let scheme = match headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-    {
-        Some("https") => "https",
-        _ => "http",
-    };
-    format!("{scheme}://{host}")
+    crate::links::service_base(&state.config.public_url, headers)
 }
 
 /// A path segment with everything but unreserved characters percent-encoded.
@@ -489,6 +466,9 @@ struct Served {
     etag: String,
 }
 
+/// An image answer: 304 when the ETag matches, else the bytes, or the
+/// part a `Range` asks for (206). A `HEAD` gets the same headers, with the
+/// `Content-Length` a `GET` would have; the router drops the body.
 fn image_response(
     served: Served,
     canonical: &str,
@@ -499,6 +479,7 @@ fn image_response(
     let mut builder = Response::builder()
         .header(header::ETAG, format!("\"{}\"", served.etag))
         .header(header::LINK, links)
+        .header(header::ACCEPT_RANGES, "bytes")
         .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     builder = if private {
         builder
@@ -507,12 +488,32 @@ fn image_response(
     } else {
         builder.header(header::CACHE_CONTROL, IMAGE_CACHE_CONTROL)
     };
-    let response = if etag_matches(headers, &served.etag) {
-        builder.status(StatusCode::NOT_MODIFIED).body(Body::empty())
-    } else {
-        builder
-            .header(header::CONTENT_TYPE, served.mimetype)
-            .body(Body::from(served.bytes))
+    if etag_matches(headers, &served.etag) {
+        return builder
+            .status(StatusCode::NOT_MODIFIED)
+            .body(Body::empty())
+            .map_err(|e| ApiError::Internal(e.to_string()));
+    }
+    let size = served.bytes.len() as u64;
+    let range_allowed = headers
+        .get(header::IF_RANGE)
+        .is_none_or(|v| crate::files::etag_matches(v, &served.etag));
+    let range = match headers.get(header::RANGE).filter(|_| range_allowed) {
+        Some(value) => crate::files::parse_range(value, size)?,
+        None => None,
+    };
+    let builder = builder.header(header::CONTENT_TYPE, served.mimetype);
+    let response = match range {
+        Some((start, end)) => builder
+            .status(StatusCode::PARTIAL_CONTENT)
+            .header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{size}"))
+            .header(header::CONTENT_LENGTH, end + 1 - start)
+            .body(Body::from(
+                served.bytes.slice(start as usize..end as usize + 1),
+            )),
+        None => builder
+            .header(header::CONTENT_LENGTH, size)
+            .body(Body::from(served.bytes)),
     };
     response.map_err(|e| ApiError::Internal(e.to_string()))
 }

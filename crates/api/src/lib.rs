@@ -15,9 +15,11 @@ mod files;
 pub mod iiif;
 mod images;
 mod linger;
+mod links;
 mod list;
 pub mod openapi;
 mod ops;
+mod podcast;
 mod upload;
 mod view;
 mod write;
@@ -48,8 +50,14 @@ pub use write::valid_id;
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     /// Prefix for links in bodies and `Location` (e.g. `https://img.example`);
-    /// empty gives root-relative links.
+    /// empty takes the scheme and host from each request.
     pub public_url: String,
+    /// How long caches may keep a stable alias (`/styles/itunes`,
+    /// `/styles/feed.jpg`) before they revalidate it: its bytes change
+    /// when the image is re-rendered.
+    pub alias_max_age: Duration,
+    /// How long replaced files keep serving, and when unreferenced ones go.
+    pub retention: easel_catalog::Retention,
     /// How long `?wait=true` waits for the render before answering 202.
     pub wait_timeout: Duration,
     /// The largest `page[size]` of a list.
@@ -72,6 +80,8 @@ impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
             public_url: String::new(),
+            alias_max_age: DEFAULT_ALIAS_MAX_AGE,
+            retention: easel_catalog::Retention::default(),
             wait_timeout: Duration::from_secs(60),
             max_page_size: 100,
             iiif: iiif::IiifConfig::default(),
@@ -93,9 +103,15 @@ pub struct AppState {
     pub wake: Arc<Notify>,
 }
 
+/// The default `alias_max_age`: five minutes.
+pub const DEFAULT_ALIAS_MAX_AGE: Duration = Duration::from_secs(300);
+
 impl AppState {
+    /// An absolute URL of `path` (see [`links`]).
     pub(crate) fn link(&self, path: &str) -> String {
-        format!("{}{path}", self.config.public_url.trim_end_matches('/'))
+        let base = links::current_base()
+            .unwrap_or_else(|| self.config.public_url.trim_end_matches('/').to_string());
+        format!("{base}{path}")
     }
 }
 
@@ -139,6 +155,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/batches/{id}", get(batches::show))
         .route("/v1/key", get(auth::show_key))
         .route("/v1/images/{id}/styles/{style}", get(images::style))
+        .route(
+            "/v1/images/{id}/styles/{style}/{file}",
+            get(images::style_version),
+        )
+        .route("/v1/images/{id}/podcast", get(podcast::podcast))
         .merge(iiif::routes_with(state.config.iiif.clone()))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
@@ -152,6 +173,10 @@ pub fn router(state: AppState) -> Router {
             linger::linger,
         ))
         .layer(middleware::from_fn(iiif::cors))
+        .layer(middleware::from_fn_with_state(
+            std::sync::Arc::<str>::from(state.config.public_url.as_str()),
+            links::absolute_links,
+        ))
         .layer(middleware::from_fn(record_request))
         .layer(
             TraceLayer::new_for_http()

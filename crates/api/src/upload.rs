@@ -228,7 +228,8 @@ async fn accept(
         original: Some(original),
         origin_url: None,
     };
-    let image = state.catalog.create_image(&new, Utc::now()).await?;
+    let created = state.catalog.create_image(&new, Utc::now()).await;
+    let image = settle(state, new.original.as_ref(), created).await?;
     state.wake.notify_one();
     tracing::info!(image = %image.id, bytes = image.size, "upload accepted");
     respond_created(state, image, StatusCode::ACCEPTED, meta.wait).await
@@ -333,19 +334,60 @@ pub(crate) fn reject_unknown_parameters(
 }
 
 /// Checks the bytes (format, limits, crop) and stores them: the original
-/// is durable before any row points at it.
+/// is durable before any row points at it. It is claimed first, so that no
+/// deletion of an identical original can remove it before the row that
+/// commits with the claim (see [`settle`]).
 pub(crate) async fn store_original(
     state: &AppState,
     bytes: Bytes,
     crop: Option<Crop>,
 ) -> Result<OriginalFacts, ApiError> {
-    let facts = inspect(state, bytes.clone(), crop).await?;
+    let mut facts = inspect(state, bytes.clone(), crop).await?;
+    let holder = format!("upload/{}", uuid::Uuid::now_v7());
     state
-        .store
-        .put_if_absent(&facts.original_key, bytes)
+        .catalog
+        .claim_objects(
+            &holder,
+            std::slice::from_ref(&facts.original_key),
+            easel_catalog::now_ms(),
+        )
         .await?;
+    facts.claim = Some(holder);
+    if let Err(e) = state.store.put_if_absent(&facts.original_key, bytes).await {
+        release(state, Some(&facts)).await;
+        return Err(e.into());
+    }
     metrics::counter!("easel_upload_bytes_total").increment(u64::try_from(facts.size).unwrap_or(0));
     Ok(facts)
+}
+
+/// The outcome of the write that records a stored original: when it
+/// failed, its claim is released (the original is scheduled for deletion
+/// if nothing else refers to it), so a refused upload leaves nothing.
+pub(crate) async fn settle<T>(
+    state: &AppState,
+    original: Option<&OriginalFacts>,
+    written: Result<T, easel_catalog::CatalogError>,
+) -> Result<T, ApiError> {
+    match written {
+        Ok(value) => Ok(value),
+        Err(e) => {
+            release(state, original).await;
+            Err(e.into())
+        }
+    }
+}
+
+async fn release(state: &AppState, original: Option<&OriginalFacts>) {
+    let Some(holder) = original.and_then(|o| o.claim.as_deref()) else {
+        return;
+    };
+    let now = easel_catalog::now_ms();
+    let delete_at = state.config.retention.delete_at(now);
+    if let Err(e) = state.catalog.release_claims(holder, now, delete_at).await {
+        // The claim lapses on its own; the sweep finds the original.
+        tracing::warn!(holder = %holder, error = %e, "could not release an upload's claim");
+    }
 }
 
 /// Reads the body up to `cap` bytes, refusing a longer one (whose rest is
@@ -451,6 +493,7 @@ async fn inspect(
         mimetype: facts.mimetype.to_string(),
         original_key: original_key(&sha256),
         sha256,
+        claim: None,
     })
 }
 

@@ -336,10 +336,11 @@ pub async fn put(
         };
         (new, meta.wait)
     };
-    let (image, created) = state
+    let replaced = state
         .catalog
         .replace_image(&new, expected, Utc::now())
-        .await?;
+        .await;
+    let (image, created) = upload::settle(&state, new.original.as_ref(), replaced).await?;
     state.wake.notify_one();
     let status = if created {
         StatusCode::CREATED
@@ -453,13 +454,15 @@ pub async fn delete(
     if query.force.unwrap_or(false) {
         let image = find_any(&state, &key.bucket, &id).await?;
         let expected = expected_version(&headers, Some(&image))?;
-        let orphans = state.catalog.hard_delete(&id, expected).await?;
-        for object in orphans {
-            if let Err(e) = state.store.delete(&object).await {
-                // The row is gone; a left-over object costs space, not data.
-                tracing::warn!(key = %object, error = %e, "could not delete an object of a deleted image");
-            }
-        }
+        // The files go after the delete delay, by the reaper, and only
+        // those nothing refers to then: an identical upload racing this
+        // delete keeps its original (see easel_catalog, "Deleting objects").
+        let now = easel_catalog::now_ms();
+        let delete_at = state.config.retention.delete_at(now);
+        state
+            .catalog
+            .hard_delete(&id, expected, now, delete_at)
+            .await?;
         if let Some(sha256) = &image.sha256 {
             crate::iiif::forget_renders_of(&state, sha256).await;
         }

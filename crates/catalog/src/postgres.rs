@@ -23,6 +23,13 @@ impl PgCatalog {
     /// of queueing on the same one; the outer UPDATE then holds its lock.
     pub(crate) const CLAIM_LOCK: &'static str = " FOR UPDATE SKIP LOCKED";
 
+    /// A transaction-scoped advisory lock on a storage key's hash: claims,
+    /// schedules and deletions of one object take it before they read
+    /// whether it is referred to (see `lock_object` in sql.rs). Two keys
+    /// that share a hash only wait for each other.
+    pub(crate) const OBJECT_LOCK: &'static str =
+        "SELECT pg_advisory_xact_lock(hashtextextended($1, 0))";
+
     /// Connects lazily-checked: the pool gives up on a connection after a
     /// few seconds so that an outage surfaces as a 503, not a hang.
     ///

@@ -39,6 +39,10 @@ impl SqliteCatalog {
     /// atomic: two workers can never both win the same row, no row locks.
     pub(crate) const CLAIM_LOCK: &'static str = "";
 
+    /// SQLite's write lock already orders the transactions that claim,
+    /// schedule and delete objects (each starts with a write).
+    pub(crate) const OBJECT_LOCK: &'static str = "";
+
     /// Opens (creating if needed) the database file a `sqlite:` URL names.
     pub async fn connect(url: &str) -> Result<Self, crate::CatalogError> {
         Self::connect_with_pragmas(url, &[]).await

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use easel_catalog::{
-    BucketSettings, Catalog, CatalogError, ImageFields, ImagePatch, NewImage, OriginalFacts,
-    Outage, SqliteCatalog,
+    now_ms, BucketSettings, Catalog, CatalogError, ImageFields, ImagePatch, NewImage,
+    OriginalFacts, Outage, SqliteCatalog,
 };
 use sqlx::{Connection, SqliteConnection};
 
@@ -34,6 +34,7 @@ fn image(i: usize, filler: &str) -> NewImage {
             mimetype: "image/png".into(),
             sha256: format!("{i:064x}"),
             original_key: format!("originals/{i:064x}"),
+            claim: None,
         }),
         origin_url: None,
     }
@@ -133,6 +134,7 @@ async fn a_full_sqlite_database_refuses_writes_as_full_and_keeps_every_acknowled
         let bucket = format!("bucket-{i}");
         let side = BucketSettings {
             public_max_side: Some(i as i64),
+            feed_max_bytes: None,
         };
         match catalog.set_bucket_settings(&bucket, side, Utc::now()).await {
             Ok(()) => settings_written.push((bucket, i as i64)),
@@ -152,7 +154,7 @@ async fn a_full_sqlite_database_refuses_writes_as_full_and_keeps_every_acknowled
     // Space returns (rows go): writes succeed again, at once.
     for id in created.drain(..created.len() / 2).collect::<Vec<_>>() {
         catalog
-            .hard_delete(&id, None)
+            .hard_delete(&id, None, now_ms(), now_ms())
             .await
             .expect("deletes still work");
         renamed_to.retain(|(renamed, _)| *renamed != id);
@@ -254,6 +256,7 @@ async fn a_connection_whose_transaction_sqlite_ended_itself_never_serves_again()
         let bucket = format!("bucket-{i}");
         let side = BucketSettings {
             public_max_side: Some(i as i64),
+            feed_max_bytes: None,
         };
         catalog
             .set_bucket_settings(&bucket, side, Utc::now())

@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use crate::colour;
 use crate::decode;
 use crate::encode;
+use crate::feed::{self, FeedChoice, FEED_STYLES};
 use crate::format::{self, Format};
 use crate::geometry::{Crop, Orientation};
 use crate::pixels::{Bitmap, Channels};
@@ -35,6 +36,9 @@ pub struct RenderedFile {
     pub sha256: String,
     /// The style had to enlarge the source.
     pub upscaled: bool,
+    /// The JPEG quality it was encoded at; `None` when it was not encoded
+    /// by the engine (a byte-level strip) or is not a JPEG.
+    pub quality: Option<u8>,
     /// Time this file took on its own (resize and encode, or strip).
     #[serde(skip)]
     pub elapsed: Duration,
@@ -59,8 +63,14 @@ impl RenderedFile {
             width,
             height,
             upscaled,
+            quality: None,
             elapsed: Duration::ZERO,
         }
+    }
+
+    fn at_quality(mut self, quality: u8) -> Self {
+        self.quality = Some(quality);
+        self
     }
 
     fn took(mut self, elapsed: Duration) -> Self {
@@ -110,6 +120,8 @@ pub struct Rendition {
     pub timings: Timings,
     /// Problems tolerated on the way (e.g. an unreadable ICC profile).
     pub warnings: Vec<String>,
+    /// The file a feed should carry, and whether directories take it.
+    pub feed: FeedChoice,
 }
 
 impl Rendition {
@@ -265,6 +277,7 @@ fn render_unguarded(
                     rect.height,
                     false,
                 )
+                .at_quality(settings.jpeg_quality)
                 .took(took)
             }))
         });
@@ -301,24 +314,42 @@ fn render_unguarded(
                             width: side,
                             height: side,
                         };
+                        // Only the feed candidates are held to the budget:
+                        // the other squares are for players, not feeds.
                         let (encoded, took) = StageClock::time(&clock.encode, || {
-                            encode::jpeg(
-                                &bitmap,
-                                &full,
-                                settings.jpeg_quality,
-                                None,
-                                style.as_str(),
-                            )
+                            if FEED_STYLES.contains(&style) {
+                                encode::jpeg_within(
+                                    &bitmap,
+                                    &full,
+                                    settings.jpeg_quality,
+                                    settings.feed_min_quality,
+                                    settings.feed_max_bytes,
+                                    style.as_str(),
+                                )
+                            } else {
+                                encode::jpeg(
+                                    &bitmap,
+                                    &full,
+                                    settings.jpeg_quality,
+                                    None,
+                                    style.as_str(),
+                                )
+                                .map(|bytes| encode::Fitted {
+                                    bytes,
+                                    quality: settings.jpeg_quality,
+                                })
+                            }
                         });
-                        keep(encoded.map(|bytes| {
+                        keep(encoded.map(|fitted| {
                             RenderedFile::new(
                                 style,
-                                bytes,
+                                fitted.bytes,
                                 Format::Jpeg,
                                 side,
                                 side,
                                 square.width < side,
                             )
+                            .at_quality(fitted.quality)
                             .took(resize_took + took)
                         }))
                     }
@@ -335,6 +366,7 @@ fn render_unguarded(
     files.sort_by_key(|f| Style::RENDERED.iter().position(|s| *s == f.style));
     timings.resize = Duration::from_nanos(clock.resize.load(Ordering::Relaxed));
     timings.encode = Duration::from_nanos(clock.encode.load(Ordering::Relaxed));
+    let feed = feed::choose(&files, settings.feed_max_bytes, settings.jpeg_quality);
     timings.total = started.elapsed();
 
     Ok(Rendition {
@@ -350,6 +382,7 @@ fn render_unguarded(
         files,
         timings,
         warnings,
+        feed,
     })
 }
 
@@ -380,7 +413,8 @@ fn stripped_original(
             icc,
             style.as_str(),
         )?;
-        return Ok(RenderedFile::new(style, bytes, Format::Jpeg, w, h, false));
+        return Ok(RenderedFile::new(style, bytes, Format::Jpeg, w, h, false)
+            .at_quality(settings.stripped_quality));
     }
     let bytes = encode::png(oriented, icc, style.as_str())?;
     Ok(RenderedFile::new(style, bytes, Format::Png, w, h, false))

@@ -488,6 +488,22 @@ impl BlobStore {
             .map_err(|e| StorageError::backend(&path, e))
     }
 
+    /// As [`BlobStore::list`], with each object's last modification time:
+    /// a sweep leaves young objects alone.
+    pub async fn list_with_times(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, std::time::SystemTime)>, StorageError> {
+        let path = Path::from(prefix);
+        let prefix = (!prefix.trim_matches('/').is_empty()).then_some(&path);
+        self.inner
+            .list(prefix)
+            .map_ok(|meta| (meta.location.to_string(), meta.last_modified.into()))
+            .try_collect()
+            .await
+            .map_err(|e| StorageError::backend(&path, e))
+    }
+
     /// Checks the backend answers: lists a probe prefix that is normally
     /// empty. Unlike a HEAD of a missing object, a listing fails when an S3
     /// bucket does not exist.

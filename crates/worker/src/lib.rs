@@ -7,12 +7,22 @@
 //!
 //! Failure policy: an image the engine refuses (unsupported, too large,
 //! corrupt) will never render, so it ends in status `error` with the
-//! engine's reason and code, without retry. Storage and database trouble may
-//! pass, so the job goes back to the queue with exponential backoff, until
-//! `max_attempts` is spent; an outage of our own object store or catalogue
-//! (down, or full: `ENOSPC`, a quota, `SQLITE_FULL`) spends no attempt: the
-//! job waits it out, backing off up to `retry_max`, and resumes on its own
-//! once space returns.
+//! engine's reason and code, without retry; so does one whose original is
+//! missing from the store (`original-missing`: retrying cannot bring it
+//! back). Storage and database trouble may pass, so the job goes back to
+//! the queue with exponential backoff, until `max_attempts` is spent; an
+//! outage of our own object store or catalogue (down, or full: `ENOSPC`, a
+//! quota, `SQLITE_FULL`) spends no attempt: the job waits it out, backing
+//! off up to `retry_max`, and resumes on its own once space returns.
+//!
+//! Files are claimed in the catalogue before they are stored, and the claim
+//! ends in the transaction that commits their rows (see `easel_catalog`'s
+//! "Deleting objects"); nothing here deletes an object. [`reaper`] does,
+//! for every process that runs workers or the API. An origin fetched in a
+//! fetch slot is claimed and stored like an upload's original, and the
+//! hand-over to the render loops ends the claim.
+
+pub mod reaper;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,11 +30,13 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use chrono::Utc;
 use easel_catalog::{
-    now_ms, Catalog, CatalogError, ClaimFilter, Job, JobKind, NewAsset, OriginalFacts,
+    now_ms, Catalog, CatalogError, Claim, ClaimFilter, FeedReadiness, Finish, Job, JobKind,
+    NewAsset, OriginalFacts,
 };
+pub use easel_catalog::{Retention, DEFAULT_DELETE_DELAY, DEFAULT_GRACE};
 use easel_origin::{OriginConfig, OriginError, OriginFetcher};
 use easel_render::{Crop, Rendition, Settings, Style};
-use easel_storage::{original_key, render_key, BlobStore};
+use easel_storage::{original_key, render_key, BlobStore, StorageError};
 use tokio::sync::{watch, Notify, Semaphore};
 
 /// Stable codes for failures that are the worker's, not the engine's.
@@ -37,6 +49,9 @@ pub mod codes {
     pub const IMAGE_GONE: &str = "image-gone";
     /// The origin could not be fetched and retrying will not help.
     pub const ORIGIN_FAILED: &str = "origin-failed";
+    /// The image's original is not in the object store: a render can
+    /// never succeed, however often it is retried.
+    pub const ORIGINAL_MISSING: &str = "original-missing";
 }
 
 #[derive(Debug, Clone)]
@@ -53,6 +68,8 @@ pub struct WorkerConfig {
     pub retry_max: Duration,
     /// How origin URLs are fetched (timeouts, size, private addresses).
     pub origin: OriginConfig,
+    /// When files stop being served and kept (grace period, delete delay).
+    pub retention: Retention,
     /// Origin fetches at once, beside the render loops and apart from
     /// them: a slow origin holds a fetch slot, never a render loop.
     pub origin_fetches: usize,
@@ -70,6 +87,7 @@ impl Default for WorkerConfig {
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(300),
             origin: OriginConfig::default(),
+            retention: Retention::default(),
             origin_fetches: 4,
             memory: easel_budget::MemoryBudget::default(),
         }
@@ -397,18 +415,47 @@ impl Worker {
         let (original, facts) = match (job.kind(), image.original()) {
             (JobKind::Render, Some(stored)) => match self.store.get(stored.key).await {
                 Ok(bytes) => (bytes, facts_of(&image)),
+                Err(StorageError::NotFound { .. }) => {
+                    let reason = format!(
+                        "the original ({}) is missing from the object store",
+                        stored.key
+                    );
+                    return self.fail(job, &reason, codes::ORIGINAL_MISSING).await;
+                }
                 Err(e) => return self.retry(job, &e.to_string(), !e.is_outage()).await,
             },
             // An ingest job, or a render whose origin never arrived.
             _ => match self.ingest(job, image.origin_url.as_deref()).await? {
                 Ingested::Ready(bytes, facts) => {
-                    self.catalog
+                    // Records the original and ends its claim in one
+                    // transaction.
+                    if let Err(e) = self
+                        .catalog
                         .set_original(&job.image_id, &facts, Utc::now())
-                        .await?;
+                        .await
+                    {
+                        self.release_original(&facts).await;
+                        return Err(e.into());
+                    }
                     (bytes, facts)
                 }
                 Ingested::Done(outcome) => return Ok(outcome),
             },
+        };
+
+        // A bucket may hold its feed files to a budget of its own; the
+        // settings fingerprint stays the server's (see the README).
+        let settings = match self
+            .catalog
+            .bucket_settings(&image.bucket)
+            .await?
+            .feed_max_bytes
+        {
+            Some(budget) => Arc::new(Settings {
+                feed_max_bytes: u64::try_from(budget).unwrap_or(0),
+                ..(*self.settings).clone()
+            }),
+            None => self.settings.clone(),
         };
 
         // Memory before pixels: the header says what the render will hold;
@@ -436,7 +483,7 @@ impl Worker {
         // Tells a slow fetch from a slow render in the logs.
         tracing::info!(worker = %self.id, job = job.id, image = %image_id, bytes = original.len(), memory, "rendering");
         let started = Instant::now();
-        let rendition = match self.render(original, crop, reservation).await {
+        let rendition = match self.render(original, crop, settings, reservation).await {
             Ok(Ok(rendition)) => rendition,
             Ok(Err(e)) => {
                 if e.kind() == easel_render::ErrorKind::Internal {
@@ -449,21 +496,70 @@ impl Worker {
         };
         record_render_metrics(&rendition, started.elapsed());
 
-        match self.store_files(&facts, &rendition).await {
-            Ok(assets) => {
-                let styles = assets.len();
-                let finished = self
-                    .catalog
-                    .finish_job(job, &self.id, &assets, Utc::now())
-                    .await?;
-                self.delete_unreferenced(finished.orphans).await;
-                Ok(if finished.committed {
-                    Outcome::Finished { image_id, styles }
-                } else {
-                    Outcome::Superseded { image_id }
-                })
+        let holder = claim_holder(&self.id, "render", job.id);
+        let stored = match self.store_files(&holder, &facts, &rendition).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                self.release(&holder).await;
+                return match e {
+                    Stored::Catalog(e) => Err(e.into()),
+                    Stored::Storage(e) => self.retry(job, &e.to_string(), !e.is_outage()).await,
+                };
             }
-            Err(e) => self.retry(job, &e.to_string(), !e.is_outage()).await,
+        };
+        let (assets, claimed) = stored;
+        let styles = assets.len();
+        let now = Utc::now();
+        let feed = &rendition.feed;
+        let finish = Finish {
+            assets: &assets,
+            feed_style: feed.style.map(|s| s.as_str().to_string()),
+            feed_side: feed.side.map(i64::from),
+            readiness: FeedReadiness {
+                ok: feed.ok,
+                reasons: feed.reasons.clone(),
+                warnings: feed.warnings.clone(),
+            },
+            claim: Some(Claim {
+                holder: &holder,
+                keys: &claimed,
+            }),
+            retain_until_ms: self.config.retention.retain_until(now.timestamp_millis()),
+            delete_at_ms: self.config.retention.delete_at(now.timestamp_millis()),
+        };
+        let finished = match self.catalog.finish_job(job, &self.id, &finish, now).await {
+            Ok(finished) => finished,
+            Err(e) => {
+                self.release(&holder).await;
+                return match e {
+                    // Stored too slowly to trust the claim: store again.
+                    CatalogError::ClaimLost { .. } => self.retry(job, &e.to_string(), false).await,
+                    e => Err(e.into()),
+                };
+            }
+        };
+        Ok(if finished.committed {
+            Outcome::Finished { image_id, styles }
+        } else {
+            Outcome::Superseded { image_id }
+        })
+    }
+
+    /// Ends a claim nothing committed on (best effort: an unreleased claim
+    /// lapses on its own, and the sweep finds what it left).
+    async fn release(&self, holder: &str) {
+        let now = now_ms();
+        let delete_at = self.config.retention.delete_at(now);
+        if let Err(e) = self.catalog.release_claims(holder, now, delete_at).await {
+            tracing::warn!(holder = %holder, error = %e, "could not release a claim");
+        }
+    }
+
+    /// Ends the claim an origin fetch took on the original it stored, when
+    /// nothing committed on it.
+    async fn release_original(&self, facts: &OriginalFacts) {
+        if let Some(holder) = &facts.claim {
+            self.release(holder).await;
         }
     }
 
@@ -478,11 +574,23 @@ impl Worker {
         };
         match self.ingest(job, image.origin_url.as_deref()).await? {
             Ingested::Ready(_, facts) => {
-                let queued = self
+                // Records the original and ends its claim in one
+                // transaction; if the image moved on meanwhile, nothing
+                // records it, and releasing the claim lets the reaper have
+                // the object unless another row came to refer to it.
+                let queued = match self
                     .catalog
                     .hand_over_fetched(job, &self.id, &facts, Utc::now())
-                    .await?;
+                    .await
+                {
+                    Ok(queued) => queued,
+                    Err(e) => {
+                        self.release_original(&facts).await;
+                        return Err(e.into());
+                    }
+                };
                 if !queued {
+                    self.release_original(&facts).await;
                     return Ok(Outcome::Superseded { image_id });
                 }
                 self.wake.notify_one();
@@ -550,6 +658,7 @@ impl Worker {
                 ))
             }
         };
+        let holder = claim_holder(&self.id, "origin", job.id);
         let facts = OriginalFacts {
             width: i64::from(source.width),
             height: i64::from(source.height),
@@ -557,12 +666,17 @@ impl Worker {
             mimetype: source.mimetype.to_string(),
             original_key: original_key(&sha256),
             sha256,
+            claim: Some(holder.clone()),
         };
+        self.catalog
+            .claim_objects(&holder, std::slice::from_ref(&facts.original_key), now_ms())
+            .await?;
         if let Err(e) = self
             .store
             .put_if_absent(&facts.original_key, bytes.clone())
             .await
         {
+            self.release(&holder).await;
             return Ok(Ingested::Done(
                 self.retry(job, &e.to_string(), !e.is_outage()).await?,
             ));
@@ -571,25 +685,16 @@ impl Worker {
         Ok(Ingested::Ready(bytes, facts))
     }
 
-    /// Files nothing refers to any more. Losing one of these deletes is
-    /// harmless (an orphan object), so failures are only logged.
-    async fn delete_unreferenced(&self, keys: Vec<String>) {
-        for key in keys {
-            if let Err(e) = self.store.delete(&key).await {
-                tracing::warn!(key = %key, error = %e, "could not delete a file nothing refers to");
-            }
-        }
-    }
-
     /// Renders off the async threads. The outer error is a panic, reported
     /// as text: one bad input must not take the worker down.
     async fn render(
         &self,
         original: Bytes,
         crop: Option<Crop>,
+        settings: Arc<Settings>,
         memory: easel_budget::Reservation,
     ) -> Result<Result<Rendition, easel_render::RenderError>, String> {
-        let (pool, settings) = (self.pool.clone(), self.settings.clone());
+        let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || {
             // Held by the thread: given back when the pixels are.
             let _memory = memory;
@@ -599,11 +704,23 @@ impl Worker {
         .map_err(|e| format!("the render engine crashed: {e}"))
     }
 
+    /// Claims the rendered files' keys, then stores them; returns their
+    /// rows and the keys claimed.
     async fn store_files(
         &self,
+        holder: &str,
         image: &OriginalFacts,
         rendition: &Rendition,
-    ) -> Result<Vec<NewAsset>, easel_storage::StorageError> {
+    ) -> Result<(Vec<NewAsset>, Vec<String>), Stored> {
+        let keys: Vec<String> = rendition
+            .files
+            .iter()
+            .map(|file| render_key(&file.sha256, file.extension))
+            .collect();
+        self.catalog
+            .claim_objects(holder, &keys, now_ms())
+            .await
+            .map_err(Stored::Catalog)?;
         let fingerprint = self.settings.fingerprint();
         // The original is an asset too, so every style is one row away.
         let mut assets = vec![NewAsset {
@@ -616,12 +733,14 @@ impl Worker {
             sha256: image.sha256.clone(),
             upscaled: false,
             settings_fingerprint: fingerprint.clone(),
+            quality: None,
         }];
-        for file in &rendition.files {
-            let key = render_key(&file.sha256, file.extension);
+        for (file, key) in rendition.files.iter().zip(&keys) {
+            let key = key.clone();
             self.store
                 .put_if_absent(&key, Bytes::copy_from_slice(&file.bytes))
-                .await?;
+                .await
+                .map_err(Stored::Storage)?;
             assets.push(NewAsset {
                 style: file.style.as_str().to_string(),
                 storage_key: key,
@@ -632,9 +751,10 @@ impl Worker {
                 sha256: file.sha256.clone(),
                 upscaled: file.upscaled,
                 settings_fingerprint: fingerprint.clone(),
+                quality: file.quality.map(i64::from),
             });
         }
-        Ok(assets)
+        Ok((assets, keys))
     }
 
     async fn fail(&self, job: &Job, reason: &str, code: &str) -> Result<Outcome, WorkerError> {
@@ -703,6 +823,20 @@ enum Ingested {
     Done(Outcome),
 }
 
+/// Why storing a render's files stopped.
+enum Stored {
+    Catalog(CatalogError),
+    Storage(StorageError),
+}
+
+/// A claim holder name no other write uses: the worker, what it stores,
+/// the job, and the time (a job can be claimed again by the same worker).
+fn claim_holder(worker: &str, what: &str, job_id: i64) -> String {
+    static SEQUENCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{worker}/{what}/{job_id}/{}-{n}", now_ms())
+}
+
 /// The stored original's facts; only called once `original()` is `Some`.
 fn facts_of(image: &easel_catalog::Image) -> OriginalFacts {
     OriginalFacts {
@@ -712,6 +846,7 @@ fn facts_of(image: &easel_catalog::Image) -> OriginalFacts {
         mimetype: image.mimetype.clone().unwrap_or_default(),
         sha256: image.sha256.clone().unwrap_or_default(),
         original_key: image.original_key.clone().unwrap_or_default(),
+        claim: None,
     }
 }
 
