@@ -118,6 +118,10 @@ impl ReaperLoop {
         }
     }
 
+    fn deleted(&self) -> usize {
+        self.deleted.load(Ordering::Relaxed)
+    }
+
     async fn stop(self) -> usize {
         self.stop.store(true, Ordering::Relaxed);
         self.handle.await.expect("reaper loop");
@@ -294,6 +298,12 @@ async fn a_force_delete_racing_an_origin_fetch_of_the_same_bytes_never_damages_t
 /// Issue 11: a re-render (new crop) commits its files, then removes the
 /// files of the old crop; an upload of the same bytes with the old crop
 /// renders exactly those files and must never end up pointing at nothing.
+///
+/// The orders are spread over the rounds: the PATCH a little later each
+/// round, the upload a little later each round, and every fourth round
+/// the upload only once the old crop's files are gone (so the race
+/// reaches the deletions on any machine: on a loaded PostgreSQL + S3 run
+/// the upload otherwise always claimed the files first).
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_rerender_cleanup_racing_an_identical_upload_never_damages_the_upload() {
     let app = TestApp::spawn_with(keep_nothing(2)).await;
@@ -304,9 +314,15 @@ async fn a_rerender_cleanup_racing_an_identical_upload_never_damages_the_upload(
         let bytes = distinct_png(round, 64);
         let first = upload_wait(&app, bytes.clone(), "&crop=0,0,48,48").await;
         let first_id = first["id"].as_str().unwrap().to_string();
-        let jitter = Duration::from_micros(u64::from(round % 40) * 500);
+        let old_itunes = asset(&first, "itunes")["sha256"].clone();
+        let step = u64::from(round % 40);
+        let (patch_delay, upload_delay) = match round % 4 {
+            0 | 2 => (Duration::from_micros(step * 500), Duration::ZERO),
+            _ => (Duration::ZERO, Duration::from_micros(step * 2500)),
+        };
+        let after_cleanup = round % 4 == 3;
         let patch = async {
-            tokio::time::sleep(jitter).await;
+            tokio::time::sleep(patch_delay).await;
             let response = app
                 .client
                 .patch(app.url(&format!("/v1/images/{first_id}")))
@@ -316,7 +332,21 @@ async fn a_rerender_cleanup_racing_an_identical_upload_never_damages_the_upload(
                 .expect("patch");
             assert_eq!(response.status(), 200);
         };
-        let ((), second) = tokio::join!(patch, upload_wait(&app, bytes, "&crop=0,0,48,48"));
+        let upload = async {
+            tokio::time::sleep(upload_delay).await;
+            if after_cleanup {
+                let deleted_before = reaper.deleted();
+                wait_for_new_itunes(&app, &first_id, &old_itunes).await;
+                for _ in 0..500 {
+                    if reaper.deleted() > deleted_before {
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+            upload_wait(&app, bytes, "&crop=0,0,48,48").await
+        };
+        let ((), second) = tokio::join!(patch, upload);
         let first = app.wait_until_done(&first_id).await;
         let mut wrong = damage(&app, &second).await;
         wrong.extend(damage(&app, &first).await);
@@ -335,6 +365,23 @@ async fn a_rerender_cleanup_racing_an_identical_upload_never_damages_the_upload(
         deleted > 0,
         "the race ran with deletions: {deleted} objects deleted"
     );
+}
+
+/// Waits (up to 60 s) until the image's `itunes` file is no longer
+/// `old`: its re-render has committed.
+async fn wait_for_new_itunes(app: &TestApp, id: &str, old: &Value) {
+    for _ in 0..1200 {
+        let image: Value = app.get_image(id).await.json().await.expect("json");
+        let current = image["assets"]
+            .as_array()
+            .and_then(|assets| assets.iter().find(|a| a["style"] == "itunes"))
+            .map(|a| a["sha256"].clone());
+        if current.is_some_and(|sha| sha != *old) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the re-render of {id} did not commit in 60 s");
 }
 
 // ------------------------------------------------------- versioned URLs

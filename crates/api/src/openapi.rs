@@ -98,6 +98,32 @@ impl Modify for Version {
     }
 }
 
+/// Documents hyper's own refusal of a request line longer than 64 KiB
+/// (`414`, empty body) on every operation: it comes before any handler,
+/// so no route can answer it otherwise, yet a client can receive it from
+/// any of them (schemathesis found it with a long query string).
+struct UriTooLong;
+
+impl Modify for UriTooLong {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for item in openapi.paths.paths.values_mut() {
+            for op in operations(item) {
+                op.responses.responses.insert(
+                    "414".to_string(),
+                    utoipa::openapi::RefOr::T(
+                        utoipa::openapi::ResponseBuilder::new()
+                            .description(
+                                "The request target is longer than the HTTP server takes \
+                                 (64 KiB); the body is empty.",
+                            )
+                            .build(),
+                    ),
+                );
+            }
+        }
+    }
+}
+
 /// Gives every problem response an example of its own status, built from
 /// the real error type, so `/docs` shows a 413 with the 413 body a client
 /// gets (the schema's one example stood under every status before).
@@ -281,7 +307,7 @@ fn example_problem(id: &str, status: u16) -> Option<crate::error::Problem<'stati
         crate::ops::metrics,
     ),
     components(schemas(crate::error::Problem, Binary, Health, Ready)),
-    modifiers(&BearerAuth, &Version, &ProblemExamples, &BytesForGenerators),
+    modifiers(&BearerAuth, &Version, &ProblemExamples, &BytesForGenerators, &UriTooLong),
     tags(
         (name = "images", description = "Upload, read, change and delete images"),
         (name = "styles", description = "Rendered files; public unless the bucket says otherwise"),
@@ -387,6 +413,22 @@ mod tests {
     }
 
     #[test]
+    fn every_operation_documents_the_414_of_an_overlong_request_line() {
+        let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
+        let mut operations = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, op) in item.as_object().unwrap() {
+                operations += 1;
+                assert!(
+                    op["responses"].get("414").is_some(),
+                    "{method} {path} does not document 414"
+                );
+            }
+        }
+        assert!(operations > 20, "only {operations} operations");
+    }
+
+    #[test]
     fn every_problem_response_has_an_example_of_its_own_status() {
         let doc = serde_json::to_value(ApiDoc::openapi()).unwrap();
         let mut codes_by_status = std::collections::BTreeMap::<String, Vec<String>>::new();
@@ -465,7 +507,8 @@ mod tests {
         for (path, item) in doc["paths"].as_object().unwrap() {
             for (method, op) in item.as_object().unwrap() {
                 for (status, response) in op["responses"].as_object().unwrap() {
-                    if status.starts_with('4') || status.starts_with('5') {
+                    // 414 is hyper's, sent before any handler runs.
+                    if (status.starts_with('4') || status.starts_with('5')) && status != "414" {
                         assert!(
                             response["content"][crate::PROBLEM_JSON].is_object(),
                             "{method} {path} {status} is not problem+json"
