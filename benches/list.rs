@@ -78,6 +78,7 @@ fn image(i: u64) -> NewImage {
             claim: None,
         }),
         origin_url: None,
+        initial_origin: None,
     }
 }
 

@@ -31,9 +31,14 @@ enum KeysCommand {
         /// The bucket the key reads and writes.
         #[arg(long, default_value = "default", value_parser = bucket_name)]
         bucket: String,
-        /// Comma-separated: image:read, image:write, image:delete.
-        #[arg(long, value_delimiter = ',', default_value = "image:read")]
-        scopes: Vec<String>,
+        /// Comma-separated: image:read, image:write, image:delete. Default
+        /// image:read, or none when --roles is given.
+        #[arg(long, value_delimiter = ',')]
+        scopes: Option<Vec<String>>,
+        /// Comma-separated role URIs: the key sees the files of images
+        /// carrying one of them above their max_unauthorised, in its bucket.
+        #[arg(long, value_delimiter = ',')]
+        roles: Vec<String>,
         /// A label to recognise the key by.
         #[arg(long)]
         name: Option<String>,
@@ -52,14 +57,28 @@ pub fn keys(args: KeysArgs) -> anyhow::Result<()> {
             KeysCommand::Create {
                 bucket,
                 scopes,
+                roles,
                 name,
             } => {
+                let scopes = scopes.unwrap_or_else(|| {
+                    if roles.is_empty() {
+                        vec![easel_api::auth::READ.to_string()]
+                    } else {
+                        Vec::new()
+                    }
+                });
                 let (secret, key) =
-                    easel_api::auth::create_key(catalog.as_ref(), &bucket, &scopes, name)
+                    easel_api::auth::create_key(catalog.as_ref(), &bucket, &scopes, &roles, name)
                         .await
                         .context("cannot create the key")?;
+                let roles = key.roles();
+                let roles = if roles.is_empty() {
+                    String::new()
+                } else {
+                    format!(" and roles {}", roles.join(","))
+                };
                 eprintln!(
-                    "easel: key {} for bucket {:?} with {}; store it now, it is not shown again:",
+                    "easel: key {} for bucket {:?} with {}{roles}; store it now, it is not shown again:",
                     key.id,
                     key.bucket,
                     key.scopes().join(",")
@@ -68,8 +87,8 @@ pub fn keys(args: KeysArgs) -> anyhow::Result<()> {
             }
             KeysCommand::List => {
                 println!(
-                    "{:<18} {:<16} {:<40} {:<25} name",
-                    "id", "bucket", "scopes", "created"
+                    "{:<18} {:<16} {:<40} {:<25} {:<20} roles",
+                    "id", "bucket", "scopes", "created", "name"
                 );
                 for key in catalog.api_keys().await? {
                     let state = match key.revoked_at {
@@ -77,12 +96,13 @@ pub fn keys(args: KeysArgs) -> anyhow::Result<()> {
                         None => String::new(),
                     };
                     println!(
-                        "{:<18} {:<16} {:<40} {:<25} {}{state}",
+                        "{:<18} {:<16} {:<40} {:<25} {:<20} {}{state}",
                         key.id,
                         key.bucket,
                         key.scopes().join(","),
                         key.created_at.format("%Y-%m-%dT%H:%M:%SZ"),
-                        key.name.as_deref().unwrap_or("")
+                        key.name.as_deref().unwrap_or(""),
+                        key.roles().join(",")
                     );
                 }
             }

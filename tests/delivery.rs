@@ -1067,6 +1067,19 @@ async fn a_private_bucket_answers_strangers_alike_for_existing_and_missing_ids()
                         (status, headers, body)
                     }
                 };
+                // Where some size is public, IIIF tells a stranger about
+                // the image (info.json with the public sizes and the auth
+                // services, a 401 above them): its thumb is public anyway.
+                if setting == Some(200) && who == "no key" && real_path.starts_with("/iiif/") {
+                    let (status, _, body) = answer(real_path.clone()).await;
+                    let expected = match real_path.rsplit('/').next() {
+                        Some("info.json") => 200,
+                        Some("default.jpg") => 401,
+                        _ => 200, // the 303 to info.json, followed
+                    };
+                    assert_eq!(status.as_u16(), expected, "{real_path}: {body}");
+                    continue;
+                }
                 let (status, headers, body) = answer(real_path.clone()).await;
                 let (made_up_status, made_up_headers, made_up_body) =
                     answer(made_up_path.clone()).await;
@@ -1275,4 +1288,259 @@ fn a_buckets_feed_budget_is_set_shown_and_kept_by_set_styles() {
         out.contains("need an image:read key") && out.contains("the server's"),
         "{out}"
     );
+}
+
+// ------------------------------------------------ per-image access (issue 17)
+
+const MEMBERS: &str = "https://example.org/roles/members";
+
+async fn status_of(client: &reqwest::Client, app: &TestApp, path: &str) -> u16 {
+    get(client, &app.url(path), &[]).await.status().as_u16()
+}
+
+async fn patch_image(app: &TestApp, id: &str, body: Value) -> Value {
+    let response = app
+        .client
+        .patch(app.url(&format!("/v1/images/{id}")))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "PATCH {body}");
+    response.json().await.unwrap()
+}
+
+/// `max_unauthorised` N: styles up to N px are public, larger ones need a
+/// key with image:read or a role of the image; strangers and other buckets
+/// get the 404 of a missing id; the original needs image:read whatever the
+/// roles; `/podcast` and `feed_ready` follow the feed file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn max_unauthorised_opens_styles_up_to_its_limit_and_the_rest_to_a_scope_or_a_role() {
+    let app = TestApp::spawn().await;
+    let image = upload_wait(
+        &app,
+        flat_cover_png(1400),
+        &format!("&max_unauthorised=640&roles={MEMBERS}"),
+    )
+    .await;
+    let id = text(&image["id"], "id").to_string();
+    assert_eq!(image["max_unauthorised"], 640);
+    assert_eq!(image["roles"], serde_json::json!([MEMBERS]));
+    assert_eq!(image["batch"], Value::Null);
+    let ready = &image["feed_ready"];
+    assert_eq!(ready["ok"], false, "{ready}");
+    let reasons = ready["reasons"].to_string();
+    assert!(reasons.contains("max_unauthorised (640)"), "{reasons}");
+
+    let small = format!("/v1/images/{id}/styles/square-640");
+    let large = format!("/v1/images/{id}/styles/square-888");
+    let large_version = format!(
+        "/v1/images/{id}/styles/square-888/{}",
+        text(&asset(&image, "square-888")["url"], "url")
+            .rsplit('/')
+            .next()
+            .unwrap()
+    );
+    let original = format!("/v1/images/{id}/styles/original");
+    let podcast = format!("/v1/images/{id}/podcast");
+    let (_, other_bucket) = app.key_for("other", &["image:read"]).await;
+    let (_, other_bucket_member) = app.role_key_for("other", &[MEMBERS]).await;
+    let (_, writer) = app.key_for("default", &["image:write"]).await;
+    let (_, member) = app.role_key_for("default", &[MEMBERS]).await;
+    let (_, outsider) = app
+        .role_key_for("default", &["https://example.org/roles/staff"])
+        .await;
+
+    let anonymous = get(&app.anonymous, &app.url(&small), &[]).await;
+    assert_eq!(anonymous.status(), 200);
+    assert!(header_of(&anonymous, "cache-control").starts_with("public"));
+    for (who, client, expected) in [
+        ("no key", &app.anonymous, [200, 404, 404, 404, 404]),
+        (
+            "another bucket's read key",
+            &other_bucket,
+            [404, 404, 404, 404, 404],
+        ),
+        (
+            "another bucket's member",
+            &other_bucket_member,
+            [404, 404, 404, 404, 404],
+        ),
+        (
+            "a key without image:read or the role",
+            &writer,
+            [200, 403, 403, 403, 403],
+        ),
+        (
+            "a key with another role",
+            &outsider,
+            [200, 403, 403, 403, 403],
+        ),
+        ("a key with the role", &member, [200, 200, 200, 403, 200]),
+        (
+            "the bucket's read key",
+            &app.client,
+            [200, 200, 200, 200, 200],
+        ),
+    ] {
+        let mut got = [0u16; 5];
+        for (slot, path) in
+            got.iter_mut()
+                .zip([&small, &large, &large_version, &original, &podcast])
+        {
+            *slot = status_of(client, &app, path).await;
+        }
+        assert_eq!(
+            got, expected,
+            "{who}: small, large, large version, original, podcast"
+        );
+    }
+    let granted = get(&member, &app.url(&large), &[]).await;
+    assert!(header_of(&granted, "cache-control").starts_with("private"));
+    assert_eq!(
+        common::dimensions(&granted.bytes().await.unwrap()),
+        (888, 888)
+    );
+
+    // -1 opens it all, even in a bucket that shows nothing by default.
+    app.catalog
+        .set_bucket_settings(
+            "default",
+            easel_catalog::BucketSettings {
+                public_max_side: Some(0),
+                feed_max_bytes: None,
+            },
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    let image = patch_image(&app, &id, serde_json::json!({ "max_unauthorised": -1 })).await;
+    assert_eq!(image["feed_ready"]["ok"], true, "{}", image["feed_ready"]);
+    for path in [&small, &large, &podcast] {
+        assert_eq!(status_of(&app.anonymous, &app, path).await, 200, "{path}");
+    }
+    // null follows the bucket again: nothing without a key.
+    let image = patch_image(&app, &id, serde_json::json!({ "max_unauthorised": null })).await;
+    assert_eq!(image["max_unauthorised"], Value::Null);
+    assert_eq!(image["feed_ready"]["ok"], false);
+    assert_eq!(status_of(&app.anonymous, &app, &small).await, 404);
+    assert_eq!(status_of(&member, &app, &small).await, 200);
+    // 0 on the image: the same, whatever the bucket says.
+    app.catalog
+        .set_bucket_settings("default", Default::default(), chrono::Utc::now())
+        .await
+        .unwrap();
+    let image = patch_image(
+        &app,
+        &id,
+        serde_json::json!({ "max_unauthorised": 0, "roles": [] }),
+    )
+    .await;
+    assert_eq!(image["roles"], serde_json::json!([]));
+    assert_eq!(
+        status_of(
+            &app.anonymous,
+            &app,
+            &format!("/v1/images/{id}/styles/thumb")
+        )
+        .await,
+        404
+    );
+    assert_eq!(
+        status_of(&member, &app, &large).await,
+        403,
+        "the role was taken away"
+    );
+}
+
+/// The fields are validated, PUT replaces them, `initial_origin` is
+/// fetched by the first ingest only and never shown, and lists filter on
+/// the batch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn put_takes_the_access_fields_and_an_initial_origin_that_is_never_shown() {
+    let app = TestApp::spawn().await;
+    let origin = png_origin().await;
+    for (body, code) in [
+        (
+            serde_json::json!({ "max_unauthorised": -2 }),
+            "invalid-field",
+        ),
+        (
+            serde_json::json!({ "max_unauthorised": 1.5 }),
+            "invalid-field",
+        ),
+        (
+            serde_json::json!({ "roles": ["not a uri"] }),
+            "invalid-field",
+        ),
+        (serde_json::json!({ "roles": "urn:x:a" }), "invalid-field"),
+        (serde_json::json!({ "initial_origin": 5 }), "invalid-field"),
+    ] {
+        let mut body = body;
+        body["origin"] = Value::from(format!("{origin}/1.png"));
+        let response = app
+            .client
+            .put(app.url("/v1/images/access-bad"))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        common::problem(response, 400, code).await;
+    }
+    // The long-term origin does not answer; the first ingest fetches the
+    // initial one.
+    let response = app
+        .client
+        .put(app.url("/v1/images/access-put?wait=true"))
+        .json(&serde_json::json!({
+            "origin": "http://127.0.0.1:9/gone.png",
+            "initial_origin": format!("{origin}/7.png"),
+            "max_unauthorised": 100,
+            "roles": [MEMBERS, MEMBERS],
+        }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let image: Value = response.json().await.unwrap();
+    assert_eq!(image["status"], "finished", "{image}");
+    assert_eq!(image["origin"], "http://127.0.0.1:9/gone.png");
+    assert!(image.get("initial_origin").is_none(), "{image}");
+    assert!(!image.to_string().contains("7.png"), "{image}");
+    assert_eq!(image["max_unauthorised"], 100);
+    assert_eq!(image["roles"], serde_json::json!([MEMBERS]));
+    assert_eq!(
+        common::dimensions(
+            &get(
+                &app.client,
+                &app.url("/v1/images/access-put/styles/original"),
+                &[]
+            )
+            .await
+            .bytes()
+            .await
+            .unwrap()
+        ),
+        (48, 48)
+    );
+    let list: Value = get(
+        &app.client,
+        &app.url("/v1/images?filter[batch]=none-such"),
+        &[],
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(list["meta"]["total"], 0, "{list}");
+    let list: Value = get(
+        &app.client,
+        &app.url("/v1/images?fields[image]=id,max_unauthorised,roles,batch"),
+        &[],
+    )
+    .await
+    .json()
+    .await
+    .unwrap();
+    assert_eq!(list["data"][0]["max_unauthorised"], 100, "{list}");
 }

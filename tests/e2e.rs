@@ -1382,6 +1382,47 @@ fn keys_create_prints_only_the_key_on_stdout() {
     assert!(stderr.contains("for bucket \"shows\""), "{stderr}");
 }
 
+/// `keys create --roles` makes a key holding roles (and no scope unless
+/// asked), `keys list` shows them, and a role that is not a URI is refused.
+#[test]
+fn keys_create_grants_roles_and_keys_list_shows_them() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let members = "https://example.org/roles/members";
+    let (ok, stdout, stderr) = easel_run(
+        data.path(),
+        &[
+            "keys",
+            "create",
+            "--roles",
+            &format!("{members},urn:x:staff"),
+            "--name",
+            "member",
+        ],
+    );
+    assert!(ok, "{stderr}");
+    assert!(stdout.trim().starts_with("easel_"), "{stdout}");
+    assert!(
+        stderr.contains(&format!("roles {members},urn:x:staff")),
+        "{stderr}"
+    );
+    let (ok, listed, stderr) = easel_run(data.path(), &["keys", "list"]);
+    assert!(ok, "{stderr}");
+    let row = listed
+        .lines()
+        .find(|line| line.contains("member"))
+        .unwrap_or_else(|| panic!("{listed}"));
+    assert!(row.ends_with(&format!("{members},urn:x:staff")), "{row}");
+    assert!(!row.contains("image:read"), "roles only: {row}");
+    assert!(
+        listed.lines().next().unwrap().ends_with("roles"),
+        "{listed}"
+    );
+
+    let (ok, _, stderr) = easel_run(data.path(), &["keys", "create", "--roles", "not a uri"]);
+    assert!(!ok);
+    assert!(stderr.contains("not an absolute URI"), "{stderr}");
+}
+
 /// Bucket names are `[A-Za-z0-9._-]{1,64}` wherever the CLI takes one; any
 /// other is refused with the rule, a non-zero exit, and nothing written.
 #[test]

@@ -90,9 +90,22 @@ impl TestApp {
     /// A new key for `bucket` with `scopes`, and a client sending it.
     pub async fn key_for(&self, bucket: &str, scopes: &[&str]) -> (String, reqwest::Client) {
         let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
-        let (key, _) = easel_api::auth::create_key(self.catalog.as_ref(), bucket, &scopes, None)
-            .await
-            .expect("create a key");
+        let (key, _) =
+            easel_api::auth::create_key(self.catalog.as_ref(), bucket, &scopes, &[], None)
+                .await
+                .expect("create a key");
+        let client = client_with_key(&key);
+        (key, client)
+    }
+
+    /// A new key for `bucket` holding `roles` and no scope, and a client
+    /// sending it.
+    pub async fn role_key_for(&self, bucket: &str, roles: &[&str]) -> (String, reqwest::Client) {
+        let roles: Vec<String> = roles.iter().map(|s| s.to_string()).collect();
+        let (key, _) =
+            easel_api::auth::create_key(self.catalog.as_ref(), bucket, &[], &roles, None)
+                .await
+                .expect("create a key");
         let client = client_with_key(&key);
         (key, client)
     }
@@ -194,6 +207,7 @@ impl TestApp {
                 "image:write".into(),
                 "image:delete".into(),
             ],
+            &[],
             Some("tests".into()),
         )
         .await

@@ -66,6 +66,7 @@ const PLAIN = [
   [/^square-3000 is (\d+) KB, over the feed budget of (\d+) KB: the feed file is itunes/, (m) => `The 3000\u00d73000 file is ${m[1]} KB, over the ${m[2]} KB budget, so feeds get the 1400\u00d71400 itunes file instead.`],
   [/^(\S+) was encoded at quality (\d+) instead of (\d+) to fit the feed budget/, (m) => `The ${m[1]} file was saved at quality ${m[2]} instead of ${m[3]} so that it fits the feed byte budget.`],
   [/^(\S+)(?: \((\d+) px\))? is not public: bucket (\S+)/, (m) => `The ${m[1]} file is not public in bucket ${m[3]}, so podcast directories (which fetch without a key) cannot read it. Make the bucket\u2019s styles public.`],
+  [/^(\S+)(?: \((\d+) px\))? is not public: the image's max_unauthorised \((-?\d+)\)/, (m) => `The ${m[1]} file is not public: this image shows sizes up to ${m[3]} px without a key, so podcast directories (which fetch without one) cannot read it. Raise its largest public size in Details, or empty it to follow the bucket.`],
   [/^not RGB: the file is (.+)/, (m) => `The feed image is ${m[1]}. Podcast directories want RGB colour.`],
   [/^has an alpha channel/, () => 'The feed image has transparency. Podcast directories want it without an alpha channel.'],
 ];

@@ -8,6 +8,7 @@ use easel_catalog::{Image, ImageStatus, MediaAsset};
 use easel_render::feed::FEED_STYLES;
 use easel_render::{Crop, Style};
 
+use crate::access::{decide, Access, Wanted};
 use crate::auth::{self, Caller};
 use crate::files::{self, Caching, StoredFile};
 use crate::view::{self, asset_view, etag_header, image_view, AssetList};
@@ -222,7 +223,7 @@ pub async fn style(
     let asset = match wanted {
         Alias::Feed => feed_asset(&state, &image).await?,
         Alias::Style(Style::Original) => {
-            require_read_or_hide(&caller, &settings, &id)?;
+            decide(&image, &settings, caller.key(), Wanted::Original).check(&id)?;
             // Stored before the upload was acknowledged: readable while rendering.
             return serve_original(&state, &method, &headers, &image, extension, caching).await;
         }
@@ -230,19 +231,15 @@ pub async fn style(
     };
     let Some(asset) = asset else {
         // Say why a file is missing only to those who may see the image.
-        if settings.public_max_side.is_some() {
-            require_read_or_hide(&caller, &settings, &id)?;
-        }
+        decide(&image, &settings, caller.key(), Wanted::Everything).check(&id)?;
         let style = match wanted {
             Alias::Feed => Style::Itunes,
             Alias::Style(style) => style,
         };
         return Err(missing_style(&image, style));
     };
-    let public = is_public(&settings, asset.width, asset.height);
-    if !public {
-        require_read_or_hide(&caller, &settings, &id)?;
-    }
+    let edge = asset.width.max(asset.height);
+    let public = decide(&image, &settings, caller.key(), Wanted::Pixels(edge)).check(&id)?;
     if let Some(extension) = extension {
         check_extension(&asset.style, &asset.mimetype, extension)?;
     }
@@ -293,7 +290,7 @@ pub async fn style_version(
     let (image, settings) = visible_image(&state, &caller, &id).await?;
     // In a bucket that is not fully public, a stranger learns no more from
     // a wrong version than from a wrong id.
-    let hide = caller.key().is_none() && settings.public_max_side.is_some();
+    let hide = decide(&image, &settings, caller.key(), Wanted::Everything) == Access::Hidden;
     let gone = || {
         if hide {
             ApiError::ImageNotFound(id.clone())
@@ -306,7 +303,7 @@ pub async fn style_version(
     };
     let (prefix, extension) = parse_version(&file).ok_or_else(gone)?;
     if style == Style::Original {
-        require_read_or_hide(&caller, &settings, &id)?;
+        decide(&image, &settings, caller.key(), Wanted::Original).check(&id)?;
     }
     let current = state.catalog.asset(&id, style.as_str()).await?;
     let found = match current.filter(|a| a.sha256.starts_with(prefix)) {
@@ -331,10 +328,8 @@ pub async fn style_version(
         None => return Err(gone()),
     };
     check_extension(&found.style, &found.mimetype, extension).map_err(|_| gone())?;
-    let public = is_public(&settings, found.width, found.height);
-    if !public {
-        require_read_or_hide(&caller, &settings, &id)?;
-    }
+    let edge = found.width.max(found.height);
+    let public = decide(&image, &settings, caller.key(), Wanted::Pixels(edge)).check(&id)?;
     serve_asset(
         &state,
         &method,
@@ -424,29 +419,6 @@ pub(crate) async fn visible_image(
     }
     let settings = state.catalog.bucket_settings(&image.bucket).await?;
     Ok((image, settings))
-}
-
-/// `image:read` for what the bucket does not make public. In a bucket that
-/// is not fully public, a caller without a key gets the answer a missing
-/// id gets (404), so that strangers cannot tell which ids exist; in a
-/// public bucket (whose files anyone can fetch) the original's 401 says a
-/// key is needed.
-pub(crate) fn require_read_or_hide(
-    caller: &Caller,
-    settings: &easel_catalog::BucketSettings,
-    id: &str,
-) -> Result<(), ApiError> {
-    if caller.key().is_none() && settings.public_max_side.is_some() {
-        return Err(ApiError::ImageNotFound(id.to_string()));
-    }
-    caller.require(auth::READ).map(|_| ())
-}
-
-fn is_public(settings: &easel_catalog::BucketSettings, width: i64, height: i64) -> bool {
-    match settings.public_max_side {
-        None => true,
-        Some(max) => width.max(height) <= max,
-    }
 }
 
 /// The feed file the last render chose; for images rendered before that

@@ -6,6 +6,7 @@
 //! the original, commits the image row and its job, and leaves the pixels
 //! to the worker.
 
+mod access;
 pub mod auth;
 pub mod batches;
 mod console;
@@ -13,6 +14,7 @@ mod error;
 mod fields;
 mod files;
 pub mod iiif;
+mod iiif_auth;
 mod images;
 mod linger;
 mod links;

@@ -300,6 +300,8 @@ fn example_problem(id: &str, status: u16) -> Option<crate::error::Problem<'stati
         crate::iiif::redirect,
         crate::iiif::info,
         crate::iiif::image,
+        crate::iiif_auth::probe,
+        crate::iiif_auth::token,
         crate::ops::healthz,
         crate::ops::readyz,
         crate::ops::metrics,
@@ -337,7 +339,7 @@ mod tests {
     use super::*;
 
     /// Every route `router()` serves, as OpenAPI paths with their methods.
-    const ROUTES: [(&str, &[&str]); 17] = [
+    const ROUTES: [(&str, &[&str]); 19] = [
         ("/v1/images", &["get", "post"]),
         ("/v1/images/{id}", &["get", "patch", "put", "delete"]),
         ("/v1/images/{id}/restore", &["post"]),
@@ -351,6 +353,8 @@ mod tests {
         ("/v1/key", &["get"]),
         ("/iiif/3/{id}", &["get"]),
         ("/iiif/3/{id}/info.json", &["get"]),
+        ("/iiif/3/{id}/probe", &["get"]),
+        ("/iiif/auth/2/token", &["get"]),
         (
             "/iiif/3/{id}/{region}/{size}/{rotation}/{quality_format}",
             &["get"],
@@ -376,7 +380,7 @@ mod tests {
             .values()
             .map(|item| item.as_object().unwrap().len())
             .sum();
-        assert_eq!(documented, 21, "a documented operation has no route here");
+        assert_eq!(documented, 23, "a documented operation has no route here");
     }
 
     #[test]

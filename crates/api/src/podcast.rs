@@ -15,8 +15,9 @@ use easel_render::Style;
 use serde::Serialize;
 use utoipa::ToSchema;
 
+use crate::access::{decide, Wanted};
 use crate::auth::Caller;
-use crate::images::{feed_asset, require_read_or_hide};
+use crate::images::feed_asset;
 use crate::view::{image_path, version_path, FeedReadyView};
 use crate::{ApiError, AppState};
 
@@ -119,14 +120,13 @@ pub async fn podcast(
     let caller = Caller::from_headers(&state, &headers).await?;
     let (image, settings) = crate::images::visible_image(&state, &caller, &id).await?;
     let feed = feed_asset(&state, &image).await?;
-    let public = match (&feed, settings.public_max_side) {
-        (_, None) => true,
-        (Some(feed), Some(max)) => feed.width.max(feed.height) <= max,
-        (None, Some(_)) => false,
+    // Public when the feed file is: the tags name nothing else a stranger
+    // could not fetch.
+    let wanted = match &feed {
+        Some(feed) => Wanted::Pixels(feed.width.max(feed.height)),
+        None => Wanted::Everything,
     };
-    if !public {
-        require_read_or_hide(&caller, &settings, &id)?;
-    }
+    decide(&image, &settings, caller.key(), wanted).check(&id)?;
     let Some(feed) = feed else {
         return Err(crate::images::missing_style(&image, Style::Itunes));
     };

@@ -32,9 +32,20 @@ pub(crate) struct UploadMeta {
 }
 
 /// The query parameters an image body takes: the fields, and `wait`.
-pub(crate) const UPLOAD_PARAMETERS: [&str; 11] = [
-    "name", "facet", "crop", "tags", "string1", "string2", "string3", "number1", "number2",
-    "number3", "wait",
+pub(crate) const UPLOAD_PARAMETERS: [&str; 13] = [
+    "name",
+    "facet",
+    "crop",
+    "tags",
+    "string1",
+    "string2",
+    "string3",
+    "number1",
+    "number2",
+    "number3",
+    "max_unauthorised",
+    "roles",
+    "wait",
 ];
 
 impl UploadMeta {
@@ -74,6 +85,21 @@ impl UploadMeta {
                 }
             }
             "tags" => f.tags = fields::tags_csv(&value)?,
+            "max_unauthorised" => {
+                f.max_unauthorised = match value.trim() {
+                    "" => None,
+                    v => Some(fields::max_unauthorised(v.parse::<i64>().map_err(
+                        |_| {
+                            ApiError::bad_request(
+                                "invalid-field",
+                                format!("max_unauthorised must be an integer, got {v:?}"),
+                            )
+                        },
+                    )?)?),
+                }
+            }
+            // Comma separated, as tags are.
+            "roles" => f.roles = fields::roles(value.split(',').map(str::to_string).collect())?,
             "wait" => self.wait = parse_wait(&value)?,
             _ => return Ok(false),
         }
@@ -120,6 +146,13 @@ pub(crate) struct UploadQuery {
     number1: Option<f64>,
     number2: Option<f64>,
     number3: Option<f64>,
+    /// The longest edge a caller without a key may see: -1 open, 0
+    /// nothing, N pixels; absent follows the bucket's setting.
+    #[param(minimum = -1, example = 640)]
+    max_unauthorised: Option<i64>,
+    /// Comma-separated role URIs (at most 32).
+    #[param(example = "https://example.org/roles/members")]
+    roles: Option<String>,
     /// Wait for the render (up to the server's wait timeout) before answering.
     wait: Option<bool>,
 }
@@ -145,6 +178,9 @@ pub(crate) struct UploadForm {
     number1: Option<f64>,
     number2: Option<f64>,
     number3: Option<f64>,
+    max_unauthorised: Option<i64>,
+    /// Comma-separated role URIs.
+    roles: Option<String>,
     wait: Option<bool>,
 }
 
@@ -227,6 +263,7 @@ async fn accept(
         },
         original: Some(original),
         origin_url: None,
+        initial_origin: None,
     };
     let created = state.catalog.create_image(&new, Utc::now()).await;
     let image = settle(state, new.original.as_ref(), created).await?;
@@ -537,6 +574,8 @@ mod tests {
             let value = match name {
                 "crop" => "0,0,10,10",
                 "wait" => "true",
+                "max_unauthorised" => "640",
+                "roles" => "https://example.org/roles/member",
                 n if n.starts_with("number") => "1.5",
                 _ => "x",
             };

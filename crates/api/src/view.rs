@@ -70,6 +70,14 @@ pub struct ImageView {
     pub number2: Option<f64>,
     pub number3: Option<f64>,
     pub feed_ready: FeedReadyView,
+    /// The image's own limit: the longest edge a caller without a key may
+    /// see (-1 open, 0 nothing); null follows the bucket's setting.
+    pub max_unauthorised: Option<i64>,
+    /// Role URIs: a key holding one sees the image above the limit.
+    pub roles: Vec<String>,
+    /// The id of the batch whose job rendered the files now served; null
+    /// after an upload, edit or other render.
+    pub batch: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub finished_at: Option<DateTime<Utc>>,
@@ -222,6 +230,7 @@ pub fn image_view(state: &AppState, image: Image, assets: Option<Vec<MediaAsset>
     ImageView {
         status: image.status().as_str(),
         tags: image.tags(),
+        roles: image.roles(),
         feed_ready: FeedReadyView {
             ok: readiness.ok,
             reasons: readiness.reasons,
@@ -256,6 +265,8 @@ pub fn image_view(state: &AppState, image: Image, assets: Option<Vec<MediaAsset>
         number1: image.number1,
         number2: image.number2,
         number3: image.number3,
+        max_unauthorised: image.max_unauthorised,
+        batch: image.batch_id,
         created_at: image.created_at,
         updated_at: image.updated_at,
         finished_at: image.finished_at,

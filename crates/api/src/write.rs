@@ -115,6 +115,14 @@ pub(crate) struct ImagePatchBody {
     number1: Option<f64>,
     number2: Option<f64>,
     number3: Option<f64>,
+    /// The longest edge a caller without a key may see: -1 open to
+    /// everyone, 0 nothing, N pixels; null follows the bucket's setting.
+    #[schema(minimum = -1, example = 640)]
+    max_unauthorised: Option<i64>,
+    /// Role URIs: a key holding one of them sees the image above
+    /// `max_unauthorised` without image:read.
+    #[schema(max_items = 32, example = json!(["https://example.org/roles/members"]))]
+    roles: Option<Vec<String>>,
 }
 
 /// A JSON PUT: the image is fetched from `origin`; the other fields replace
@@ -141,6 +149,18 @@ pub(crate) struct PutOriginBody {
     number1: Option<f64>,
     number2: Option<f64>,
     number3: Option<f64>,
+    /// The longest edge a caller without a key may see: -1 open to
+    /// everyone, 0 nothing, N pixels; null follows the bucket's setting.
+    #[schema(minimum = -1, example = 640)]
+    max_unauthorised: Option<i64>,
+    /// Role URIs: a key holding one of them sees the image above
+    /// `max_unauthorised` without image:read.
+    #[schema(max_items = 32, example = json!(["https://example.org/roles/members"]))]
+    roles: Option<Vec<String>>,
+    /// Fetched by this ingest only (e.g. a short-lived presigned URL);
+    /// `origin` is what a re-ingest fetches. Never returned.
+    #[schema(format = "uri")]
+    initial_origin: Option<String>,
 }
 
 /// Change an image's metadata or crop (a new crop re-renders it).
@@ -301,7 +321,7 @@ pub async fn put(
         }
         let body = fields::json_object(&json_body(request).await?)?;
         let mut allowed = fields::FIELD_NAMES.to_vec();
-        allowed.push("origin");
+        allowed.extend(["origin", "initial_origin"]);
         fields::reject_unknown(&body, &allowed)?;
         let origin = match body.get("origin") {
             Some(serde_json::Value::String(url)) => checked_origin(url)?,
@@ -313,6 +333,17 @@ pub async fn put(
                 ))
             }
         };
+        // Fetched by this ingest only; `origin` stays for re-ingests.
+        let initial_origin = match body.get("initial_origin") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(url)) => Some(checked_origin(url)?),
+            Some(_) => {
+                return Err(ApiError::bad_request(
+                    "invalid-field",
+                    "initial_origin must be an http(s) URL or null",
+                ))
+            }
+        };
         let (fields, _) = fields::fields_from_json(&body)?;
         let new = NewImage {
             id: id.clone(),
@@ -320,6 +351,7 @@ pub async fn put(
             fields,
             original: None,
             origin_url: Some(origin),
+            initial_origin,
         };
         (new, wait)
     } else {
@@ -333,6 +365,7 @@ pub async fn put(
             fields,
             original: Some(original),
             origin_url: None,
+            initial_origin: None,
         };
         (new, meta.wait)
     };

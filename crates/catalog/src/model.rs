@@ -81,6 +81,17 @@ pub struct Image {
     /// the row: whether a directory may fetch the feed file is part of
     /// its readiness, and can change without a render.
     pub styles_public_max_side: Option<i64>,
+    /// The image's own `maxUnauthorised`: `None` follows the bucket, `-1`
+    /// is open, `0` nothing without a key, `n` the longest public edge.
+    /// Read the limit in force with [`Image::public_limit`].
+    pub max_unauthorised: Option<i64>,
+    /// A JSON array of role URIs; read it with [`Image::roles`].
+    roles: String,
+    /// The URL the first ingest fetches instead of `origin_url`; cleared
+    /// once fetched. Never shown.
+    pub initial_origin: Option<String>,
+    /// The batch whose job rendered the files now served.
+    pub batch_id: Option<String>,
     /// Bumped by every change to the row: the resource's ETag.
     pub version: i64,
     pub created_at: DateTime<Utc>,
@@ -98,6 +109,28 @@ impl Image {
         serde_json::from_str(&self.tags).unwrap_or_default()
     }
 
+    pub fn roles(&self) -> Vec<String> {
+        serde_json::from_str(&self.roles).unwrap_or_default()
+    }
+
+    /// The longest edge a caller without a key may see, given its bucket's
+    /// style visibility (`BucketSettings::public_max_side`): the image's
+    /// own `max_unauthorised` when it has one. `None`: everything is public.
+    pub fn public_limit(&self, bucket_public_max_side: Option<i64>) -> Option<i64> {
+        match self.max_unauthorised {
+            Some(n) if n < 0 => None,
+            Some(n) => Some(n),
+            None => bucket_public_max_side,
+        }
+    }
+
+    /// The URL an ingest fetches: the first one's own, else the origin.
+    pub fn ingest_url(&self) -> Option<&str> {
+        self.initial_origin
+            .as_deref()
+            .or(self.origin_url.as_deref())
+    }
+
     /// The feed file's readiness as rendered, and whether it is public:
     /// a directory fetches it without a key.
     pub fn feed_readiness(&self) -> FeedReadiness {
@@ -113,18 +146,22 @@ impl Image {
 
     /// Why directories could not fetch the feed file, if they could not.
     fn feed_visibility_problem(&self) -> Option<String> {
-        let max = self.styles_public_max_side?;
+        let max = self.public_limit(self.styles_public_max_side)?;
         let style = self.feed_style.as_deref().unwrap_or("the feed file");
+        let who = if self.max_unauthorised.is_some() {
+            format!("the image's max_unauthorised ({max})")
+        } else {
+            format!("bucket {}", self.bucket)
+        };
         match self.feed_side {
             _ if max == 0 => Some(format!(
-                "{style} is not public: bucket {} serves style files only to image:read keys, \
-                 and directories fetch without one",
-                self.bucket
+                "{style} is not public: {who} serves style files only to keys with \
+                 image:read or one of the image's roles, and directories fetch without one"
             )),
             Some(side) if side > max => Some(format!(
-                "{style} ({side} px) is not public: bucket {} serves styles larger than \
-                 {max} px only to image:read keys, and directories fetch without one",
-                self.bucket
+                "{style} ({side} px) is not public: {who} serves styles larger than \
+                 {max} px only to keys with image:read or one of the image's roles, and \
+                 directories fetch without one"
             )),
             _ => None,
         }
@@ -179,6 +216,9 @@ pub struct ImageFields {
     pub number1: Option<f64>,
     pub number2: Option<f64>,
     pub number3: Option<f64>,
+    /// See [`Image::max_unauthorised`].
+    pub max_unauthorised: Option<i64>,
+    pub roles: Vec<String>,
 }
 
 /// A new image: uploaded bytes (`original`) or an origin URL to fetch.
@@ -189,6 +229,8 @@ pub struct NewImage {
     pub fields: ImageFields,
     pub original: Option<OriginalFacts>,
     pub origin_url: Option<String>,
+    /// Fetched instead of `origin_url` by the first ingest only.
+    pub initial_origin: Option<String>,
 }
 
 /// A partial update: `None` leaves a field alone, `Some(None)` clears it.
@@ -204,6 +246,8 @@ pub struct ImagePatch {
     pub number1: Option<Option<f64>>,
     pub number2: Option<Option<f64>>,
     pub number3: Option<Option<f64>>,
+    pub max_unauthorised: Option<Option<i64>>,
+    pub roles: Option<Vec<String>>,
 }
 
 /// Whether an image's feed file passes Apple Podcasts' artwork rules.
@@ -244,6 +288,8 @@ pub struct ApiKey {
     pub name: Option<String>,
     pub created_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// Role URIs, space separated.
+    roles: String,
 }
 
 impl ApiKey {
@@ -254,6 +300,17 @@ impl ApiKey {
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scopes.split_whitespace().any(|s| s == scope)
     }
+
+    pub fn roles(&self) -> Vec<String> {
+        self.roles.split_whitespace().map(str::to_string).collect()
+    }
+
+    /// Whether the key holds at least one of `roles`.
+    pub fn holds_any_role(&self, roles: &[String]) -> bool {
+        self.roles
+            .split_whitespace()
+            .any(|r| roles.iter().any(|x| x == r))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -263,6 +320,8 @@ pub struct NewApiKey {
     pub bucket: String,
     pub scopes: Vec<String>,
     pub name: Option<String>,
+    /// Role URIs (no whitespace in them).
+    pub roles: Vec<String>,
 }
 
 /// Per-bucket settings; a bucket without a row has the defaults.
@@ -312,6 +371,8 @@ pub struct ImageQuery {
     pub tag: Option<String>,
     pub status: Option<ImageStatus>,
     pub feed_ready: Option<bool>,
+    /// Only images whose files that batch rendered.
+    pub batch: Option<String>,
     pub search: Option<String>,
     pub trashed: Trashed,
     pub sort: SortKey,
@@ -329,6 +390,7 @@ impl ImageQuery {
             tag: None,
             status: None,
             feed_ready: None,
+            batch: None,
             search: None,
             trashed: Trashed::Without,
             sort: SortKey::CreatedAt,

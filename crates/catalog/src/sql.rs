@@ -25,7 +25,7 @@ pub(crate) const IMAGE_COLUMNS: &str =
     "id, bucket, name, facet, crop, width, height, size, mimetype, sha256, original_key, \
      origin_url, status, error, error_code, tags, string1, string2, string3, number1, number2, \
      number3, feed_ready, feed_reasons, feed_style, feed_side, version, created_at, updated_at, \
-     finished_at, deleted_at, (SELECT buckets.public_max_side FROM buckets \
+     finished_at, deleted_at, max_unauthorised, roles, initial_origin, batch_id, (SELECT buckets.public_max_side FROM buckets \
      WHERE buckets.name = images.bucket) AS styles_public_max_side";
 
 pub(crate) const ASSET_COLUMNS: &str =
@@ -66,7 +66,8 @@ pub(crate) const STALE_IN_BATCH: &str = "SELECT j.id FROM jobs j \
      AND (i.status = 'ingesting' OR (i.status = 'finished' AND EXISTS (SELECT 1 FROM media_assets a \
          WHERE a.image_id = i.id AND a.settings_fingerprint <> b.fingerprint)))";
 
-pub(crate) const KEY_COLUMNS: &str = "id, key_hash, bucket, scopes, name, created_at, revoked_at";
+pub(crate) const KEY_COLUMNS: &str =
+    "id, key_hash, bucket, scopes, name, created_at, revoked_at, roles";
 
 pub(crate) const BATCH_COLUMNS: &str =
     "id, bucket, filter, fingerprint, total, queued_all, created_at, updated_at";
@@ -405,14 +406,19 @@ macro_rules! sql_catalog {
             }
             if let Some(ready) = query.feed_ready {
                 // As `Image::feed_readiness` says it: ready as rendered, and
-                // public in the bucket's style visibility.
-                qb.push(
-                    " AND (CASE WHEN feed_ready AND NOT EXISTS (SELECT 1 FROM buckets b \
-                     WHERE b.name = images.bucket AND b.public_max_side IS NOT NULL \
-                     AND (images.feed_side IS NULL OR images.feed_side > b.public_max_side)) \
-                     THEN TRUE ELSE FALSE END) = ",
-                )
+                // public under the limit in force (`Image::public_limit`:
+                // the image's own, else the bucket's; negative is open).
+                let limit = "COALESCE(images.max_unauthorised, (SELECT b.public_max_side FROM buckets b \
+                     WHERE b.name = images.bucket), -1)";
+                qb.push(format!(
+                    " AND (CASE WHEN feed_ready AND NOT ({limit} >= 0 \
+                     AND (images.feed_side IS NULL OR images.feed_side > {limit})) \
+                     THEN TRUE ELSE FALSE END) = "
+                ))
                 .push_bind(ready);
+            }
+            if let Some(batch) = &query.batch {
+                qb.push(" AND batch_id = ").push_bind(batch);
             }
             if let Some(search) = &query.search {
                 qb.push(" AND COALESCE(name_folded, '') LIKE ")
@@ -570,6 +576,7 @@ macro_rules! sql_catalog {
                      sha256 = CASE WHEN $13 THEN $18 ELSE NULL END, \
                      original_key = CASE WHEN $13 THEN $19 ELSE original_key END, \
                      origin_url = $20, status = 'ingesting', error = NULL, error_code = NULL, \
+                     max_unauthorised = $24, roles = $25, initial_origin = $26, \
                      deleted_at = NULL, version = version + 1, updated_at = $21 \
                      WHERE id = $1 AND bucket = $22 AND ($2 IS NULL OR version = $2) \
                      RETURNING {IMAGE_COLUMNS}"
@@ -597,6 +604,9 @@ macro_rules! sql_catalog {
                 .bind(now)
                 .bind(&image.bucket)
                 .bind(f.name.as_deref().map(fold_name))
+                .bind(f.max_unauthorised)
+                .bind(tags_json(&f.roles))
+                .bind(&image.initial_origin)
                 .fetch_optional(&mut *tx)
                 .await?;
                 let Some(row) = row else {
@@ -641,6 +651,10 @@ macro_rules! sql_catalog {
                 set!(number1);
                 set!(number2);
                 set!(number3);
+                set!(max_unauthorised);
+                if let Some(roles) = &patch.roles {
+                    qb.push(", roles = ").push_bind(tags_json(roles));
+                }
                 if let Some(tags) = &patch.tags {
                     qb.push(", tags = ").push_bind(tags_json(tags));
                 }
@@ -676,7 +690,8 @@ macro_rules! sql_catalog {
                 let mut tx = self.pool.begin().await?;
                 sqlx::query(
                     "UPDATE images SET width = $2, height = $3, size = $4, mimetype = $5, sha256 = $6, \
-                     original_key = $7, version = version + 1, updated_at = $8 WHERE id = $1",
+                     original_key = $7, initial_origin = NULL, version = version + 1, updated_at = $8 \
+                     WHERE id = $1",
                 )
                 .bind(image_id)
                 .bind(facts.width)
@@ -921,7 +936,8 @@ macro_rules! sql_catalog {
                 }
                 sqlx::query(
                     "UPDATE images SET width = $2, height = $3, size = $4, mimetype = $5, sha256 = $6, \
-                     original_key = $7, version = version + 1, updated_at = $8 WHERE id = $1",
+                     original_key = $7, initial_origin = NULL, version = version + 1, updated_at = $8 \
+                     WHERE id = $1",
                 )
                 .bind(&job.image_id)
                 .bind(facts.width)
@@ -1063,7 +1079,7 @@ macro_rules! sql_catalog {
                 sqlx::query(
                     "UPDATE images SET status = 'finished', error = NULL, error_code = NULL, \
                      feed_ready = $3, feed_reasons = $4, feed_style = $5, feed_side = $6, \
-                     version = version + 1, finished_at = $2, updated_at = $2 WHERE id = $1",
+                     batch_id = $7, version = version + 1, finished_at = $2, updated_at = $2 WHERE id = $1",
                 )
                 .bind(&job.image_id)
                 .bind(now)
@@ -1071,6 +1087,7 @@ macro_rules! sql_catalog {
                 .bind(readiness.to_json())
                 .bind(&finish.feed_style)
                 .bind(finish.feed_side)
+                .bind(&job.batch_id)
                 .execute(&mut *tx)
                 .await?;
                 tx.commit().await?;
@@ -1154,8 +1171,8 @@ macro_rules! sql_catalog {
 
             async fn create_api_key(&self, key: &NewApiKey, now: DateTime<Utc>) -> Result<ApiKey, CatalogError> {
                 let row = sqlx::query_as(&format!(
-                    "INSERT INTO api_keys (id, key_hash, bucket, scopes, name, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING {KEY_COLUMNS}"
+                    "INSERT INTO api_keys (id, key_hash, bucket, scopes, name, created_at, roles) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {KEY_COLUMNS}"
                 ))
                 .bind(&key.id)
                 .bind(&key.key_hash)
@@ -1163,6 +1180,7 @@ macro_rules! sql_catalog {
                 .bind(key.scopes.join(" "))
                 .bind(&key.name)
                 .bind(now)
+                .bind(key.roles.join(" "))
                 .fetch_all(&self.pool)
                 .await?
                 .pop();
@@ -1656,9 +1674,10 @@ macro_rules! sql_catalog {
             let row: Option<Image> = sqlx::query_as(&format!(
                 "INSERT INTO images (id, bucket, name, facet, crop, tags, string1, string2, string3, \
                  number1, number2, number3, width, height, size, mimetype, sha256, original_key, \
-                 origin_url, status, created_at, updated_at, name_folded) \
+                 origin_url, status, created_at, updated_at, name_folded, max_unauthorised, roles, \
+                 initial_origin) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-                 $18, $19, 'ingesting', $20, $20, $21) ON CONFLICT (id) DO NOTHING RETURNING {IMAGE_COLUMNS}"
+                 $18, $19, 'ingesting', $20, $20, $21, $22, $23, $24) ON CONFLICT (id) DO NOTHING RETURNING {IMAGE_COLUMNS}"
             ))
             .bind(&image.id)
             .bind(&image.bucket)
@@ -1681,6 +1700,9 @@ macro_rules! sql_catalog {
             .bind(&image.origin_url)
             .bind(now)
             .bind(f.name.as_deref().map(fold_name))
+            .bind(f.max_unauthorised)
+            .bind(tags_json(&f.roles))
+            .bind(&image.initial_origin)
             .fetch_optional(&mut **tx)
             .await?;
             let Some(row) = row else {

@@ -16,9 +16,9 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeZone, Utc};
 use easel_catalog::{
     connect, ApiKey, BatchCounts, BatchFailure, BucketSettings, Catalog, CatalogError, Claim,
-    FeedReadiness, Finish, FinishedJob, Image, ImageFields, ImagePatch, ImageQuery, ImageStatus,
-    JobKind, JobStatus, NewApiKey, NewAsset, NewImage, OriginalFacts, PageStart, RerenderFilter,
-    SortKey, Trashed,
+    ClaimFilter, FeedReadiness, Finish, FinishedJob, Image, ImageFields, ImagePatch, ImageQuery,
+    ImageStatus, JobKind, JobStatus, NewApiKey, NewAsset, NewImage, OriginalFacts, PageStart,
+    RerenderFilter, SortKey, Trashed,
 };
 use sqlx::Connection;
 
@@ -220,6 +220,7 @@ fn upload(id: &str, bucket: &str) -> NewImage {
         },
         original: Some(facts(&format!("originals/{id}"))),
         origin_url: None,
+        initial_origin: None,
     }
 }
 
@@ -333,6 +334,9 @@ both! {
         hard_delete_returns_only_keys_nothing_else_uses,
         finish_retains_replaced_files_then_schedules_only_keys_nothing_else_uses,
         finish_records_the_feed_file_and_reads_add_the_buckets_visibility,
+        an_images_own_limit_and_roles_are_kept_and_its_limit_wins_over_the_buckets,
+        the_batch_that_rendered_an_image_is_recorded_and_filtered_on,
+        the_initial_origin_is_fetched_once_then_forgotten,
         list_filters,
         list_sorts_and_pages_by_number_and_keyset,
         list_rejects_a_cursor_outside_the_list,
@@ -761,6 +765,7 @@ mod cases {
             },
             original: None,
             origin_url: Some("https://example.com/cover.jpg".into()),
+            initial_origin: None,
         };
         let image = c.create_image(&new, t(0)).await.unwrap();
         assert_eq!(image.status(), ImageStatus::Ingesting);
@@ -1316,6 +1321,217 @@ mod cases {
         assert_eq!(c.expire_retained(i64::MAX, over, 100).await.unwrap(), 0);
     }
 
+    pub async fn an_images_own_limit_and_roles_are_kept_and_its_limit_wins_over_the_buckets(
+        c: &Arc<dyn Catalog>,
+    ) {
+        let members = strings(&["https://example.org/roles/members"]);
+        let own = |id: &str, limit: Option<i64>| {
+            let mut image = upload(id, "b");
+            image.fields.max_unauthorised = limit;
+            image.fields.roles = members.clone();
+            image
+        };
+        let row = create(c, own("limited", Some(640)), 0).await;
+        assert_eq!(
+            (row.max_unauthorised, row.roles()),
+            (Some(640), members.clone())
+        );
+        create(c, own("open", Some(-1)), 1).await;
+        create(c, upload("follows", "b"), 2).await;
+        for id in ["limited", "open", "follows"] {
+            let assets = [asset("square-3000", &format!("r/{id}"))];
+            let job = c
+                .claim_job("w", ms(LATER), LEASE_MS)
+                .await
+                .unwrap()
+                .unwrap();
+            let finish = Finish {
+                feed_side: Some(3000),
+                readiness: FeedReadiness {
+                    ok: true,
+                    ..FeedReadiness::default()
+                },
+                ..Finish::of(&assets)
+            };
+            c.finish_job(&job, "w", &finish, t(LATER)).await.unwrap();
+        }
+        let ready = |ready| ImageQuery {
+            feed_ready: Some(ready),
+            sort: SortKey::CreatedAt,
+            descending: false,
+            ..ImageQuery::new("b")
+        };
+        let limited = c.image("limited").await.unwrap().unwrap();
+        assert_eq!(limited.public_limit(None), Some(640));
+        let readiness = limited.feed_readiness();
+        assert!(!readiness.ok);
+        assert!(
+            readiness.reasons[0].contains("max_unauthorised (640)"),
+            "{readiness:?}"
+        );
+        assert_eq!(list_ids(c, ready(true)).await, ["open", "follows"]);
+        assert_eq!(list_ids(c, ready(false)).await, ["limited"]);
+
+        // A bucket that shows nothing: -1 still opens its image, the one
+        // without its own limit follows the bucket.
+        c.set_bucket_settings(
+            "b",
+            BucketSettings {
+                public_max_side: Some(0),
+                feed_max_bytes: None,
+            },
+            t(LATER),
+        )
+        .await
+        .unwrap();
+        let open = c.image("open").await.unwrap().unwrap();
+        assert_eq!(open.public_limit(Some(0)), None);
+        assert!(open.feed_readiness().ok);
+        assert_eq!(list_ids(c, ready(true)).await, ["open"]);
+        assert_eq!(list_ids(c, ready(false)).await, ["limited", "follows"]);
+
+        // PATCH: null goes back to the bucket's; roles are replaced.
+        let patch = ImagePatch {
+            max_unauthorised: Some(Some(3000)),
+            roles: Some(strings(&["urn:x:staff"])),
+            ..ImagePatch::default()
+        };
+        let row = c
+            .update_image("limited", &patch, None, false, t(LATER))
+            .await
+            .unwrap();
+        assert_eq!(
+            (row.max_unauthorised, row.roles()),
+            (Some(3000), strings(&["urn:x:staff"]))
+        );
+        assert!(row.feed_readiness().ok, "3000 px is within 3000");
+        let patch = ImagePatch {
+            max_unauthorised: Some(None),
+            ..ImagePatch::default()
+        };
+        let row = c
+            .update_image("limited", &patch, None, false, t(LATER))
+            .await
+            .unwrap();
+        assert_eq!(row.max_unauthorised, None);
+        assert_eq!(
+            row.roles(),
+            strings(&["urn:x:staff"]),
+            "a PATCH without roles keeps them"
+        );
+        assert_eq!(list_ids(c, ready(true)).await, ["open"]);
+
+        // PUT replaces them like every other field.
+        let (row, created) = c
+            .replace_image(&upload("open", "b"), None, t(LATER))
+            .await
+            .unwrap();
+        assert!(!created);
+        assert_eq!(
+            (row.max_unauthorised, row.roles()),
+            (None, Vec::<String>::new())
+        );
+    }
+
+    pub async fn the_batch_that_rendered_an_image_is_recorded_and_filtered_on(
+        c: &Arc<dyn Catalog>,
+    ) {
+        for id in ["a", "b"] {
+            create(c, upload(id, "b"), 0).await;
+            render(c, id, &[asset_fp("itunes", &format!("r/{id}"), "v0")]).await;
+            assert_eq!(c.image(id).await.unwrap().unwrap().batch_id, None);
+        }
+        let filter = RerenderFilter {
+            bucket: Some("b".into()),
+            ..RerenderFilter::default()
+        };
+        let batch = c
+            .create_batch("batch-9", &filter, "v1", t(10))
+            .await
+            .unwrap();
+        assert_eq!(c.enqueue_batch(&batch, 10, t(11)).await.unwrap(), 2);
+        let claim = ClaimFilter {
+            fingerprint: "v1",
+            ingest: true,
+        };
+        let job = c
+            .claim_job_for("w", ms(LATER), LEASE_MS, &claim)
+            .await
+            .unwrap()
+            .unwrap();
+        let assets = [asset_fp("itunes", &format!("r2/{}", job.image_id), "v1")];
+        c.finish_job(&job, "w", &Finish::of(&assets), t(LATER))
+            .await
+            .unwrap();
+        let rendered = job.image_id.clone();
+        assert_eq!(
+            c.image(&rendered)
+                .await
+                .unwrap()
+                .unwrap()
+                .batch_id
+                .as_deref(),
+            Some("batch-9")
+        );
+        let by_batch = |batch: &str| ImageQuery {
+            batch: Some(batch.to_string()),
+            ..ImageQuery::new("b")
+        };
+        assert_eq!(
+            list_ids(c, by_batch("batch-9")).await,
+            vec![rendered.clone()]
+        );
+        assert!(list_ids(c, by_batch("batch-0")).await.is_empty());
+        // A render outside the batch: its files are no longer the batch's.
+        c.enqueue_render(&rendered, t(LATER)).await.unwrap();
+        loop {
+            let job = c
+                .claim_job_for("w", ms(LATER + 1), LEASE_MS, &claim)
+                .await
+                .unwrap()
+                .unwrap();
+            let done = job.image_id == rendered;
+            let assets = [asset_fp("itunes", &format!("r3/{}", job.image_id), "v1")];
+            c.finish_job(&job, "w", &Finish::of(&assets), t(LATER))
+                .await
+                .unwrap();
+            if done {
+                break;
+            }
+        }
+        assert_eq!(c.image(&rendered).await.unwrap().unwrap().batch_id, None);
+        assert!(!list_ids(c, by_batch("batch-9")).await.contains(&rendered));
+    }
+
+    pub async fn the_initial_origin_is_fetched_once_then_forgotten(c: &Arc<dyn Catalog>) {
+        let image = NewImage {
+            id: "o".into(),
+            bucket: "b".into(),
+            fields: ImageFields::default(),
+            original: None,
+            origin_url: Some("https://example.com/cover.jpg".into()),
+            initial_origin: Some("https://example.com/cover.jpg?sig=once".into()),
+        };
+        let row = create(c, image, 0).await;
+        assert_eq!(
+            row.ingest_url(),
+            Some("https://example.com/cover.jpg?sig=once")
+        );
+        let job = c.claim_job("w", ms(1), LEASE_MS).await.unwrap().unwrap();
+        assert_eq!(job.kind(), JobKind::Ingest);
+        assert!(c
+            .hand_over_fetched(&job, "w", &facts("originals/fetched"), t(1))
+            .await
+            .unwrap());
+        let row = c.image("o").await.unwrap().unwrap();
+        assert_eq!(row.initial_origin, None);
+        assert_eq!(row.ingest_url(), Some("https://example.com/cover.jpg"));
+        assert_eq!(
+            row.origin_url.as_deref(),
+            Some("https://example.com/cover.jpg")
+        );
+    }
+
     pub async fn finish_records_the_feed_file_and_reads_add_the_buckets_visibility(
         c: &Arc<dyn Catalog>,
     ) {
@@ -1829,8 +2045,15 @@ mod cases {
             bucket: "b".into(),
             scopes: strings(&["image:read", "image:write"]),
             name: Some("ci".into()),
+            roles: strings(&["https://example.org/roles/members", "urn:x:staff"]),
         };
         let key = c.create_api_key(&k1, t(0)).await.unwrap();
+        assert_eq!(
+            key.roles(),
+            strings(&["https://example.org/roles/members", "urn:x:staff"])
+        );
+        assert!(key.holds_any_role(&strings(&["urn:x:staff"])));
+        assert!(!key.holds_any_role(&strings(&["urn:x:other"])));
         assert_eq!((key.id.as_str(), key.bucket.as_str()), ("k1", "b"));
         assert_eq!(key.scopes(), ["image:read", "image:write"]);
         assert!(key.has_scope("image:write") && !key.has_scope("image:delete"));
@@ -1842,6 +2065,7 @@ mod cases {
             bucket: "other".into(),
             scopes: strings(&["image:delete"]),
             name: None,
+            roles: Vec::new(),
         };
         c.create_api_key(&k2, t(1)).await.unwrap();
         let clash = NewApiKey {

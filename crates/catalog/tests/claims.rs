@@ -158,6 +158,7 @@ async fn ingest_jobs_wait_for_a_fetch_slot_and_come_back_as_renders(c: Arc<dyn C
         fields: ImageFields::default(),
         original: None,
         origin_url: Some("https://example.com/cover.jpg".into()),
+        initial_origin: None,
     };
     c.create_image(&image, Utc::now()).await.unwrap();
     let now = Utc::now().timestamp_millis();

@@ -37,6 +37,7 @@ fn image(i: usize, filler: &str) -> NewImage {
             claim: None,
         }),
         origin_url: None,
+        initial_origin: None,
     }
 }
 

@@ -425,7 +425,7 @@ impl Worker {
                 Err(e) => return self.retry(job, &e.to_string(), !e.is_outage()).await,
             },
             // An ingest job, or a render whose origin never arrived.
-            _ => match self.ingest(job, image.origin_url.as_deref()).await? {
+            _ => match self.ingest(job, image.ingest_url()).await? {
                 Ingested::Ready(bytes, facts) => {
                     // Records the original and ends its claim in one
                     // transaction.
@@ -572,7 +572,7 @@ impl Worker {
                 .fail(job, "the image no longer exists", codes::IMAGE_GONE)
                 .await;
         };
-        match self.ingest(job, image.origin_url.as_deref()).await? {
+        match self.ingest(job, image.ingest_url()).await? {
             Ingested::Ready(_, facts) => {
                 // Records the original and ends its claim in one
                 // transaction; if the image moved on meanwhile, nothing
