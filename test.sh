@@ -38,7 +38,7 @@ echo "test.sh: all tests, catalogue and end-to-end on PostgreSQL + S3" >&2
 cargo test --workspace --locked "$@"
 echo "test.sh: end-to-end again on the embedded defaults (SQLite + files)" >&2
 env -u EASEL_TEST_DATABASE_URL -u EASEL_TEST_S3_URL \
-    cargo test --locked --test e2e --test api --test iiif "$@"
+    cargo test --locked --test e2e --test api --test iiif --test delivery "$@"
 scripts/ci-live.sh target/debug/easel
 echo "test.sh: the Easel Console in headless Chromium" >&2
 scripts/console-browser.sh target/debug/easel

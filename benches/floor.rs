@@ -165,11 +165,8 @@ fn main() {
         )
         .to_string()
     });
-    let number = |i: usize, default: usize| {
-        args.get(i)
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
-    };
+    let number =
+        |i: usize, default: usize| args.get(i).and_then(|v| v.parse().ok()).unwrap_or(default);
     let mut resizer = Resizer::new();
     if once {
         let quality = number(1, 88) as i32;

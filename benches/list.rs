@@ -75,8 +75,10 @@ fn image(i: u64) -> NewImage {
             mimetype: "image/jpeg".into(),
             original_key: format!("originals/{sha}"),
             sha256: sha,
+            claim: None,
         }),
         origin_url: None,
+        initial_origin: None,
     }
 }
 

@@ -31,9 +31,14 @@ enum KeysCommand {
         /// The bucket the key reads and writes.
         #[arg(long, default_value = "default", value_parser = bucket_name)]
         bucket: String,
-        /// Comma-separated: image:read, image:write, image:delete.
-        #[arg(long, value_delimiter = ',', default_value = "image:read")]
-        scopes: Vec<String>,
+        /// Comma-separated: image:read, image:write, image:delete. Default
+        /// image:read, or none when --roles is given.
+        #[arg(long, value_delimiter = ',')]
+        scopes: Option<Vec<String>>,
+        /// Comma-separated role URIs: the key sees the files of images
+        /// carrying one of them above their max_unauthorised, in its bucket.
+        #[arg(long, value_delimiter = ',')]
+        roles: Vec<String>,
         /// A label to recognise the key by.
         #[arg(long)]
         name: Option<String>,
@@ -52,14 +57,28 @@ pub fn keys(args: KeysArgs) -> anyhow::Result<()> {
             KeysCommand::Create {
                 bucket,
                 scopes,
+                roles,
                 name,
             } => {
+                let scopes = scopes.unwrap_or_else(|| {
+                    if roles.is_empty() {
+                        vec![easel_api::auth::READ.to_string()]
+                    } else {
+                        Vec::new()
+                    }
+                });
                 let (secret, key) =
-                    easel_api::auth::create_key(catalog.as_ref(), &bucket, &scopes, name)
+                    easel_api::auth::create_key(catalog.as_ref(), &bucket, &scopes, &roles, name)
                         .await
                         .context("cannot create the key")?;
+                let roles = key.roles();
+                let roles = if roles.is_empty() {
+                    String::new()
+                } else {
+                    format!(" and roles {}", roles.join(","))
+                };
                 eprintln!(
-                    "easel: key {} for bucket {:?} with {}; store it now, it is not shown again:",
+                    "easel: key {} for bucket {:?} with {}{roles}; store it now, it is not shown again:",
                     key.id,
                     key.bucket,
                     key.scopes().join(",")
@@ -68,8 +87,8 @@ pub fn keys(args: KeysArgs) -> anyhow::Result<()> {
             }
             KeysCommand::List => {
                 println!(
-                    "{:<18} {:<16} {:<40} {:<25} name",
-                    "id", "bucket", "scopes", "created"
+                    "{:<18} {:<16} {:<40} {:<25} {:<20} roles",
+                    "id", "bucket", "scopes", "created", "name"
                 );
                 for key in catalog.api_keys().await? {
                     let state = match key.revoked_at {
@@ -77,12 +96,13 @@ pub fn keys(args: KeysArgs) -> anyhow::Result<()> {
                         None => String::new(),
                     };
                     println!(
-                        "{:<18} {:<16} {:<40} {:<25} {}{state}",
+                        "{:<18} {:<16} {:<40} {:<25} {:<20} {}{state}",
                         key.id,
                         key.bucket,
                         key.scopes().join(","),
                         key.created_at.format("%Y-%m-%dT%H:%M:%SZ"),
-                        key.name.as_deref().unwrap_or("")
+                        key.name.as_deref().unwrap_or(""),
+                        key.roles().join(",")
                     );
                 }
             }
@@ -123,6 +143,15 @@ enum BucketsCommand {
         /// public, larger ones need a key.
         access: String,
     },
+    /// The bucket's own feed byte budget, or `default` to follow the
+    /// server's (--feed-max-bytes). Applies to renders from now on:
+    /// `easel rerender --all --bucket B` renders existing images again.
+    SetFeedBudget {
+        #[arg(value_parser = bucket_name)]
+        bucket: String,
+        /// Bytes (0: no budget), or `default`.
+        budget: String,
+    },
     /// Show a bucket's settings.
     Show {
         #[arg(value_parser = bucket_name)]
@@ -143,21 +172,53 @@ pub fn buckets(args: BucketsArgs) -> anyhow::Result<()> {
                         format!("access must be public, private or a size in pixels, got {n:?}")
                     })?),
                 };
+                let settings = BucketSettings {
+                    public_max_side,
+                    ..catalog.bucket_settings(&bucket).await?
+                };
                 catalog
-                    .set_bucket_settings(&bucket, BucketSettings { public_max_side }, Utc::now())
+                    .set_bucket_settings(&bucket, settings, Utc::now())
                     .await?;
                 println!("easel: bucket {bucket:?}: {}", describe(public_max_side));
+            }
+            BucketsCommand::SetFeedBudget { bucket, budget } => {
+                let feed_max_bytes = match budget.as_str() {
+                    "default" => None,
+                    n => Some(n.parse::<i64>().ok().filter(|n| *n >= 0).with_context(|| {
+                        format!("the budget is a number of bytes (0: none) or default, got {n:?}")
+                    })?),
+                };
+                let settings = BucketSettings {
+                    feed_max_bytes,
+                    ..catalog.bucket_settings(&bucket).await?
+                };
+                catalog
+                    .set_bucket_settings(&bucket, settings, Utc::now())
+                    .await?;
+                println!(
+                    "easel: bucket {bucket:?}: {} (new renders; `easel rerender --all --bucket {bucket}` for the others)",
+                    describe_budget(feed_max_bytes)
+                );
             }
             BucketsCommand::Show { bucket } => {
                 let settings = catalog.bucket_settings(&bucket).await?;
                 println!(
-                    "easel: bucket {bucket:?}: {}",
-                    describe(settings.public_max_side)
+                    "easel: bucket {bucket:?}: {}; {}",
+                    describe(settings.public_max_side),
+                    describe_budget(settings.feed_max_bytes)
                 );
             }
         }
         Ok(())
     })
+}
+
+fn describe_budget(feed_max_bytes: Option<i64>) -> String {
+    match feed_max_bytes {
+        None => "feed budget: the server's".into(),
+        Some(0) => "feed budget: none".into(),
+        Some(n) => format!("feed budget: {n} bytes"),
+    }
 }
 
 fn describe(public_max_side: Option<i64>) -> String {

@@ -21,6 +21,15 @@ pub struct EngineArgs {
     /// larger square (slower, for comparison; changes output bytes).
     #[arg(long, env = "EASEL_NO_CASCADE")]
     pub no_cascade: bool,
+    /// Feed byte budget: square-3000 and itunes over it are encoded again
+    /// (optimised tables, then lower quality down to --feed-min-quality)
+    /// to fit; the feed file is the largest that fits. 0: no budget.
+    /// A bucket may set its own (`easel buckets set-feed-budget`).
+    #[arg(long, env = "EASEL_FEED_MAX_BYTES", default_value_t = Settings::default().feed_max_bytes)]
+    pub feed_max_bytes: u64,
+    /// The lowest JPEG quality the feed budget may lower a file to (1-100).
+    #[arg(long, env = "EASEL_FEED_MIN_QUALITY", default_value_t = Settings::default().feed_min_quality)]
+    pub feed_min_quality: u8,
 }
 
 impl EngineArgs {
@@ -34,6 +43,8 @@ impl EngineArgs {
             jpeg_quality: self.quality,
             background: self.background,
             resize_cascade: !self.no_cascade,
+            feed_max_bytes: self.feed_max_bytes,
+            feed_min_quality: self.feed_min_quality,
             ..Settings::default()
         };
         settings.validate()?;

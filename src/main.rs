@@ -3,6 +3,7 @@
 mod admin;
 mod config_file;
 mod engine_args;
+mod gc_cmd;
 mod progress;
 mod render_cmd;
 mod rerender_cmd;
@@ -45,6 +46,8 @@ enum Command {
     Buckets(admin::BucketsArgs),
     /// Re-render stale images (or all) with a progress bar; resumable.
     Rerender(rerender_cmd::RerenderArgs),
+    /// Delete stored objects no row refers to (safe beside running servers).
+    Gc(gc_cmd::GcArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -65,6 +68,7 @@ fn main() -> std::process::ExitCode {
         Command::Keys(args) => admin::keys(args),
         Command::Buckets(args) => admin::buckets(args),
         Command::Rerender(args) => rerender_cmd::rerender(args),
+        Command::Gc(args) => gc_cmd::gc(args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

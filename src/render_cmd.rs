@@ -91,21 +91,36 @@ fn print_table(rendition: &Rendition) {
         s.crop
     );
     out!(
-        "{:<18} {:>11} {:>10} {:>8}  upscaled",
+        "{:<18} {:>11} {:>10} {:>8} {:>7}  upscaled",
         "style",
         "size",
         "bytes",
-        "ms"
+        "ms",
+        "quality"
     );
     for f in &rendition.files {
         out!(
-            "{:<18} {:>11} {:>10} {:>8.1}  {}",
+            "{:<18} {:>11} {:>10} {:>8.1} {:>7}  {}",
             f.style.as_str(),
             format!("{}x{}", f.width, f.height),
             f.size,
             ms(f.elapsed),
+            f.quality.map(|q| q.to_string()).unwrap_or_default(),
             if f.upscaled { "yes" } else { "" }
         );
+    }
+    let feed = &rendition.feed;
+    out!(
+        "feed file: {} ({})",
+        feed.style.map(|s| s.as_str()).unwrap_or("none"),
+        if feed.ok {
+            "ready".to_string()
+        } else {
+            feed.reasons.join("; ")
+        }
+    );
+    for warning in &feed.warnings {
+        out!("feed: {warning}");
     }
     out!("total {:.1} ms", ms(rendition.timings.total));
 }
@@ -149,6 +164,9 @@ struct BenchReport {
     jpeg_quality: u8,
     resize_cascade: bool,
     files: Vec<FileReport>,
+    /// The process's peak resident memory after every render (Linux'
+    /// `VmHWM`), in bytes.
+    peak_rss_bytes: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -158,6 +176,9 @@ struct FileReport {
     height: u32,
     styles: usize,
     output_bytes: u64,
+    /// What the engine estimates a render of this file holds at most (the
+    /// figure a service reserves from its render memory budget).
+    memory_estimate_bytes: u64,
     /// Milliseconds; per stage the median over runs, total min and median.
     total_min_ms: f64,
     total_median_ms: f64,
@@ -186,6 +207,7 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         jpeg_quality: settings.jpeg_quality,
         resize_cascade: settings.resize_cascade,
         files: Vec::new(),
+        peak_rss_bytes: None,
     };
     for path in &files {
         let original = read_original(path, settings.limits.max_bytes)?;
@@ -202,8 +224,12 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         }
         let mut summary = summarise(path, &rendered);
         summary.first_run_ms = ms(first.timings.total);
+        summary.memory_estimate_bytes = easel_render::decode_cost(&original, &settings.limits)
+            .map(|cost| cost.peak_bytes())
+            .unwrap_or_default();
         report.files.push(summary);
     }
+    report.peak_rss_bytes = peak_rss_bytes();
     if args.json {
         out!("{}", serde_json::to_string_pretty(&report)?);
     } else {
@@ -241,6 +267,14 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The process's peak resident set size, from `/proc/self/status`.
+fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 fn default_bench_files() -> anyhow::Result<Vec<PathBuf>> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/photo");
     let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
@@ -268,6 +302,7 @@ fn summarise(path: &Path, runs: &[Rendition]) -> FileReport {
         height: first.source.height,
         styles: first.files.len(),
         output_bytes: first.files.iter().map(|f| f.size).sum(),
+        memory_estimate_bytes: 0,
         total_min_ms: runs
             .iter()
             .map(|r| ms(r.timings.total))

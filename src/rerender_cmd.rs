@@ -94,15 +94,24 @@ pub fn rerender(args: RerenderArgs) -> anyhow::Result<()> {
             batch.id,
             batch.total
         );
+        if args.concurrency == 0 {
+            // Its jobs carry these settings: a worker with others leaves them.
+            eprintln!(
+                "easel: only workers rendering with settings {fingerprint} take this batch's \
+                 jobs (run `easel worker` with the same flags as this command)"
+            );
+        }
         let wake = Arc::new(Notify::new());
         let workers = spawn_workers(
             args.concurrency,
             &args.tuning,
+            &args.tuning.memory_budget(),
             &catalog,
             &store,
             &settings,
             &wake,
-        )?;
+        )
+        .await?;
 
         let bar = ProgressBar::new(batch.total.max(0) as u64);
         bar.set_style(
@@ -120,14 +129,15 @@ pub fn rerender(args: RerenderArgs) -> anyhow::Result<()> {
         crate::progress::show(&bar);
         let started = Instant::now();
         let mut interrupted = false;
-        let mut queued_all = false;
         let mut tick = tokio::time::interval(Duration::from_millis(250));
         let view = loop {
-            if !queued_all {
-                let added = catalog
-                    .enqueue_batch(&batch, ENQUEUE_CHUNK, Utc::now())
-                    .await?;
-                queued_all = added == 0;
+            // Every pass, not only until everything is queued: an image
+            // whose batch job is done may have been rendered since with
+            // other settings, and is queued again.
+            let added = catalog
+                .enqueue_batch(&batch, ENQUEUE_CHUNK, Utc::now())
+                .await?;
+            if added > 0 {
                 wake.notify_waiters();
             }
             let current = catalog
@@ -135,11 +145,12 @@ pub fn rerender(args: RerenderArgs) -> anyhow::Result<()> {
                 .await?
                 .context("the batch disappeared")?;
             let counts = catalog.batch_counts(&batch.id).await?;
-            let view = batch_view(current, counts, Vec::new());
+            let stale = catalog.batch_stale(&batch.id).await?;
+            let view = batch_view(current, counts, stale, Vec::new());
             bar.set_length(view.total.max(0) as u64);
             bar.set_position((view.counts.done + view.counts.failed).max(0) as u64);
             bar.set_message(format!("{} failed", view.counts.failed));
-            if queued_all && view.complete {
+            if view.complete {
                 break view;
             }
             tokio::select! {

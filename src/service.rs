@@ -18,7 +18,8 @@ use easel_origin::OriginConfig;
 use easel_render::iiif::IiifLimits;
 use easel_render::Settings;
 use easel_storage::BlobStore;
-use easel_worker::{Worker, WorkerConfig};
+use easel_worker::reaper::Reaper;
+use easel_worker::{Retention, Worker, WorkerConfig};
 
 use crate::engine_args::EngineArgs;
 use tokio::sync::{watch, Notify};
@@ -46,9 +47,38 @@ pub(crate) struct CommonArgs {
     log_format: LogFormat,
 }
 
+/// How long files nothing refers to are kept: every process that renders
+/// or deletes needs the same answer.
+#[derive(clap::Args, Debug, Clone)]
+pub(crate) struct RetentionArgs {
+    /// Seconds a file replaced by a re-render keeps serving at its
+    /// versioned URL (so a feed read before the change never shows a
+    /// broken image), before it is deleted.
+    #[arg(long, env = "EASEL_GRACE_SECS", default_value_t = easel_worker::DEFAULT_GRACE.as_secs())]
+    grace_secs: u64,
+    /// Seconds between a file losing its last reference (a force delete,
+    /// the end of a grace period) and its deletion from the store.
+    #[arg(long, env = "EASEL_DELETE_DELAY_SECS", default_value_t = easel_worker::DEFAULT_DELETE_DELAY.as_secs())]
+    delete_delay_secs: u64,
+}
+
+impl RetentionArgs {
+    pub(crate) fn retention(&self) -> Retention {
+        Retention {
+            grace: Duration::from_secs(self.grace_secs),
+            delete_delay: Duration::from_secs(self.delete_delay_secs),
+        }
+    }
+}
+
+/// How often a process deletes what is due (and ends grace periods).
+const REAP_INTERVAL: Duration = Duration::from_secs(30);
+
 /// How workers run.
 #[derive(clap::Args, Debug, Clone)]
 pub(crate) struct WorkerTuning {
+    #[command(flatten)]
+    pub(crate) retention: RetentionArgs,
     /// Render threads (rayon) shared by this process's workers; 0 means one per core.
     #[arg(long, env = "EASEL_THREADS", default_value_t = 0)]
     threads: usize,
@@ -69,6 +99,22 @@ pub(crate) struct WorkerTuning {
     /// Redirects followed when fetching an origin URL.
     #[arg(long, env = "EASEL_ORIGIN_MAX_REDIRECTS", default_value_t = 5)]
     origin_max_redirects: usize,
+    /// Origin URLs fetched at once, apart from the render loops (a slow
+    /// origin holds one of these, never a render loop).
+    #[arg(long, env = "EASEL_ORIGIN_FETCHES", default_value_t = 4)]
+    origin_fetches: usize,
+    /// Bytes of memory this process's renders (worker loops and IIIF) may
+    /// hold at once, as estimated from each image's header; renders wait
+    /// for room, and an image needing more than all of it is refused.
+    #[arg(long, env = "EASEL_RENDER_MEMORY_BYTES", default_value_t = easel_budget::DEFAULT_BUDGET_BYTES)]
+    render_memory_bytes: u64,
+}
+
+impl WorkerTuning {
+    /// The one render memory budget of this process.
+    pub(crate) fn memory_budget(&self) -> easel_budget::MemoryBudget {
+        easel_budget::MemoryBudget::new(self.render_memory_bytes)
+    }
 }
 
 #[derive(clap::Args, Debug)]
@@ -85,9 +131,14 @@ pub struct ServeArgs {
     /// Embedded worker loops; 0 leaves rendering to `easel worker` processes.
     #[arg(long, env = "EASEL_WORKERS", default_value_t = 1)]
     workers: usize,
-    /// Prefix for links and Location headers, e.g. https://img.example.com.
+    /// Prefix for links and Location headers, e.g. https://img.example.com;
+    /// empty takes the scheme and host of each request.
     #[arg(long, env = "EASEL_PUBLIC_URL", default_value = "")]
     public_url: String,
+    /// Seconds caches may keep a stable alias (`/styles/itunes.jpg`,
+    /// `/styles/feed`) before revalidating it; versioned URLs are immutable.
+    #[arg(long, env = "EASEL_ALIAS_MAX_AGE_SECS", default_value_t = easel_api::DEFAULT_ALIAS_MAX_AGE.as_secs())]
+    alias_max_age_secs: u64,
     /// Longest wait, in seconds, for `POST /v1/images?wait=true`.
     #[arg(long, env = "EASEL_WAIT_TIMEOUT_SECS", default_value_t = 60)]
     wait_timeout_secs: u64,
@@ -110,6 +161,13 @@ pub struct ServeArgs {
     /// recently used go first. 0 keeps none.
     #[arg(long, env = "EASEL_IIIF_CACHE_BYTES", default_value_t = easel_api::iiif::DEFAULT_CACHE_BUDGET_BYTES)]
     iiif_cache_bytes: u64,
+    /// Bytes of a request body refused before it was read (no key, over the
+    /// limit) read and thrown away so the client still gets the answer.
+    #[arg(long, env = "EASEL_LINGER_MAX_BYTES", default_value_t = easel_api::DEFAULT_LINGER_MAX_BYTES)]
+    linger_max_bytes: u64,
+    /// Longest time, in seconds, spent reading such a body.
+    #[arg(long, env = "EASEL_LINGER_SECS", default_value_t = 30)]
+    linger_secs: u64,
 }
 
 #[derive(clap::Args, Debug)]
@@ -137,21 +195,28 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let (catalog, store) = open(&args.common).await?;
         let settings = Arc::new(args.render.settings()?);
         let wake = Arc::new(Notify::new());
+        let memory = args.tuning.memory_budget();
         let workers = spawn_workers(
             args.workers,
             &args.tuning,
+            &memory,
             &catalog,
             &store,
             &settings,
             &wake,
-        )?;
+        )
+        .await?;
 
+        let retention = args.tuning.retention.retention();
+        let reaper = spawn_reaper(&catalog, &store, retention);
         let state = AppState {
             catalog,
             store,
             settings,
             config: Arc::new(ApiConfig {
                 public_url: args.public_url,
+                alias_max_age: Duration::from_secs(args.alias_max_age_secs),
+                retention,
                 wait_timeout: Duration::from_secs(args.wait_timeout_secs),
                 max_page_size: args.max_page_size,
                 iiif: IiifConfig {
@@ -164,6 +229,9 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
                     cache_budget_bytes: args.iiif_cache_bytes,
                     ..IiifConfig::default()
                 },
+                linger_max_bytes: args.linger_max_bytes,
+                linger_timeout: Duration::from_secs(args.linger_secs),
+                render_memory: memory,
             }),
             wake,
         };
@@ -176,6 +244,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tracing::info!(%addr, workers = args.workers, "serving");
         app.run(shutdown_signal()).await?;
         workers.stop().await;
+        reaper.stop().await;
         Ok(())
     })
 }
@@ -189,13 +258,17 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         let workers = spawn_workers(
             args.workers.max(1),
             &args.tuning,
+            &args.tuning.memory_budget(),
             &catalog,
             &store,
             &settings,
             &wake,
-        )?;
+        )
+        .await?;
+        let reaper = spawn_reaper(&catalog, &store, args.tuning.retention.retention());
         shutdown_signal().await;
         workers.stop().await;
+        reaper.stop().await;
         Ok(())
     })
 }
@@ -298,9 +371,10 @@ impl WorkerLoops {
     }
 }
 
-pub(crate) fn spawn_workers(
+pub(crate) async fn spawn_workers(
     count: usize,
     tuning: &WorkerTuning,
+    memory: &easel_budget::MemoryBudget,
     catalog: &Arc<dyn Catalog>,
     store: &BlobStore,
     settings: &Arc<Settings>,
@@ -334,23 +408,52 @@ pub(crate) fn spawn_workers(
                 max_bytes: settings.limits.max_bytes,
                 ..OriginConfig::default()
             },
+            retention: tuning.retention.retention(),
+            origin_fetches: tuning.origin_fetches.max(1),
+            memory: memory.clone(),
             ..WorkerConfig::default()
         },
     )
     .context("cannot start the worker")?
     .with_wake(wake.clone());
+    // A worker of this machine killed mid-job (kill -9, OOM) left leases
+    // that would hold its jobs for up to --lease-secs: take them over now.
+    if let Err(e) = base.reclaim_jobs_of_dead_workers(&host_name()).await {
+        tracing::warn!(error = %e, "could not look for the jobs of dead workers");
+    }
     let handles = (0..count)
         .map(|i| tokio::spawn(base.named(worker_name(i)).run(stopped.clone())))
         .collect();
     Ok(WorkerLoops { stop, handles })
 }
 
-/// Unique per loop across machines: the lease owner in the jobs table.
+/// The reaper of this process (see `easel_worker::reaper`): every API node
+/// and worker process runs one; several at once are safe.
+pub(crate) fn spawn_reaper(
+    catalog: &Arc<dyn Catalog>,
+    store: &BlobStore,
+    retention: Retention,
+) -> WorkerLoops {
+    let (stop, stopped) = watch::channel(false);
+    let reaper = Reaper::new(catalog.clone(), store.clone(), retention);
+    let handle = tokio::spawn(reaper.run(REAP_INTERVAL, stopped));
+    WorkerLoops {
+        stop,
+        handles: vec![handle],
+    }
+}
+
+/// Unique per loop across machines: the lease owner in the jobs table,
+/// `<host>-<pid>-<loop>`, which is how a restarted worker finds the jobs of
+/// a dead one (`Worker::reclaim_jobs_of_dead_workers`).
 fn worker_name(index: usize) -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+    format!("{}-{}-{index}", host_name(), std::process::id())
+}
+
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "easel".into());
-    format!("{host}-{}-{index}", std::process::id())
+        .unwrap_or_else(|_| "easel".into())
 }
 
 async fn shutdown_signal() {

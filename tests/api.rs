@@ -145,17 +145,21 @@ async fn referenced_keys(app: &TestApp, image_ids: &[impl AsRef<str>]) -> BTreeS
     keys
 }
 
-/// The worker deletes superseded files just after it commits the new rows
-/// (never before), so a client can see `finished` a moment before the old
-/// objects are gone: wait for the store to match the catalogue.
+/// Nothing deletes a file at once: replaced files are kept for the grace
+/// period, and files nothing refers to go after the delete delay, when the
+/// reaper comes by. Reaps as if both were over (a week and a day on).
 async fn settle_store(app: &TestApp, image_ids: &[impl AsRef<str>]) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while std::time::Instant::now() < deadline {
-        if stored_keys(app).await == referenced_keys(app, image_ids).await {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let later = easel_catalog::now_ms() + 8 * 24 * 3600 * 1000;
+    app.reaper.run_once(later).await.expect("reap");
+    app.reaper
+        .run_once(later + 3600 * 1000)
+        .await
+        .expect("reap");
+    assert_eq!(
+        stored_keys(app).await,
+        referenced_keys(app, image_ids).await,
+        "the store holds what the catalogue refers to"
+    );
 }
 
 /// Every object in the store, as storage keys.
@@ -537,6 +541,7 @@ async fn style_files_follow_the_buckets_public_max_side_setting() {
             "default",
             BucketSettings {
                 public_max_side: side,
+                feed_max_bytes: None,
             },
             chrono::Utc::now(),
         )
@@ -583,15 +588,22 @@ async fn style_files_follow_the_buckets_public_max_side_setting() {
     )
     .await;
 
-    // Key-only bucket.
+    // Key-only bucket: a stranger gets what a missing id gets (issue 11).
     set(Some(0)).await.unwrap();
-    for s in ["thumb", "regular", "itunes", "feed", "stripped-original"] {
+    for s in [
+        "thumb",
+        "regular",
+        "itunes",
+        "feed",
+        "stripped-original",
+        "original",
+    ] {
         let response = style(&app.anonymous, s).await.unwrap();
         assert!(
-            response.headers().contains_key("www-authenticate"),
-            "{s}: 401 has WWW-Authenticate"
+            !response.headers().contains_key("www-authenticate"),
+            "{s}: nothing says a key would help"
         );
-        problem(response, 401, "unauthenticated").await;
+        problem(response, 404, "image-not-found").await;
         problem(style(&writer, s).await.unwrap(), 403, "forbidden").await;
         assert_eq!(
             style(&reader, s).await.unwrap().status(),
@@ -603,8 +615,8 @@ async fn style_files_follow_the_buckets_public_max_side_setting() {
     // A style that will never exist says why only to a key holder.
     problem(
         style(&app.anonymous, "square-3000").await.unwrap(),
-        401,
-        "unauthenticated",
+        404,
+        "image-not-found",
     )
     .await;
     problem(
@@ -628,15 +640,15 @@ async fn style_files_follow_the_buckets_public_max_side_setting() {
         let anonymous = style(&app.anonymous, s).await.unwrap().status();
         assert_eq!(anonymous == 200, public, "{s} anonymous: {anonymous}");
         if !public {
-            assert_eq!(anonymous, 401, "{s}");
+            assert_eq!(anonymous, 404, "{s}: as for a missing id");
             assert_eq!(style(&writer, s).await.unwrap().status(), 403, "{s}");
         }
         assert_eq!(style(&reader, s).await.unwrap().status(), 200, "{s}");
     }
     problem(
         style(&app.anonymous, "original").await.unwrap(),
-        401,
-        "unauthenticated",
+        404,
+        "image-not-found",
     )
     .await;
 
@@ -664,10 +676,11 @@ async fn the_list_pages_with_links_meta_and_an_rfc_8288_link_header() {
 
     // Three pages of three, walked by the `next` links.
     let mut seen = Vec::new();
-    let mut url = "/v1/images?page[size]=3".to_string();
+    // Links are absolute: from --public-url, else the request's host.
+    let mut url = app.url("/v1/images?page[size]=3");
     let mut number = 1;
     loop {
-        let response = app.get(&url).await;
+        let response = app.client.get(&url).send().await.unwrap();
         assert_eq!(response.status(), 200, "{url}");
         let link_header = response.headers()["link"].to_str().unwrap().to_string();
         let page = json_of(response).await;
@@ -1243,9 +1256,24 @@ async fn a_new_crop_rerenders_serving_the_old_files_until_the_new_ones_replace_t
         (300, 300)
     );
 
-    // Swapped: the superseded files are gone, nothing unreferenced is left.
+    // Swapped: the superseded files keep serving at their versioned URLs
+    // for the grace period, then go; nothing unreferenced is left.
     let new_regular = storage_key(&app, &image_id, "regular").await;
     assert_ne!(new_regular, old_regular);
+    assert!(
+        on_disk(&app, &old_regular).await,
+        "kept for the grace period"
+    );
+    let old_url = asset(&first, "regular")["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let response = app.anonymous.get(&old_url).send().await.unwrap();
+    assert_eq!(response.status(), 200, "{old_url}");
+    assert_eq!(
+        serde_json::json!(easel_render::sha256_hex(&response.bytes().await.unwrap())),
+        old_sha
+    );
     settle_store(&app, &[&image_id]).await;
     assert!(on_disk(&app, &new_regular).await);
     assert!(
@@ -1339,7 +1367,7 @@ async fn put_creates_then_replaces_an_image_under_a_client_chosen_id() {
         .await
         .unwrap();
     assert_eq!(response.status(), 201, "created");
-    assert_eq!(response.headers()["location"], path);
+    assert_eq!(response.headers()["location"], app.url(path).as_str());
     assert!(response.headers().contains_key("etag"));
     let created = json_of(response).await;
     assert_eq!(created["id"], "show-42.cover_v1");
@@ -1792,6 +1820,11 @@ async fn delete_hides_restore_brings_back_and_force_removes_rows_and_files() {
         ids(&list(&app, "?filter[trashed]=with").await),
         vec![kept.clone()]
     );
+    // The files go after the delete delay, when the reaper comes by.
+    for key in &own_keys {
+        assert!(on_disk(&app, key).await, "{key} is deleted after a delay");
+    }
+    settle_store(&app, &[&kept]).await;
     for key in &own_keys {
         assert!(!on_disk(&app, key).await, "{key} deleted with its image");
     }
@@ -1828,6 +1861,7 @@ async fn delete_hides_restore_brings_back_and_force_removes_rows_and_files() {
         .await
         .unwrap();
     assert_eq!(response.status(), 204);
+    settle_store(&app, &[&kept]).await;
     assert!(
         stored_keys(&app).await.is_empty(),
         "{:?}",
@@ -1851,6 +1885,7 @@ async fn force_delete_keeps_objects_another_image_still_uses() {
         .unwrap();
     assert_eq!(response.status(), 204);
     assert!(app.catalog.image(&a).await.unwrap().is_none());
+    settle_store(&app, &[&b]).await;
     for key in &keys_b {
         assert!(on_disk(&app, key).await, "{key} is still B's");
     }
@@ -1874,6 +1909,7 @@ async fn force_delete_keeps_objects_another_image_still_uses() {
         .await
         .unwrap();
     assert_eq!(response.status(), 204);
+    settle_store(&app, &[&b]).await;
     assert!(
         stored_keys(&app).await.is_empty(),
         "the last user takes the objects with it"
@@ -2105,7 +2141,7 @@ async fn rerender_all_queues_every_image_and_the_batch_counts_them_done() {
     let location = response.headers()["location"].to_str().unwrap().to_string();
     let batch = json_of(response).await;
     let batch_id = id(&batch);
-    assert_eq!(location, format!("/v1/batches/{batch_id}"));
+    assert_eq!(location, app.url(&format!("/v1/batches/{batch_id}")));
     assert_eq!(batch["all"], true);
     assert_eq!(batch["bucket"], "default");
     assert_eq!(
@@ -2115,7 +2151,7 @@ async fn rerender_all_queues_every_image_and_the_batch_counts_them_done() {
 
     let mut last = Value::Null;
     for _ in 0..600 {
-        let response = app.get(&location).await;
+        let response = app.client.get(&location).send().await.unwrap();
         assert_eq!(response.status(), 200);
         last = json_of(response).await;
         let counts = &last["counts"];
@@ -2364,15 +2400,17 @@ async fn iiif_follows_the_buckets_public_setting() {
             "default",
             easel_catalog::BucketSettings {
                 public_max_side: Some(0),
+                feed_max_bytes: None,
             },
             chrono::Utc::now(),
         )
         .await
         .unwrap();
     for path in [&info, &region] {
+        // A stranger gets what a missing id gets (issue 11).
         let anonymous = app.anonymous.get(app.url(path)).send().await.unwrap();
-        assert_eq!(anonymous.status(), 401, "{path}");
-        assert!(anonymous.headers().contains_key("www-authenticate"));
+        assert_eq!(anonymous.status(), 404, "{path}");
+        assert!(!anonymous.headers().contains_key("www-authenticate"));
         let (_, other) = app.key_for("other", &["image:read"]).await;
         let other = other.get(app.url(path)).send().await.unwrap();
         assert_eq!(other.status(), 404, "{path}: another bucket's key");

@@ -670,6 +670,7 @@ async fn what_only_a_key_unlocks_is_never_cached_as_public() {
             "default",
             BucketSettings {
                 public_max_side: Some(100),
+                feed_max_bytes: None,
             },
             chrono::Utc::now(),
         )
@@ -678,7 +679,12 @@ async fn what_only_a_key_unlocks_is_never_cached_as_public() {
     let thumb = app.anonymous.get(app.url(&styles[0])).send().await.unwrap();
     assert_eq!(thumb.status(), 200);
     assert_public(&thumb, "a style still public");
-    for path in iiif.iter().chain(&styles[1..]) {
+    // IIIF is judged on the size returned: 64 px is public too.
+    let small = app.anonymous.get(app.url(&iiif[1])).send().await.unwrap();
+    assert_eq!(small.status(), 200);
+    assert_public(&small, "a IIIF size within the limit");
+    // info.json lists what the caller may have, so it varies on the key.
+    for path in [&iiif[0], &iiif[2]].into_iter().chain(&styles[1..]) {
         let response = app.client.get(app.url(path)).send().await.unwrap();
         assert_eq!(response.status(), 200, "{path}");
         assert_private(&response, path);
@@ -695,4 +701,337 @@ async fn what_only_a_key_unlocks_is_never_cached_as_public() {
         assert_eq!(revalidated.status(), 304, "{path}");
         assert_private(&revalidated, &format!("{path} (304)"));
     }
+}
+
+// --------------------------------------- max_unauthorised and IIIF Auth 2.0
+
+const AUTH_CONTEXT: &str = "http://iiif.io/api/auth/2/context.json";
+const IMAGE_CONTEXT: &str = "http://iiif.io/api/image/3/context.json";
+
+/// The terms the Authorization Flow 2.0 context defines (its own and the
+/// `@context` terms of its result types), from the published file.
+fn auth_terms() -> std::collections::HashSet<String> {
+    let context: Value = serde_json::from_slice(&fixture("iiif/auth-2-context.json")).unwrap();
+    let mut terms = std::collections::HashSet::new();
+    let list = context["@context"].as_array().unwrap();
+    assert_eq!(list[0], "https://iiif.io/api/presentation/3/context.json");
+    for (term, definition) in list[1].as_object().unwrap() {
+        terms.insert(term.clone());
+        if let Some(scoped) = definition.get("@context").and_then(Value::as_object) {
+            terms.extend(scoped.keys().cloned());
+        }
+    }
+    terms
+}
+
+/// Every key and every `type` and `profile` of an auth document is a term
+/// of the auth context, or one of the Presentation 3 terms it imports
+/// that these documents use.
+fn assert_auth_terms(document: &Value, terms: &std::collections::HashSet<String>, path: &str) {
+    const PRESENTATION: [&str; 9] = [
+        "@context", "id", "type", "profile", "label", "service", "format", "width", "height",
+    ];
+    let Some(object) = document.as_object() else {
+        if let Some(list) = document.as_array() {
+            for item in list {
+                assert_auth_terms(item, terms, path);
+            }
+        }
+        return;
+    };
+    for (key, value) in object {
+        assert!(
+            terms.contains(key) || PRESENTATION.contains(&key.as_str()),
+            "{path}.{key} is not a term of the auth context"
+        );
+        match key.as_str() {
+            "type" => {
+                let kind = value.as_str().unwrap();
+                assert!(
+                    terms.contains(kind) || kind == "Image",
+                    "{path}: type {kind}"
+                );
+            }
+            "profile" => {
+                let profile = value.as_str().unwrap();
+                assert!(terms.contains(profile), "{path}: profile {profile}");
+            }
+            // Language maps: {"en": ["..."]}.
+            "label" | "heading" | "note" | "errorHeading" | "errorNote" => {
+                for (_, texts) in value.as_object().unwrap() {
+                    assert!(texts.as_array().unwrap().iter().all(Value::is_string));
+                }
+            }
+            "service" | "substitute" => assert_auth_terms(value, terms, &format!("{path}.{key}")),
+            _ => {}
+        }
+    }
+}
+
+/// Uploads 640x480 with `max_unauthorised` 320 and the members role.
+async fn restricted(app: &TestApp) -> String {
+    let response = app
+        .upload_multipart(
+            fixture(MEDIUM_JPEG),
+            &[
+                ("max_unauthorised", "320"),
+                ("roles", "https://example.org/roles/members"),
+            ],
+            "?wait=true",
+        )
+        .await;
+    assert_eq!(response.status(), 201);
+    let image: Value = response.json().await.unwrap();
+    assert_eq!(image["max_unauthorised"], 320);
+    image["id"].as_str().unwrap().to_string()
+}
+
+/// Without a key, IIIF gives what fits in 320 px at the scale returned
+/// (so tiles cannot rebuild the full size) and info.json lists only that;
+/// a key with image:read or the role gets everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iiif_serves_strangers_sizes_up_to_max_unauthorised_and_keys_the_rest() {
+    let app = TestApp::spawn().await;
+    let id = restricted(&app).await;
+    let (_, member) = app
+        .role_key_for("default", &["https://example.org/roles/members"])
+        .await;
+    let (_, other_bucket) = app.key_for("other", &["image:read"]).await;
+
+    let info = app
+        .anonymous
+        .get(app.url(&format!("/iiif/3/{id}/info.json")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(info.status(), 200);
+    assert_private(&info, "info.json of a restricted image");
+    let info: Value = info.json().await.unwrap();
+    assert_eq!(
+        (info["width"].as_u64(), info["height"].as_u64()),
+        (Some(640), Some(480))
+    );
+    assert_eq!(info["@context"], json!([AUTH_CONTEXT, IMAGE_CONTEXT]));
+    assert_eq!(
+        (info["maxWidth"].as_u64(), info["maxHeight"].as_u64()),
+        (Some(320), Some(240))
+    );
+    assert!(info.get("tiles").is_none(), "{info}");
+    assert_eq!(
+        info["profile"], "level0",
+        "only the listed sizes, to this caller"
+    );
+    let sizes = info["sizes"].as_array().unwrap();
+    assert!(
+        sizes
+            .iter()
+            .any(|s| s["width"] == 320 && s["height"] == 240),
+        "{info}"
+    );
+    for size in sizes {
+        assert!(size["width"].as_u64().unwrap() <= 320, "{info}");
+        let path = format!(
+            "/iiif/3/{id}/full/{},{}/0/default.jpg",
+            size["width"], size["height"]
+        );
+        let (headers, bytes) = get_ok(&app.anonymous, &app.url(&path)).await;
+        assert!(
+            headers["cache-control"]
+                .to_str()
+                .unwrap()
+                .starts_with("public"),
+            "{path}"
+        );
+        assert_eq!(
+            dimensions(&bytes),
+            (
+                size["width"].as_u64().unwrap() as u32,
+                size["height"].as_u64().unwrap() as u32
+            )
+        );
+    }
+    let probe = &info["service"][0];
+    assert_eq!(probe["type"], "AuthProbeService2");
+    assert_eq!(probe["id"], app.url(&format!("/iiif/3/{id}/probe")));
+    assert_eq!(probe["service"][0]["profile"], "external");
+    assert_eq!(
+        probe["service"][0]["service"][0]["type"],
+        "AuthAccessTokenService2"
+    );
+    assert_auth_terms(&info["service"], &auth_terms(), "info.service");
+
+    // On both sides of the limit, at the scale returned.
+    for (path, stranger, size) in [
+        ("full/320,/0/default.jpg", 200, (320, 240)),
+        ("full/pct:50/0/default.jpg", 200, (320, 240)),
+        ("full/!320,320/90/default.png", 200, (240, 320)),
+        ("full/321,/0/default.jpg", 401, (321, 241)),
+        ("full/max/0/default.jpg", 401, (640, 480)),
+        // A quarter of the image at 320 px is the full image at 640.
+        ("0,0,320,240/320,/0/default.jpg", 401, (320, 240)),
+        ("0,0,320,240/160,/0/default.jpg", 200, (160, 120)),
+    ] {
+        let url = app.url(&format!("/iiif/3/{id}/{path}"));
+        let response = app.anonymous.get(&url).send().await.unwrap();
+        assert_eq!(response.status(), stranger, "{path}");
+        for (who, client) in [("read key", &app.client), ("member", &member)] {
+            let response = client.get(&url).send().await.unwrap();
+            assert_eq!(response.status(), 200, "{who}: {path}");
+            if stranger != 200 {
+                assert_private(&response, path);
+            }
+            assert_eq!(dimensions(&response.bytes().await.unwrap()), size, "{path}");
+        }
+        let response = other_bucket.get(&url).send().await.unwrap();
+        assert_eq!(response.status(), 404, "another bucket: {path}");
+    }
+
+    // A key sees the whole image described, tiles and all.
+    let (_, bytes) = get_ok(&member, &app.url(&format!("/iiif/3/{id}/info.json"))).await;
+    let full: Value = serde_json::from_slice(&bytes).unwrap();
+    assert!(full.get("tiles").is_some(), "{full}");
+    assert!(full["maxWidth"].as_u64().unwrap() > 640);
+    assert_eq!(full["service"][0]["type"], "AuthProbeService2");
+
+    // An open image declares no auth services.
+    let open = upload(&app, fixture(SMALL_JPEG)).await;
+    let (_, bytes) = get_ok(
+        &app.anonymous,
+        &app.url(&format!("/iiif/3/{open}/info.json")),
+    )
+    .await;
+    let info: Value = serde_json::from_slice(&bytes).unwrap();
+    assert_eq!(info["@context"], IMAGE_CONTEXT);
+    assert!(info.get("service").is_none());
+}
+
+/// The probe answers with HTTP 200 the status the full image would get:
+/// 401 and the largest public size as a substitute without a key, 200 with
+/// one; the token service hands a key's holder its token, as JSON or by
+/// postMessage; all in the terms of the auth context.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_probe_says_401_with_a_substitute_without_a_key_and_200_with_one() {
+    let app = TestApp::spawn().await;
+    let id = restricted(&app).await;
+    let terms = auth_terms();
+    let probe_url = app.url(&format!("/iiif/3/{id}/probe"));
+    let probe = |client: reqwest::Client| {
+        let url = probe_url.clone();
+        async move {
+            let response = client.get(&url).send().await.unwrap();
+            assert_eq!(response.status(), 200);
+            assert_eq!(response.headers()["content-type"], "application/ld+json");
+            assert_eq!(response.headers()["access-control-allow-origin"], "*");
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["@context"], AUTH_CONTEXT);
+            assert_eq!(body["type"], "AuthProbeResult2");
+            body
+        }
+    };
+    let stranger = probe(app.anonymous.clone()).await;
+    assert_auth_terms(&stranger, &terms, "probe");
+    assert_eq!(stranger["status"], 401, "{stranger}");
+    assert!(stranger["heading"]["en"][0].is_string());
+    let substitute = &stranger["substitute"][0];
+    assert_eq!(
+        (substitute["width"].as_u64(), substitute["height"].as_u64()),
+        (Some(320), Some(240))
+    );
+    let (_, bytes) = get_ok(&app.anonymous, substitute["id"].as_str().unwrap()).await;
+    assert_eq!(dimensions(&bytes), (320, 240));
+
+    let (member_key, member) = app
+        .role_key_for("default", &["https://example.org/roles/members"])
+        .await;
+    for (who, client) in [("read key", app.client.clone()), ("member", member)] {
+        let answer = probe(client).await;
+        assert_eq!(answer["status"], 200, "{who}: {answer}");
+        assert!(answer.get("substitute").is_none(), "{who}");
+        assert_auth_terms(&answer, &terms, "probe");
+    }
+    let (_, outsider) = app.role_key_for("default", &["urn:x:staff"]).await;
+    assert_eq!(probe(outsider).await["status"], 401);
+    let (_, other_bucket) = app.key_for("other", &["image:read"]).await;
+    let response = other_bucket.get(&probe_url).send().await.unwrap();
+    problem(response, 404, "image-not-found").await;
+    let response = app
+        .anonymous
+        .get(app.url("/iiif/3/made-up/probe"))
+        .send()
+        .await
+        .unwrap();
+    problem(response, 404, "image-not-found").await;
+
+    // Nothing public: a stranger learns nothing, as for a missing id.
+    let patched = app
+        .client
+        .patch(app.url(&format!("/v1/images/{id}")))
+        .json(&json!({ "max_unauthorised": 0 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), 200);
+    for path in ["probe", "info.json"] {
+        let response = app
+            .anonymous
+            .get(app.url(&format!("/iiif/3/{id}/{path}")))
+            .send()
+            .await
+            .unwrap();
+        problem(response, 404, "image-not-found").await;
+    }
+
+    // The token service: the key's holder gets it back as the token the
+    // probe takes; without one, the spec's error.
+    let token_url = app.url("/iiif/auth/2/token");
+    let token: Value = client_json(&common::client_with_key(&member_key), &token_url).await;
+    assert_auth_terms(&token, &terms, "token");
+    assert_eq!(token["type"], "AuthAccessToken2");
+    assert!(token["expiresIn"].as_u64().unwrap() > 0);
+    let bearer = common::client_with_key(token["accessToken"].as_str().unwrap());
+    assert_eq!(probe(bearer).await["status"], 200);
+    let error = client_json(&app.anonymous, &token_url).await;
+    assert_auth_terms(&error, &terms, "token error");
+    assert_eq!(
+        (error["type"].as_str(), error["profile"].as_str()),
+        (Some("AuthAccessTokenError2"), Some("missingAspect"))
+    );
+    let page = common::client_with_key(&member_key)
+        .get(format!(
+            "{token_url}?messageId=m-1&origin=https://viewer.example"
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert!(page.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let page = page.text().await.unwrap();
+    assert!(page.contains("window.parent.postMessage("), "{page}");
+    assert!(page.contains("\"messageId\":\"m-1\""), "{page}");
+    assert!(
+        page.contains(&format!("\"accessToken\":\"{member_key}\"")),
+        "{page}"
+    );
+    assert!(
+        page.ends_with(", \"https://viewer.example\");</script></body></html>"),
+        "{page}"
+    );
+    let hostile = app
+        .anonymous
+        .get(format!("{token_url}?messageId=%3C/script%3E&origin=x"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(hostile.matches("</script>").count(), 1, "{hostile}");
+}
+
+async fn client_json(client: &reqwest::Client, url: &str) -> Value {
+    let response = client.get(url).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
 }

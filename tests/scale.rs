@@ -138,7 +138,7 @@ impl Deployment {
             .expect("open the catalogue");
         catalog.migrate().await.expect("migrate");
         let scopes = ["image:read", "image:write", "image:delete"].map(String::from);
-        let (key, _) = easel_api::auth::create_key(catalog.as_ref(), "default", &scopes, None)
+        let (key, _) = easel_api::auth::create_key(catalog.as_ref(), "default", &scopes, &[], None)
             .await
             .expect("create a key");
         key
@@ -500,6 +500,20 @@ async fn a_worker_killed_mid_render_has_its_job_finished_by_another_after_the_le
         .expect("get the original");
     assert_eq!(original.status(), 200);
     assert!(original.bytes().await.unwrap() == photo, "original intact");
+    let large = client
+        .get(format!(
+            "{base}/v1/images/{image_of_killed}/styles/square-3000"
+        ))
+        .send()
+        .await
+        .expect("get square-3000");
+    assert_eq!(large.status(), 200);
+    assert_eq!(
+        common::dimensions(&large.bytes().await.unwrap()),
+        (3000, 3000)
+    );
+    // This photo's square-3000 is over the feed byte budget: the feed
+    // file is itunes.
     let feed = client
         .get(format!("{base}/v1/images/{image_of_killed}/styles/feed"))
         .send()
@@ -508,7 +522,7 @@ async fn a_worker_killed_mid_render_has_its_job_finished_by_another_after_the_le
     assert_eq!(feed.status(), 200);
     assert_eq!(
         common::dimensions(&feed.bytes().await.unwrap()),
-        (3000, 3000)
+        (1400, 1400)
     );
 }
 

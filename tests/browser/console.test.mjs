@@ -17,6 +17,7 @@ import assert from 'node:assert/strict';
 import {execFileSync, spawn} from 'node:child_process';
 import {createHash} from 'node:crypto';
 import {mkdtempSync, mkdirSync, readFileSync, rmSync} from 'node:fs';
+import {createServer} from 'node:http';
 import {tmpdir} from 'node:os';
 import path from 'node:path';
 import {fileURLToPath} from 'node:url';
@@ -31,6 +32,9 @@ const PHOTO_NAME = 'olympus_e-p3_4032x3024';
 const NOT_AN_IMAGE = path.join(root, 'fixtures/SOURCES.md');
 const SMALL = path.join(root, 'fixtures/jpeg/hopper_orientation_6.jpg');
 const WAIT = 30_000;
+// The pinned OpenSeadragon release (BSD-3-Clause, see its LICENSE.txt),
+// installed by npm from package-lock.json and served from here.
+const OPENSEADRAGON = path.join(root, 'tests/browser/node_modules/openseadragon/build/openseadragon/openseadragon.min.js');
 
 let server;
 let base;
@@ -348,9 +352,6 @@ step('the crop editor saves a crop typed into the numeric fields and shows the r
 });
 
 step('the styles view shows every style with its facts, the feed report and the podcast tags', async () => {
-  // Without issue 12's route the server answers 404 `not-found`: the panel
-  // must say "not available yet", not fail.
-  expectFailure('GET', /\/v1\/images\/[^/]+\/podcast$/, 404);
   const image = (await api(`/v1/images/${imageId}`)).body;
   await go(`#/images/${encodeURIComponent(imageId)}/styles`);
   await page.waitForSelector('#styles-grid .style-card');
@@ -369,17 +370,21 @@ step('the styles view shows every style with its facts, the feed report and the 
   }
   await page.waitForSelector('#readiness');
   assert.match(await textOf('#readiness'), /Feed-ready/);
-  await page.waitForSelector('#podcast[data-state="unavailable"], #podcast[data-state="ready"]');
-  const state = await page.$eval('#podcast', (el) => el.dataset.state);
+  // The panel shows the server's ready-to-paste tags, whose links are the
+  // feed file's versioned URL (ending in .jpg) and fetch its bytes.
+  await page.waitForSelector('#podcast[data-state="ready"], #podcast[data-state="error"]');
+  assert.equal(await page.$eval('#podcast', (el) => el.dataset.state), 'ready', await textOf('#podcast'));
   const tags = await api(`/v1/images/${imageId}/podcast`);
-  if (tags.status === 404) {
-    assert.equal(tags.body.code, 'not-found');
-    assert.equal(state, 'unavailable');
-    assert.match(await textOf('#podcast'), /Not available on this server yet/);
-  } else {
-    assert.equal(state, 'ready');
-    assert.match(await textOf('#podcast'), /itunes:image/);
-  }
+  assert.equal(tags.status, 200);
+  const href = tags.body.itunes_image.href;
+  assert.match(href, /^http:\/\/127\.0\.0\.1:\d+\/v1\/images\/[^/]+\/styles\/(square-3000|itunes)\/[0-9a-f]{16}\.jpg$/);
+  assert.equal(await page.$eval('#podcast-xml', (el) => el.textContent), tags.body.xml);
+  assert.ok(tags.body.xml.includes(`<itunes:image href="${href}"`), tags.body.xml);
+  const feedFile = await fetch(href);
+  assert.equal(feedFile.status, 200);
+  assert.equal(feedFile.headers.get('content-type'), 'image/jpeg');
+  const feedAsset = image.assets.find((a) => href.includes(`/styles/${a.style}/`));
+  assert.equal(createHash('sha256').update(Buffer.from(await feedFile.arrayBuffer())).digest('hex'), feedAsset.sha256);
   // Previews load as they scroll into view: show each and let it load.
   for (const preview of await page.$$('.style-preview')) {
     await preview.scrollIntoView();
@@ -428,6 +433,110 @@ step('a batch re-render starts from the page and its progress runs to complete',
   const done = await page.$eval('[data-count="done"] dd', (el) => Number(el.textContent));
   assert.ok(done >= 1, `done: ${done}`);
   assert.equal(await page.$eval('#batch-bar', (el) => el.value), 100);
+});
+
+step('details show the batch that rendered the image, and edit who may see it', async () => {
+  let image = (await api(`/v1/images/${imageId}`)).body;
+  assert.ok(image.batch, 'the batch re-render recorded its id on the image');
+  await go(`#/images/${encodeURIComponent(imageId)}/details`);
+  await page.waitForSelector('#meta-form');
+  const facts = () => page.$eval('.facts', (el) => el.textContent);
+  assert.match(await facts(), new RegExp(`Batch${image.batch}`));
+  assert.match(await facts(), /Public up tothe bucket’s setting/);
+  await typeInto('#meta-max-unauthorised', '640');
+  await typeInto('#meta-roles', 'https://example.org/roles/members, urn:x:staff');
+  await page.click('#meta-save');
+  await page.waitForSelector('#meta-saved');
+  image = (await api(`/v1/images/${imageId}`)).body;
+  assert.equal(image.max_unauthorised, 640);
+  assert.deepEqual(image.roles, ['https://example.org/roles/members', 'urn:x:staff']);
+  await page.waitForFunction(() => document.querySelector('.facts').textContent.includes('Public up to640 px'));
+  assert.match(await facts(), /Roleshttps:\/\/example\.org\/roles\/members, urn:x:staff/);
+  // Empty goes back to the bucket's setting.
+  await typeInto('#meta-max-unauthorised', '');
+  await page.click('#meta-save');
+  await page.waitForFunction(() => document.querySelector('.facts').textContent.includes('Public up tothe bucket’s setting'));
+  assert.equal((await api(`/v1/images/${imageId}`)).body.max_unauthorised, null);
+  await shot('details-access');
+});
+
+/** A page on its own local origin that shows `info` in OpenSeadragon. */
+function viewerPage() {
+  const page = `<!doctype html><html><head><meta charset="utf-8"><title>viewer</title></head><body>
+<div id="viewer" style="width: 800px; height: 600px"></div>
+<script src="/openseadragon.min.js"></script>
+<script>
+  const info = new URLSearchParams(location.search).get('info');
+  window.loaded = [];
+  window.failed = [];
+  const viewer = OpenSeadragon({id: 'viewer', tileSources: info, drawer: 'canvas', showNavigationControl: false,
+    crossOriginPolicy: 'Anonymous', immediateRender: true});
+  viewer.addHandler('tile-loaded', (event) => window.loaded.push(event.tile.getUrl()));
+  viewer.addHandler('tile-load-failed', (event) => window.failed.push(event.message));
+  viewer.addHandler('open-failed', (event) => window.failed.push(event.message));
+  window.viewer = viewer;
+</script></body></html>`;
+  const script = readFileSync(OPENSEADRAGON);
+  const server = createServer((request, response) => {
+    if (request.url.startsWith('/openseadragon.min.js')) {
+      response.writeHead(200, {'Content-Type': 'text/javascript'}).end(script);
+    } else if (request.url.startsWith('/favicon.ico')) {
+      response.writeHead(204).end();
+    } else if (request.url.startsWith('/viewer.html')) {
+      response.writeHead(200, {'Content-Type': 'text/html'}).end(page);
+    } else {
+      response.writeHead(404).end();
+    }
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
+}
+
+step('OpenSeadragon shows a restricted image at its public size without a key', async () => {
+  assert.equal((await api(`/v1/images/${imageId}`, {method: 'PATCH', body: {max_unauthorised: 640}})).status, 200);
+  const viewer = await viewerPage();
+  // A tab of its own: the console's stays where it is.
+  const tab = await browser.newPage();
+  const iiifRequests = [];
+  const refused = [];
+  const elsewhere = [];
+  tab.on('request', (request) => {
+    const url = new URL(request.url());
+    if (url.hostname !== '127.0.0.1' && url.protocol.startsWith('http')) elsewhere.push(request.url());
+    if (url.pathname.includes('/iiif/3/')) iiifRequests.push(request.url());
+  });
+  tab.on('response', (response) => {
+    if (response.status() >= 400) refused.push(`${response.status()} ${response.url()}`);
+  });
+  tab.on('pageerror', (error) => refused.push(`uncaught: ${error.message}`));
+  try {
+    const info = `${base}/iiif/3/${encodeURIComponent(imageId)}/info.json`;
+    await tab.goto(`http://127.0.0.1:${viewer.address().port}/viewer.html?info=${encodeURIComponent(info)}`);
+    await tab.waitForFunction(() => window.viewer?.world.getItemAt(0)?.getFullyLoaded(), {timeout: WAIT});
+    const state = await tab.evaluate(() => {
+      const source = window.viewer.world.getItemAt(0).source;
+      const canvas = document.querySelector('#viewer canvas');
+      const context = canvas.getContext('2d');
+      const centre = context.getImageData(canvas.width / 2, canvas.height / 2, 1, 1).data;
+      return {width: source.width, height: source.height, loaded: window.loaded, failed: window.failed, alpha: centre[3]};
+    });
+    assert.deepEqual(state.failed, []);
+    assert.deepEqual(refused, [], 'nothing was refused: no size beyond the limit was asked for');
+    assert.deepEqual(elsewhere, [], 'requests left 127.0.0.1');
+    // The photo is 4032x3024: the public view is 640x480, the largest size listed.
+    assert.deepEqual([state.width, state.height], [640, 480]);
+    assert.ok(state.loaded.some((url) => url.includes('/full/640,480/')), state.loaded.join('\n'));
+    assert.equal(state.alpha, 255, 'the canvas shows the image');
+    // Nothing beyond the limit was asked for.
+    for (const url of iiifRequests.filter((u) => u.endsWith('.jpg'))) {
+      const [w, h] = new URL(url).pathname.split('/').at(-3).split(',').map(Number);
+      assert.ok(Math.max(w, h) <= 640, url);
+    }
+    await tab.screenshot({path: path.join(shots, 'openseadragon-public-size.png')});
+  } finally {
+    await tab.close();
+    viewer.close();
+    assert.equal((await api(`/v1/images/${imageId}`, {method: 'PATCH', body: {max_unauthorised: null}})).status, 200);
+  }
 });
 
 step('delete moves an image to the trash, restore brings it back, delete forever removes it', async () => {
@@ -492,7 +601,6 @@ step('a key without image:write sees no upload control and cannot edit', async (
 });
 
 step('every view is readable at 375 px wide', async () => {
-  expectFailure('GET', /\/v1\/images\/[^/]+\/podcast$/, 404);
   await page.setViewport({width: 375, height: 812, isMobile: true, hasTouch: true});
   for (const [hash, ready, name] of [
     ['#/', `article.card[data-id="${imageId}"] .thumb-image`, 'library-375'],

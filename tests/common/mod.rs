@@ -29,6 +29,13 @@ pub struct TestOptions {
     /// Origin URLs may point at loopback (the tests' own origin servers).
     pub allow_private_origins: bool,
     pub iiif: easel_api::iiif::IiifConfig,
+    /// Grace period and delete delay, for the worker and the API alike.
+    pub retention: easel_catalog::Retention,
+    /// Runs a reaper every this often (deleting what is due); `None`: the
+    /// test reaps by hand with [`TestApp::reaper`].
+    pub reap_every: Option<Duration>,
+    /// The server's feed byte budget.
+    pub feed_max_bytes: u64,
 }
 
 impl Default for TestOptions {
@@ -40,6 +47,9 @@ impl Default for TestOptions {
             lease: Duration::from_secs(30),
             allow_private_origins: true,
             iiif: Default::default(),
+            retention: easel_catalog::Retention::default(),
+            reap_every: None,
+            feed_max_bytes: Settings::default().feed_max_bytes,
         }
     }
 }
@@ -57,6 +67,8 @@ pub struct TestApp {
     pub store: BlobStore,
     /// A worker that is not looping: call `run_once` to drive the queue.
     pub worker: Worker,
+    /// Deletes what is due: call `run_once(now)` to reap by hand.
+    pub reaper: easel_worker::reaper::Reaper,
     stop_server: Option<oneshot::Sender<()>>,
     stop_workers: watch::Sender<bool>,
 }
@@ -78,9 +90,22 @@ impl TestApp {
     /// A new key for `bucket` with `scopes`, and a client sending it.
     pub async fn key_for(&self, bucket: &str, scopes: &[&str]) -> (String, reqwest::Client) {
         let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
-        let (key, _) = easel_api::auth::create_key(self.catalog.as_ref(), bucket, &scopes, None)
-            .await
-            .expect("create a key");
+        let (key, _) =
+            easel_api::auth::create_key(self.catalog.as_ref(), bucket, &scopes, &[], None)
+                .await
+                .expect("create a key");
+        let client = client_with_key(&key);
+        (key, client)
+    }
+
+    /// A new key for `bucket` holding `roles` and no scope, and a client
+    /// sending it.
+    pub async fn role_key_for(&self, bucket: &str, roles: &[&str]) -> (String, reqwest::Client) {
+        let roles: Vec<String> = roles.iter().map(|s| s.to_string()).collect();
+        let (key, _) =
+            easel_api::auth::create_key(self.catalog.as_ref(), bucket, &[], &roles, None)
+                .await
+                .expect("create a key");
         let client = client_with_key(&key);
         (key, client)
     }
@@ -111,6 +136,7 @@ impl TestApp {
                 max_bytes: options.max_bytes,
                 max_pixels: options.max_pixels,
             },
+            feed_max_bytes: options.feed_max_bytes,
             ..Settings::default()
         });
         let pool = Arc::new(
@@ -134,6 +160,7 @@ impl TestApp {
                     total_timeout: Duration::from_secs(10),
                     ..easel_origin::OriginConfig::default()
                 },
+                retention: options.retention,
                 ..WorkerConfig::default()
             },
         )
@@ -143,6 +170,11 @@ impl TestApp {
         for i in 0..options.workers {
             tokio::spawn(worker.named(format!("embedded-{i}")).run(stopped.clone()));
         }
+        let reaper =
+            easel_worker::reaper::Reaper::new(catalog.clone(), store.clone(), options.retention);
+        if let Some(every) = options.reap_every {
+            tokio::spawn(reaper.clone().run(every, stopped.clone()));
+        }
 
         let state = AppState {
             catalog: catalog.clone(),
@@ -150,10 +182,12 @@ impl TestApp {
             settings,
             config: Arc::new(ApiConfig {
                 public_url: String::new(),
+                retention: options.retention,
                 // Generous: the machine running the tests may be busy compiling.
                 wait_timeout: Duration::from_secs(300),
                 max_page_size: 100,
                 iiif: options.iiif.clone(),
+                ..ApiConfig::default()
             }),
             wake,
         };
@@ -173,6 +207,7 @@ impl TestApp {
                 "image:write".into(),
                 "image:delete".into(),
             ],
+            &[],
             Some("tests".into()),
         )
         .await
@@ -187,6 +222,7 @@ impl TestApp {
             catalog,
             store,
             worker,
+            reaper,
             stop_server: Some(stop_server),
             stop_workers,
         }

@@ -59,10 +59,16 @@ const PLAIN = [
   [/^not square: (\d+)x(\d+)/, (m) => `The feed image is ${m[1]}\u00d7${m[2]} pixels, not square. Apple Podcasts and Spotify only take square covers.`],
   [/^smaller than 1400x1400: (\d+)x(\d+)/, (m) => `The feed image is only ${m[1]}\u00d7${m[2]} pixels. Apple Podcasts needs at least 1400\u00d71400: upload a larger original, or widen the crop.`],
   [/^larger than 3000x3000: (\d+)x(\d+)/, (m) => `The feed image is ${m[1]}\u00d7${m[2]} pixels. Apple Podcasts takes at most 3000\u00d73000.`],
-  [/^not JPEG or PNG: (.+)/, (m) => `The feed image is ${m[1]}. Podcast directories take JPEG or PNG only.`],
+  [/^(\S+) is not a JPEG or PNG/, (m) => `The ${m[1]} file is not a JPEG or PNG. Podcast directories take JPEG or PNG only.`],
   [/^(\S+) is enlarged from a smaller crop/, (m) => `The ${m[1]} file was blown up from a crop smaller than 1400 pixels, so it will look soft in podcast apps. Upload a sharper original of at least 1400\u00d71400, or widen the crop.`],
   [/^no feed style/, () => 'No feed image (square-3000 or itunes) was rendered yet. Wait for the render to finish, or re-render the image.'],
-  [/^(\S+) is (\d+) KB; directories recommend at most 512 KB/, (m) => `The ${m[1]} file is ${m[2]} KB. Spotify and most podcast hosts ask for at most 512 KB; a simpler picture or a lower quality setting makes it smaller.`],
+  [/^(\S+) is (\d+) KB, over the feed budget of (\d+) KB, even at quality (\d+)/, (m) => `The ${m[1]} file is ${m[2]} KB even at quality ${m[4]}, over the ${m[3]} KB that Spotify and most podcast hosts accept. A simpler picture, or a lower --feed-min-quality, makes it fit.`],
+  [/^square-3000 is (\d+) KB, over the feed budget of (\d+) KB: the feed file is itunes/, (m) => `The 3000\u00d73000 file is ${m[1]} KB, over the ${m[2]} KB budget, so feeds get the 1400\u00d71400 itunes file instead.`],
+  [/^(\S+) was encoded at quality (\d+) instead of (\d+) to fit the feed budget/, (m) => `The ${m[1]} file was saved at quality ${m[2]} instead of ${m[3]} so that it fits the feed byte budget.`],
+  [/^(\S+)(?: \((\d+) px\))? is not public: bucket (\S+)/, (m) => `The ${m[1]} file is not public in bucket ${m[3]}, so podcast directories (which fetch without a key) cannot read it. Make the bucket\u2019s styles public.`],
+  [/^(\S+)(?: \((\d+) px\))? is not public: the image's max_unauthorised \((-?\d+)\)/, (m) => `The ${m[1]} file is not public: this image shows sizes up to ${m[3]} px without a key, so podcast directories (which fetch without one) cannot read it. Raise its largest public size in Details, or empty it to follow the bucket.`],
+  [/^not RGB: the file is (.+)/, (m) => `The feed image is ${m[1]}. Podcast directories want RGB colour.`],
+  [/^has an alpha channel/, () => 'The feed image has transparency. Podcast directories want it without an alpha channel.'],
 ];
 
 /** A feed_ready reason or warning in plain words (the API's text if unknown). */

@@ -86,6 +86,8 @@ pub struct KeyView {
     /// Among `image:read`, `image:write`, `image:delete`.
     #[schema(example = json!(["image:read", "image:write"]))]
     pub scopes: Vec<String>,
+    /// Role URIs: open images carrying one of them above their limit.
+    pub roles: Vec<String>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -112,6 +114,7 @@ pub async fn show_key(
     ))?;
     Ok(Json(KeyView {
         scopes: key.scopes(),
+        roles: key.roles(),
         id: key.id,
         name: key.name,
         bucket: key.bucket,
@@ -128,8 +131,10 @@ pub fn hash_key(key: &str) -> String {
 pub enum KeyError {
     #[error("unknown scope {0:?}: expected image:read, image:write or image:delete")]
     UnknownScope(String),
-    #[error("give at least one scope")]
+    #[error("give at least one scope or role")]
     NoScopes,
+    #[error("role {0:?} is not an absolute URI without spaces")]
+    InvalidRole(String),
     #[error("bucket names are 1 to 64 characters of A-Z a-z 0-9 . _ -")]
     InvalidBucket,
     #[error("no randomness available: {0}")]
@@ -151,13 +156,28 @@ pub async fn create_key(
     catalog: &dyn Catalog,
     bucket: &str,
     scopes: &[String],
+    roles: &[String],
     name: Option<String>,
 ) -> Result<(String, ApiKey), KeyError> {
     if !valid_bucket(bucket) {
         return Err(KeyError::InvalidBucket);
     }
-    if scopes.is_empty() {
+    // A key with roles only sees the files of images carrying them.
+    if scopes.is_empty() && roles.is_empty() {
         return Err(KeyError::NoScopes);
+    }
+    let mut clean_roles: Vec<String> = Vec::new();
+    for role in roles {
+        let role = role.trim();
+        if role.len() > crate::fields::MAX_ROLE
+            || role.contains(char::is_whitespace)
+            || url::Url::parse(role).is_err()
+        {
+            return Err(KeyError::InvalidRole(role.to_string()));
+        }
+        if !clean_roles.iter().any(|r| r == role) {
+            clean_roles.push(role.to_string());
+        }
     }
     let mut clean: Vec<String> = Vec::new();
     for scope in scopes {
@@ -181,6 +201,7 @@ pub async fn create_key(
                 bucket: bucket.to_string(),
                 scopes: clean,
                 name,
+                roles: clean_roles,
             },
             Utc::now(),
         )

@@ -42,6 +42,9 @@ pub struct BatchCountsView {
     pub running: i64,
     pub done: i64,
     pub failed: i64,
+    /// Done, but rendered since with other settings (an edit rendered by a
+    /// worker with other settings): queued again by the batch's next pass.
+    pub stale: i64,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -61,14 +64,20 @@ pub struct BatchView {
     pub fingerprint: String,
     pub total: i64,
     pub counts: BatchCountsView,
-    /// True once every image is done or failed.
+    /// True once every image is done (rendered with the batch's settings)
+    /// or failed.
     pub complete: bool,
     pub failures: Vec<BatchFailureView>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
-pub fn batch_view(batch: Batch, counts: BatchCounts, failures: Vec<BatchFailure>) -> BatchView {
+pub fn batch_view(
+    batch: Batch,
+    counts: BatchCounts,
+    stale: i64,
+    failures: Vec<BatchFailure>,
+) -> BatchView {
     let filter = batch.filter();
     let queued_total = counts.queued + counts.running + counts.done + counts.failed;
     let pending = if batch.queued_all {
@@ -77,13 +86,14 @@ pub fn batch_view(batch: Batch, counts: BatchCounts, failures: Vec<BatchFailure>
         (batch.total - queued_total).max(0)
     };
     BatchView {
-        complete: batch.queued_all && counts.queued == 0 && counts.running == 0,
+        complete: batch.queued_all && counts.queued == 0 && counts.running == 0 && stale == 0,
         counts: BatchCountsView {
             pending,
             queued: counts.queued,
             running: counts.running,
             done: counts.done,
             failed: counts.failed,
+            stale,
         },
         failures: failures
             .into_iter()
@@ -170,6 +180,7 @@ pub async fn open_or_create(
         crate::error::LacksWrite,
         (status = 404, description = "Unknown style", body = crate::error::Problem, content_type = "application/problem+json"),
         crate::error::Unavailable,
+        crate::error::InsufficientStorage,
     ),
 )]
 pub async fn start(
@@ -227,10 +238,11 @@ pub async fn start(
         .await?
         .ok_or_else(|| ApiError::BatchNotFound(batch.id.clone()))?;
     let counts = state.catalog.batch_counts(&batch.id).await?;
+    let stale = state.catalog.batch_stale(&batch.id).await?;
     let location = state.link(&format!("/v1/batches/{}", batch.id));
     let mut response = (
         StatusCode::ACCEPTED,
-        Json(batch_view(batch, counts, Vec::new())),
+        Json(batch_view(batch, counts, stale, Vec::new())),
     )
         .into_response();
     if let Ok(value) = HeaderValue::from_str(&location) {
@@ -267,6 +279,7 @@ pub async fn show(
         _ => return Err(ApiError::BatchNotFound(id)),
     };
     let counts = state.catalog.batch_counts(&id).await?;
+    let stale = state.catalog.batch_stale(&id).await?;
     let failures = state.catalog.batch_failures(&id, FAILURES_SHOWN).await?;
-    Ok(Json(batch_view(batch, counts, failures)))
+    Ok(Json(batch_view(batch, counts, stale, failures)))
 }

@@ -31,6 +31,17 @@ pub enum ApiError {
     /// The image could not be rendered, so it has no styles.
     #[error("the image could not be rendered: {reason}")]
     ImageFailed { reason: String },
+    /// A versioned file URL that names no file kept for the image: never
+    /// minted, or replaced longer ago than the grace period.
+    #[error("no {style} file of this image has that version any more (replaced files are kept for a grace period); the current one is at {current}")]
+    VersionNotFound { style: String, current: String },
+    /// `/styles/itunes.png` when `itunes` is a JPEG.
+    #[error("{style} is {mimetype}: its URL ends in .{extension}")]
+    WrongExtension {
+        style: String,
+        mimetype: String,
+        extension: &'static str,
+    },
     /// The engine refused the upload (format, limits, crop).
     #[error(transparent)]
     Render(#[from] RenderError),
@@ -43,6 +54,10 @@ pub enum ApiError {
     /// A backend (database, blob store) is down or overloaded: try again.
     #[error("the service is temporarily unavailable")]
     Unavailable(String),
+    /// The database or the blob store has no room for the write (a full
+    /// disk, a quota): nothing was stored; try again once space is freed.
+    #[error("the service is out of storage space")]
+    StorageFull(String),
     /// A bug or lost data on our side.
     #[error("internal error")]
     Internal(String),
@@ -134,6 +149,16 @@ impl ApiError {
                 "image-failed",
                 "Image could not be rendered",
             ),
+            ApiError::VersionNotFound { .. } => (
+                StatusCode::NOT_FOUND,
+                "version-not-found",
+                "No such version of the file",
+            ),
+            ApiError::WrongExtension { .. } => (
+                StatusCode::NOT_FOUND,
+                "wrong-extension",
+                "The extension does not match the file",
+            ),
             ApiError::Render(e) => {
                 let status = match (e.kind(), e) {
                     (_, RenderError::TooManyBytes { .. }) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -160,6 +185,11 @@ impl ApiError {
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 "Service unavailable",
+            ),
+            ApiError::StorageFull(_) => (
+                StatusCode::INSUFFICIENT_STORAGE,
+                "storage-full",
+                "Insufficient storage",
             ),
             ApiError::Internal(_) => (
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -214,6 +244,7 @@ impl From<CatalogError> for ApiError {
                 "invalid-parameter",
                 format!("page[after]={cursor:?} is not an image in this list"),
             ),
+            e if e.is_full() => ApiError::StorageFull(format!("database: {e}")),
             e if e.is_unavailable() => ApiError::Unavailable(format!("database: {e}")),
             // SQLite says "database is locked" when the busy timeout ran out.
             CatalogError::Database(easel_catalog::SqlxError::Database(db))
@@ -228,7 +259,9 @@ impl From<CatalogError> for ApiError {
 
 impl From<StorageError> for ApiError {
     fn from(e: StorageError) -> Self {
-        if e.is_unavailable() {
+        if e.is_full() {
+            ApiError::StorageFull(format!("blob store: {e}"))
+        } else if e.is_unavailable() {
             ApiError::Unavailable(format!("blob store: {e}"))
         } else {
             // A row points at a missing object, or the store is
@@ -261,6 +294,9 @@ problem_responses! {
     Unauthorized = 401, "No API key, or an unknown one";
     /// The catalogue or the object store is down.
     Unavailable = 503, "A backend is unavailable; retry",
+        headers(("Retry-After" = u32, description = "Seconds"));
+    /// The catalogue or the object store is full: every write.
+    InsufficientStorage = 507, "The database or the object store is full; nothing was written, retry once space is freed",
         headers(("Retry-After" = u32, description = "Seconds"));
     LacksRead = 403, "The key lacks image:read";
     LacksWrite = 403, "The key lacks image:write";
@@ -312,6 +348,9 @@ impl ApiError {
                 "something went wrong on our side; it has been logged".to_string()
             }
             ApiError::Unavailable(_) => "a backend is unavailable; retry shortly".to_string(),
+            ApiError::StorageFull(_) => {
+                "storage is full; nothing was written, retry once space is freed".to_string()
+            }
             other => other.to_string(),
         };
         Problem::new(status, code, title, detail)
@@ -323,6 +362,7 @@ impl IntoResponse for ApiError {
         match &self {
             ApiError::Internal(cause) => tracing::error!(cause = %cause, "internal error"),
             ApiError::Unavailable(cause) => tracing::warn!(cause = %cause, "backend unavailable"),
+            ApiError::StorageFull(cause) => tracing::error!(cause = %cause, "storage full"),
             _ => {}
         }
         let body = self.problem();
@@ -337,6 +377,10 @@ impl IntoResponse for ApiError {
             }
             ApiError::Unavailable(_) => {
                 headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+            }
+            // Space comes back when an operator frees it: minutes, not seconds.
+            ApiError::StorageFull(_) => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("30"));
             }
             // RFC 6750 §3: no error code when the client sent no bearer
             // credentials; `invalid_token` when it sent ones we refuse.

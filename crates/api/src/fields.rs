@@ -12,11 +12,24 @@ pub const MAX_NAME: usize = 1024;
 pub const MAX_LABEL: usize = 128;
 pub const MAX_STRING: usize = 4096;
 pub const MAX_TAGS: usize = 64;
+pub const MAX_ROLES: usize = 32;
+pub const MAX_ROLE: usize = 1024;
 
-/// Every field a PUT or PATCH body may carry besides `origin`.
-pub const FIELD_NAMES: [&str; 10] = [
-    "name", "facet", "crop", "tags", "string1", "string2", "string3", "number1", "number2",
+/// Every field a PUT or PATCH body may carry besides `origin` and
+/// `initial_origin`.
+pub const FIELD_NAMES: [&str; 12] = [
+    "name",
+    "facet",
+    "crop",
+    "tags",
+    "string1",
+    "string2",
+    "string3",
+    "number1",
+    "number2",
     "number3",
+    "max_unauthorised",
+    "roles",
 ];
 
 fn invalid(detail: String) -> ApiError {
@@ -56,6 +69,45 @@ pub fn tags(list: Vec<String>) -> Result<Vec<String>, ApiError> {
     }
     if clean.len() > MAX_TAGS {
         return Err(invalid(format!("at most {MAX_TAGS} tags")));
+    }
+    Ok(clean)
+}
+
+/// `max_unauthorised`: -1 (open), 0 (nothing without a key) or the
+/// longest public edge in pixels.
+pub fn max_unauthorised(value: i64) -> Result<i64, ApiError> {
+    if value >= -1 {
+        Ok(value)
+    } else {
+        Err(invalid(format!(
+            "max_unauthorised must be -1 (open to everyone), 0 (nothing without a key) \
+             or the longest public edge in pixels, got {value}"
+        )))
+    }
+}
+
+/// Role URIs: absolute URIs, kept opaque; repeats dropped.
+pub fn roles(list: Vec<String>) -> Result<Vec<String>, ApiError> {
+    let mut clean: Vec<String> = Vec::new();
+    for role in list {
+        let role = role.trim();
+        if role.is_empty() {
+            continue;
+        }
+        if role.len() > MAX_ROLE
+            || url::Url::parse(role).is_err()
+            || role.contains(char::is_whitespace)
+        {
+            return Err(invalid(format!(
+                "role {role:?} is not an absolute URI of at most {MAX_ROLE} bytes"
+            )));
+        }
+        if !clean.iter().any(|r| r == role) {
+            clean.push(role.to_string());
+        }
+    }
+    if clean.len() > MAX_ROLES {
+        return Err(invalid(format!("at most {MAX_ROLES} roles")));
     }
     Ok(clean)
 }
@@ -129,6 +181,36 @@ fn json_tags(value: &Value) -> Result<Vec<String>, ApiError> {
     }
 }
 
+fn json_max_unauthorised(value: &Value) -> Result<Option<i64>, ApiError> {
+    match value {
+        Value::Null => Ok(None),
+        Value::Number(n) => match n.as_i64() {
+            Some(v) => max_unauthorised(v).map(Some),
+            None => Err(invalid("max_unauthorised must be an integer".into())),
+        },
+        _ => Err(invalid(
+            "max_unauthorised must be an integer or null (the bucket's setting)".into(),
+        )),
+    }
+}
+
+fn json_roles(value: &Value) -> Result<Vec<String>, ApiError> {
+    match value {
+        Value::Null => Ok(Vec::new()),
+        Value::Array(items) => roles(
+            items
+                .iter()
+                .map(|v| {
+                    v.as_str()
+                        .map(str::to_string)
+                        .ok_or_else(|| invalid("roles must be an array of URI strings".into()))
+                })
+                .collect::<Result<_, _>>()?,
+        ),
+        _ => Err(invalid("roles must be an array of URI strings".into())),
+    }
+}
+
 /// Refuses keys outside `allowed`, naming them.
 pub fn reject_unknown(body: &Map<String, Value>, allowed: &[&str]) -> Result<(), ApiError> {
     let unknown: Vec<&str> = body
@@ -184,6 +266,8 @@ pub fn fields_from_json(
         number1: json_number("number1", get("number1"))?,
         number2: json_number("number2", get("number2"))?,
         number3: json_number("number3", get("number3"))?,
+        max_unauthorised: json_max_unauthorised(get("max_unauthorised"))?,
+        roles: json_roles(get("roles"))?,
     };
     Ok((fields, crop))
 }
@@ -214,6 +298,11 @@ pub fn patch_from_json(
         number1: number_field("number1")?,
         number2: number_field("number2")?,
         number3: number_field("number3")?,
+        max_unauthorised: body
+            .get("max_unauthorised")
+            .map(json_max_unauthorised)
+            .transpose()?,
+        roles: body.get("roles").map(json_roles).transpose()?,
     };
     Ok((patch, crop))
 }

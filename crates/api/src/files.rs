@@ -1,7 +1,9 @@
 //! Serving stored files: validators, caching and byte ranges.
 
+use std::time::Duration;
+
 use axum::body::Body;
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 
 use crate::{ApiError, AppState};
@@ -15,37 +17,64 @@ pub struct StoredFile<'a> {
     /// Served without a key. When only a key unlocked it, shared caches must
     /// not keep it and hand it to the next client without one.
     pub public: bool,
+    pub caching: Caching,
+    /// The versioned URL of what a stable alias serves now.
+    pub content_location: Option<String>,
 }
 
-/// A file's bytes are named by their hash, so a URL's answer can change only
-/// if the image is re-rendered, and then the ETag changes with it.
+/// How long a response may be reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Caching {
+    /// A versioned URL: its bytes never change, so a year, `immutable`.
+    Immutable,
+    /// A stable alias: its bytes change with a re-render, so caches keep it
+    /// this long and then revalidate (a 304 while the ETag still matches).
+    Revalidate(Duration),
+}
+
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 const PRIVATE_IMMUTABLE: &str = "private, max-age=31536000, immutable";
 
+impl Caching {
+    fn header(self, public: bool) -> String {
+        match (self, public) {
+            (Caching::Immutable, true) => IMMUTABLE.into(),
+            (Caching::Immutable, false) => PRIVATE_IMMUTABLE.into(),
+            (Caching::Revalidate(age), true) => format!("public, max-age={}", age.as_secs()),
+            (Caching::Revalidate(age), false) => format!("private, max-age={}", age.as_secs()),
+        }
+    }
+}
+
+/// Serves a stored file: ETag (its sha256), 304, `Range`, and `HEAD`
+/// without reading the object (its size is in the row).
 pub async fn serve(
     state: &AppState,
+    method: &Method,
     headers: &HeaderMap,
     file: StoredFile<'_>,
 ) -> Result<Response, ApiError> {
     let etag = format!("\"{}\"", file.sha256);
+    let cache_control = file.caching.header(file.public);
     let base = |status: StatusCode| {
         let mut builder = Response::builder()
             .status(status)
             .header(header::ETAG, &etag)
             .header(header::ACCEPT_RANGES, "bytes")
-            .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
-        builder = if file.public {
-            builder.header(header::CACHE_CONTROL, IMMUTABLE)
-        } else {
-            builder
-                .header(header::CACHE_CONTROL, PRIVATE_IMMUTABLE)
-                .header(header::VARY, "Authorization")
-        };
+            .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff")
+            .header(header::CACHE_CONTROL, &cache_control);
+        if !file.public {
+            builder = builder.header(header::VARY, "Authorization");
+        }
+        if let Some(location) = &file.content_location {
+            builder = builder.header(header::CONTENT_LOCATION, location);
+        }
         if status != StatusCode::NOT_MODIFIED {
             builder = builder.header(header::CONTENT_TYPE, file.mimetype);
         }
         builder
     };
+    let head = method == Method::HEAD;
 
     if let Some(inm) = headers.get(header::IF_NONE_MATCH) {
         if etag_matches(inm, file.sha256) {
@@ -65,7 +94,19 @@ pub async fn serve(
         None => None,
     };
 
+    if head {
+        // Apple's crawler checks cover art with a HEAD: the store is asked
+        // whether the object is there, but it is not read.
+        state.store.size(file.key).await?;
+    }
     let response = match range {
+        Some((start, end)) if head => base(StatusCode::PARTIAL_CONTENT)
+            .header(
+                header::CONTENT_RANGE,
+                format!("bytes {start}-{end}/{}", file.size),
+            )
+            .header(header::CONTENT_LENGTH, end + 1 - start)
+            .body(Body::empty()),
         Some((start, end)) => {
             let bytes = state.store.get_range(file.key, start..end + 1).await?;
             base(StatusCode::PARTIAL_CONTENT)
@@ -76,6 +117,9 @@ pub async fn serve(
                 .header(header::CONTENT_LENGTH, bytes.len())
                 .body(Body::from(bytes))
         }
+        None if head => base(StatusCode::OK)
+            .header(header::CONTENT_LENGTH, file.size)
+            .body(Body::empty()),
         None => {
             let bytes = state.store.get(file.key).await?;
             base(StatusCode::OK)
@@ -88,7 +132,7 @@ pub async fn serve(
 
 /// `If-None-Match` / `If-Range` against our strong ETag. Weak validators
 /// compare equal for If-None-Match (RFC 9110 weak comparison).
-fn etag_matches(value: &HeaderValue, sha256: &str) -> bool {
+pub(crate) fn etag_matches(value: &HeaderValue, sha256: &str) -> bool {
     let Ok(text) = value.to_str() else {
         return false;
     };
@@ -100,7 +144,7 @@ fn etag_matches(value: &HeaderValue, sha256: &str) -> bool {
 /// Parses a single `bytes=` range into inclusive `(start, end)`. Returns
 /// `None` (serve the whole file, which RFC 9110 allows) for forms we do not
 /// serve partially: other units, several ranges, or malformed values.
-fn parse_range(value: &HeaderValue, size: u64) -> Result<Option<(u64, u64)>, ApiError> {
+pub(crate) fn parse_range(value: &HeaderValue, size: u64) -> Result<Option<(u64, u64)>, ApiError> {
     let Some(spec) = value
         .to_str()
         .ok()

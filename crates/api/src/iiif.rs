@@ -28,9 +28,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Router};
 use bytes::Bytes;
-use easel_catalog::{Image, ImageStatus};
+use easel_catalog::{BucketSettings, Image, ImageStatus};
 use easel_render::iiif::{
-    info_json, render_iiif, sizes_for, IiifError, IiifLimits, IiifPlan, IiifRequest,
+    info_json, render_iiif, sizes_for, IiifError, IiifLimits, IiifPlan, IiifRequest, IiifSize,
     IIIF_INFO_CONTENT_TYPE, IIIF_PIPELINE_VERSION,
 };
 use easel_render::{sha256_hex, Style, ENGINE_VERSION};
@@ -39,12 +39,15 @@ use tokio::sync::Semaphore;
 use tower::{Layer, ServiceExt};
 use tower_http::cors::{Any, CorsLayer};
 
-use crate::auth::{self, Caller};
+use crate::access::{decide, edge_at_scale, Access, Wanted};
+use crate::auth::Caller;
 use crate::error::Problem;
 use crate::{ApiError, AppState};
 
 /// The profile every IIIF response links to.
 const LEVEL2_PROFILE: &str = "http://iiif.io/api/image/3/level2.json";
+/// What a caller who may have only the listed sizes is told.
+const LEVEL0_PROFILE: &str = "http://iiif.io/api/image/3/level0.json";
 /// Rendered files are named by what made them, so they never go stale; the
 /// same URL can change only when an image is replaced, hence a day, not a year.
 const IMAGE_CACHE_CONTROL: &str = "public, max-age=86400";
@@ -154,6 +157,8 @@ pub fn routes_with(config: IiifConfig) -> Router<AppState> {
     Router::new()
         .route("/iiif/3/{id}", get(redirect))
         .route("/iiif/3/{id}/info.json", get(info))
+        .route("/iiif/3/{id}/probe", get(crate::iiif_auth::probe))
+        .route(crate::iiif_auth::TOKEN_PATH, get(crate::iiif_auth::token))
         .route(
             "/iiif/3/{id}/{region}/{size}/{rotation}/{quality_format}",
             get(image),
@@ -190,7 +195,7 @@ pub(crate) async fn cors(request: Request, next: Next) -> Response {
 
 /// Everything a IIIF request can answer besides success.
 #[derive(Debug)]
-pub(crate) enum Failure {
+pub enum Failure {
     Iiif(IiifError),
     Api(ApiError),
 }
@@ -239,16 +244,56 @@ impl IntoResponse for Failure {
     }
 }
 
-/// A live image the caller may see, or 404: deleted images are gone for
-/// IIIF too. IIIF follows the bucket's style-file setting: in a bucket that
-/// is not fully public, a derivative of any size can be asked for, so every
-/// IIIF request needs an `image:read` key of that bucket. Also says whether
-/// it took one (`true`): then responses are private.
-async fn find_image(
+/// A live image and who asks: deleted images and other buckets' are 404
+/// for IIIF too. What the caller may see of it is [`decide`]d per request,
+/// on the size returned.
+pub(crate) struct Found {
+    pub image: Image,
+    pub settings: BucketSettings,
+    pub caller: Caller,
+}
+
+impl Found {
+    pub fn decide(&self, wanted: Wanted) -> Access {
+        decide(&self.image, &self.settings, self.caller.key(), wanted)
+    }
+
+    /// The largest view of the whole image a caller without a key may
+    /// have, as `(width, height)`: `None` when everything is public or
+    /// nothing is.
+    pub fn public_size(&self, width: u32, height: u32) -> Option<(u32, u32)> {
+        let max = u64::try_from(self.image.public_limit(self.settings.public_max_side)?).ok()?;
+        let longest = u64::from(width.max(height));
+        if max == 0 {
+            return None;
+        }
+        if max >= longest {
+            return Some((width, height));
+        }
+        // Rounded down, so that `w,` asks no more than `max` on either side.
+        let fit = |side: u32| {
+            u32::try_from(u64::from(side) * max / longest)
+                .unwrap_or(0)
+                .max(1)
+        };
+        Some((fit(width), fit(height)))
+    }
+
+    /// 404 to a caller who may see nothing of the image (as for a missing
+    /// id), 403 to a key of the bucket without the scope or a role.
+    fn check_any(&self, id: &str) -> Result<(), ApiError> {
+        if self.decide(Wanted::Everything).allowed() {
+            return Ok(());
+        }
+        self.decide(Wanted::Pixels(1)).check(id).map(|_| ())
+    }
+}
+
+pub(crate) async fn find_image(
     state: &AppState,
     headers: &HeaderMap,
     id: &str,
-) -> Result<(Image, bool), ApiError> {
+) -> Result<Found, ApiError> {
     let caller = Caller::from_headers(state, headers).await?;
     let image = match state.catalog.image(id).await? {
         Some(image) if image.deleted_at.is_none() => image,
@@ -258,28 +303,29 @@ async fn find_image(
         return Err(ApiError::ImageNotFound(id.to_string()));
     }
     let settings = state.catalog.bucket_settings(&image.bucket).await?;
-    let private = settings.public_max_side.is_some();
-    if private {
-        caller.require(auth::READ)?;
-    }
-    Ok((image, private))
+    let found = Found {
+        image,
+        settings,
+        caller,
+    };
+    found.check_any(id)?;
+    Ok(found)
 }
 
 /// What IIIF needs of an image: its original and the original's facts.
 struct Source {
-    image: Image,
+    found: Found,
     width: u32,
     height: u32,
     sha256: String,
     original_key: String,
-    /// Served only to a key: not for shared caches.
-    private: bool,
 }
 
 /// A live image with its original stored, or 404: deleted images are gone
 /// for IIIF too, and one whose origin URL is not fetched yet has no pixels.
 async fn find_source(state: &AppState, headers: &HeaderMap, id: &str) -> Result<Source, ApiError> {
-    let (image, private) = find_image(state, headers, id).await?;
+    let found = find_image(state, headers, id).await?;
+    let image = &found.image;
     let side = |v: Option<i64>| v.and_then(|v| u32::try_from(v).ok()).filter(|v| *v > 0);
     match (
         side(image.width),
@@ -288,43 +334,18 @@ async fn find_source(state: &AppState, headers: &HeaderMap, id: &str) -> Result<
         image.original_key.clone(),
     ) {
         (Some(width), Some(height), Some(sha256), Some(original_key)) => Ok(Source {
-            image,
+            found,
             width,
             height,
             sha256,
             original_key,
-            private,
         }),
         _ => Err(ApiError::StyleNotReady("the original".into())),
     }
 }
 
-/// `https://host` from the configured public URL, else from the request's
-/// `Host` (and `X-Forwarded-Proto`), so `info.json`'s `id` is the URL the
-/// client used. A Host with characters no host name has is ignored.
-fn service_base(state: &AppState, headers: &HeaderMap) -> String {
-    let configured = state.config.public_url.trim_end_matches('/');
-    if !configured.is_empty() {
-        return configured.to_string();
-    }
-    let host = headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .filter(|h| {
-            !h.is_empty()
-                && h.len() <= 255
-                && h.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b))
-        })
-        .unwrap_or("localhost");
-    let scheme = match headers
-        .get("x-forwarded-proto")
-        .and_then(|v| v.to_str().ok())
-    {
-        Some("https") => "https",
-        _ => "http",
-    };
-    format!("{scheme}://{host}")
+pub(crate) fn service_base(state: &AppState, headers: &HeaderMap) -> String {
+    crate::links::service_base(&state.config.public_url, headers)
 }
 
 /// A path segment with everything but unreserved characters percent-encoded.
@@ -340,7 +361,7 @@ fn encode_segment(s: &str) -> String {
     out
 }
 
-fn id_url(state: &AppState, headers: &HeaderMap, id: &str) -> String {
+pub(crate) fn id_url(state: &AppState, headers: &HeaderMap, id: &str) -> String {
     format!(
         "{}/iiif/3/{}",
         service_base(state, headers),
@@ -419,9 +440,9 @@ pub(crate) async fn info(
     headers: HeaderMap,
 ) -> Result<Response, Failure> {
     let Source {
+        found,
         width,
         height,
-        private,
         ..
     } = find_source(&state, &headers, &id).await?;
     let limits = &iiif.config.limits;
@@ -431,8 +452,58 @@ pub(crate) async fn info(
         .iter()
         .filter_map(|s| s.square_side())
         .collect();
+    let everything = found.decide(Wanted::Everything);
+    // Not fully open: what the document lists depends on the key.
+    let restricted = found
+        .image
+        .public_limit(found.settings.public_max_side)
+        .is_some();
+    let private = restricted;
+    let id_url = id_url(&state, &headers, &id);
     let sizes = sizes_for(width, height, &sides, limits);
-    let body = info_json(&id_url(&state, &headers, &id), width, height, sizes, limits);
+    let mut body = if everything.allowed() {
+        serde_json::to_value(info_json(&id_url, width, height, sizes, limits))
+    } else {
+        // Only what this caller may have: the sizes within the limit and
+        // the largest public view, no tiles (the full-resolution ones are
+        // not public), and limits that say so. A viewer shows that.
+        let (public_width, public_height) = found.public_size(width, height).unwrap_or((0, 0));
+        let mut sizes: Vec<IiifSize> = sizes
+            .into_iter()
+            .filter(|s| s.width <= public_width && s.height <= public_height)
+            .collect();
+        if public_width > 0 && !sizes.iter().any(|s| s.width == public_width) {
+            sizes.push(IiifSize {
+                width: public_width,
+                height: public_height,
+            });
+        }
+        let public = IiifLimits {
+            max_width: public_width.min(limits.max_width),
+            max_height: public_height.min(limits.max_height),
+            max_area: (u64::from(public_width) * u64::from(public_height)).min(limits.max_area),
+        };
+        let mut info = info_json(&id_url, width, height, sizes, &public);
+        // To this caller the service is level 0: the listed sizes only.
+        // Viewers then show the largest of them instead of asking for
+        // full-resolution tiles they would be refused.
+        info.profile = "level0";
+        serde_json::to_value(info)
+    }
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    if !everything.allowed() {
+        if let Some(info) = body.as_object_mut() {
+            info.remove("tiles");
+        }
+    }
+    if restricted {
+        crate::iiif_auth::declare_services(&mut body, &id_url, &service_base(&state, &headers));
+    }
+    let profile = if body["profile"] == "level0" {
+        LEVEL0_PROFILE
+    } else {
+        LEVEL2_PROFILE
+    };
     let bytes = serde_json::to_vec(&body).map_err(|e| ApiError::Internal(e.to_string()))?;
     let content_type = if wants_json_ld(&headers) {
         IIIF_INFO_CONTENT_TYPE
@@ -448,7 +519,7 @@ pub(crate) async fn info(
         .header(header::CONTENT_TYPE, content_type)
         .header(header::CACHE_CONTROL, cache_control)
         .header(header::VARY, vary)
-        .header(header::LINK, format!("<{LEVEL2_PROFILE}>;rel=\"profile\""))
+        .header(header::LINK, format!("<{profile}>;rel=\"profile\""))
         .body(Body::from(bytes))
         .map_err(|e| ApiError::Internal(e.to_string()).into())
 }
@@ -490,6 +561,9 @@ struct Served {
     etag: String,
 }
 
+/// An image answer: 304 when the ETag matches, else the bytes, or the
+/// part a `Range` asks for (206). A `HEAD` gets the same headers, with the
+/// `Content-Length` a `GET` would have; the router drops the body.
 fn image_response(
     served: Served,
     canonical: &str,
@@ -500,6 +574,7 @@ fn image_response(
     let mut builder = Response::builder()
         .header(header::ETAG, format!("\"{}\"", served.etag))
         .header(header::LINK, links)
+        .header(header::ACCEPT_RANGES, "bytes")
         .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     builder = if private {
         builder
@@ -508,12 +583,32 @@ fn image_response(
     } else {
         builder.header(header::CACHE_CONTROL, IMAGE_CACHE_CONTROL)
     };
-    let response = if etag_matches(headers, &served.etag) {
-        builder.status(StatusCode::NOT_MODIFIED).body(Body::empty())
-    } else {
-        builder
-            .header(header::CONTENT_TYPE, served.mimetype)
-            .body(Body::from(served.bytes))
+    if etag_matches(headers, &served.etag) {
+        return builder
+            .status(StatusCode::NOT_MODIFIED)
+            .body(Body::empty())
+            .map_err(|e| ApiError::Internal(e.to_string()));
+    }
+    let size = served.bytes.len() as u64;
+    let range_allowed = headers
+        .get(header::IF_RANGE)
+        .is_none_or(|v| crate::files::etag_matches(v, &served.etag));
+    let range = match headers.get(header::RANGE).filter(|_| range_allowed) {
+        Some(value) => crate::files::parse_range(value, size)?,
+        None => None,
+    };
+    let builder = builder.header(header::CONTENT_TYPE, served.mimetype);
+    let response = match range {
+        Some((start, end)) => builder
+            .status(StatusCode::PARTIAL_CONTENT)
+            .header(header::CONTENT_RANGE, format!("bytes {start}-{end}/{size}"))
+            .header(header::CONTENT_LENGTH, end + 1 - start)
+            .body(Body::from(
+                served.bytes.slice(start as usize..end as usize + 1),
+            )),
+        None => builder
+            .header(header::CONTENT_LENGTH, size)
+            .body(Body::from(served.bytes)),
     };
     response.map_err(|e| ApiError::Internal(e.to_string()))
 }
@@ -546,6 +641,8 @@ fn image_response(
             )),
         (status = 304, description = "Unchanged (`If-None-Match`)"),
         (status = 400, description = "A malformed region, size, rotation, quality or format, or a request beyond the limits", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 401, description = "An unknown key, or, without a key, a size above the image's `max_unauthorised` (info.json lists the public sizes; the probe service says more)", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 403, description = "A key of the bucket without image:read or a role of the image, for a size above its `max_unauthorised`", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such image, or its original is not fetched yet", body = crate::error::Problem, content_type = "application/problem+json",
             headers(("Retry-After" = u32, description = "Seconds, while the original is being fetched"))),
         (status = 422, description = "The original cannot be rendered", body = crate::error::Problem, content_type = "application/problem+json"),
@@ -575,7 +672,23 @@ pub(crate) async fn image(
         id_url(&state, &headers, &id),
         plan.canonical(width, height)
     );
-    let private = source.private;
+    let edge = edge_at_scale(
+        (width, height),
+        (plan.region.width, plan.region.height),
+        (plan.width, plan.height),
+    );
+    let private = match source.found.decide(Wanted::Pixels(edge)) {
+        // Some of the image is public here, so its existence is no secret:
+        // say a key is needed, as the probe does.
+        Access::Hidden => {
+            return Err(ApiError::Unauthenticated(
+                "this size needs an API key: send Authorization: Bearer <key> \
+                 (info.json lists the public sizes)",
+            )
+            .into())
+        }
+        access => !access.check(&id)?,
+    };
 
     if let Some(served) = stored_style(&state, &source, &plan).await? {
         metrics::counter!("easel_iiif_images_total", "source" => "style").increment(1);
@@ -625,11 +738,21 @@ pub(crate) async fn image(
         .get(&source.original_key)
         .await
         .map_err(ApiError::from)?;
+    // Its share of the process's render memory, which the workers draw
+    // from too: a render that never fits is refused, others wait for room.
+    let budget = &state.config.render_memory;
+    let needed = easel_render::decode_cost(&original, &state.settings.limits)
+        .and_then(|cost| cost.check(budget.total_bytes()))
+        .map_err(ApiError::Render)?;
+    let memory = tokio::time::timeout(iiif.config.render_wait, budget.reserve(needed))
+        .await
+        .map_err(|_| ApiError::Unavailable("no render memory came free".into()))?
+        .map_err(|e| ApiError::Internal(format!("render memory: {e}")))?;
     let settings = state.settings.clone();
     let rendered = tokio::task::spawn_blocking(move || {
         // Held by the thread, not the request: if the client goes away the
         // render still runs to the end, and still counts against the limit.
-        let _permit = permit;
+        let (_permit, _memory) = (permit, memory);
         render_iiif(&original, &plan, &settings)
     })
     .await
@@ -752,7 +875,7 @@ async fn stored_style(
     source: &Source,
     plan: &IiifPlan,
 ) -> Result<Option<Served>, ApiError> {
-    let image = &source.image;
+    let image = &source.found.image;
     // While a new original or crop renders, or after that failed, the rows
     // still name the files of the previous one.
     if image.crop.is_some() || image.status() != ImageStatus::Finished {

@@ -1,20 +1,21 @@
 //! Reading images back: the resource, its assets, and its style files.
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use easel_catalog::{Image, ImageStatus, MediaAsset};
+use easel_render::feed::FEED_STYLES;
 use easel_render::{Crop, Style};
 
+use crate::access::{decide, Access, Wanted};
 use crate::auth::{self, Caller};
-use crate::files::{self, StoredFile};
-use crate::view::{asset_view, etag_header, image_view, AssetList};
+use crate::files::{self, Caching, StoredFile};
+use crate::view::{self, asset_view, etag_header, image_view, AssetList};
 use crate::{ApiError, AppState};
 
-/// The alias feed generators ask for: the largest square that exists.
+/// The alias of the feed file.
 const FEED: &str = "feed";
-const FEED_STYLES: [Style; 2] = [Style::Square3000, Style::Itunes];
 
 /// An image the caller's key may see: missing, trashed and other buckets'
 /// images are all the same 404, so ids never leak across buckets.
@@ -78,6 +79,7 @@ pub(crate) async fn find_any(state: &AppState, bucket: &str, id: &str) -> Result
 )]
 pub async fn show(
     State(state): State<AppState>,
+    method: Method,
     Path(id): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
@@ -85,7 +87,9 @@ pub async fn show(
     let key = caller.require(auth::READ)?;
     let image = find_image(&state, &key.bucket, &id).await?;
     if wants_octet_stream(&headers) {
-        return serve_original(&state, &headers, &image).await;
+        // PUT can replace the original under this URL: revalidate.
+        let caching = Caching::Revalidate(state.config.alias_max_age);
+        return serve_original(&state, &method, &headers, &image, None, caching).await;
     }
     let assets = state.catalog.assets(&id).await?;
     Ok(resource(&state, StatusCode::OK, image, assets))
@@ -134,112 +138,328 @@ pub async fn assets(
     }))
 }
 
-/// A style file. Public unless the bucket says otherwise; the original
-/// always needs `image:read`.
-#[utoipa::path(
-    get,
+/// The OpenAPI description of a file endpoint (an alias or a version):
+/// the same answers, with the path, operation, parameters, caching and
+/// reasons for a 404 they differ by. Wraps the handler.
+macro_rules! file_endpoint {
+    (
+        path = $path:literal,
+        operation_id = $operation:literal,
+        summary = $summary:literal,
+        params($($params:tt)*),
+        cache_control = $cache:literal,
+        not_found = $not_found:literal,
+        $handler:item
+    ) => {
+        #[utoipa::path(
+            get,
+            path = $path,
+            tag = "styles",
+            operation_id = $operation,
+            summary = $summary,
+            security((), ("bearer" = [])),
+            params($($params)*),
+            responses(
+                (status = 200, description = "The file (also answered to `HEAD`, with its `Content-Length`)", headers(
+                        ("ETag" = String, description = "The file's sha256"),
+                        ("Cache-Control" = String, description = $cache),
+                        ("Accept-Ranges" = String, description = "`bytes`"),
+                    ),
+                    content(
+                        (crate::openapi::Binary = "image/jpeg"),
+                        (crate::openapi::Binary = "image/png"),
+                        (crate::openapi::Binary = "image/webp"),
+                        (crate::openapi::Binary = "image/gif"),
+                        (crate::openapi::Binary = "image/tiff"),
+                    )),
+                (status = 206, description = "Part of the file (a `Range` request)", headers(("Content-Range" = String, description = "`bytes start-end/size`")),
+                    content(
+                        (crate::openapi::Binary = "image/jpeg"),
+                        (crate::openapi::Binary = "image/png"),
+                        (crate::openapi::Binary = "image/webp"),
+                        (crate::openapi::Binary = "image/gif"),
+                        (crate::openapi::Binary = "image/tiff"),
+                    )),
+                (status = 304, description = "Unchanged (`If-None-Match`)"),
+                (status = 401, description = "An unknown key, or no key for the original of an image in a public bucket", body = crate::error::Problem, content_type = "application/problem+json"),
+                (status = 403, description = "The key lacks image:read, which this file needs", body = crate::error::Problem, content_type = "application/problem+json"),
+                (status = 404, description = $not_found, body = crate::error::Problem, content_type = "application/problem+json",
+                    headers(("Retry-After" = u32, description = "Seconds, while the image is still rendering"))),
+                (status = 416, description = "The range is outside the file", body = crate::error::Problem, content_type = "application/problem+json"),
+                crate::error::Unavailable,
+            ),
+        )]
+        $handler
+    };
+}
+
+file_endpoint! {
     path = "/v1/images/{id}/styles/{style}",
-    tag = "styles",
     operation_id = "getImageStyle",
-    security((), ("bearer" = [])),
+    summary = "A style's current file (stable alias)",
     params(
         ("id" = String, Path, description = "The image's id"),
         ("style" = String, Path, description = "A style name: `original`, `stripped-original`, `regular`, `thumb`, \
-            `square-400`, `square-640`, `square-888`, `itunes`, `square-3000`, or `feed` (`square-3000`, else `itunes`)",
-            example = "itunes"),
+            `square-400`, `square-640`, `square-888`, `itunes`, `square-3000`, or `feed` (the feed file: \
+            `square-3000` when it fits the feed byte budget, else `itunes`); optionally with the file's \
+            extension (`itunes.jpg`, `feed.jpg`), which must match its type",
+            example = "itunes.jpg"),
     ),
-    responses(
-        (status = 200, description = "The file", headers(
-                ("ETag" = String, description = "The file's sha256"),
-                ("Accept-Ranges" = String, description = "`bytes`"),
-            ),
-            content(
-                (crate::openapi::Binary = "image/jpeg"),
-                (crate::openapi::Binary = "image/png"),
-                (crate::openapi::Binary = "image/webp"),
-                (crate::openapi::Binary = "image/gif"),
-                (crate::openapi::Binary = "image/tiff"),
-            )),
-        (status = 206, description = "Part of the file (a `Range` request)", headers(("Content-Range" = String, description = "`bytes start-end/size`")),
-            content(
-                (crate::openapi::Binary = "image/jpeg"),
-                (crate::openapi::Binary = "image/png"),
-                (crate::openapi::Binary = "image/webp"),
-                (crate::openapi::Binary = "image/gif"),
-                (crate::openapi::Binary = "image/tiff"),
-            )),
-        (status = 304, description = "Unchanged (`If-None-Match`)"),
-        (status = 401, description = "An unknown key, or no key for a private file or the original", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 403, description = "The key lacks image:read, which this file needs", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 404, description = "No such image or style, a style that does not apply to this image, or one not rendered yet", body = crate::error::Problem, content_type = "application/problem+json",
-            headers(("Retry-After" = u32, description = "Seconds, while the image is still rendering"))),
-        (status = 416, description = "The range is outside the file", body = crate::error::Problem, content_type = "application/problem+json"),
-        crate::error::Unavailable,
-    ),
-)]
+    cache_control = "`public, max-age=<alias max age>`: never `immutable`, a re-render changes the bytes; `private` and `Vary: Authorization` when a key was needed",
+    not_found = "No such image or style (a private bucket answers so to callers without its key), a style that does not apply to this image, one not rendered yet, or an extension that is not the file's",
+/// A stable alias: the current file of a style (or the feed file), with an
+/// ETag and a short freshness. Public unless the bucket says otherwise; the
+/// original always needs `image:read`.
 pub async fn style(
     State(state): State<AppState>,
-    Path((id, style)): Path<(String, String)>,
+    method: Method,
+    Path((id, segment)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let caller = Caller::from_headers(&state, &headers).await?;
-    let image = match state.catalog.image(&id).await? {
+    let (wanted, extension) = parse_alias(&segment)?;
+    let (image, settings) = visible_image(&state, &caller, &id).await?;
+    let caching = Caching::Revalidate(state.config.alias_max_age);
+    let asset = match wanted {
+        Alias::Feed => feed_asset(&state, &image).await?,
+        Alias::Style(Style::Original) => {
+            decide(&image, &settings, caller.key(), Wanted::Original).check(&id)?;
+            // Stored before the upload was acknowledged: readable while rendering.
+            return serve_original(&state, &method, &headers, &image, extension, caching).await;
+        }
+        Alias::Style(style) => state.catalog.asset(&id, style.as_str()).await?,
+    };
+    let Some(asset) = asset else {
+        // Say why a file is missing only to those who may see the image.
+        decide(&image, &settings, caller.key(), Wanted::Everything).check(&id)?;
+        let style = match wanted {
+            Alias::Feed => Style::Itunes,
+            Alias::Style(style) => style,
+        };
+        return Err(missing_style(&image, style));
+    };
+    let edge = asset.width.max(asset.height);
+    let public = decide(&image, &settings, caller.key(), Wanted::Pixels(edge)).check(&id)?;
+    if let Some(extension) = extension {
+        check_extension(&asset.style, &asset.mimetype, extension)?;
+    }
+    let location = state.link(&view::version_path(
+        &id,
+        &asset.style,
+        &asset.sha256,
+        &asset.mimetype,
+    ));
+    serve_asset(
+        &state,
+        &method,
+        &headers,
+        &asset,
+        public,
+        caching,
+        Some(location),
+    )
+    .await
+}
+}
+
+file_endpoint! {
+    path = "/v1/images/{id}/styles/{style}/{file}",
+    operation_id = "getImageStyleVersion",
+    summary = "A style's file by version (immutable: what a feed carries)",
+    params(
+        ("id" = String, Path, description = "The image's id"),
+        ("style" = String, Path, description = "A style name (not `feed`: the feed file's own style)", example = "itunes"),
+        ("file" = String, Path, description = "The start of the file's sha256 (16 to 64 lower-case hex digits) and its extension, as the asset's `url` gives it",
+            example = "3a7bd3e2360a3d29.jpg"),
+    ),
+    cache_control = "`public, max-age=31536000, immutable`; `private` and `Vary: Authorization` when a key was needed",
+    not_found = "No such image or style (a private bucket answers so to callers without its key), or no file of that version: never minted, or replaced longer ago than the grace period (`version-not-found`)",
+/// A versioned file: the bytes it was minted for, forever (`immutable`),
+/// while it is the style's current file and, once replaced, for the grace
+/// period.
+pub async fn style_version(
+    State(state): State<AppState>,
+    method: Method,
+    Path((id, style, file)): Path<(String, String, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let caller = Caller::from_headers(&state, &headers).await?;
+    let style: Style = style
+        .parse()
+        .map_err(|_| ApiError::UnknownStyle(style.clone()))?;
+    let (image, settings) = visible_image(&state, &caller, &id).await?;
+    // In a bucket that is not fully public, a stranger learns no more from
+    // a wrong version than from a wrong id.
+    let hide = decide(&image, &settings, caller.key(), Wanted::Everything) == Access::Hidden;
+    let gone = || {
+        if hide {
+            ApiError::ImageNotFound(id.clone())
+        } else {
+            ApiError::VersionNotFound {
+                style: style.to_string(),
+                current: state.link(&format!("{}/styles/{style}", view::image_path(&id))),
+            }
+        }
+    };
+    let (prefix, extension) = parse_version(&file).ok_or_else(gone)?;
+    if style == Style::Original {
+        decide(&image, &settings, caller.key(), Wanted::Original).check(&id)?;
+    }
+    let current = state.catalog.asset(&id, style.as_str()).await?;
+    let found = match current.filter(|a| a.sha256.starts_with(prefix)) {
+        Some(asset) => Some(asset),
+        None => state
+            .catalog
+            .retained_file(&id, style.as_str(), prefix, easel_catalog::now_ms())
+            .await?
+            .map(retained_as_asset),
+    };
+    let found = match found {
+        Some(found) => found,
+        // Before its first render, the original is the image's own.
+        None if style == Style::Original => match image.original() {
+            Some(original) if original.sha256.starts_with(prefix) => {
+                check_extension("original", original.mimetype, extension).map_err(|_| gone())?;
+                return serve_original(&state, &method, &headers, &image, None, Caching::Immutable)
+                    .await;
+            }
+            _ => return Err(gone()),
+        },
+        None => return Err(gone()),
+    };
+    check_extension(&found.style, &found.mimetype, extension).map_err(|_| gone())?;
+    let edge = found.width.max(found.height);
+    let public = decide(&image, &settings, caller.key(), Wanted::Pixels(edge)).check(&id)?;
+    serve_asset(
+        &state,
+        &method,
+        &headers,
+        &found,
+        public,
+        Caching::Immutable,
+        None,
+    )
+    .await
+}
+}
+
+/// What a stable alias names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Alias {
+    Style(Style),
+    /// The feed file the last render chose.
+    Feed,
+}
+
+/// `itunes`, `itunes.jpg`, `feed`, `feed.jpg`: the alias, and the
+/// extension when one was given.
+fn parse_alias(segment: &str) -> Result<(Alias, Option<&str>), ApiError> {
+    let parse = |name: &str| {
+        if name == FEED {
+            Some(Alias::Feed)
+        } else {
+            name.parse::<Style>().ok().map(Alias::Style)
+        }
+    };
+    if let Some(alias) = parse(segment) {
+        return Ok((alias, None));
+    }
+    match segment.rsplit_once('.') {
+        Some((name, extension)) if !extension.is_empty() => match parse(name) {
+            Some(alias) => Ok((alias, Some(extension))),
+            None => Err(ApiError::UnknownStyle(segment.to_string())),
+        },
+        _ => Err(ApiError::UnknownStyle(segment.to_string())),
+    }
+}
+
+/// `3a7bd3e2360a3d29.jpg`: the sha256 prefix (16 to 64 lower-case hex
+/// digits) and the extension.
+fn parse_version(file: &str) -> Option<(&str, &str)> {
+    let (prefix, extension) = file.split_once('.')?;
+    let hex = prefix
+        .bytes()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    ((16..=64).contains(&prefix.len()) && hex && !extension.is_empty())
+        .then_some((prefix, extension))
+}
+
+fn check_extension(style: &str, mimetype: &str, extension: &str) -> Result<(), ApiError> {
+    let canonical = view::extension_of(mimetype);
+    let also = match canonical {
+        "jpg" => "jpeg",
+        "tif" => "tiff",
+        other => other,
+    };
+    if extension == canonical || extension == also {
+        Ok(())
+    } else {
+        Err(ApiError::WrongExtension {
+            style: style.to_string(),
+            mimetype: mimetype.to_string(),
+            extension: canonical,
+        })
+    }
+}
+
+/// An image as the file endpoints see it: live, and the caller's bucket's
+/// if it sent a key. With its bucket's settings.
+pub(crate) async fn visible_image(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<(Image, easel_catalog::BucketSettings), ApiError> {
+    let image = match state.catalog.image(id).await? {
         Some(image) if image.deleted_at.is_none() => image,
-        _ => return Err(ApiError::ImageNotFound(id)),
+        _ => return Err(ApiError::ImageNotFound(id.to_string())),
     };
     // A key of another bucket sees nothing of this one, public or not.
     if caller.key().is_some_and(|k| k.bucket != image.bucket) {
-        return Err(ApiError::ImageNotFound(id));
+        return Err(ApiError::ImageNotFound(id.to_string()));
     }
-    let asset = if style == FEED {
-        let mut found = None;
-        for candidate in FEED_STYLES {
-            if let Some(asset) = state.catalog.asset(&id, candidate.as_str()).await? {
-                found = Some(asset);
-                break;
-            }
-        }
-        found.ok_or_else(|| missing_style(&image, Style::Itunes))
-    } else {
-        let parsed: Style = style
-            .parse()
-            .map_err(|_| ApiError::UnknownStyle(style.clone()))?;
-        if parsed == Style::Original {
-            caller.require(auth::READ)?;
-            // Stored before the upload was acknowledged: readable while rendering.
-            return serve_original(&state, &headers, &image).await;
-        }
-        state
-            .catalog
-            .asset(&id, parsed.as_str())
-            .await?
-            .ok_or_else(|| missing_style(&image, parsed))
-    };
     let settings = state.catalog.bucket_settings(&image.bucket).await?;
-    let public = |width: i64, height: i64| match settings.public_max_side {
-        None => true,
-        Some(max) => width.max(height) <= max,
-    };
-    match asset {
-        Ok(asset) => {
-            let public = public(asset.width, asset.height);
-            if !public {
-                caller.require(auth::READ)?;
-            }
-            serve_asset(&state, &headers, &asset, public).await
+    Ok((image, settings))
+}
+
+/// The feed file the last render chose; for images rendered before that
+/// was recorded, `square-3000` if it exists, else `itunes`.
+pub(crate) async fn feed_asset(
+    state: &AppState,
+    image: &Image,
+) -> Result<Option<MediaAsset>, ApiError> {
+    if let Some(style) = &image.feed_style {
+        if let Some(asset) = state.catalog.asset(&image.id, style).await? {
+            return Ok(Some(asset));
         }
-        // Say why a file is missing only to those who may see the image.
-        Err(why) => {
-            if settings.public_max_side.is_some() {
-                caller.require(auth::READ)?;
-            }
-            Err(why)
+    }
+    for candidate in FEED_STYLES {
+        if let Some(asset) = state.catalog.asset(&image.id, candidate.as_str()).await? {
+            return Ok(Some(asset));
         }
+    }
+    Ok(None)
+}
+
+fn retained_as_asset(file: easel_catalog::RetainedFile) -> MediaAsset {
+    MediaAsset {
+        id: 0,
+        image_id: file.image_id,
+        style: file.style,
+        storage_key: file.storage_key,
+        size: file.size,
+        mimetype: file.mimetype,
+        width: file.width,
+        height: file.height,
+        sha256: file.sha256,
+        upscaled: false,
+        settings_fingerprint: String::new(),
+        quality: None,
+        created_at: chrono::DateTime::from_timestamp_millis(file.superseded_at).unwrap_or_default(),
     }
 }
 
 /// Why a style has no file, in words a client can act on.
-fn missing_style(image: &Image, style: Style) -> ApiError {
+pub(crate) fn missing_style(image: &Image, style: Style) -> ApiError {
     match image.status() {
         ImageStatus::Ingesting => ApiError::StyleNotReady(style.to_string()),
         ImageStatus::Error => ApiError::ImageFailed {
@@ -277,12 +497,16 @@ fn dimension(value: i64) -> u32 {
 
 async fn serve_asset(
     state: &AppState,
+    method: &Method,
     headers: &HeaderMap,
     asset: &MediaAsset,
     public: bool,
+    caching: Caching,
+    content_location: Option<String>,
 ) -> Result<Response, ApiError> {
     files::serve(
         state,
+        method,
         headers,
         StoredFile {
             key: &asset.storage_key,
@@ -290,21 +514,31 @@ async fn serve_asset(
             mimetype: &asset.mimetype,
             size: u64::try_from(asset.size).unwrap_or(0),
             public,
+            caching,
+            content_location,
         },
     )
     .await
 }
 
+/// The original's bytes; `extension`, when the URL had one, must match.
 async fn serve_original(
     state: &AppState,
+    method: &Method,
     headers: &HeaderMap,
     image: &Image,
+    extension: Option<&str>,
+    caching: Caching,
 ) -> Result<Response, ApiError> {
     let Some(original) = image.original() else {
         return Err(ApiError::StyleNotReady("original".into()));
     };
+    if let Some(extension) = extension {
+        check_extension("original", original.mimetype, extension)?;
+    }
     files::serve(
         state,
+        method,
         headers,
         StoredFile {
             key: original.key,
@@ -313,6 +547,8 @@ async fn serve_original(
             size: u64::try_from(original.size).unwrap_or(0),
             // The original always needs a read key.
             public: false,
+            caching,
+            content_location: None,
         },
     )
     .await

@@ -6,6 +6,7 @@
 //! the original, commits the image row and its job, and leaves the pixels
 //! to the worker.
 
+mod access;
 pub mod auth;
 pub mod batches;
 mod console;
@@ -13,10 +14,14 @@ mod error;
 mod fields;
 mod files;
 pub mod iiif;
+mod iiif_auth;
 mod images;
+mod linger;
+mod links;
 mod list;
 pub mod openapi;
 mod ops;
+mod podcast;
 mod upload;
 mod view;
 mod write;
@@ -47,23 +52,44 @@ pub use write::valid_id;
 #[derive(Debug, Clone)]
 pub struct ApiConfig {
     /// Prefix for links in bodies and `Location` (e.g. `https://img.example`);
-    /// empty gives root-relative links.
+    /// empty takes the scheme and host from each request.
     pub public_url: String,
+    /// How long caches may keep a stable alias (`/styles/itunes`,
+    /// `/styles/feed.jpg`) before they revalidate it: its bytes change
+    /// when the image is re-rendered.
+    pub alias_max_age: Duration,
+    /// How long replaced files keep serving, and when unreferenced ones go.
+    pub retention: easel_catalog::Retention,
     /// How long `?wait=true` waits for the render before answering 202.
     pub wait_timeout: Duration,
     /// The largest `page[size]` of a list.
     pub max_page_size: u64,
     /// IIIF Image API limits and on-demand render bounds.
     pub iiif: iiif::IiifConfig,
+    /// At most this much of a body refused before it was read (no key, a
+    /// missing scope, over the byte limit) is read and thrown away, so that
+    /// the client still reads the answer ([`linger`](crate::linger)).
+    pub linger_max_bytes: u64,
+    /// ... and for at most this long.
+    pub linger_timeout: Duration,
+    /// The process's render memory budget, shared with its workers: an
+    /// upload whose render could never fit it is refused (422
+    /// `too-much-memory`), and each IIIF render reserves its share.
+    pub render_memory: easel_budget::MemoryBudget,
 }
 
 impl Default for ApiConfig {
     fn default() -> Self {
         ApiConfig {
             public_url: String::new(),
+            alias_max_age: DEFAULT_ALIAS_MAX_AGE,
+            retention: easel_catalog::Retention::default(),
             wait_timeout: Duration::from_secs(60),
             max_page_size: 100,
             iiif: iiif::IiifConfig::default(),
+            linger_max_bytes: DEFAULT_LINGER_MAX_BYTES,
+            linger_timeout: Duration::from_secs(30),
+            render_memory: easel_budget::MemoryBudget::default(),
         }
     }
 }
@@ -79,11 +105,22 @@ pub struct AppState {
     pub wake: Arc<Notify>,
 }
 
+/// The default `alias_max_age`: five minutes.
+pub const DEFAULT_ALIAS_MAX_AGE: Duration = Duration::from_secs(300);
+
 impl AppState {
+    /// An absolute URL of `path` (see [`links`]).
     pub(crate) fn link(&self, path: &str) -> String {
-        format!("{}{path}", self.config.public_url.trim_end_matches('/'))
+        let base = links::current_base()
+            .unwrap_or_else(|| self.config.public_url.trim_end_matches('/').to_string());
+        format!("{base}{path}")
     }
 }
+
+/// The default [`ApiConfig::linger_max_bytes`]: 128 MiB, twice the default
+/// upload limit, so a client that sends somewhat more than the limit still
+/// reads its 413.
+pub const DEFAULT_LINGER_MAX_BYTES: u64 = 128 * 1024 * 1024;
 
 /// Room for multipart boundaries and the small text fields beside the file.
 const MULTIPART_OVERHEAD: u64 = 64 * 1024;
@@ -120,6 +157,11 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/batches/{id}", get(batches::show))
         .route("/v1/key", get(auth::show_key))
         .route("/v1/images/{id}/styles/{style}", get(images::style))
+        .route(
+            "/v1/images/{id}/styles/{style}/{file}",
+            get(images::style_version),
+        )
+        .route("/v1/images/{id}/podcast", get(podcast::podcast))
         .merge(iiif::routes_with(state.config.iiif.clone()))
         .route("/healthz", get(ops::healthz))
         .route("/readyz", get(ops::readyz))
@@ -128,7 +170,15 @@ pub fn router(state: AppState) -> Router {
         .merge(console::routes())
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            linger::linger,
+        ))
         .layer(middleware::from_fn(iiif::cors))
+        .layer(middleware::from_fn_with_state(
+            std::sync::Arc::<str>::from(state.config.public_url.as_str()),
+            links::absolute_links,
+        ))
         .layer(middleware::from_fn(record_request))
         .layer(
             TraceLayer::new_for_http()

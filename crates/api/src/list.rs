@@ -21,7 +21,7 @@ use crate::view::{image_view, ImageView};
 use crate::write::{valid_id, MAX_ID_LEN};
 use crate::{ApiError, AppState};
 
-const PARAMETERS: [&str; 15] = [
+const PARAMETERS: [&str; 16] = [
     "page[size]",
     "page[number]",
     "page[after]",
@@ -30,6 +30,7 @@ const PARAMETERS: [&str; 15] = [
     "filter[tag]",
     "filter[status]",
     "filter[feed_ready]",
+    "filter[batch]",
     "filter[trashed]",
     "search",
     "sort",
@@ -70,7 +71,7 @@ fn max_chars(name: &str) -> usize {
 }
 
 /// The fields `fields[image]` may name: exactly [`ImageView`]'s.
-const IMAGE_FIELDS: [&str; 28] = [
+const IMAGE_FIELDS: [&str; 31] = [
     "id",
     "bucket",
     "name",
@@ -93,6 +94,9 @@ const IMAGE_FIELDS: [&str; 28] = [
     "number2",
     "number3",
     "feed_ready",
+    "max_unauthorised",
+    "roles",
+    "batch",
     "created_at",
     "updated_at",
     "finished_at",
@@ -308,6 +312,7 @@ fn parse(params: &Params, bucket: &str, max_page_size: u64) -> Result<Request, A
             }
         });
     }
+    query.batch = params.get("filter[batch]").map(str::to_string);
     if let Some(trashed) = params.get("filter[trashed]") {
         query.trashed = match trashed {
             "with" => Trashed::With,
@@ -412,6 +417,7 @@ fn parse(params: &Params, bucket: &str, max_page_size: u64) -> Result<Request, A
         ("filter[tag]" = Option<String>, Query, max_length = 128, description = "Only images with this tag"),
         ("filter[status]" = Option<String>, Query, description = "`ingesting`, `finished` or `error`", example = "finished"),
         ("filter[feed_ready]" = Option<bool>, Query, description = "Only images whose feed file passes (true) or fails (false) the directory rules"),
+        ("filter[batch]" = Option<String>, Query, max_length = 512, description = "Only images whose current files that batch rendered (its id)"),
         ("filter[trashed]" = Option<String>, Query, description = "`without` (default), `with` or `only` soft-deleted images", example = "with"),
         ("search" = Option<String>, Query, max_length = 1024, description = "Images whose name contains this text (at most 1024 characters)"),
         ("sort" = Option<String>, Query, description = "`created_at`, `updated_at` or `name`; prefix `-` for descending", example = "-created_at"),

@@ -48,20 +48,34 @@ pub async fn healthz() -> impl IntoResponse {
     Json(serde_json::json!({ "status": "ok" }))
 }
 
-/// Ready when the database and the blob store both answer.
+/// Ready when the database and the blob store both take a write: a
+/// full disk or a lock held too long turns it red, not only an outage.
 #[utoipa::path(
     get,
     path = "/readyz",
     tag = "ops",
     operation_id = "readyz",
     responses(
-        (status = 200, description = "The database and the blob store answer", body = crate::openapi::Ready),
+        (status = 200, description = "The database and the blob store take writes", body = crate::openapi::Ready),
         crate::error::Unavailable,
     ),
 )]
 pub async fn readyz(State(state): State<AppState>) -> Result<Response, ApiError> {
-    state.catalog.ping().await?;
-    state.store.ping().await?;
+    // Whatever the cause (full, down, locked), a probe answers 503: what a
+    // load balancer acts on. The cause goes to the log.
+    let not_ready = |what: &str, e: &dyn std::fmt::Display| {
+        ApiError::Unavailable(format!("readyz: the {what} cannot take writes: {e}"))
+    };
+    state
+        .catalog
+        .probe_write(easel_catalog::now_ms())
+        .await
+        .map_err(|e| not_ready("database", &e))?;
+    state
+        .store
+        .probe_write()
+        .await
+        .map_err(|e| not_ready("object store", &e))?;
     Ok(
         Json(serde_json::json!({ "status": "ready", "database": "ok", "store": "ok" }))
             .into_response(),

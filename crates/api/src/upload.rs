@@ -32,9 +32,20 @@ pub(crate) struct UploadMeta {
 }
 
 /// The query parameters an image body takes: the fields, and `wait`.
-pub(crate) const UPLOAD_PARAMETERS: [&str; 11] = [
-    "name", "facet", "crop", "tags", "string1", "string2", "string3", "number1", "number2",
-    "number3", "wait",
+pub(crate) const UPLOAD_PARAMETERS: [&str; 13] = [
+    "name",
+    "facet",
+    "crop",
+    "tags",
+    "string1",
+    "string2",
+    "string3",
+    "number1",
+    "number2",
+    "number3",
+    "max_unauthorised",
+    "roles",
+    "wait",
 ];
 
 impl UploadMeta {
@@ -74,6 +85,21 @@ impl UploadMeta {
                 }
             }
             "tags" => f.tags = fields::tags_csv(&value)?,
+            "max_unauthorised" => {
+                f.max_unauthorised = match value.trim() {
+                    "" => None,
+                    v => Some(fields::max_unauthorised(v.parse::<i64>().map_err(
+                        |_| {
+                            ApiError::bad_request(
+                                "invalid-field",
+                                format!("max_unauthorised must be an integer, got {v:?}"),
+                            )
+                        },
+                    )?)?),
+                }
+            }
+            // Comma separated, as tags are.
+            "roles" => f.roles = fields::roles(value.split(',').map(str::to_string).collect())?,
             "wait" => self.wait = parse_wait(&value)?,
             _ => return Ok(false),
         }
@@ -120,6 +146,13 @@ pub(crate) struct UploadQuery {
     number1: Option<f64>,
     number2: Option<f64>,
     number3: Option<f64>,
+    /// The longest edge a caller without a key may see: -1 open, 0
+    /// nothing, N pixels; absent follows the bucket's setting.
+    #[param(minimum = -1, example = 640)]
+    max_unauthorised: Option<i64>,
+    /// Comma-separated role URIs (at most 32).
+    #[param(example = "https://example.org/roles/members")]
+    roles: Option<String>,
     /// Wait for the render (up to the server's wait timeout) before answering.
     wait: Option<bool>,
 }
@@ -145,6 +178,9 @@ pub(crate) struct UploadForm {
     number1: Option<f64>,
     number2: Option<f64>,
     number3: Option<f64>,
+    max_unauthorised: Option<i64>,
+    /// Comma-separated role URIs.
+    roles: Option<String>,
     wait: Option<bool>,
 }
 
@@ -184,8 +220,9 @@ pub(crate) struct UploadForm {
         crate::error::LacksWrite,
         (status = 413, description = "Larger than the byte limit", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not an image of a supported format", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Corrupt, too many pixels, or a crop outside the image", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Corrupt, too many pixels, more memory to render than the budget, or a crop outside the image", body = crate::error::Problem, content_type = "application/problem+json"),
         crate::error::Unavailable,
+        crate::error::InsufficientStorage,
     ),
 )]
 pub async fn upload(
@@ -226,8 +263,10 @@ async fn accept(
         },
         original: Some(original),
         origin_url: None,
+        initial_origin: None,
     };
-    let image = state.catalog.create_image(&new, Utc::now()).await?;
+    let created = state.catalog.create_image(&new, Utc::now()).await;
+    let image = settle(state, new.original.as_ref(), created).await?;
     state.wake.notify_one();
     tracing::info!(image = %image.id, bytes = image.size, "upload accepted");
     respond_created(state, image, StatusCode::ACCEPTED, meta.wait).await
@@ -292,11 +331,8 @@ pub(crate) async fn read_image_body(
         .and_then(|v| v.parse::<u64>().ok());
     let (parts, body) = request.into_parts();
     if declared.is_some_and(|n| n > allowance) {
-        // Refused before storing or buffering a byte of it; what is drained
-        // is discarded (see `drain`).
-        if declared.is_some_and(|n| n <= allowance.saturating_add(DRAIN_BUDGET)) {
-            drain(body, DRAIN_BUDGET).await;
-        }
+        // Refused before storing or buffering a byte of it; the rest of the
+        // body is read and thrown away after the answer (`crate::linger`).
         return Err(ApiError::BodyTooLarge { limit });
     }
     let body = read_body(body, allowance, limit).await?;
@@ -335,28 +371,64 @@ pub(crate) fn reject_unknown_parameters(
 }
 
 /// Checks the bytes (format, limits, crop) and stores them: the original
-/// is durable before any row points at it.
+/// is durable before any row points at it. It is claimed first, so that no
+/// deletion of an identical original can remove it before the row that
+/// commits with the claim (see [`settle`]).
 pub(crate) async fn store_original(
     state: &AppState,
     bytes: Bytes,
     crop: Option<Crop>,
 ) -> Result<OriginalFacts, ApiError> {
-    let facts = inspect(state, bytes.clone(), crop).await?;
+    let mut facts = inspect(state, bytes.clone(), crop).await?;
+    let holder = format!("upload/{}", uuid::Uuid::now_v7());
     state
-        .store
-        .put_if_absent(&facts.original_key, bytes)
+        .catalog
+        .claim_objects(
+            &holder,
+            std::slice::from_ref(&facts.original_key),
+            easel_catalog::now_ms(),
+        )
         .await?;
+    facts.claim = Some(holder);
+    if let Err(e) = state.store.put_if_absent(&facts.original_key, bytes).await {
+        release(state, Some(&facts)).await;
+        return Err(e.into());
+    }
     metrics::counter!("easel_upload_bytes_total").increment(u64::try_from(facts.size).unwrap_or(0));
     Ok(facts)
 }
 
-/// How much of a refused body we read and throw away so the client gets
-/// to read our 413. Closing with unread bytes makes the kernel reset the
-/// connection, which can destroy the response before the client sees it.
-/// Above this, we answer and close anyway.
-const DRAIN_BUDGET: u64 = 16 * 1024 * 1024;
+/// The outcome of the write that records a stored original: when it
+/// failed, its claim is released (the original is scheduled for deletion
+/// if nothing else refers to it), so a refused upload leaves nothing.
+pub(crate) async fn settle<T>(
+    state: &AppState,
+    original: Option<&OriginalFacts>,
+    written: Result<T, easel_catalog::CatalogError>,
+) -> Result<T, ApiError> {
+    match written {
+        Ok(value) => Ok(value),
+        Err(e) => {
+            release(state, original).await;
+            Err(e.into())
+        }
+    }
+}
 
-/// Reads the body up to `cap` bytes, refusing (and draining) a longer one.
+async fn release(state: &AppState, original: Option<&OriginalFacts>) {
+    let Some(holder) = original.and_then(|o| o.claim.as_deref()) else {
+        return;
+    };
+    let now = easel_catalog::now_ms();
+    let delete_at = state.config.retention.delete_at(now);
+    if let Err(e) = state.catalog.release_claims(holder, now, delete_at).await {
+        // The claim lapses on its own; the sweep finds the original.
+        tracing::warn!(holder = %holder, error = %e, "could not release an upload's claim");
+    }
+}
+
+/// Reads the body up to `cap` bytes, refusing a longer one (whose rest is
+/// drained after the answer, see `crate::linger`).
 async fn read_body(mut body: Body, cap: u64, limit: u64) -> Result<Bytes, ApiError> {
     let mut buffer = BytesMut::new();
     while let Some(frame) = body.frame().await {
@@ -368,24 +440,12 @@ async fn read_body(mut body: Body, cap: u64, limit: u64) -> Result<Bytes, ApiErr
         })?;
         if let Ok(data) = frame.into_data() {
             if (buffer.len() + data.len()) as u64 > cap {
-                drain(body, DRAIN_BUDGET).await;
                 return Err(ApiError::BodyTooLarge { limit });
             }
             buffer.extend_from_slice(&data);
         }
     }
     Ok(buffer.freeze())
-}
-
-/// Reads and discards up to `budget` bytes of a body we refused.
-async fn drain(mut body: Body, budget: u64) {
-    let mut seen = 0u64;
-    while seen <= budget {
-        match body.frame().await {
-            Some(Ok(frame)) => seen += frame.data_ref().map_or(0, |d| d.len() as u64),
-            _ => break,
-        }
-    }
 }
 
 async fn read_multipart(
@@ -449,9 +509,13 @@ async fn inspect(
 ) -> Result<OriginalFacts, ApiError> {
     let size = i64::try_from(bytes.len()).unwrap_or(i64::MAX);
     let settings = state.settings.clone();
+    let budget = state.config.render_memory.total_bytes();
     // Hashing 64 MB takes ~100 ms of CPU: keep it off the async threads.
     let (facts, sha256) = tokio::task::spawn_blocking(move || {
         let facts = easel_render::inspect(&bytes, &settings)?;
+        // An image whose render could never fit in memory is refused now,
+        // from its header, not after it is stored.
+        easel_render::decode_cost(&bytes, &settings.limits)?.check(budget)?;
         Ok::<_, RenderError>((facts, easel_render::sha256_hex(&bytes)))
     })
     .await
@@ -466,6 +530,7 @@ async fn inspect(
         mimetype: facts.mimetype.to_string(),
         original_key: original_key(&sha256),
         sha256,
+        claim: None,
     })
 }
 
@@ -509,6 +574,8 @@ mod tests {
             let value = match name {
                 "crop" => "0,0,10,10",
                 "wait" => "true",
+                "max_unauthorised" => "640",
+                "roles" => "https://example.org/roles/member",
                 n if n.starts_with("number") => "1.5",
                 _ => "x",
             };

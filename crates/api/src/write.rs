@@ -115,6 +115,14 @@ pub(crate) struct ImagePatchBody {
     number1: Option<f64>,
     number2: Option<f64>,
     number3: Option<f64>,
+    /// The longest edge a caller without a key may see: -1 open to
+    /// everyone, 0 nothing, N pixels; null follows the bucket's setting.
+    #[schema(minimum = -1, example = 640)]
+    max_unauthorised: Option<i64>,
+    /// Role URIs: a key holding one of them sees the image above
+    /// `max_unauthorised` without image:read.
+    #[schema(max_items = 32, example = json!(["https://example.org/roles/members"]))]
+    roles: Option<Vec<String>>,
 }
 
 /// A JSON PUT: the image is fetched from `origin`; the other fields replace
@@ -141,6 +149,18 @@ pub(crate) struct PutOriginBody {
     number1: Option<f64>,
     number2: Option<f64>,
     number3: Option<f64>,
+    /// The longest edge a caller without a key may see: -1 open to
+    /// everyone, 0 nothing, N pixels; null follows the bucket's setting.
+    #[schema(minimum = -1, example = 640)]
+    max_unauthorised: Option<i64>,
+    /// Role URIs: a key holding one of them sees the image above
+    /// `max_unauthorised` without image:read.
+    #[schema(max_items = 32, example = json!(["https://example.org/roles/members"]))]
+    roles: Option<Vec<String>>,
+    /// Fetched by this ingest only (e.g. a short-lived presigned URL);
+    /// `origin` is what a re-ingest fetches. Never returned.
+    #[schema(format = "uri")]
+    initial_origin: Option<String>,
 }
 
 /// Change an image's metadata or crop (a new crop re-renders it).
@@ -170,6 +190,7 @@ pub(crate) struct PutOriginBody {
         (status = 415, description = "The body is not JSON", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 422, description = "The crop is outside the image", body = crate::error::Problem, content_type = "application/problem+json"),
         crate::error::Unavailable,
+        crate::error::InsufficientStorage,
     ),
 )]
 pub async fn patch(
@@ -250,8 +271,9 @@ pub async fn patch(
         (status = 412, description = "`If-Match` names another version, or the image does not exist", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 413, description = "Larger than the byte limit", body = crate::error::Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not an image of a supported format", body = crate::error::Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Corrupt image, too many pixels, a crop outside the image, or a bad origin URL", body = crate::error::Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Corrupt image, too many pixels, more memory to render than the budget, a crop outside the image, or a bad origin URL", body = crate::error::Problem, content_type = "application/problem+json"),
         crate::error::Unavailable,
+        crate::error::InsufficientStorage,
     ),
 )]
 pub async fn put(
@@ -299,7 +321,7 @@ pub async fn put(
         }
         let body = fields::json_object(&json_body(request).await?)?;
         let mut allowed = fields::FIELD_NAMES.to_vec();
-        allowed.push("origin");
+        allowed.extend(["origin", "initial_origin"]);
         fields::reject_unknown(&body, &allowed)?;
         let origin = match body.get("origin") {
             Some(serde_json::Value::String(url)) => checked_origin(url)?,
@@ -311,6 +333,17 @@ pub async fn put(
                 ))
             }
         };
+        // Fetched by this ingest only; `origin` stays for re-ingests.
+        let initial_origin = match body.get("initial_origin") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(serde_json::Value::String(url)) => Some(checked_origin(url)?),
+            Some(_) => {
+                return Err(ApiError::bad_request(
+                    "invalid-field",
+                    "initial_origin must be an http(s) URL or null",
+                ))
+            }
+        };
         let (fields, _) = fields::fields_from_json(&body)?;
         let new = NewImage {
             id: id.clone(),
@@ -318,6 +351,7 @@ pub async fn put(
             fields,
             original: None,
             origin_url: Some(origin),
+            initial_origin,
         };
         (new, wait)
     } else {
@@ -331,13 +365,15 @@ pub async fn put(
             fields,
             original: Some(original),
             origin_url: None,
+            initial_origin: None,
         };
         (new, meta.wait)
     };
-    let (image, created) = state
+    let replaced = state
         .catalog
         .replace_image(&new, expected, Utc::now())
-        .await?;
+        .await;
+    let (image, created) = upload::settle(&state, new.original.as_ref(), replaced).await?;
     state.wake.notify_one();
     let status = if created {
         StatusCode::CREATED
@@ -383,6 +419,7 @@ fn checked_origin(url: &str) -> Result<String, ApiError> {
         crate::error::LacksWrite,
         crate::error::NoSuchImage,
         crate::error::Unavailable,
+        crate::error::InsufficientStorage,
     ),
 )]
 pub async fn render(
@@ -432,6 +469,7 @@ pub struct DeleteQuery {
         crate::error::NoSuchImage,
         (status = 412, description = "`If-Match` names an old version", body = crate::error::Problem, content_type = "application/problem+json"),
         crate::error::Unavailable,
+        crate::error::InsufficientStorage,
     ),
 )]
 pub async fn delete(
@@ -449,13 +487,15 @@ pub async fn delete(
     if query.force.unwrap_or(false) {
         let image = find_any(&state, &key.bucket, &id).await?;
         let expected = expected_version(&headers, Some(&image))?;
-        let orphans = state.catalog.hard_delete(&id, expected).await?;
-        for object in orphans {
-            if let Err(e) = state.store.delete(&object).await {
-                // The row is gone; a left-over object costs space, not data.
-                tracing::warn!(key = %object, error = %e, "could not delete an object of a deleted image");
-            }
-        }
+        // The files go after the delete delay, by the reaper, and only
+        // those nothing refers to then: an identical upload racing this
+        // delete keeps its original (see easel_catalog, "Deleting objects").
+        let now = easel_catalog::now_ms();
+        let delete_at = state.config.retention.delete_at(now);
+        state
+            .catalog
+            .hard_delete(&id, expected, now, delete_at)
+            .await?;
         if let Some(sha256) = &image.sha256 {
             crate::iiif::forget_renders_of(&state, sha256).await;
         }
@@ -482,6 +522,7 @@ pub async fn delete(
         crate::error::LacksDelete,
         crate::error::NoSuchImage,
         crate::error::Unavailable,
+        crate::error::InsufficientStorage,
     ),
 )]
 pub async fn restore(

@@ -1,5 +1,7 @@
 //! Rows and the values used to create them.
 
+use std::time::Duration;
+
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
@@ -71,6 +73,25 @@ pub struct Image {
     pub feed_ready: bool,
     /// JSON; read it with [`Image::feed_readiness`].
     feed_reasons: String,
+    /// The style the `feed` alias serves, as the last render chose it.
+    pub feed_style: Option<String>,
+    /// That file's longer side.
+    pub feed_side: Option<i64>,
+    /// The bucket's style visibility (see [`BucketSettings`]), read with
+    /// the row: whether a directory may fetch the feed file is part of
+    /// its readiness, and can change without a render.
+    pub styles_public_max_side: Option<i64>,
+    /// The image's own `maxUnauthorised`: `None` follows the bucket, `-1`
+    /// is open, `0` nothing without a key, `n` the longest public edge.
+    /// Read the limit in force with [`Image::public_limit`].
+    pub max_unauthorised: Option<i64>,
+    /// A JSON array of role URIs; read it with [`Image::roles`].
+    roles: String,
+    /// The URL the first ingest fetches instead of `origin_url`; cleared
+    /// once fetched. Never shown.
+    pub initial_origin: Option<String>,
+    /// The batch whose job rendered the files now served.
+    pub batch_id: Option<String>,
     /// Bumped by every change to the row: the resource's ETag.
     pub version: i64,
     pub created_at: DateTime<Utc>,
@@ -88,11 +109,62 @@ impl Image {
         serde_json::from_str(&self.tags).unwrap_or_default()
     }
 
+    pub fn roles(&self) -> Vec<String> {
+        serde_json::from_str(&self.roles).unwrap_or_default()
+    }
+
+    /// The longest edge a caller without a key may see, given its bucket's
+    /// style visibility (`BucketSettings::public_max_side`): the image's
+    /// own `max_unauthorised` when it has one. `None`: everything is public.
+    pub fn public_limit(&self, bucket_public_max_side: Option<i64>) -> Option<i64> {
+        match self.max_unauthorised {
+            Some(n) if n < 0 => None,
+            Some(n) => Some(n),
+            None => bucket_public_max_side,
+        }
+    }
+
+    /// The URL an ingest fetches: the first one's own, else the origin.
+    pub fn ingest_url(&self) -> Option<&str> {
+        self.initial_origin
+            .as_deref()
+            .or(self.origin_url.as_deref())
+    }
+
+    /// The feed file's readiness as rendered, and whether it is public:
+    /// a directory fetches it without a key.
     pub fn feed_readiness(&self) -> FeedReadiness {
         let mut readiness: FeedReadiness =
             serde_json::from_str(&self.feed_reasons).unwrap_or_default();
         readiness.ok = self.feed_ready;
+        if let Some(reason) = self.feed_visibility_problem() {
+            readiness.ok = false;
+            readiness.reasons.push(reason);
+        }
         readiness
+    }
+
+    /// Why directories could not fetch the feed file, if they could not.
+    fn feed_visibility_problem(&self) -> Option<String> {
+        let max = self.public_limit(self.styles_public_max_side)?;
+        let style = self.feed_style.as_deref().unwrap_or("the feed file");
+        let who = if self.max_unauthorised.is_some() {
+            format!("the image's max_unauthorised ({max})")
+        } else {
+            format!("bucket {}", self.bucket)
+        };
+        match self.feed_side {
+            _ if max == 0 => Some(format!(
+                "{style} is not public: {who} serves style files only to keys with \
+                 image:read or one of the image's roles, and directories fetch without one"
+            )),
+            Some(side) if side > max => Some(format!(
+                "{style} ({side} px) is not public: {who} serves styles larger than \
+                 {max} px only to keys with image:read or one of the image's roles, and \
+                 directories fetch without one"
+            )),
+            _ => None,
+        }
     }
 
     /// The original as stored, once it is.
@@ -125,6 +197,10 @@ pub struct OriginalFacts {
     pub mimetype: String,
     pub sha256: String,
     pub original_key: String,
+    /// The holder of the claim (see [`crate::Catalog::claim_objects`]) that
+    /// kept `original_key` from deletion since it was stored: the write
+    /// that records these facts checks it is still live and ends it.
+    pub claim: Option<String>,
 }
 
 /// The fields a client may set on an image.
@@ -140,6 +216,9 @@ pub struct ImageFields {
     pub number1: Option<f64>,
     pub number2: Option<f64>,
     pub number3: Option<f64>,
+    /// See [`Image::max_unauthorised`].
+    pub max_unauthorised: Option<i64>,
+    pub roles: Vec<String>,
 }
 
 /// A new image: uploaded bytes (`original`) or an origin URL to fetch.
@@ -150,6 +229,8 @@ pub struct NewImage {
     pub fields: ImageFields,
     pub original: Option<OriginalFacts>,
     pub origin_url: Option<String>,
+    /// Fetched instead of `origin_url` by the first ingest only.
+    pub initial_origin: Option<String>,
 }
 
 /// A partial update: `None` leaves a field alone, `Some(None)` clears it.
@@ -165,6 +246,8 @@ pub struct ImagePatch {
     pub number1: Option<Option<f64>>,
     pub number2: Option<Option<f64>>,
     pub number3: Option<Option<f64>>,
+    pub max_unauthorised: Option<Option<i64>>,
+    pub roles: Option<Vec<String>>,
 }
 
 /// Whether an image's feed file passes Apple Podcasts' artwork rules.
@@ -180,61 +263,7 @@ pub struct FeedReadiness {
     pub warnings: Vec<String>,
 }
 
-/// Feed files above this size draw a warning from podcast directories.
-pub const FEED_WARN_BYTES: i64 = 512 * 1024;
-
 impl FeedReadiness {
-    /// Checks the feed file (`square-3000`, else `itunes`) of a render:
-    /// square, 1400 to 3000 px, JPEG or PNG, not enlarged. The engine only
-    /// writes RGB without alpha for square styles, so colour model and
-    /// transparency need no check here.
-    pub fn assess(assets: &[NewAsset]) -> FeedReadiness {
-        let feed = ["square-3000", "itunes"]
-            .iter()
-            .find_map(|style| assets.iter().find(|a| a.style == *style));
-        let Some(feed) = feed else {
-            return FeedReadiness::failing("no feed style (square-3000 or itunes) was rendered");
-        };
-        let mut reasons = Vec::new();
-        let mut warnings = Vec::new();
-        if feed.width != feed.height {
-            reasons.push(format!("not square: {}x{}", feed.width, feed.height));
-        }
-        if feed.width < 1400 || feed.height < 1400 {
-            reasons.push(format!(
-                "smaller than 1400x1400: {}x{}",
-                feed.width, feed.height
-            ));
-        }
-        if feed.width > 3000 || feed.height > 3000 {
-            reasons.push(format!(
-                "larger than 3000x3000: {}x{}",
-                feed.width, feed.height
-            ));
-        }
-        if !matches!(feed.mimetype.as_str(), "image/jpeg" | "image/png") {
-            reasons.push(format!("not JPEG or PNG: {}", feed.mimetype));
-        }
-        if feed.upscaled {
-            reasons.push(format!(
-                "{} is enlarged from a smaller crop; upload at least 1400x1400",
-                feed.style
-            ));
-        }
-        if feed.size > FEED_WARN_BYTES {
-            warnings.push(format!(
-                "{} is {} KB; directories recommend at most 512 KB",
-                feed.style,
-                feed.size / 1024
-            ));
-        }
-        FeedReadiness {
-            ok: reasons.is_empty(),
-            reasons,
-            warnings,
-        }
-    }
-
     pub fn failing(reason: &str) -> FeedReadiness {
         FeedReadiness {
             ok: false,
@@ -259,6 +288,8 @@ pub struct ApiKey {
     pub name: Option<String>,
     pub created_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// Role URIs, space separated.
+    roles: String,
 }
 
 impl ApiKey {
@@ -269,6 +300,17 @@ impl ApiKey {
     pub fn has_scope(&self, scope: &str) -> bool {
         self.scopes.split_whitespace().any(|s| s == scope)
     }
+
+    pub fn roles(&self) -> Vec<String> {
+        self.roles.split_whitespace().map(str::to_string).collect()
+    }
+
+    /// Whether the key holds at least one of `roles`.
+    pub fn holds_any_role(&self, roles: &[String]) -> bool {
+        self.roles
+            .split_whitespace()
+            .any(|r| roles.iter().any(|x| x == r))
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -278,6 +320,8 @@ pub struct NewApiKey {
     pub bucket: String,
     pub scopes: Vec<String>,
     pub name: Option<String>,
+    /// Role URIs (no whitespace in them).
+    pub roles: Vec<String>,
 }
 
 /// Per-bucket settings; a bucket without a row has the defaults.
@@ -286,6 +330,9 @@ pub struct BucketSettings {
     /// `None`: every style file is public. `Some(0)`: style files need a
     /// key. `Some(n)`: styles whose longer side is at most `n` are public.
     pub public_max_side: Option<i64>,
+    /// The feed byte budget of this bucket's renders: `None` follows the
+    /// server's, `Some(0)` is none.
+    pub feed_max_bytes: Option<i64>,
 }
 
 /// Sort orders of the image list.
@@ -324,6 +371,8 @@ pub struct ImageQuery {
     pub tag: Option<String>,
     pub status: Option<ImageStatus>,
     pub feed_ready: Option<bool>,
+    /// Only images whose files that batch rendered.
+    pub batch: Option<String>,
     pub search: Option<String>,
     pub trashed: Trashed,
     pub sort: SortKey,
@@ -341,6 +390,7 @@ impl ImageQuery {
             tag: None,
             status: None,
             feed_ready: None,
+            batch: None,
             search: None,
             trashed: Trashed::Without,
             sort: SortKey::CreatedAt,
@@ -364,8 +414,68 @@ pub struct FinishedJob {
     /// The files are now the image's assets; false when a newer job for the
     /// image was waiting and will render it again.
     pub committed: bool,
-    /// Storage keys nothing refers to any more: delete them.
+    /// Storage keys nothing refers to any more, now scheduled for deletion
+    /// (the reaper deletes them once due, if still unreferenced). Files the
+    /// new ones replaced are not among them: they are retained first.
     pub orphans: Vec<String>,
+}
+
+/// What a worker hands [`crate::Catalog::finish_job`]: the files of a
+/// render and what the render decided about the feed.
+#[derive(Debug, Clone, Default)]
+pub struct Finish<'a> {
+    pub assets: &'a [NewAsset],
+    /// The feed file (`None`: no candidate was rendered) and its longer side.
+    pub feed_style: Option<String>,
+    pub feed_side: Option<i64>,
+    /// The feed file's readiness as rendered (visibility is added on read).
+    pub readiness: FeedReadiness,
+    /// The claim that has kept the new files from deletion since they were
+    /// stored: checked live and ended in the commit.
+    pub claim: Option<Claim<'a>>,
+    /// Until when the files these replace are still served (Unix ms).
+    pub retain_until_ms: i64,
+    /// When files nothing refers to may be deleted (Unix ms).
+    pub delete_at_ms: i64,
+}
+
+impl<'a> Finish<'a> {
+    /// The files alone: the feed file is `square-3000`, else `itunes`, its
+    /// readiness unknown; replaced files and orphans are due at once.
+    pub fn of(assets: &'a [NewAsset]) -> Self {
+        let feed = ["square-3000", "itunes"]
+            .iter()
+            .find_map(|style| assets.iter().find(|a| a.style == *style));
+        Finish {
+            assets,
+            feed_style: feed.map(|a| a.style.clone()),
+            feed_side: feed.map(|a| a.width.max(a.height)),
+            ..Finish::default()
+        }
+    }
+}
+
+/// A claim on stored objects: who holds it, and on which keys.
+#[derive(Debug, Clone, Copy)]
+pub struct Claim<'a> {
+    pub holder: &'a str,
+    pub keys: &'a [String],
+}
+
+/// A file a re-render replaced, kept for its versioned URL until it expires.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct RetainedFile {
+    pub image_id: String,
+    pub style: String,
+    pub storage_key: String,
+    pub size: i64,
+    pub mimetype: String,
+    pub width: i64,
+    pub height: i64,
+    pub sha256: String,
+    /// Unix ms.
+    pub superseded_at: i64,
+    pub expires_at: i64,
 }
 
 /// Which images a re-render batch covers.
@@ -441,6 +551,9 @@ pub struct MediaAsset {
     pub sha256: String,
     pub upscaled: bool,
     pub settings_fingerprint: String,
+    /// The JPEG quality it was encoded at; `None` for the original and
+    /// files the engine did not encode.
+    pub quality: Option<i64>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -456,6 +569,7 @@ pub struct NewAsset {
     pub sha256: String,
     pub upscaled: bool,
     pub settings_fingerprint: String,
+    pub quality: Option<i64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -483,6 +597,21 @@ pub struct Job {
     pub lease_until: Option<i64>,
     pub run_after: i64,
     pub last_error: Option<String>,
+    /// The render settings the job must be rendered with (a batch's); only
+    /// a worker with these settings claims it. `None`: any worker, with its
+    /// own settings.
+    pub fingerprint: Option<String>,
+}
+
+/// What a worker may claim (see [`Catalog::claim_job_for`](crate::Catalog::claim_job_for)).
+#[derive(Debug, Clone, Copy)]
+pub struct ClaimFilter<'a> {
+    /// The worker's settings fingerprint: a job that carries another one is
+    /// left to a worker that renders with those settings.
+    pub fingerprint: &'a str,
+    /// Whether jobs that must fetch an origin first may be claimed (a
+    /// worker whose fetch slots are all busy leaves them to others).
+    pub ingest: bool,
 }
 
 /// What a job does: fetch an origin first, or only render.
@@ -509,4 +638,47 @@ impl Job {
             _ => JobStatus::Queued,
         }
     }
+}
+
+/// How long files nothing refers to any more are kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Files a re-render replaced keep serving at their versioned URLs for
+    /// this long, so a feed read before the change never shows a broken
+    /// image.
+    pub grace: Duration,
+    /// Files nothing refers to (a force-deleted image's, a grace period
+    /// over) are deleted after this delay: a request that read a row just
+    /// before still finds its file.
+    pub delete_delay: Duration,
+}
+
+/// The default grace period: 7 days.
+pub const DEFAULT_GRACE: Duration = Duration::from_secs(7 * 24 * 3600);
+/// The default delete delay: a minute.
+pub const DEFAULT_DELETE_DELAY: Duration = Duration::from_secs(60);
+
+impl Default for Retention {
+    fn default() -> Self {
+        Retention {
+            grace: DEFAULT_GRACE,
+            delete_delay: DEFAULT_DELETE_DELAY,
+        }
+    }
+}
+
+impl Retention {
+    /// `now_ms` plus the grace period, in Unix ms.
+    pub fn retain_until(&self, now_ms: i64) -> i64 {
+        now_ms.saturating_add(millis(self.grace))
+    }
+
+    /// `now_ms` plus the delete delay, in Unix ms.
+    pub fn delete_at(&self, now_ms: i64) -> i64 {
+        now_ms.saturating_add(millis(self.delete_delay))
+    }
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }

@@ -10,21 +10,64 @@
 //! lock up front (and waits on the busy timeout) instead of failing when a
 //! read lock cannot be upgraded; on PostgreSQL the same order locks the row
 //! before it is read.
+//!
+//! A one-statement write with `RETURNING` outside a transaction reads its
+//! rows with `fetch_all`, never `fetch_optional`/`fetch_one`: on SQLite its
+//! implicit commit happens when the statement runs to its end, but sqlx
+//! stops stepping after the one row those ask for and resets the statement,
+//! dropping any error of that commit (a full disk): the row would come back
+//! for a write that was never committed.
 
+/// An image row and, read with it, its bucket's style visibility (see
+/// `Image::styles_public_max_side`). The bucket table is addressed by its
+/// name so the subquery works after `FROM images` and in `RETURNING`.
 pub(crate) const IMAGE_COLUMNS: &str =
     "id, bucket, name, facet, crop, width, height, size, mimetype, sha256, original_key, \
      origin_url, status, error, error_code, tags, string1, string2, string3, number1, number2, \
-     number3, feed_ready, feed_reasons, version, created_at, updated_at, finished_at, deleted_at";
+     number3, feed_ready, feed_reasons, feed_style, feed_side, version, created_at, updated_at, \
+     finished_at, deleted_at, max_unauthorised, roles, initial_origin, batch_id, (SELECT buckets.public_max_side FROM buckets \
+     WHERE buckets.name = images.bucket) AS styles_public_max_side";
 
 pub(crate) const ASSET_COLUMNS: &str =
     "id, image_id, style, storage_key, size, mimetype, width, height, sha256, \
-     upscaled, settings_fingerprint, created_at";
+     upscaled, settings_fingerprint, quality, created_at";
+
+pub(crate) const RETAINED_COLUMNS: &str =
+    "image_id, style, storage_key, size, mimetype, width, height, sha256, superseded_at, \
+     expires_at";
+
+/// Whether anything keeps `$1` alive at Unix ms `$2`: a row that refers
+/// to it, a retained file still in its grace period, or a live claim.
+/// (References first, claims last: the sum says which.)
+pub(crate) const REFERENCES: &str = "SELECT (SELECT COUNT(*) FROM images WHERE original_key = $1) \
+          + (SELECT COUNT(*) FROM media_assets WHERE storage_key = $1) \
+          + (SELECT COUNT(*) FROM retained_files WHERE storage_key = $1 AND expires_at > $2), \
+            (SELECT COUNT(*) FROM object_claims WHERE storage_key = $1 AND expires_at > $2)";
+
+/// Sorted and without repeats: transactions that lock several keys' rows
+/// take them in one order, so two of them cannot deadlock.
+pub(crate) fn distinct_sorted<'a>(keys: impl IntoIterator<Item = &'a String>) -> Vec<&'a str> {
+    let mut keys: Vec<&str> = keys.into_iter().map(String::as_str).collect();
+    keys.sort_unstable();
+    keys.dedup();
+    keys
+}
 
 pub(crate) const JOB_COLUMNS: &str =
     "id, image_id, kind, batch_id, status, attempts, outages, lease_owner, lease_until, run_after, \
-     last_error";
+     last_error, fingerprint";
 
-pub(crate) const KEY_COLUMNS: &str = "id, key_hash, bucket, scopes, name, created_at, revoked_at";
+/// Jobs `j` of a batch that are done while their image is not rendered
+/// with the batch's settings: rendered since by a worker with others, or
+/// being rendered again (an edit). Callers add `AND j.batch_id = ...`.
+pub(crate) const STALE_IN_BATCH: &str = "SELECT j.id FROM jobs j \
+     JOIN batches b ON b.id = j.batch_id JOIN images i ON i.id = j.image_id \
+     WHERE j.status = 'done' AND i.deleted_at IS NULL \
+     AND (i.status = 'ingesting' OR (i.status = 'finished' AND EXISTS (SELECT 1 FROM media_assets a \
+         WHERE a.image_id = i.id AND a.settings_fingerprint <> b.fingerprint)))";
+
+pub(crate) const KEY_COLUMNS: &str =
+    "id, key_hash, bucket, scopes, name, created_at, revoked_at, roles";
 
 pub(crate) const BATCH_COLUMNS: &str =
     "id, bucket, filter, fingerprint, total, queued_all, created_at, updated_at";
@@ -38,9 +81,12 @@ pub(crate) fn fold_name(name: &str) -> String {
 /// The next job to run: a queued one that is due, or a running one whose
 /// lease lapsed (its worker died); interactive jobs (priority 0) before
 /// batch ones; never a job of an image that has another job running, so
-/// two renders of one image never race to commit.
+/// two renders of one image never race to commit. `$5`, when set, is the
+/// claimer's settings fingerprint: a job that must be rendered with other
+/// settings is left to a worker that has them. Ingest jobs only if `$6`.
 pub(crate) const CLAIMABLE_JOB: &str = "SELECT id FROM jobs \
      WHERE ((status = 'queued' AND run_after <= $2) OR (status = 'running' AND lease_until < $2)) \
+     AND ($5 IS NULL OR fingerprint IS NULL OR fingerprint = $5) AND ($6 OR kind <> 'ingest') \
      AND NOT EXISTS (SELECT 1 FROM jobs r WHERE r.image_id = jobs.image_id \
          AND r.status = 'running' AND r.id <> jobs.id) \
      ORDER BY priority, run_after, id LIMIT 1";
@@ -80,13 +126,16 @@ macro_rules! sql_catalog {
         use sqlx::QueryBuilder;
 
         use $crate::sql::{
-            fold_name, like_contains, sort_expression, tags_json, ASSET_COLUMNS, BATCH_COLUMNS,
-            CLAIMABLE_JOB, IMAGE_COLUMNS, JOB_COLUMNS, KEY_COLUMNS,
+            distinct_sorted, fold_name, like_contains, sort_expression, tags_json, ASSET_COLUMNS,
+            BATCH_COLUMNS, CLAIMABLE_JOB, IMAGE_COLUMNS, JOB_COLUMNS, KEY_COLUMNS, REFERENCES,
+            RETAINED_COLUMNS, STALE_IN_BATCH,
         };
         use $crate::{
-            ApiKey, Batch, BatchCounts, BatchFailure, BucketSettings, Catalog, CatalogError,
-            FeedReadiness, FinishedJob, Image, ImagePage, ImagePatch, ImageQuery, Job, MediaAsset, NewApiKey,
-            NewAsset, NewImage, OriginalFacts, PageStart, RerenderFilter, Trashed,
+            ApiKey, Batch, BatchCounts, BatchFailure, BucketSettings, Catalog, CatalogError, Claim,
+            ClaimFilter, FeedReadiness, Finish, FinishedJob, Image, ImagePage, ImagePatch,
+            ImageQuery, Job, MediaAsset, NewApiKey, NewImage, OriginalFacts, PageStart,
+            RerenderFilter, RetainedFile, Trashed, CLAIM_COMMIT_MARGIN_MS, CLAIM_TTL_MS,
+            CLAIM_WAIT_MS, DELETION_LEASE_MS,
         };
 
         type Tx<'c> = sqlx::Transaction<'c, $db>;
@@ -126,6 +175,7 @@ macro_rules! sql_catalog {
             kind: &str,
             batch_id: Option<&str>,
             priority: i64,
+            fingerprint: Option<&str>,
             now: DateTime<Utc>,
         ) -> Result<(), CatalogError> {
             // The new job renders the image as it is now, so jobs still
@@ -140,9 +190,13 @@ macro_rules! sql_catalog {
             .bind(now)
             .execute(&mut **tx)
             .await?;
+            // A render of an image whose origin was never fetched must fetch
+            // it first: an ingest job, for the fetch slots.
             sqlx::query(
                 "INSERT INTO jobs (image_id, kind, batch_id, priority, status, attempts, run_after, \
-                 created_at, updated_at) VALUES ($1, $2, $3, $4, 'queued', 0, $5, $6, $6)",
+                 created_at, updated_at, fingerprint) \
+                 SELECT $1, CASE WHEN $2 = 'render' AND original_key IS NULL AND origin_url IS NOT NULL \
+                 THEN 'ingest' ELSE $2 END, $3, $4, 'queued', 0, $5, $6, $6, $7 FROM images WHERE id = $1",
             )
             .bind(image_id)
             .bind(kind)
@@ -150,6 +204,7 @@ macro_rules! sql_catalog {
             .bind(priority)
             .bind(now.timestamp_millis())
             .bind(now)
+            .bind(fingerprint)
             .execute(&mut **tx)
             .await?;
             Ok(())
@@ -172,25 +227,103 @@ macro_rules! sql_catalog {
             Ok(())
         }
 
-        /// Of `keys`, those no image or asset refers to any more.
-        async fn unreferenced(tx: &mut Tx<'_>, keys: Vec<String>) -> Result<Vec<String>, CatalogError> {
-            let mut orphans = Vec::new();
-            for key in keys {
-                if orphans.contains(&key) {
-                    continue;
-                }
-                let (refs,): (i64,) = sqlx::query_as(
-                    "SELECT (SELECT COUNT(*) FROM images WHERE original_key = $1) \
-                          + (SELECT COUNT(*) FROM media_assets WHERE storage_key = $1)",
-                )
-                .bind(&key)
+        /// Orders this transaction with every other that claims, schedules
+        /// or starts deleting `key`, until it ends. A claim must see a
+        /// schedule made before it, and a schedule or a deletion must see a
+        /// claim made before it, even when neither has a row to lock yet.
+        /// SQLite needs nothing: a write transaction (all of these start
+        /// with a write) holds the database's one write lock.
+        async fn lock_object(tx: &mut Tx<'_>, key: &str) -> Result<(), CatalogError> {
+            if !<$catalog>::OBJECT_LOCK.is_empty() {
+                sqlx::query(<$catalog>::OBJECT_LOCK)
+                    .bind(key)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            Ok(())
+        }
+
+        /// Whether rows refer to `key` (`.0`) or live claims hold it (`.1`).
+        async fn references(tx: &mut Tx<'_>, key: &str, now_ms: i64) -> Result<(i64, i64), CatalogError> {
+            let counts: (i64, i64) = sqlx::query_as(REFERENCES)
+                .bind(key)
+                .bind(now_ms)
                 .fetch_one(&mut **tx)
                 .await?;
-                if refs == 0 {
-                    orphans.push(key);
+            Ok(counts)
+        }
+
+        /// Schedules, at `due_at`, the deletion of those of `keys` nothing
+        /// refers to or claims; returns them. An earlier schedule of a key
+        /// keeps the earlier time; a running deletion is left alone.
+        async fn schedule(
+            tx: &mut Tx<'_>,
+            keys: &[String],
+            reason: &str,
+            now_ms: i64,
+            due_at: i64,
+        ) -> Result<Vec<String>, CatalogError> {
+            let mut scheduled = Vec::new();
+            for key in distinct_sorted(keys) {
+                lock_object(tx, key).await?;
+                let (rows, claims) = references(tx, key, now_ms).await?;
+                if rows + claims > 0 {
+                    continue;
+                }
+                sqlx::query(
+                    "INSERT INTO object_deletions (storage_key, due_at, reason) VALUES ($1, $2, $3) \
+                     ON CONFLICT (storage_key) DO UPDATE SET \
+                     due_at = CASE WHEN excluded.due_at < object_deletions.due_at \
+                         THEN excluded.due_at ELSE object_deletions.due_at END, \
+                     reason = excluded.reason \
+                     WHERE object_deletions.deleting_until IS NULL",
+                )
+                .bind(key)
+                .bind(due_at)
+                .bind(reason)
+                .execute(&mut **tx)
+                .await?;
+                scheduled.push(key.to_string());
+            }
+            Ok(scheduled)
+        }
+
+        /// Ends the claim on an original in the transaction that records it.
+        async fn settle_original_claim(
+            tx: &mut Tx<'_>,
+            facts: Option<&OriginalFacts>,
+            now: DateTime<Utc>,
+        ) -> Result<(), CatalogError> {
+            let Some((facts, holder)) = facts.and_then(|f| Some((f, f.claim.as_deref()?))) else {
+                return Ok(());
+            };
+            let keys = [facts.original_key.clone()];
+            settle_claim(tx, Some(Claim { holder, keys: &keys }), now.timestamp_millis()).await
+        }
+
+        /// Ends `claim` in the transaction that commits the rows relying on
+        /// it: every key must still be claimed with a margin to spare, or
+        /// a deleter may have judged the claim lapsed (the caller's
+        /// transaction is then dropped, and the write is retried).
+        async fn settle_claim(tx: &mut Tx<'_>, claim: Option<Claim<'_>>, now_ms: i64) -> Result<(), CatalogError> {
+            let Some(claim) = claim else {
+                return Ok(());
+            };
+            let held: Vec<(String, i64)> = sqlx::query_as(
+                "DELETE FROM object_claims WHERE holder = $1 RETURNING storage_key, expires_at",
+            )
+            .bind(claim.holder)
+            .fetch_all(&mut **tx)
+            .await?;
+            for key in claim.keys {
+                let live = held
+                    .iter()
+                    .any(|(k, until)| k == key && *until > now_ms + CLAIM_COMMIT_MARGIN_MS);
+                if !live {
+                    return Err(CatalogError::ClaimLost { key: key.clone() });
                 }
             }
-            Ok(orphans)
+            Ok(())
         }
 
         /// Ends a job held by `owner`; the first write of its transaction,
@@ -272,7 +405,20 @@ macro_rules! sql_catalog {
                 qb.push(" AND status = ").push_bind(status.as_str());
             }
             if let Some(ready) = query.feed_ready {
-                qb.push(" AND feed_ready = ").push_bind(ready);
+                // As `Image::feed_readiness` says it: ready as rendered, and
+                // public under the limit in force (`Image::public_limit`:
+                // the image's own, else the bucket's; negative is open).
+                let limit = "COALESCE(images.max_unauthorised, (SELECT b.public_max_side FROM buckets b \
+                     WHERE b.name = images.bucket), -1)";
+                qb.push(format!(
+                    " AND (CASE WHEN feed_ready AND NOT ({limit} >= 0 \
+                     AND (images.feed_side IS NULL OR images.feed_side > {limit})) \
+                     THEN TRUE ELSE FALSE END) = "
+                ))
+                .push_bind(ready);
+            }
+            if let Some(batch) = &query.batch {
+                qb.push(" AND batch_id = ").push_bind(batch);
             }
             if let Some(search) = &query.search {
                 qb.push(" AND COALESCE(name_folded, '') LIKE ")
@@ -332,6 +478,40 @@ macro_rules! sql_catalog {
             }
         }
 
+        impl $catalog {
+            /// The claim behind `claim_job` and `claim_job_for`.
+            async fn claim_where(
+                &self,
+                owner: &str,
+                now_ms: i64,
+                lease_ms: i64,
+                fingerprint: Option<&str>,
+                ingest: bool,
+            ) -> Result<Option<Job>, CatalogError> {
+                let row: Result<Vec<Job>, sqlx::Error> = sqlx::query_as(&format!(
+                    "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = $1, \
+                     lease_until = $2 + $3, updated_at = $4 \
+                     WHERE id = ({CLAIMABLE_JOB}{}) RETURNING {JOB_COLUMNS}",
+                    Self::CLAIM_LOCK
+                ))
+                .bind(owner)
+                .bind(now_ms)
+                .bind(lease_ms)
+                .bind(Utc::now())
+                .bind(fingerprint)
+                .bind(ingest)
+                .fetch_all(&self.pool)
+                .await;
+                match row.map(|mut rows| rows.pop()) {
+                    // Two claims raced for two jobs of one image (PostgreSQL):
+                    // the unique index let one through; the other finds
+                    // nothing this time and looks again at its next poll.
+                    Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(None),
+                    other => Ok(other?),
+                }
+            }
+        }
+
         #[async_trait::async_trait]
         impl Catalog for $catalog {
             async fn migrate(&self) -> Result<(), CatalogError> {
@@ -344,6 +524,17 @@ macro_rules! sql_catalog {
                 Ok(())
             }
 
+            async fn probe_write(&self, now_ms: i64) -> Result<(), CatalogError> {
+                sqlx::query(
+                    "INSERT INTO write_probes (name, at) VALUES ('readyz', $1) \
+                     ON CONFLICT (name) DO UPDATE SET at = $1",
+                )
+                .bind(now_ms)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
             fn backend(&self) -> &'static str {
                 Self::BACKEND
             }
@@ -353,6 +544,7 @@ macro_rules! sql_catalog {
                 let row = insert_image(&mut tx, image, now).await?.ok_or_else(|| {
                     CatalogError::Database(sqlx::Error::Protocol(format!("image {} already exists", image.id)))
                 })?;
+                settle_original_claim(&mut tx, image.original.as_ref(), now).await?;
                 tx.commit().await?;
                 Ok(row)
             }
@@ -366,6 +558,7 @@ macro_rules! sql_catalog {
                 let mut tx = self.pool.begin().await?;
                 if expected_version.is_none() {
                     if let Some(row) = insert_image(&mut tx, image, now).await? {
+                        settle_original_claim(&mut tx, image.original.as_ref(), now).await?;
                         tx.commit().await?;
                         return Ok((row, true));
                     }
@@ -383,6 +576,7 @@ macro_rules! sql_catalog {
                      sha256 = CASE WHEN $13 THEN $18 ELSE NULL END, \
                      original_key = CASE WHEN $13 THEN $19 ELSE original_key END, \
                      origin_url = $20, status = 'ingesting', error = NULL, error_code = NULL, \
+                     max_unauthorised = $24, roles = $25, initial_origin = $26, \
                      deleted_at = NULL, version = version + 1, updated_at = $21 \
                      WHERE id = $1 AND bucket = $22 AND ($2 IS NULL OR version = $2) \
                      RETURNING {IMAGE_COLUMNS}"
@@ -410,6 +604,9 @@ macro_rules! sql_catalog {
                 .bind(now)
                 .bind(&image.bucket)
                 .bind(f.name.as_deref().map(fold_name))
+                .bind(f.max_unauthorised)
+                .bind(tags_json(&f.roles))
+                .bind(&image.initial_origin)
                 .fetch_optional(&mut *tx)
                 .await?;
                 let Some(row) = row else {
@@ -417,7 +614,8 @@ macro_rules! sql_catalog {
                 };
                 write_tags(&mut tx, &image.id, &f.tags).await?;
                 let kind = if has_original { "render" } else { "ingest" };
-                insert_job(&mut tx, &image.id, kind, None, 0, now).await?;
+                insert_job(&mut tx, &image.id, kind, None, 0, None, now).await?;
+                settle_original_claim(&mut tx, image.original.as_ref(), now).await?;
                 tx.commit().await?;
                 Ok((row, false))
             }
@@ -453,6 +651,10 @@ macro_rules! sql_catalog {
                 set!(number1);
                 set!(number2);
                 set!(number3);
+                set!(max_unauthorised);
+                if let Some(roles) = &patch.roles {
+                    qb.push(", roles = ").push_bind(tags_json(roles));
+                }
                 if let Some(tags) = &patch.tags {
                     qb.push(", tags = ").push_bind(tags_json(tags));
                 }
@@ -473,7 +675,7 @@ macro_rules! sql_catalog {
                     write_tags(&mut tx, id, tags).await?;
                 }
                 if rerender {
-                    insert_job(&mut tx, id, "render", None, 0, now).await?;
+                    insert_job(&mut tx, id, "render", None, 0, None, now).await?;
                 }
                 tx.commit().await?;
                 Ok(row)
@@ -485,9 +687,11 @@ macro_rules! sql_catalog {
                 facts: &OriginalFacts,
                 now: DateTime<Utc>,
             ) -> Result<(), CatalogError> {
+                let mut tx = self.pool.begin().await?;
                 sqlx::query(
                     "UPDATE images SET width = $2, height = $3, size = $4, mimetype = $5, sha256 = $6, \
-                     original_key = $7, version = version + 1, updated_at = $8 WHERE id = $1",
+                     original_key = $7, initial_origin = NULL, version = version + 1, updated_at = $8 \
+                     WHERE id = $1",
                 )
                 .bind(image_id)
                 .bind(facts.width)
@@ -497,8 +701,10 @@ macro_rules! sql_catalog {
                 .bind(&facts.sha256)
                 .bind(&facts.original_key)
                 .bind(now)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
+                settle_original_claim(&mut tx, Some(facts), now).await?;
+                tx.commit().await?;
                 Ok(())
             }
 
@@ -516,7 +722,7 @@ macro_rules! sql_catalog {
                 if done.rows_affected() == 0 {
                     return Err(CatalogError::NotFound(image_id.to_string()));
                 }
-                insert_job(&mut tx, image_id, "render", None, 0, now).await?;
+                insert_job(&mut tx, image_id, "render", None, 0, None, now).await?;
                 tx.commit().await?;
                 Ok(())
             }
@@ -552,12 +758,19 @@ macro_rules! sql_catalog {
                 ))
                 .bind(id)
                 .bind(now)
-                .fetch_optional(&self.pool)
-                .await?;
+                .fetch_all(&self.pool)
+                .await?
+                .pop();
                 row.ok_or_else(|| CatalogError::NotFound(id.to_string()))
             }
 
-            async fn hard_delete(&self, id: &str, expected_version: Option<i64>) -> Result<Vec<String>, CatalogError> {
+            async fn hard_delete(
+                &self,
+                id: &str,
+                expected_version: Option<i64>,
+                now_ms: i64,
+                delete_at_ms: i64,
+            ) -> Result<Vec<String>, CatalogError> {
                 let mut tx = self.pool.begin().await?;
                 // The version check is the first write: it locks the row.
                 let original: Option<(Option<String>,)> = sqlx::query_as(
@@ -576,14 +789,22 @@ macro_rules! sql_catalog {
                         .bind(id)
                         .fetch_all(&mut *tx)
                         .await?;
+                let retained: Vec<(String,)> =
+                    sqlx::query_as("DELETE FROM retained_files WHERE image_id = $1 RETURNING storage_key")
+                        .bind(id)
+                        .fetch_all(&mut *tx)
+                        .await?;
                 sqlx::query("DELETE FROM images WHERE id = $1")
                     .bind(id)
                     .execute(&mut *tx)
                     .await?;
-                let keys = original_key.into_iter().chain(assets.into_iter().map(|(k,)| k)).collect();
-                let orphans = unreferenced(&mut tx, keys).await?;
+                let keys: Vec<String> = original_key
+                    .into_iter()
+                    .chain(assets.into_iter().chain(retained).map(|(k,)| k))
+                    .collect();
+                let scheduled = schedule(&mut tx, &keys, "image deleted", now_ms, delete_at_ms).await?;
                 tx.commit().await?;
-                Ok(orphans)
+                Ok(scheduled)
             }
 
             async fn image(&self, id: &str) -> Result<Option<Image>, CatalogError> {
@@ -667,25 +888,93 @@ macro_rules! sql_catalog {
             }
 
             async fn claim_job(&self, owner: &str, now_ms: i64, lease_ms: i64) -> Result<Option<Job>, CatalogError> {
-                let row: Result<Option<Job>, sqlx::Error> = sqlx::query_as(&format!(
-                    "UPDATE jobs SET status = 'running', attempts = attempts + 1, lease_owner = $1, \
-                     lease_until = $2 + $3, updated_at = $4 \
-                     WHERE id = ({CLAIMABLE_JOB}{}) RETURNING {JOB_COLUMNS}",
-                    Self::CLAIM_LOCK
-                ))
+                self.claim_where(owner, now_ms, lease_ms, None, true).await
+            }
+
+            async fn claim_job_for(
+                &self,
+                owner: &str,
+                now_ms: i64,
+                lease_ms: i64,
+                filter: &ClaimFilter<'_>,
+            ) -> Result<Option<Job>, CatalogError> {
+                self.claim_where(owner, now_ms, lease_ms, Some(filter.fingerprint), filter.ingest)
+                    .await
+            }
+
+            async fn hand_over_fetched(
+                &self,
+                job: &Job,
+                owner: &str,
+                facts: &OriginalFacts,
+                now: DateTime<Utc>,
+            ) -> Result<bool, CatalogError> {
+                let mut tx = self.pool.begin().await?;
+                // The lease check is the first write, as in `close_job`.
+                let done = sqlx::query(
+                    "UPDATE jobs SET kind = 'render', status = 'queued', lease_owner = NULL, \
+                     lease_until = NULL, attempts = 0, run_after = $3, updated_at = $4 \
+                     WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+                )
+                .bind(job.id)
+                .bind(owner)
+                .bind(now.timestamp_millis())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                lease_held(done.rows_affected(), job, owner)?;
+                if newer_job_waits(&mut tx, job).await? {
+                    sqlx::query(
+                        "UPDATE jobs SET status = 'done', last_error = 'superseded by a newer render' \
+                         WHERE id = $1",
+                    )
+                    .bind(job.id)
+                    .execute(&mut *tx)
+                    .await?;
+                    tx.commit().await?;
+                    return Ok(false);
+                }
+                sqlx::query(
+                    "UPDATE images SET width = $2, height = $3, size = $4, mimetype = $5, sha256 = $6, \
+                     original_key = $7, initial_origin = NULL, version = version + 1, updated_at = $8 \
+                     WHERE id = $1",
+                )
+                .bind(&job.image_id)
+                .bind(facts.width)
+                .bind(facts.height)
+                .bind(facts.size)
+                .bind(&facts.mimetype)
+                .bind(&facts.sha256)
+                .bind(&facts.original_key)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                settle_original_claim(&mut tx, Some(facts), now).await?;
+                tx.commit().await?;
+                Ok(true)
+            }
+
+
+            async fn running_leases(&self) -> Result<Vec<(i64, String)>, CatalogError> {
+                let rows = sqlx::query_as(
+                    "SELECT id, lease_owner FROM jobs WHERE status = 'running' AND lease_owner IS NOT NULL \
+                     ORDER BY id",
+                )
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows)
+            }
+
+            async fn expire_lease(&self, job_id: i64, owner: &str, now_ms: i64) -> Result<bool, CatalogError> {
+                let done = sqlx::query(
+                    "UPDATE jobs SET lease_until = $3 - 1 WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+                )
+                .bind(job_id)
                 .bind(owner)
                 .bind(now_ms)
-                .bind(lease_ms)
-                .bind(Utc::now())
-                .fetch_optional(&self.pool)
-                .await;
-                match row {
-                    // Two claims raced for two jobs of one image (PostgreSQL):
-                    // the unique index let one through; the other finds
-                    // nothing this time and looks again at its next poll.
-                    Err(sqlx::Error::Database(e)) if e.is_unique_violation() => Ok(None),
-                    other => Ok(other?),
-                }
+                .execute(&self.pool)
+                .await?;
+                Ok(done.rows_affected() == 1)
             }
 
             async fn renew_lease(&self, job_id: i64, owner: &str, until_ms: i64) -> Result<bool, CatalogError> {
@@ -704,29 +993,43 @@ macro_rules! sql_catalog {
                 &self,
                 job: &Job,
                 owner: &str,
-                assets: &[NewAsset],
+                finish: &Finish<'_>,
                 now: DateTime<Utc>,
             ) -> Result<FinishedJob, CatalogError> {
+                let now_ms = now.timestamp_millis();
                 let mut tx = self.pool.begin().await?;
                 close_job(&mut tx, job, owner, "done", None, now).await?;
                 if newer_job_waits(&mut tx, job).await? {
-                    let keys = assets.iter().map(|a| a.storage_key.clone()).collect();
-                    let orphans = unreferenced(&mut tx, keys).await?;
+                    // Nothing commits on the claimed files: end the claim
+                    // whatever its state, and let go of what no row needs.
+                    if let Some(claim) = finish.claim {
+                        sqlx::query("DELETE FROM object_claims WHERE holder = $1")
+                            .bind(claim.holder)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    let keys: Vec<String> = finish.assets.iter().map(|a| a.storage_key.clone()).collect();
+                    let orphans =
+                        schedule(&mut tx, &keys, "render outrun by a newer job", now_ms, finish.delete_at_ms)
+                            .await?;
                     tx.commit().await?;
                     return Ok(FinishedJob { committed: false, orphans });
                 }
+                settle_claim(&mut tx, finish.claim, now_ms).await?;
                 // Replace, never append: a re-run after a lost lease or a
                 // re-render leaves exactly one row per style.
-                let old: Vec<(String,)> =
-                    sqlx::query_as("DELETE FROM media_assets WHERE image_id = $1 RETURNING storage_key")
-                        .bind(&job.image_id)
-                        .fetch_all(&mut *tx)
-                        .await?;
-                for asset in assets {
+                let old: Vec<(String, String, i64, String, i64, i64, String)> = sqlx::query_as(
+                    "DELETE FROM media_assets WHERE image_id = $1 \
+                     RETURNING style, storage_key, size, mimetype, width, height, sha256",
+                )
+                .bind(&job.image_id)
+                .fetch_all(&mut *tx)
+                .await?;
+                for asset in finish.assets {
                     sqlx::query(
                         "INSERT INTO media_assets (image_id, style, storage_key, size, mimetype, width, height, \
-                         sha256, upscaled, settings_fingerprint, created_at) \
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                         sha256, upscaled, settings_fingerprint, quality, created_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
                     )
                     .bind(&job.image_id)
                     .bind(&asset.style)
@@ -738,25 +1041,57 @@ macro_rules! sql_catalog {
                     .bind(&asset.sha256)
                     .bind(asset.upscaled)
                     .bind(&asset.settings_fingerprint)
+                    .bind(asset.quality)
                     .bind(now)
                     .execute(&mut *tx)
                     .await?;
                 }
-                let readiness = FeedReadiness::assess(assets);
+                // The files replaced keep serving their versioned URLs for
+                // the grace period: a feed read before the change must
+                // not show a broken image.
+                for (style, key, size, mimetype, width, height, sha256) in old {
+                    let unchanged = finish
+                        .assets
+                        .iter()
+                        .any(|a| a.style == style && a.storage_key == key);
+                    if unchanged {
+                        continue;
+                    }
+                    sqlx::query(
+                        "INSERT INTO retained_files (image_id, style, storage_key, size, mimetype, width, \
+                         height, sha256, superseded_at, expires_at) \
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                    )
+                    .bind(&job.image_id)
+                    .bind(&style)
+                    .bind(&key)
+                    .bind(size)
+                    .bind(&mimetype)
+                    .bind(width)
+                    .bind(height)
+                    .bind(&sha256)
+                    .bind(now_ms)
+                    .bind(finish.retain_until_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                let readiness = &finish.readiness;
                 sqlx::query(
                     "UPDATE images SET status = 'finished', error = NULL, error_code = NULL, \
-                     feed_ready = $3, feed_reasons = $4, version = version + 1, \
-                     finished_at = $2, updated_at = $2 WHERE id = $1",
+                     feed_ready = $3, feed_reasons = $4, feed_style = $5, feed_side = $6, \
+                     batch_id = $7, version = version + 1, finished_at = $2, updated_at = $2 WHERE id = $1",
                 )
                 .bind(&job.image_id)
                 .bind(now)
                 .bind(readiness.ok)
                 .bind(readiness.to_json())
+                .bind(&finish.feed_style)
+                .bind(finish.feed_side)
+                .bind(&job.batch_id)
                 .execute(&mut *tx)
                 .await?;
-                let orphans = unreferenced(&mut tx, old.into_iter().map(|(k,)| k).collect()).await?;
                 tx.commit().await?;
-                Ok(FinishedJob { committed: true, orphans })
+                Ok(FinishedJob { committed: true, orphans: Vec::new() })
             }
 
             async fn fail_job(
@@ -836,8 +1171,8 @@ macro_rules! sql_catalog {
 
             async fn create_api_key(&self, key: &NewApiKey, now: DateTime<Utc>) -> Result<ApiKey, CatalogError> {
                 let row = sqlx::query_as(&format!(
-                    "INSERT INTO api_keys (id, key_hash, bucket, scopes, name, created_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6) RETURNING {KEY_COLUMNS}"
+                    "INSERT INTO api_keys (id, key_hash, bucket, scopes, name, created_at, roles) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {KEY_COLUMNS}"
                 ))
                 .bind(&key.id)
                 .bind(&key.key_hash)
@@ -845,9 +1180,11 @@ macro_rules! sql_catalog {
                 .bind(key.scopes.join(" "))
                 .bind(&key.name)
                 .bind(now)
-                .fetch_one(&self.pool)
-                .await?;
-                Ok(row)
+                .bind(key.roles.join(" "))
+                .fetch_all(&self.pool)
+                .await?
+                .pop();
+                row.ok_or(CatalogError::Database(sqlx::Error::RowNotFound))
             }
 
             async fn api_key_by_hash(&self, key_hash: &str) -> Result<Option<ApiKey>, CatalogError> {
@@ -881,13 +1218,15 @@ macro_rules! sql_catalog {
             }
 
             async fn bucket_settings(&self, bucket: &str) -> Result<BucketSettings, CatalogError> {
-                let row: Option<(Option<i64>,)> =
-                    sqlx::query_as("SELECT public_max_side FROM buckets WHERE name = $1")
+                let row: Option<(Option<i64>, Option<i64>)> =
+                    sqlx::query_as("SELECT public_max_side, feed_max_bytes FROM buckets WHERE name = $1")
                         .bind(bucket)
                         .fetch_optional(&self.pool)
                         .await?;
+                let (public_max_side, feed_max_bytes) = row.unwrap_or_default();
                 Ok(BucketSettings {
-                    public_max_side: row.and_then(|(side,)| side),
+                    public_max_side,
+                    feed_max_bytes,
                 })
             }
 
@@ -898,11 +1237,13 @@ macro_rules! sql_catalog {
                 now: DateTime<Utc>,
             ) -> Result<(), CatalogError> {
                 sqlx::query(
-                    "INSERT INTO buckets (name, public_max_side, updated_at) VALUES ($1, $2, $3) \
-                     ON CONFLICT (name) DO UPDATE SET public_max_side = $2, updated_at = $3",
+                    "INSERT INTO buckets (name, public_max_side, feed_max_bytes, updated_at) \
+                     VALUES ($1, $2, $3, $4) ON CONFLICT (name) DO UPDATE \
+                     SET public_max_side = $2, feed_max_bytes = $3, updated_at = $4",
                 )
                 .bind(bucket)
                 .bind(settings.public_max_side)
+                .bind(settings.feed_max_bytes)
                 .bind(now)
                 .execute(&self.pool)
                 .await?;
@@ -921,7 +1262,8 @@ macro_rules! sql_catalog {
                 let row = sqlx::query_as(&format!(
                     "SELECT {BATCH_COLUMNS} FROM batches b WHERE filter = $1 AND fingerprint = $2 \
                      AND (NOT queued_all OR EXISTS (SELECT 1 FROM jobs j WHERE j.batch_id = b.id \
-                          AND j.status IN ('queued', 'running'))) \
+                          AND j.status IN ('queued', 'running')) \
+                          OR EXISTS ({STALE_IN_BATCH} AND j.batch_id = b.id)) \
                      ORDER BY created_at DESC LIMIT 1"
                 ))
                 .bind(filter_json)
@@ -949,9 +1291,10 @@ macro_rules! sql_catalog {
                 .bind(fingerprint)
                 .bind(total)
                 .bind(now)
-                .fetch_one(&self.pool)
-                .await?;
-                Ok(row)
+                .fetch_all(&self.pool)
+                .await?
+                .pop();
+                row.ok_or(CatalogError::Database(sqlx::Error::RowNotFound))
             }
 
             async fn enqueue_batch(&self, batch: &Batch, limit: i64, now: DateTime<Utc>) -> Result<i64, CatalogError> {
@@ -971,8 +1314,24 @@ macro_rules! sql_catalog {
                     .push(") ORDER BY i.id LIMIT ")
                     .push_bind(limit);
                 let ids: Vec<(String,)> = qb.build_query_as().fetch_all(&mut *tx).await?;
+                // Done, but rendered since with other settings (an edit a
+                // worker with other settings rendered): its job runs again.
+                // Not while the image has a job waiting or running: that one
+                // renders first, and is looked at once it is done.
+                let reopened = sqlx::query(&format!(
+                    "UPDATE jobs SET status = 'queued', attempts = 0, outages = 0, run_after = $2, \
+                     last_error = NULL, updated_at = $3 WHERE id IN ({STALE_IN_BATCH} AND j.batch_id = $1 \
+                     AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.image_id = j.image_id \
+                         AND o.status IN ('queued', 'running')))"
+                ))
+                .bind(&batch.id)
+                .bind(now.timestamp_millis())
+                .bind(now)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
                 for (id,) in &ids {
-                    insert_job(&mut tx, id, "render", Some(&batch.id), 1, now).await?;
+                    insert_job(&mut tx, id, "render", Some(&batch.id), 1, Some(&batch.fingerprint), now).await?;
                 }
                 let total_sql = if ids.is_empty() {
                     // Nothing left to queue: the batch is what it queued. (Images
@@ -988,7 +1347,7 @@ macro_rules! sql_catalog {
                 };
                 sqlx::query(total_sql).bind(&batch.id).execute(&mut *tx).await?;
                 tx.commit().await?;
-                Ok(ids.len() as i64)
+                Ok(ids.len() as i64 + reopened as i64)
             }
 
             async fn batch(&self, id: &str) -> Result<Option<Batch>, CatalogError> {
@@ -1015,6 +1374,16 @@ macro_rules! sql_catalog {
                     }
                 }
                 Ok(counts)
+            }
+
+            async fn batch_stale(&self, id: &str) -> Result<i64, CatalogError> {
+                let (stale,): (i64,) = sqlx::query_as(&format!(
+                    "SELECT COUNT(*) FROM jobs WHERE id IN ({STALE_IN_BATCH} AND j.batch_id = $1)"
+                ))
+                .bind(id)
+                .fetch_one(&self.pool)
+                .await?;
+                Ok(stale)
             }
 
             async fn batch_failures(&self, id: &str, limit: i64) -> Result<Vec<BatchFailure>, CatalogError> {
@@ -1087,6 +1456,214 @@ macro_rules! sql_catalog {
                         .await?;
                 Ok(bytes)
             }
+
+            async fn claim_objects(&self, holder: &str, keys: &[String], now_ms: i64) -> Result<(), CatalogError> {
+                let keys = distinct_sorted(keys);
+                let mut waited = 0;
+                loop {
+                    let mut tx = self.pool.begin().await?;
+                    let mut busy = None;
+                    for key in &keys {
+                        lock_object(&mut tx, key).await?;
+                        // Cancels a pending deletion, or takes over one whose
+                        // deleter died.
+                        sqlx::query(
+                            "DELETE FROM object_deletions WHERE storage_key = $1 \
+                             AND (deleting_until IS NULL OR deleting_until < $2)",
+                        )
+                        .bind(key)
+                        .bind(now_ms)
+                        .execute(&mut *tx)
+                        .await?;
+                        let (running,): (i64,) =
+                            sqlx::query_as("SELECT COUNT(*) FROM object_deletions WHERE storage_key = $1")
+                                .bind(key)
+                                .fetch_one(&mut *tx)
+                                .await?;
+                        if running > 0 {
+                            busy = Some(key.to_string());
+                            break;
+                        }
+                        sqlx::query(
+                            "INSERT INTO object_claims (storage_key, holder, expires_at) VALUES ($1, $2, $3) \
+                             ON CONFLICT (storage_key, holder) DO UPDATE SET expires_at = $3",
+                        )
+                        .bind(key)
+                        .bind(holder)
+                        .bind(now_ms + CLAIM_TTL_MS)
+                        .execute(&mut *tx)
+                        .await?;
+                    }
+                    let Some(key) = busy else {
+                        tx.commit().await?;
+                        return Ok(());
+                    };
+                    // A deletion of it is running: it ends in moments (one
+                    // store request); then the object is gone and the
+                    // writer stores it again.
+                    drop(tx);
+                    if waited >= CLAIM_WAIT_MS {
+                        return Err(CatalogError::DeletionInProgress { key });
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    waited += 20;
+                }
+            }
+
+            async fn release_claims(&self, holder: &str, now_ms: i64, delete_at_ms: i64) -> Result<Vec<String>, CatalogError> {
+                let mut tx = self.pool.begin().await?;
+                let keys: Vec<(String,)> =
+                    sqlx::query_as("DELETE FROM object_claims WHERE holder = $1 RETURNING storage_key")
+                        .bind(holder)
+                        .fetch_all(&mut *tx)
+                        .await?;
+                let keys: Vec<String> = keys.into_iter().map(|(k,)| k).collect();
+                let scheduled = schedule(&mut tx, &keys, "claim released", now_ms, delete_at_ms).await?;
+                tx.commit().await?;
+                Ok(scheduled)
+            }
+
+            async fn schedule_deletions(
+                &self,
+                keys: &[String],
+                reason: &str,
+                now_ms: i64,
+                delete_at_ms: i64,
+            ) -> Result<Vec<String>, CatalogError> {
+                let mut tx = self.pool.begin().await?;
+                // A write first (see the module note): lapsed claims go.
+                sqlx::query("DELETE FROM object_claims WHERE expires_at <= $1")
+                    .bind(now_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                let scheduled = schedule(&mut tx, keys, reason, now_ms, delete_at_ms).await?;
+                tx.commit().await?;
+                Ok(scheduled)
+            }
+
+            async fn expire_retained(&self, now_ms: i64, delete_at_ms: i64, limit: i64) -> Result<i64, CatalogError> {
+                let mut tx = self.pool.begin().await?;
+                let ended: Vec<(String,)> = sqlx::query_as(
+                    "DELETE FROM retained_files WHERE id IN (SELECT id FROM retained_files \
+                     WHERE expires_at <= $1 ORDER BY expires_at LIMIT $2) RETURNING storage_key",
+                )
+                .bind(now_ms)
+                .bind(limit)
+                .fetch_all(&mut *tx)
+                .await?;
+                let count = ended.len() as i64;
+                let keys: Vec<String> = ended.into_iter().map(|(k,)| k).collect();
+                schedule(&mut tx, &keys, "grace period over", now_ms, delete_at_ms).await?;
+                tx.commit().await?;
+                Ok(count)
+            }
+
+            async fn due_deletions(&self, now_ms: i64, limit: i64) -> Result<Vec<String>, CatalogError> {
+                let rows: Vec<(String,)> = sqlx::query_as(
+                    "SELECT storage_key FROM object_deletions WHERE due_at <= $1 \
+                     AND (deleting_until IS NULL OR deleting_until < $1) ORDER BY due_at, storage_key LIMIT $2",
+                )
+                .bind(now_ms)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?;
+                Ok(rows.into_iter().map(|(k,)| k).collect())
+            }
+
+            async fn begin_deletion(&self, key: &str, now_ms: i64) -> Result<Option<i64>, CatalogError> {
+                let lease = now_ms + DELETION_LEASE_MS;
+                let mut tx = self.pool.begin().await?;
+                lock_object(&mut tx, key).await?;
+                // A write first (see the module note).
+                let started = sqlx::query(
+                    "UPDATE object_deletions SET deleting_until = $2 WHERE storage_key = $1 \
+                     AND due_at <= $3 AND (deleting_until IS NULL OR deleting_until < $3)",
+                )
+                .bind(key)
+                .bind(lease)
+                .bind(now_ms)
+                .execute(&mut *tx)
+                .await?;
+                if started.rows_affected() == 0 {
+                    return Ok(None);
+                }
+                sqlx::query("DELETE FROM object_claims WHERE storage_key = $1 AND expires_at <= $2")
+                    .bind(key)
+                    .bind(now_ms)
+                    .execute(&mut *tx)
+                    .await?;
+                match references(&mut tx, key, now_ms).await? {
+                    (0, 0) => {
+                        tx.commit().await?;
+                        Ok(Some(lease))
+                    }
+                    (0, _) => {
+                        // Claimed: the writer's commit will refer to it, or
+                        // its release schedule it again; look again later.
+                        sqlx::query(
+                            "UPDATE object_deletions SET deleting_until = NULL, due_at = $2 \
+                             WHERE storage_key = $1",
+                        )
+                        .bind(key)
+                        .bind(now_ms + DELETION_LEASE_MS)
+                        .execute(&mut *tx)
+                        .await?;
+                        tx.commit().await?;
+                        Ok(None)
+                    }
+                    _ => {
+                        // Referred to again (an identical upload): alive.
+                        sqlx::query("DELETE FROM object_deletions WHERE storage_key = $1")
+                            .bind(key)
+                            .execute(&mut *tx)
+                            .await?;
+                        tx.commit().await?;
+                        Ok(None)
+                    }
+                }
+            }
+
+            async fn end_deletion(&self, key: &str, lease: i64) -> Result<(), CatalogError> {
+                sqlx::query("DELETE FROM object_deletions WHERE storage_key = $1 AND deleting_until = $2")
+                    .bind(key)
+                    .bind(lease)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn abandon_deletion(&self, key: &str, lease: i64) -> Result<(), CatalogError> {
+                sqlx::query(
+                    "UPDATE object_deletions SET deleting_until = NULL \
+                     WHERE storage_key = $1 AND deleting_until = $2",
+                )
+                .bind(key)
+                .bind(lease)
+                .execute(&self.pool)
+                .await?;
+                Ok(())
+            }
+
+            async fn retained_file(
+                &self,
+                image_id: &str,
+                style: &str,
+                sha256_prefix: &str,
+                now_ms: i64,
+            ) -> Result<Option<RetainedFile>, CatalogError> {
+                // Hex has no LIKE wildcards; callers pass lower case.
+                let row = sqlx::query_as(&format!(
+                    "SELECT {RETAINED_COLUMNS} FROM retained_files WHERE image_id = $1 AND style = $2 \
+                     AND sha256 LIKE $3 AND expires_at > $4 ORDER BY expires_at DESC LIMIT 1"
+                ))
+                .bind(image_id)
+                .bind(style)
+                .bind(format!("{sha256_prefix}%"))
+                .bind(now_ms)
+                .fetch_optional(&self.pool)
+                .await?;
+                Ok(row)
+            }
         }
 
         /// Inserts the row, its tags and first job; `None` when the id is
@@ -1097,9 +1674,10 @@ macro_rules! sql_catalog {
             let row: Option<Image> = sqlx::query_as(&format!(
                 "INSERT INTO images (id, bucket, name, facet, crop, tags, string1, string2, string3, \
                  number1, number2, number3, width, height, size, mimetype, sha256, original_key, \
-                 origin_url, status, created_at, updated_at, name_folded) \
+                 origin_url, status, created_at, updated_at, name_folded, max_unauthorised, roles, \
+                 initial_origin) \
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
-                 $18, $19, 'ingesting', $20, $20, $21) ON CONFLICT (id) DO NOTHING RETURNING {IMAGE_COLUMNS}"
+                 $18, $19, 'ingesting', $20, $20, $21, $22, $23, $24) ON CONFLICT (id) DO NOTHING RETURNING {IMAGE_COLUMNS}"
             ))
             .bind(&image.id)
             .bind(&image.bucket)
@@ -1122,6 +1700,9 @@ macro_rules! sql_catalog {
             .bind(&image.origin_url)
             .bind(now)
             .bind(f.name.as_deref().map(fold_name))
+            .bind(f.max_unauthorised)
+            .bind(tags_json(&f.roles))
+            .bind(&image.initial_origin)
             .fetch_optional(&mut **tx)
             .await?;
             let Some(row) = row else {
@@ -1129,7 +1710,7 @@ macro_rules! sql_catalog {
             };
             write_tags(tx, &image.id, &f.tags).await?;
             let kind = if facts.is_some() { "render" } else { "ingest" };
-            insert_job(tx, &image.id, kind, None, 0, now).await?;
+            insert_job(tx, &image.id, kind, None, 0, None, now).await?;
             Ok(Some(row))
         }
     };

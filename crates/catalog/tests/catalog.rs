@@ -15,9 +15,10 @@ use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
 use easel_catalog::{
-    connect, ApiKey, BatchCounts, BatchFailure, BucketSettings, Catalog, CatalogError, FinishedJob,
-    Image, ImageFields, ImagePatch, ImageQuery, ImageStatus, JobKind, JobStatus, NewApiKey,
-    NewAsset, NewImage, OriginalFacts, PageStart, RerenderFilter, SortKey, Trashed,
+    connect, ApiKey, BatchCounts, BatchFailure, BucketSettings, Catalog, CatalogError, Claim,
+    ClaimFilter, FeedReadiness, Finish, FinishedJob, Image, ImageFields, ImagePatch, ImageQuery,
+    ImageStatus, JobKind, JobStatus, NewApiKey, NewAsset, NewImage, OriginalFacts, PageStart,
+    RerenderFilter, SortKey, Trashed,
 };
 use sqlx::Connection;
 
@@ -203,6 +204,7 @@ fn facts(key: &str) -> OriginalFacts {
         mimetype: "image/jpeg".into(),
         sha256: "ab".repeat(32),
         original_key: key.into(),
+        claim: None,
     }
 }
 
@@ -218,6 +220,7 @@ fn upload(id: &str, bucket: &str) -> NewImage {
         },
         original: Some(facts(&format!("originals/{id}"))),
         origin_url: None,
+        initial_origin: None,
     }
 }
 
@@ -241,6 +244,7 @@ fn asset_fp(style: &str, key: &str, fingerprint: &str) -> NewAsset {
         sha256: "cd".repeat(32),
         upscaled: false,
         settings_fingerprint: fingerprint.into(),
+        quality: Some(88),
     }
 }
 
@@ -252,6 +256,26 @@ fn feed_asset(style: &str, side: i64, size: i64, upscaled: bool) -> NewAsset {
         upscaled,
         ..asset(style, &format!("r/{style}-{side}-{size}-{upscaled}"))
     }
+}
+
+/// The files as a render hands them over: the feed file is square-3000,
+/// else itunes, ready unless enlarged (the engine's full rule is tested
+/// in easel-render; here what matters is that it is stored).
+fn finish_with_readiness(assets: &[NewAsset]) -> Finish<'_> {
+    let mut finish = Finish::of(assets);
+    let feed = finish
+        .feed_style
+        .as_ref()
+        .and_then(|style| assets.iter().find(|a| &a.style == style));
+    finish.readiness = match feed {
+        Some(feed) if feed.upscaled => FeedReadiness::failing("itunes is enlarged"),
+        Some(_) => FeedReadiness {
+            ok: true,
+            ..FeedReadiness::default()
+        },
+        None => FeedReadiness::failing("no feed style (square-3000 or itunes) was rendered"),
+    };
+    finish
 }
 
 async fn create(c: &Arc<dyn Catalog>, image: NewImage, at: i64) -> Image {
@@ -268,7 +292,7 @@ async fn render(c: &Arc<dyn Catalog>, image_id: &str, assets: &[NewAsset]) -> Ve
         .expect("a job is due");
     assert_eq!(job.image_id, image_id, "claimed the expected image's job");
     let finished = c
-        .finish_job(&job, "renderer", assets, t(LATER))
+        .finish_job(&job, "renderer", &finish_with_readiness(assets), t(LATER))
         .await
         .unwrap();
     assert!(finished.committed, "no newer job waited for {image_id}");
@@ -308,8 +332,11 @@ both! {
         update_patches_fields_tags_and_rerenders,
         soft_delete_hides_and_restore_brings_back,
         hard_delete_returns_only_keys_nothing_else_uses,
-        finish_returns_superseded_keys_nothing_else_uses,
-        finish_records_feed_readiness,
+        finish_retains_replaced_files_then_schedules_only_keys_nothing_else_uses,
+        finish_records_the_feed_file_and_reads_add_the_buckets_visibility,
+        an_images_own_limit_and_roles_are_kept_and_its_limit_wins_over_the_buckets,
+        the_batch_that_rendered_an_image_is_recorded_and_filtered_on,
+        the_initial_origin_is_fetched_once_then_forgotten,
         list_filters,
         list_sorts_and_pages_by_number_and_keyset,
         list_rejects_a_cursor_outside_the_list,
@@ -325,6 +352,9 @@ both! {
         replace_never_takes_another_buckets_image,
         search_folds_case_beyond_ascii,
         the_iiif_cache_keeps_the_most_recently_used_within_its_budget,
+        a_claim_cancels_a_pending_deletion_and_its_commit_ends_it,
+        a_commit_whose_claim_lapsed_or_was_never_taken_is_refused,
+        a_deletion_starts_only_on_what_nothing_holds_and_claims_wait_for_it,
     ],
     sqlite_only: {
         #[tokio::test]
@@ -396,7 +426,7 @@ both! {
             c.create_image(&upload("new", "b"), t(0)).await.unwrap();
             assert!(c.jobs_for_image("new").await.unwrap()[0].id > jobs[0].id);
             assert_eq!(
-                sorted(c.hard_delete("old", None).await.unwrap()),
+                sorted(c.hard_delete("old", None, ms(LATER), ms(LATER)).await.unwrap()),
                 ["originals/old", "r/old-thumb"]
             );
             assert!(c.jobs_for_image("old").await.unwrap().is_empty());
@@ -446,6 +476,48 @@ both! {
             assert_eq!(all.len(), 50, "every job claimed exactly once: {per_worker:?}");
             assert_eq!(distinct.len(), 50, "no job claimed twice");
             assert!(c.claim_job("late", ms(LATER), 1).await.unwrap().is_none());
+            db.finish().await;
+        }
+
+        /// The interleaving the object lock closes: a writer's claim is
+        /// in flight (its transaction has looked for a schedule and found
+        /// none, and holds the object's lock) when a force delete schedules
+        /// the object. Without the lock the schedule would not see the
+        /// uncommitted claim, and the object would be deleted under the
+        /// writer; with it, the schedule waits, then sees the claim.
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn a_schedule_waits_for_a_claim_in_flight_and_then_sees_it() {
+            let Some(db) = Db::postgres().await else {
+                return;
+            };
+            let pg = db.pg.as_ref().unwrap();
+            let url = with_database(&pg.admin_url, &pg.name);
+            let mut writer = sqlx::PgConnection::connect(&url).await.unwrap();
+            let key = "originals/in-flight";
+            sqlx::query("BEGIN").execute(&mut writer).await.unwrap();
+            sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind(key)
+                .execute(&mut writer)
+                .await
+                .unwrap();
+            sqlx::query("INSERT INTO object_claims (storage_key, holder, expires_at) VALUES ($1, 'w', $2)")
+                .bind(key)
+                .bind(ms(LATER) + 3_600_000)
+                .execute(&mut writer)
+                .await
+                .unwrap();
+            let c = db.catalog.clone();
+            let schedule = tokio::spawn(async move {
+                c.schedule_deletions(&[key.to_string()], "force delete", ms(LATER), ms(LATER))
+                    .await
+                    .unwrap()
+            });
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            assert!(!schedule.is_finished(), "the schedule waits for the claim's transaction");
+            sqlx::query("COMMIT").execute(&mut writer).await.unwrap();
+            let scheduled = schedule.await.unwrap();
+            assert!(scheduled.is_empty(), "the committed claim is seen: {scheduled:?}");
+            assert!(db.catalog.due_deletions(i64::MAX, 10).await.unwrap().is_empty());
             db.finish().await;
         }
 
@@ -549,7 +621,7 @@ mod cases {
         );
 
         let late = c
-            .finish_job(&job, "w1", &[asset("thumb", "k")], t(20))
+            .finish_job(&job, "w1", &Finish::of(&[asset("thumb", "k")]), t(20))
             .await;
         assert!(matches!(late, Err(CatalogError::LeaseLost { .. })));
         let late = c.fail_job(&job, "w1", "why", "code", t(20)).await;
@@ -563,7 +635,7 @@ mod cases {
         let image = c.image("a").await.unwrap().unwrap();
         assert_eq!((image.status(), image.version), (ImageStatus::Ingesting, 1));
 
-        c.finish_job(&taken, "w2", &[asset("thumb", "k")], t(20))
+        c.finish_job(&taken, "w2", &Finish::of(&[asset("thumb", "k")]), t(20))
             .await
             .unwrap();
         assert_eq!(c.assets("a").await.unwrap().len(), 1);
@@ -693,6 +765,7 @@ mod cases {
             },
             original: None,
             origin_url: Some("https://example.com/cover.jpg".into()),
+            initial_origin: None,
         };
         let image = c.create_image(&new, t(0)).await.unwrap();
         assert_eq!(image.status(), ImageStatus::Ingesting);
@@ -726,7 +799,7 @@ mod cases {
         assert_eq!((image.version, image.updated_at), (2, t(1)));
         assert_eq!(image.status(), ImageStatus::Ingesting);
 
-        c.finish_job(&job, "w", &[asset("itunes", "r/i")], t(2))
+        c.finish_job(&job, "w", &Finish::of(&[asset("itunes", "r/i")]), t(2))
             .await
             .unwrap();
         assert_eq!(
@@ -843,14 +916,23 @@ mod cases {
         let jobs = c.jobs_for_image("r").await.unwrap();
         assert_eq!(jobs.last().unwrap().kind(), JobKind::Ingest);
 
-        // The new render supersedes the old files.
+        // The new render supersedes the old files: retained first, then
+        // (their grace over) scheduled for deletion.
         let orphans = render(
             c,
             "r",
             &[asset("thumb", "r/thumb-2"), asset("itunes", "r/itunes-2")],
         )
         .await;
-        assert_eq!(sorted(orphans), ["r/itunes-1", "r/thumb-1"]);
+        assert!(orphans.is_empty(), "{orphans:?}");
+        assert_eq!(
+            c.expire_retained(ms(LATER), ms(LATER), 100).await.unwrap(),
+            2
+        );
+        assert_eq!(
+            sorted(c.due_deletions(ms(LATER), 100).await.unwrap()),
+            ["r/itunes-1", "r/thumb-1"]
+        );
     }
 
     pub async fn update_patches_fields_tags_and_rerenders(c: &Arc<dyn Catalog>) {
@@ -1055,7 +1137,7 @@ mod cases {
         )
         .await;
 
-        let stale = c.hard_delete("a", Some(1)).await;
+        let stale = c.hard_delete("a", Some(1), ms(LATER), ms(LATER)).await;
         assert!(
             matches!(stale, Err(CatalogError::VersionMismatch { current: 2, .. })),
             "{stale:?}"
@@ -1065,7 +1147,10 @@ mod cases {
             "a refused delete deletes nothing"
         );
 
-        let orphans = c.hard_delete("a", Some(2)).await.unwrap();
+        let orphans = c
+            .hard_delete("a", Some(2), ms(LATER), ms(LATER))
+            .await
+            .unwrap();
         assert_eq!(orphans, ["r/a-itunes"], "shared original and thumb stay");
         assert!(c.image("a").await.unwrap().is_none());
         assert!(c.assets("a").await.unwrap().is_empty());
@@ -1074,17 +1159,20 @@ mod cases {
 
         // Trashed first, then forced: now nothing else holds z's keys.
         c.soft_delete("z", None, t(2)).await.unwrap();
-        let orphans = c.hard_delete("z", None).await.unwrap();
+        let orphans = c
+            .hard_delete("z", None, ms(LATER), ms(LATER))
+            .await
+            .unwrap();
         assert_eq!(
             sorted(orphans),
             ["originals/shared", "r/shared-thumb", "r/z-itunes"]
         );
         assert!(matches!(
-            c.hard_delete("z", None).await,
+            c.hard_delete("z", None, ms(LATER), ms(LATER)).await,
             Err(CatalogError::NotFound(_))
         ));
         assert!(matches!(
-            c.hard_delete("ghost", Some(1)).await,
+            c.hard_delete("ghost", Some(1), ms(LATER), ms(LATER)).await,
             Err(CatalogError::NotFound(_))
         ));
 
@@ -1095,11 +1183,17 @@ mod cases {
             ..upload("o", "b")
         };
         create(c, origin, 3).await;
-        assert!(c.hard_delete("o", None).await.unwrap().is_empty());
+        assert!(c
+            .hard_delete("o", None, ms(LATER), ms(LATER))
+            .await
+            .unwrap()
+            .is_empty());
         assert_eq!(c.queue_depth().await.unwrap(), 0, "its job went with it");
     }
 
-    pub async fn finish_returns_superseded_keys_nothing_else_uses(c: &Arc<dyn Catalog>) {
+    pub async fn finish_retains_replaced_files_then_schedules_only_keys_nothing_else_uses(
+        c: &Arc<dyn Catalog>,
+    ) {
         create(c, upload("z", "b"), 0).await; // original_key originals/z
         render(c, "z", &[asset("thumb", "r/z-thumb")]).await;
         create(c, upload("x", "b"), 1).await;
@@ -1122,18 +1216,35 @@ mod cases {
         )
         .await;
 
+        // A re-render that keeps the replaced files a week.
         c.enqueue_render("x", t(3)).await.unwrap();
-        let orphans = render(
-            c,
-            "x",
-            &[asset("thumb", "r/x-thumb2"), asset("itunes", "r/x-itunes2")],
-        )
-        .await;
-        assert_eq!(
-            orphans,
-            ["r/x-thumb"],
-            "r/shared is y's, originals/z is z's original"
-        );
+        let job = c
+            .claim_job("renderer", ms(LATER), LEASE_MS)
+            .await
+            .unwrap()
+            .unwrap();
+        let week = 7 * 24 * 3600 * 1000;
+        let new = [
+            asset("thumb", "r/x-thumb2"),
+            NewAsset {
+                sha256: "ef".repeat(32),
+                ..asset("itunes", "r/x-itunes2")
+            },
+        ];
+        let finished = c
+            .finish_job(
+                &job,
+                "renderer",
+                &Finish {
+                    retain_until_ms: ms(LATER) + week,
+                    delete_at_ms: ms(LATER) + week,
+                    ..Finish::of(&new)
+                },
+                t(LATER),
+            )
+            .await
+            .unwrap();
+        assert!(finished.committed && finished.orphans.is_empty());
         let assets = c.assets("x").await.unwrap();
         assert_eq!(
             assets.iter().map(|a| a.style.as_str()).collect::<Vec<_>>(),
@@ -1142,6 +1253,7 @@ mod cases {
         let thumb = c.asset("x", "thumb").await.unwrap().unwrap();
         assert_eq!(thumb.storage_key, "r/x-thumb2");
         assert_eq!((thumb.width, thumb.size, thumb.upscaled), (100, 10, false));
+        assert_eq!(thumb.quality, Some(88));
         assert_eq!(thumb.created_at, t(LATER));
         assert!(c.asset("x", "square-400").await.unwrap().is_none());
         let both = c.assets_of(&strings(&["y", "x", "ghost"])).await.unwrap();
@@ -1151,101 +1263,389 @@ mod cases {
         );
         assert!(c.assets_of(&[]).await.unwrap().is_empty());
 
-        // Identical output (same keys) orphans nothing.
+        // The replaced files are found by style and sha256 prefix while
+        // their grace lasts, and only then.
+        let old_itunes = c
+            .retained_file("x", "itunes", "cdcdcdcd", ms(LATER) + 1)
+            .await
+            .unwrap()
+            .expect("the replaced itunes is retained");
+        assert_eq!(old_itunes.storage_key, "r/shared");
+        assert_eq!(old_itunes.expires_at, ms(LATER) + week);
+        assert!(c
+            .retained_file("x", "itunes", "cdcdcdcd", ms(LATER) + week)
+            .await
+            .unwrap()
+            .is_none());
+        assert!(
+            c.retained_file("x", "itunes", "efef", ms(LATER) + 1)
+                .await
+                .unwrap()
+                .is_none(),
+            "the current file is an asset, not retained"
+        );
+        assert!(c
+            .retained_file("y", "itunes", "cdcd", ms(LATER) + 1)
+            .await
+            .unwrap()
+            .is_none());
+        assert_eq!(
+            c.expire_retained(ms(LATER) + 1, ms(LATER) + week, 100)
+                .await
+                .unwrap(),
+            0,
+            "nothing expires within the grace period"
+        );
+        assert!(c
+            .due_deletions(ms(LATER) + week * 2, 100)
+            .await
+            .unwrap()
+            .is_empty());
+
+        // Once it is over, only keys nothing else uses are scheduled.
+        let over = ms(LATER) + week;
+        assert_eq!(c.expire_retained(over, over + 1000, 100).await.unwrap(), 3);
+        assert!(
+            c.due_deletions(over, 100).await.unwrap().is_empty(),
+            "due after the delay"
+        );
+        assert_eq!(
+            c.due_deletions(over + 1000, 100).await.unwrap(),
+            ["r/x-thumb"],
+            "r/shared is y's, originals/z is z's original"
+        );
+
+        // Identical output (same keys) retains nothing.
         c.enqueue_render("x", t(4)).await.unwrap();
-        let orphans = render(
-            c,
-            "x",
-            &[asset("thumb", "r/x-thumb2"), asset("itunes", "r/x-itunes2")],
-        )
-        .await;
-        assert!(orphans.is_empty(), "{orphans:?}");
+        render(c, "x", &new).await;
+        assert_eq!(c.expire_retained(i64::MAX, over, 100).await.unwrap(), 0);
     }
 
-    pub async fn finish_records_feed_readiness(c: &Arc<dyn Catalog>) {
-        let thumb = asset("thumb", "r/thumb");
-        let cases: Vec<(&str, Vec<NewAsset>)> = vec![
-            (
-                "ok",
-                vec![thumb.clone(), feed_asset("itunes", 1400, 300 * 1024, false)],
-            ),
-            (
-                "upscaled",
-                vec![feed_asset("itunes", 1400, 300 * 1024, true)],
-            ),
-            ("heavy", vec![feed_asset("itunes", 1400, 600 * 1024, false)]),
-            ("nofeed", vec![thumb.clone()]),
-            (
-                "big",
-                vec![
-                    feed_asset("itunes", 1400, 200 * 1024, true),
-                    feed_asset("square-3000", 3000, 400 * 1024, false),
-                ],
-            ),
-        ];
-        for (i, (id, assets)) in cases.iter().enumerate() {
-            create(c, upload(id, "b"), i as i64).await;
-            render(c, id, assets).await;
-        }
-        let readiness = |id: &'static str| async move {
-            let image = c.image(id).await.unwrap().unwrap();
-            let readiness = image.feed_readiness();
-            assert_eq!(image.feed_ready, readiness.ok);
-            readiness
+    pub async fn an_images_own_limit_and_roles_are_kept_and_its_limit_wins_over_the_buckets(
+        c: &Arc<dyn Catalog>,
+    ) {
+        let members = strings(&["https://example.org/roles/members"]);
+        let own = |id: &str, limit: Option<i64>| {
+            let mut image = upload(id, "b");
+            image.fields.max_unauthorised = limit;
+            image.fields.roles = members.clone();
+            image
         };
-
-        let ok = readiness("ok").await;
-        assert!(
-            ok.ok && ok.reasons.is_empty() && ok.warnings.is_empty(),
-            "{ok:?}"
-        );
-        let upscaled = readiness("upscaled").await;
-        assert!(!upscaled.ok);
-        assert_eq!(upscaled.reasons.len(), 1, "{upscaled:?}");
-        assert!(upscaled.reasons[0].contains("enlarged"), "{upscaled:?}");
-        let heavy = readiness("heavy").await;
-        assert!(
-            heavy.ok && heavy.reasons.is_empty(),
-            "a warning only: {heavy:?}"
-        );
-        assert_eq!(heavy.warnings.len(), 1);
-        assert!(heavy.warnings[0].contains("512 KB"), "{heavy:?}");
-        let nofeed = readiness("nofeed").await;
-        assert!(!nofeed.ok);
+        let row = create(c, own("limited", Some(640)), 0).await;
         assert_eq!(
-            nofeed.reasons,
-            ["no feed style (square-3000 or itunes) was rendered"]
+            (row.max_unauthorised, row.roles()),
+            (Some(640), members.clone())
         );
-        let big = readiness("big").await;
-        assert!(
-            big.ok,
-            "square-3000 is the feed file, not the upscaled itunes: {big:?}"
-        );
-
-        let ready = ImageQuery {
-            feed_ready: Some(true),
+        create(c, own("open", Some(-1)), 1).await;
+        create(c, upload("follows", "b"), 2).await;
+        for id in ["limited", "open", "follows"] {
+            let assets = [asset("square-3000", &format!("r/{id}"))];
+            let job = c
+                .claim_job("w", ms(LATER), LEASE_MS)
+                .await
+                .unwrap()
+                .unwrap();
+            let finish = Finish {
+                feed_side: Some(3000),
+                readiness: FeedReadiness {
+                    ok: true,
+                    ..FeedReadiness::default()
+                },
+                ..Finish::of(&assets)
+            };
+            c.finish_job(&job, "w", &finish, t(LATER)).await.unwrap();
+        }
+        let ready = |ready| ImageQuery {
+            feed_ready: Some(ready),
             sort: SortKey::CreatedAt,
             descending: false,
             ..ImageQuery::new("b")
         };
-        assert_eq!(list_ids(c, ready.clone()).await, ["ok", "heavy", "big"]);
-        let not_ready = ImageQuery {
-            feed_ready: Some(false),
-            ..ready
+        let limited = c.image("limited").await.unwrap().unwrap();
+        assert_eq!(limited.public_limit(None), Some(640));
+        let readiness = limited.feed_readiness();
+        assert!(!readiness.ok);
+        assert!(
+            readiness.reasons[0].contains("max_unauthorised (640)"),
+            "{readiness:?}"
+        );
+        assert_eq!(list_ids(c, ready(true)).await, ["open", "follows"]);
+        assert_eq!(list_ids(c, ready(false)).await, ["limited"]);
+
+        // A bucket that shows nothing: -1 still opens its image, the one
+        // without its own limit follows the bucket.
+        c.set_bucket_settings(
+            "b",
+            BucketSettings {
+                public_max_side: Some(0),
+                feed_max_bytes: None,
+            },
+            t(LATER),
+        )
+        .await
+        .unwrap();
+        let open = c.image("open").await.unwrap().unwrap();
+        assert_eq!(open.public_limit(Some(0)), None);
+        assert!(open.feed_readiness().ok);
+        assert_eq!(list_ids(c, ready(true)).await, ["open"]);
+        assert_eq!(list_ids(c, ready(false)).await, ["limited", "follows"]);
+
+        // PATCH: null goes back to the bucket's; roles are replaced.
+        let patch = ImagePatch {
+            max_unauthorised: Some(Some(3000)),
+            roles: Some(strings(&["urn:x:staff"])),
+            ..ImagePatch::default()
         };
-        assert_eq!(list_ids(c, not_ready).await, ["upscaled", "nofeed"]);
+        let row = c
+            .update_image("limited", &patch, None, false, t(LATER))
+            .await
+            .unwrap();
+        assert_eq!(
+            (row.max_unauthorised, row.roles()),
+            (Some(3000), strings(&["urn:x:staff"]))
+        );
+        assert!(row.feed_readiness().ok, "3000 px is within 3000");
+        let patch = ImagePatch {
+            max_unauthorised: Some(None),
+            ..ImagePatch::default()
+        };
+        let row = c
+            .update_image("limited", &patch, None, false, t(LATER))
+            .await
+            .unwrap();
+        assert_eq!(row.max_unauthorised, None);
+        assert_eq!(
+            row.roles(),
+            strings(&["urn:x:staff"]),
+            "a PATCH without roles keeps them"
+        );
+        assert_eq!(list_ids(c, ready(true)).await, ["open"]);
+
+        // PUT replaces them like every other field.
+        let (row, created) = c
+            .replace_image(&upload("open", "b"), None, t(LATER))
+            .await
+            .unwrap();
+        assert!(!created);
+        assert_eq!(
+            (row.max_unauthorised, row.roles()),
+            (None, Vec::<String>::new())
+        );
+    }
+
+    pub async fn the_batch_that_rendered_an_image_is_recorded_and_filtered_on(
+        c: &Arc<dyn Catalog>,
+    ) {
+        for id in ["a", "b"] {
+            create(c, upload(id, "b"), 0).await;
+            render(c, id, &[asset_fp("itunes", &format!("r/{id}"), "v0")]).await;
+            assert_eq!(c.image(id).await.unwrap().unwrap().batch_id, None);
+        }
+        let filter = RerenderFilter {
+            bucket: Some("b".into()),
+            ..RerenderFilter::default()
+        };
+        let batch = c
+            .create_batch("batch-9", &filter, "v1", t(10))
+            .await
+            .unwrap();
+        assert_eq!(c.enqueue_batch(&batch, 10, t(11)).await.unwrap(), 2);
+        let claim = ClaimFilter {
+            fingerprint: "v1",
+            ingest: true,
+        };
+        let job = c
+            .claim_job_for("w", ms(LATER), LEASE_MS, &claim)
+            .await
+            .unwrap()
+            .unwrap();
+        let assets = [asset_fp("itunes", &format!("r2/{}", job.image_id), "v1")];
+        c.finish_job(&job, "w", &Finish::of(&assets), t(LATER))
+            .await
+            .unwrap();
+        let rendered = job.image_id.clone();
+        assert_eq!(
+            c.image(&rendered)
+                .await
+                .unwrap()
+                .unwrap()
+                .batch_id
+                .as_deref(),
+            Some("batch-9")
+        );
+        let by_batch = |batch: &str| ImageQuery {
+            batch: Some(batch.to_string()),
+            ..ImageQuery::new("b")
+        };
+        assert_eq!(
+            list_ids(c, by_batch("batch-9")).await,
+            vec![rendered.clone()]
+        );
+        assert!(list_ids(c, by_batch("batch-0")).await.is_empty());
+        // A render outside the batch: its files are no longer the batch's.
+        c.enqueue_render(&rendered, t(LATER)).await.unwrap();
+        loop {
+            let job = c
+                .claim_job_for("w", ms(LATER + 1), LEASE_MS, &claim)
+                .await
+                .unwrap()
+                .unwrap();
+            let done = job.image_id == rendered;
+            let assets = [asset_fp("itunes", &format!("r3/{}", job.image_id), "v1")];
+            c.finish_job(&job, "w", &Finish::of(&assets), t(LATER))
+                .await
+                .unwrap();
+            if done {
+                break;
+            }
+        }
+        assert_eq!(c.image(&rendered).await.unwrap().unwrap().batch_id, None);
+        assert!(!list_ids(c, by_batch("batch-9")).await.contains(&rendered));
+    }
+
+    pub async fn the_initial_origin_is_fetched_once_then_forgotten(c: &Arc<dyn Catalog>) {
+        let image = NewImage {
+            id: "o".into(),
+            bucket: "b".into(),
+            fields: ImageFields::default(),
+            original: None,
+            origin_url: Some("https://example.com/cover.jpg".into()),
+            initial_origin: Some("https://example.com/cover.jpg?sig=once".into()),
+        };
+        let row = create(c, image, 0).await;
+        assert_eq!(
+            row.ingest_url(),
+            Some("https://example.com/cover.jpg?sig=once")
+        );
+        let job = c.claim_job("w", ms(1), LEASE_MS).await.unwrap().unwrap();
+        assert_eq!(job.kind(), JobKind::Ingest);
+        assert!(c
+            .hand_over_fetched(&job, "w", &facts("originals/fetched"), t(1))
+            .await
+            .unwrap());
+        let row = c.image("o").await.unwrap().unwrap();
+        assert_eq!(row.initial_origin, None);
+        assert_eq!(row.ingest_url(), Some("https://example.com/cover.jpg"));
+        assert_eq!(
+            row.origin_url.as_deref(),
+            Some("https://example.com/cover.jpg")
+        );
+    }
+
+    pub async fn finish_records_the_feed_file_and_reads_add_the_buckets_visibility(
+        c: &Arc<dyn Catalog>,
+    ) {
+        let readiness = |ok: bool, reason: &str, warning: &str| FeedReadiness {
+            ok,
+            reasons: [reason]
+                .into_iter()
+                .filter(|r| !r.is_empty())
+                .map(String::from)
+                .collect(),
+            warnings: [warning]
+                .into_iter()
+                .filter(|w| !w.is_empty())
+                .map(String::from)
+                .collect(),
+        };
+        let cases = [
+            ("big", "square-3000", 3000, readiness(true, "", "")),
+            (
+                "small",
+                "itunes",
+                1400,
+                readiness(true, "", "quality 80 instead of 88"),
+            ),
+            (
+                "enlarged",
+                "itunes",
+                1400,
+                readiness(false, "itunes is enlarged", ""),
+            ),
+        ];
+        for (i, (id, style, side, readiness)) in cases.iter().enumerate() {
+            create(c, upload(id, "b"), i as i64).await;
+            let job = c
+                .claim_job("w", ms(LATER), LEASE_MS)
+                .await
+                .unwrap()
+                .unwrap();
+            let assets = [asset(style, &format!("r/{id}"))];
+            let finish = Finish {
+                feed_style: Some(style.to_string()),
+                feed_side: Some(*side),
+                readiness: readiness.clone(),
+                ..Finish::of(&assets)
+            };
+            c.finish_job(&job, "w", &finish, t(LATER)).await.unwrap();
+        }
+        let read = |id: &'static str| async move {
+            let image = c.image(id).await.unwrap().unwrap();
+            let readiness = image.feed_readiness();
+            (image, readiness)
+        };
+        let (big, ready) = read("big").await;
+        assert_eq!(big.feed_style.as_deref(), Some("square-3000"));
+        assert_eq!(big.feed_side, Some(3000));
+        assert!(ready.ok && ready.reasons.is_empty(), "{ready:?}");
+        let (_, ready) = read("small").await;
+        assert!(ready.ok);
+        assert_eq!(ready.warnings, ["quality 80 instead of 88"]);
+        let (_, ready) = read("enlarged").await;
+        assert!(!ready.ok);
+        assert_eq!(ready.reasons, ["itunes is enlarged"]);
+
+        let q = |ready| ImageQuery {
+            feed_ready: Some(ready),
+            sort: SortKey::CreatedAt,
+            descending: false,
+            ..ImageQuery::new("b")
+        };
+        assert_eq!(list_ids(c, q(true)).await, ["big", "small"]);
+        assert_eq!(list_ids(c, q(false)).await, ["enlarged"]);
+
+        // Styles up to 2000 px public: the 3000 feed file needs a key, which
+        // a directory does not have. Reads and the filter both say so.
+        let settings = |side| BucketSettings {
+            public_max_side: side,
+            feed_max_bytes: None,
+        };
+        c.set_bucket_settings("b", settings(Some(2000)), t(10))
+            .await
+            .unwrap();
+        let (big, ready) = read("big").await;
+        assert_eq!(big.styles_public_max_side, Some(2000));
+        assert!(!ready.ok);
+        assert!(ready.reasons[0].contains("not public"), "{ready:?}");
+        assert!(read("small").await.1.ok);
+        assert_eq!(list_ids(c, q(true)).await, ["small"]);
+        assert_eq!(list_ids(c, q(false)).await, ["big", "enlarged"]);
+        // A private bucket: nothing is ready.
+        c.set_bucket_settings("b", settings(Some(0)), t(11))
+            .await
+            .unwrap();
+        assert!(list_ids(c, q(true)).await.is_empty());
+        let (_, ready) = read("small").await;
+        assert!(
+            !ready.ok && ready.reasons[0].contains("image:read"),
+            "{ready:?}"
+        );
+        c.set_bucket_settings("b", settings(None), t(12))
+            .await
+            .unwrap();
+        assert_eq!(list_ids(c, q(true)).await, ["big", "small"]);
 
         // A failed re-render is not feed-ready either.
-        c.enqueue_render("ok", t(10)).await.unwrap();
+        c.enqueue_render("big", t(13)).await.unwrap();
         let job = c
             .claim_job("w", ms(LATER), LEASE_MS)
             .await
             .unwrap()
             .unwrap();
-        c.fail_job(&job, "w", "boom", "corrupt-image", t(11))
+        c.fail_job(&job, "w", "boom", "corrupt-image", t(14))
             .await
             .unwrap();
-        let failed = readiness("ok").await;
+        let (_, failed) = read("big").await;
         assert!(!failed.ok);
         assert!(failed.reasons[0].contains("boom"), "{failed:?}");
     }
@@ -1645,8 +2045,15 @@ mod cases {
             bucket: "b".into(),
             scopes: strings(&["image:read", "image:write"]),
             name: Some("ci".into()),
+            roles: strings(&["https://example.org/roles/members", "urn:x:staff"]),
         };
         let key = c.create_api_key(&k1, t(0)).await.unwrap();
+        assert_eq!(
+            key.roles(),
+            strings(&["https://example.org/roles/members", "urn:x:staff"])
+        );
+        assert!(key.holds_any_role(&strings(&["urn:x:staff"])));
+        assert!(!key.holds_any_role(&strings(&["urn:x:other"])));
         assert_eq!((key.id.as_str(), key.bucket.as_str()), ("k1", "b"));
         assert_eq!(key.scopes(), ["image:read", "image:write"]);
         assert!(key.has_scope("image:write") && !key.has_scope("image:delete"));
@@ -1658,6 +2065,7 @@ mod cases {
             bucket: "other".into(),
             scopes: strings(&["image:delete"]),
             name: None,
+            roles: Vec::new(),
         };
         c.create_api_key(&k2, t(1)).await.unwrap();
         let clash = NewApiKey {
@@ -1694,7 +2102,10 @@ mod cases {
             BucketSettings::default()
         );
         assert_eq!(c.bucket_settings("b").await.unwrap().public_max_side, None);
-        let side = |n| BucketSettings { public_max_side: n };
+        let side = |n| BucketSettings {
+            public_max_side: n,
+            feed_max_bytes: None,
+        };
         c.set_bucket_settings("b", side(Some(400)), t(0))
             .await
             .unwrap();
@@ -1845,11 +2256,16 @@ mod cases {
             .unwrap()
             .unwrap();
         assert_eq!(job.image_id, "busy");
-        c.finish_job(&job, "renderer", &[asset("thumb", "busy/t1")], t(12))
-            .await
-            .unwrap();
+        c.finish_job(
+            &job,
+            "renderer",
+            &Finish::of(&[asset("thumb", "busy/t1")]),
+            t(12),
+        )
+        .await
+        .unwrap();
         for id in ["r", "s"] {
-            c.hard_delete(id, None).await.unwrap();
+            c.hard_delete(id, None, ms(LATER), ms(LATER)).await.unwrap();
         }
         for id in ["q", "big", "big2", "w"] {
             c.enqueue_render(id, t(12)).await.unwrap();
@@ -1954,9 +2370,14 @@ mod cases {
             (first.image_id.as_str(), first.batch_id.as_deref()),
             ("fresh", None)
         );
-        c.finish_job(&first, "w", &[asset("itunes", "r/fresh")], t(21))
-            .await
-            .unwrap();
+        c.finish_job(
+            &first,
+            "w",
+            &Finish::of(&[asset("itunes", "r/fresh")]),
+            t(21),
+        )
+        .await
+        .unwrap();
 
         let claim = || async move {
             let job = c
@@ -1973,7 +2394,7 @@ mod cases {
             .unwrap();
         let running = claim().await;
         let done = claim().await;
-        c.finish_job(&done, "w", &[asset("itunes", "r/done")], t(23))
+        c.finish_job(&done, "w", &Finish::of(&[asset("itunes", "r/done")]), t(23))
             .await
             .unwrap();
         assert_eq!(
@@ -2003,15 +2424,20 @@ mod cases {
             "unfinished"
         );
 
-        c.finish_job(&running, "w", &[asset("itunes", "r/running")], t(24))
-            .await
-            .unwrap();
+        c.finish_job(
+            &running,
+            "w",
+            &Finish::of(&[asset("itunes", "r/running")]),
+            t(24),
+        )
+        .await
+        .unwrap();
         for _ in 0..2 {
             let job = claim().await;
             c.finish_job(
                 &job,
                 "w",
-                &[asset("itunes", &format!("r/{}", job.image_id))],
+                &Finish::of(&[asset("itunes", &format!("r/{}", job.image_id))]),
                 t(25),
             )
             .await
@@ -2083,7 +2509,7 @@ mod cases {
         );
 
         let finished = c
-            .finish_job(&old, "w1", &[asset("thumb", "r/old")], t(2))
+            .finish_job(&old, "w1", &Finish::of(&[asset("thumb", "r/old")]), t(2))
             .await
             .unwrap();
         assert_eq!(
@@ -2107,7 +2533,7 @@ mod cases {
             .unwrap();
         assert_ne!(new.id, old.id);
         let finished = c
-            .finish_job(&new, "w2", &[asset("thumb", "r/new")], t(3))
+            .finish_job(&new, "w2", &Finish::of(&[asset("thumb", "r/new")]), t(3))
             .await
             .unwrap();
         assert!(finished.committed);
@@ -2194,7 +2620,9 @@ mod cases {
         assert!(!batch.queued_all);
         // Before the batch queues them: one deleted, one re-rendered by an
         // edit (and so no longer stale).
-        c.hard_delete("a", None).await.unwrap();
+        c.hard_delete("a", None, ms(LATER), ms(LATER))
+            .await
+            .unwrap();
         c.enqueue_render("b", t(6)).await.unwrap();
         render(c, "b", &[asset("itunes", "r/b1")]).await;
 
@@ -2281,6 +2709,184 @@ mod cases {
         assert_eq!(list_ids(c, search("ärger")).await, ["e"]);
     }
 
+    /// The writer's side of dedup-safe deletion: a claim cancels a pending
+    /// deletion, a commit ends the claim, and then the object is referred to.
+    pub async fn a_claim_cancels_a_pending_deletion_and_its_commit_ends_it(c: &Arc<dyn Catalog>) {
+        let now = ms(LATER);
+        let key = "originals/again".to_string();
+        let keys = std::slice::from_ref(&key);
+        // A force delete left the original unreferenced: scheduled.
+        let mut first = upload("first", "b");
+        first.original = Some(facts(&key));
+        create(c, first, 0).await;
+        assert_eq!(
+            c.hard_delete("first", None, now, now + 60_000)
+                .await
+                .unwrap(),
+            keys
+        );
+        assert!(c.due_deletions(now + 59_999, 10).await.unwrap().is_empty());
+        assert_eq!(c.due_deletions(now + 60_000, 10).await.unwrap(), keys);
+
+        // An identical upload claims it before storing: the schedule goes.
+        c.claim_objects("upload-1", std::slice::from_ref(&key), now)
+            .await
+            .unwrap();
+        assert!(c.due_deletions(now + 60_000, 10).await.unwrap().is_empty());
+        // Even a schedule made now leaves a claimed key alone...
+        assert!(c
+            .schedule_deletions(std::slice::from_ref(&key), "sweep", now, now)
+            .await
+            .unwrap()
+            .is_empty());
+        // ...and the row commits with the claim, ending it.
+        let mut again = upload("again", "b");
+        again.original = Some(OriginalFacts {
+            claim: Some("upload-1".into()),
+            ..facts(&key)
+        });
+        c.create_image(&again, t(LATER)).await.unwrap();
+        assert!(
+            c.release_claims("upload-1", now, now)
+                .await
+                .unwrap()
+                .is_empty(),
+            "ended by the commit"
+        );
+        assert!(
+            c.schedule_deletions(std::slice::from_ref(&key), "sweep", now, now)
+                .await
+                .unwrap()
+                .is_empty(),
+            "referred to by a row"
+        );
+    }
+
+    pub async fn a_commit_whose_claim_lapsed_or_was_never_taken_is_refused(c: &Arc<dyn Catalog>) {
+        let now = ms(LATER);
+        let key = "originals/late".to_string();
+        c.claim_objects("slow", std::slice::from_ref(&key), now)
+            .await
+            .unwrap();
+        let mut late = upload("late", "b");
+        late.original = Some(OriginalFacts {
+            claim: Some("slow".into()),
+            ..facts(&key)
+        });
+        // Committed 58 minutes later: less than the margin is left.
+        let at = t(LATER + 58 * 60);
+        let refused = c.create_image(&late, at).await;
+        assert!(
+            matches!(&refused, Err(CatalogError::ClaimLost { key: k }) if *k == key),
+            "{refused:?}"
+        );
+        assert!(refused.unwrap_err().is_unavailable(), "a 503: retry");
+        assert!(
+            c.image("late").await.unwrap().is_none(),
+            "nothing committed"
+        );
+        let mut unclaimed = upload("unclaimed", "b");
+        unclaimed.original = Some(OriginalFacts {
+            claim: Some("nobody".into()),
+            ..facts(&key)
+        });
+        assert!(matches!(
+            c.create_image(&unclaimed, t(LATER)).await,
+            Err(CatalogError::ClaimLost { .. })
+        ));
+
+        // The same for a render's files.
+        create(c, upload("r", "b"), 0).await;
+        let job = c.claim_job("w", now, LEASE_MS).await.unwrap().unwrap();
+        let keys = strings(&["r/claimed", "r/unclaimed"]);
+        c.claim_objects("render-1", &keys[..1], now).await.unwrap();
+        let assets = [asset("thumb", "r/claimed"), asset("itunes", "r/unclaimed")];
+        let finish = Finish {
+            claim: Some(Claim {
+                holder: "render-1",
+                keys: &keys,
+            }),
+            ..Finish::of(&assets)
+        };
+        let refused = c.finish_job(&job, "w", &finish, t(LATER)).await;
+        assert!(
+            matches!(&refused, Err(CatalogError::ClaimLost { key }) if key == "r/unclaimed"),
+            "{refused:?}"
+        );
+        assert!(c.assets("r").await.unwrap().is_empty());
+        c.claim_objects("render-1", &keys, now).await.unwrap();
+        c.finish_job(&job, "w", &finish, t(LATER)).await.unwrap();
+        assert_eq!(c.assets("r").await.unwrap().len(), 2);
+    }
+
+    /// The deleter's side: it starts only on a due, unreferenced, unclaimed
+    /// key; while it runs a claim waits; a deleter that died is taken over.
+    pub async fn a_deletion_starts_only_on_what_nothing_holds_and_claims_wait_for_it(
+        c: &Arc<dyn Catalog>,
+    ) {
+        let now = ms(LATER);
+        let key = "renders/x".to_string();
+        let keys = std::slice::from_ref(&key);
+        assert_eq!(
+            c.schedule_deletions(keys, "sweep", now, now + 10)
+                .await
+                .unwrap(),
+            keys
+        );
+        assert_eq!(
+            c.begin_deletion(&key, now).await.unwrap(),
+            None,
+            "not due yet"
+        );
+
+        // Claimed when due: postponed, not deleted.
+        c.claim_objects("w1", keys, now).await.unwrap();
+        c.schedule_deletions(keys, "sweep", now, now).await.unwrap();
+        assert_eq!(c.begin_deletion(&key, now + 10).await.unwrap(), None);
+        // The writer gave up: its release schedules the key again.
+        assert_eq!(c.release_claims("w1", now, now + 20).await.unwrap(), keys);
+        let lease = c
+            .begin_deletion(&key, now + 20)
+            .await
+            .unwrap()
+            .expect("due, unreferenced and unclaimed");
+        assert!(lease > now + 20);
+        assert_eq!(
+            c.begin_deletion(&key, now + 21).await.unwrap(),
+            None,
+            "one deleter at a time"
+        );
+        assert!(c.due_deletions(now + 21, 10).await.unwrap().is_empty());
+
+        // A claim made while it runs waits, and gives up after a while.
+        let waited = std::time::Instant::now();
+        let blocked = c.claim_objects("w2", keys, now + 21).await;
+        assert!(
+            matches!(&blocked, Err(CatalogError::DeletionInProgress { .. })),
+            "{blocked:?}"
+        );
+        assert!(waited.elapsed() >= std::time::Duration::from_secs(25));
+        // Once the deleter is done, the claim goes through at once.
+        c.end_deletion(&key, lease).await.unwrap();
+        c.claim_objects("w2", keys, now + 22).await.unwrap();
+        c.release_claims("w2", now + 22, now + 22).await.unwrap();
+
+        // A deleter that died: its lease lapses, and both another deleter
+        // and a claim may take over.
+        let lease = c.begin_deletion(&key, now + 22).await.unwrap().unwrap();
+        assert_eq!(c.due_deletions(lease + 1, 10).await.unwrap(), keys);
+        c.claim_objects("w3", keys, lease + 1).await.unwrap();
+        assert!(c.due_deletions(lease + 1, 10).await.unwrap().is_empty());
+        c.release_claims("w3", lease + 1, lease + 1).await.unwrap();
+
+        // Referred to again by then: the schedule is dropped.
+        let mut image = upload("again", "b");
+        image.original = Some(facts(&key));
+        create(c, image, 0).await;
+        assert_eq!(c.begin_deletion(&key, lease + 1).await.unwrap(), None);
+        assert!(c.due_deletions(i64::MAX, 10).await.unwrap().is_empty());
+    }
+
     pub async fn the_iiif_cache_keeps_the_most_recently_used_within_its_budget(
         c: &Arc<dyn Catalog>,
     ) {
@@ -2341,12 +2947,16 @@ mod cases {
                 .await
                 .unwrap();
         }
-        c.hard_delete("x", None).await.unwrap();
+        c.hard_delete("x", None, ms(LATER), ms(LATER))
+            .await
+            .unwrap();
         assert!(
             c.forget_iiif_cache_of(&shared).await.unwrap().is_empty(),
             "y still has that original"
         );
-        c.hard_delete("y", None).await.unwrap();
+        c.hard_delete("y", None, ms(LATER), ms(LATER))
+            .await
+            .unwrap();
         assert_eq!(
             sorted(c.forget_iiif_cache_of(&shared).await.unwrap()),
             ["iiif/x1", "iiif/x2"]

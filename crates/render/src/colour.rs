@@ -169,23 +169,51 @@ mod tests {
         assert_eq!(warnings.len(), 1);
     }
 
-    #[test]
-    fn an_srgb_profile_needs_no_conversion() {
-        let srgb = ColorProfile::new_srgb().encode().unwrap();
+    /// An embedded profile as the engine would see it in a file.
+    fn embedded(profile: &ColorProfile, description: Option<&str>) -> Vec<u8> {
+        let mut profile = profile.clone();
+        profile.description = description.map(|d| moxcms::ProfileText::PlainString(d.into()));
+        profile.encode().expect("encode the profile")
+    }
+
+    fn converted(icc: &[u8], pixel: [u8; 3]) -> Option<Vec<u8>> {
         let mut warnings = Vec::new();
-        // An encoded sRGB profile either carries an sRGB description or
-        // converts to itself; both must leave pixels as they are.
-        let mut bitmap = Bitmap::new(1, 1, Channels::Rgb, vec![200, 100, 50]);
-        if let Some(p) = conversion_source(&srgb, &mut warnings) {
-            convert_rect_to_srgb(
-                &mut bitmap,
-                &Crop::new(0, 0, 1, 1).unwrap(),
-                &p,
-                &mut warnings,
-            );
+        let source = conversion_source(icc, &mut warnings)?;
+        let mut bitmap = Bitmap::new(1, 1, Channels::Rgb, pixel.to_vec());
+        convert_rect_to_srgb(
+            &mut bitmap,
+            &Crop::new(0, 0, 1, 1).unwrap(),
+            &source,
+            &mut warnings,
+        );
+        assert!(warnings.is_empty(), "{warnings:?}");
+        Some(bitmap.data)
+    }
+
+    #[test]
+    fn a_profile_that_says_srgb_is_not_converted() {
+        let icc = embedded(&ColorProfile::new_srgb(), Some("sRGB IEC61966-2.1"));
+        assert_eq!(converted(&icc, [200, 100, 50]), None);
+    }
+
+    #[test]
+    fn an_unnamed_srgb_profile_converts_pixels_to_themselves() {
+        let icc = embedded(&ColorProfile::new_srgb(), None);
+        let pixels = converted(&icc, [200, 100, 50]).expect("an unnamed profile is converted");
+        for (got, want) in pixels.iter().zip([200u8, 100, 50]) {
+            assert!(got.abs_diff(want) <= 1, "{pixels:?}");
         }
-        for (got, want) in bitmap.data.iter().zip([200u8, 100, 50]) {
-            assert!(got.abs_diff(want) <= 1, "{:?}", bitmap.data);
-        }
+    }
+
+    #[test]
+    fn a_display_p3_profile_is_converted_to_srgb() {
+        let icc = embedded(&ColorProfile::new_display_p3(), Some("Display P3"));
+        let pixels = converted(&icc, [200, 100, 50]).expect("P3 needs converting");
+        // P3's red is more saturated than sRGB's: in sRGB the same colour
+        // has more red and less green.
+        assert!(
+            pixels[0] > 205 && pixels[1] < 95,
+            "P3 (200, 100, 50) became {pixels:?} in sRGB"
+        );
     }
 }

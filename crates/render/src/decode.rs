@@ -32,6 +32,12 @@ pub(crate) fn decode(bytes: &[u8], probe: &Probe) -> Result<Decoded, RenderError
             warnings.extend(tiff.warnings);
             (tiff.bitmap, tiff.icc, tiff.had_icc_profile)
         }
+        // Row by row to 8 bits: never the whole 16-bit image at once.
+        Format::Png if crate::png16::streams(bytes) => {
+            let (bitmap, icc) = crate::png16::decode(bytes, probe)?;
+            let had_icc_profile = icc.is_some();
+            (bitmap, icc, had_icc_profile)
+        }
         _ => {
             let (bitmap, icc) = decode_with_image(bytes, probe)?;
             let had_icc_profile = icc.is_some();

@@ -28,6 +28,19 @@ pub enum RenderError {
         pixels: u64,
         limit: u64,
     },
+    #[error(
+        "decoding this {width}x{height} image ({bytes_per_pixel} bytes per pixel) needs about \
+         {} MiB, more than the whole render memory budget of {} MiB",
+        mib(*.needed),
+        mib(*.budget)
+    )]
+    TooMuchMemory {
+        width: u32,
+        height: u32,
+        bytes_per_pixel: u32,
+        needed: u64,
+        budget: u64,
+    },
     #[error("the image has a zero dimension ({width}x{height})")]
     ZeroDimension { width: u32, height: u32 },
     #[error("the {format} file is truncated or corrupt: {reason}")]
@@ -62,6 +75,10 @@ pub enum RenderError {
     Internal { sha256: String, message: String },
 }
 
+fn mib(bytes: u64) -> u64 {
+    bytes.div_ceil(1 << 20)
+}
+
 fn detail_suffix(detail: &Option<String>) -> String {
     match detail {
         Some(d) => format!(" ({d})"),
@@ -92,6 +109,7 @@ impl RenderError {
             }
             RenderError::TooManyBytes { .. } => "too-many-bytes",
             RenderError::TooManyPixels { .. } => "too-many-pixels",
+            RenderError::TooMuchMemory { .. } => "too-much-memory",
             RenderError::ZeroDimension { .. } => "zero-dimension",
             RenderError::Corrupt { .. } => "corrupt-image",
             RenderError::EmptyCrop { .. } => "crop-empty",
@@ -110,9 +128,9 @@ impl RenderError {
             RenderError::Empty
             | RenderError::UnsupportedFormat(_)
             | RenderError::UnsupportedFeature { .. } => ErrorKind::Unsupported,
-            RenderError::TooManyBytes { .. } | RenderError::TooManyPixels { .. } => {
-                ErrorKind::TooLarge
-            }
+            RenderError::TooManyBytes { .. }
+            | RenderError::TooManyPixels { .. }
+            | RenderError::TooMuchMemory { .. } => ErrorKind::TooLarge,
             RenderError::Encode { .. } | RenderError::Resize(_) | RenderError::Internal { .. } => {
                 ErrorKind::Internal
             }

@@ -81,18 +81,53 @@ impl Bitmap {
                 Channels::Rgb => out.extend_from_slice(row),
                 Channels::Rgba => {
                     for px in row.chunks_exact(4) {
-                        let alpha = px[3] as u32;
-                        for (c, bg) in px[..3].iter().zip(background) {
-                            // Rounded integer "over": exact at alpha 0 and 255.
-                            let v = (*c as u32 * alpha + bg as u32 * (255 - alpha) + 127) / 255;
-                            out.push(v as u8);
-                        }
+                        out.extend_from_slice(&over(px, background));
                     }
                 }
             }
         }
         Bitmap::new(crop.width, crop.height, Channels::Rgb, out)
     }
+
+    /// The whole bitmap as tight RGB, compositing alpha onto `background`
+    /// like [`Bitmap::crop_to_rgb`], but in its own buffer: a 100 MP RGBA
+    /// bitmap needs no second 300 MB one beside it. The buffer keeps its
+    /// capacity (the allocator would copy it to shrink it).
+    pub fn into_rgb(self, background: [u8; 3]) -> Bitmap {
+        let Bitmap {
+            width,
+            height,
+            channels,
+            mut data,
+        } = self;
+        if channels == Channels::Rgb {
+            return Bitmap::new(width, height, channels, data);
+        }
+        let pixels = width as usize * height as usize;
+        // Pixel i moves from 4i to 3i: never over a pixel not yet read.
+        for i in 0..pixels {
+            let px = [
+                data[4 * i],
+                data[4 * i + 1],
+                data[4 * i + 2],
+                data[4 * i + 3],
+            ];
+            data[3 * i..3 * i + 3].copy_from_slice(&over(&px, background));
+        }
+        data.truncate(pixels * 3);
+        Bitmap::new(width, height, Channels::Rgb, data)
+    }
+}
+
+/// An RGBA pixel composited onto an opaque background: the rounded integer
+/// "over", exact at alpha 0 and 255.
+fn over(px: &[u8], background: [u8; 3]) -> [u8; 3] {
+    let alpha = px[3] as u32;
+    let mut out = [0u8; 3];
+    for ((o, c), bg) in out.iter_mut().zip(&px[..3]).zip(background) {
+        *o = ((*c as u32 * alpha + bg as u32 * (255 - alpha) + 127) / 255) as u8;
+    }
+    out
 }
 
 #[cfg(test)]
@@ -157,6 +192,16 @@ mod tests {
         );
         assert_eq!(&rgb.data[6..9], &[128, 0, 127], "half blends");
         assert_eq!(&rgb.data[9..12], &[10, 20, 30]);
+    }
+
+    #[test]
+    fn flattening_in_place_gives_the_pixels_a_copy_gives() {
+        let data: Vec<u8> = (0..5 * 3 * 4).map(|i| (i * 37 % 256) as u8).collect();
+        let b = Bitmap::new(5, 3, Channels::Rgba, data);
+        let whole = Crop::new(0, 0, 5, 3).unwrap();
+        let copied = b.crop_to_rgb(&whole, [9, 200, 77]);
+        let in_place = b.into_rgb([9, 200, 77]);
+        assert_eq!(in_place, copied);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 use crate::colour;
 use crate::decode;
 use crate::encode;
+use crate::feed::{self, FeedChoice, FEED_STYLES};
 use crate::format::{self, Format};
 use crate::geometry::{Crop, Orientation};
 use crate::pixels::{Bitmap, Channels};
@@ -36,6 +37,9 @@ pub struct RenderedFile {
     pub sha256: String,
     /// The style had to enlarge the source.
     pub upscaled: bool,
+    /// The JPEG quality it was encoded at; `None` when it was not encoded
+    /// by the engine (a byte-level strip) or is not a JPEG.
+    pub quality: Option<u8>,
     /// Time this file took on its own (resize and encode, or strip).
     #[serde(skip)]
     pub elapsed: Duration,
@@ -60,8 +64,14 @@ impl RenderedFile {
             width,
             height,
             upscaled,
+            quality: None,
             elapsed: Duration::ZERO,
         }
+    }
+
+    fn at_quality(mut self, quality: u8) -> Self {
+        self.quality = Some(quality);
+        self
     }
 
     fn took(mut self, elapsed: Duration) -> Self {
@@ -111,6 +121,8 @@ pub struct Rendition {
     pub timings: Timings,
     /// Problems tolerated on the way (e.g. an unreadable ICC profile).
     pub warnings: Vec<String>,
+    /// The file a feed should carry, and whether directories take it.
+    pub feed: FeedChoice,
 }
 
 impl Rendition {
@@ -170,13 +182,6 @@ pub fn render(
     crate::guard::guarded(original, || render_unguarded(original, crop, settings))
 }
 
-pub(crate) fn rss(what: &str) {
-    if std::env::var_os("EASEL_RSS").is_none() { return; }
-    let s = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let get = |k: &str| s.lines().find(|l| l.starts_with(k)).map(|l| l.split_whitespace().nth(1).unwrap_or("0").parse::<u64>().unwrap_or(0) / 1024).unwrap_or(0);
-    eprintln!("{:>40}: rss {} hwm {}", what, get("VmRSS"), get("VmHWM"));
-}
-
 fn render_unguarded(
     original: &[u8],
     crop: Option<Crop>,
@@ -211,9 +216,7 @@ fn render_unguarded(
         verify: Verify::WholeFile,
     };
     let t = Instant::now();
-    rss("before decode");
     let decoded = region::decode_region(original, &probe, orientation, &request)?;
-    rss("after decode");
     timings.orient = decoded.orient_time;
     timings.decode = t.elapsed().saturating_sub(decoded.orient_time);
     let mut warnings = decoded.warnings;
@@ -246,7 +249,6 @@ fn render_unguarded(
         let (file, took) = strip(Some(&oriented))?;
         (stripped, timings.strip) = (Some(file), took);
     }
-    rss("after strip");
 
     let t = Instant::now();
     if let Some(profile) = icc
@@ -255,8 +257,12 @@ fn render_unguarded(
     {
         colour::convert_rect_to_srgb(&mut oriented, &local, &profile, &mut warnings);
     }
+    // The crop is the whole decoded bitmap (a square image, by default):
+    // flattened in its own buffer, not beside a copy.
+    let all = Crop::new(0, 0, oriented.width, oriented.height)?;
     let (pixels, rect) = match oriented.channels {
         Channels::Rgb => (oriented, local),
+        Channels::Rgba if local == all => (oriented.into_rgb(settings.background.0), local),
         Channels::Rgba => {
             let flat = oriented.crop_to_rgb(&local, settings.background.0);
             drop(oriented);
@@ -284,7 +290,6 @@ fn render_unguarded(
     let (clock, keep, rgb) = (&clock, &keep, &pixels);
     rayon::scope(|scope| {
         scope.spawn(move |_| {
-            rss("regular encode start");
             let (encoded, took) = StageClock::time(&clock.encode, || {
                 encode::jpeg(
                     rgb,
@@ -294,7 +299,6 @@ fn render_unguarded(
                     Style::Regular.as_str(),
                 )
             });
-            rss("regular encode end");
             keep(encoded.map(|bytes| {
                 RenderedFile::new(
                     Style::Regular,
@@ -304,6 +308,7 @@ fn render_unguarded(
                     rect.height,
                     false,
                 )
+                .at_quality(settings.jpeg_quality)
                 .took(took)
             }))
         });
@@ -330,7 +335,6 @@ fn render_unguarded(
                 }
                 _ => resize::square(rgb, &square, side),
             });
-            rss(&format!("resized {side}"));
             match resized.map(std::sync::Arc::new) {
                 Ok(bitmap) => scope.spawn({
                     larger = Some(bitmap.clone());
@@ -341,24 +345,42 @@ fn render_unguarded(
                             width: side,
                             height: side,
                         };
+                        // Only the feed candidates are held to the budget:
+                        // the other squares are for players, not feeds.
                         let (encoded, took) = StageClock::time(&clock.encode, || {
-                            encode::jpeg(
-                                &bitmap,
-                                &full,
-                                settings.jpeg_quality,
-                                None,
-                                style.as_str(),
-                            )
+                            if FEED_STYLES.contains(&style) {
+                                encode::jpeg_within(
+                                    &bitmap,
+                                    &full,
+                                    settings.jpeg_quality,
+                                    settings.feed_min_quality,
+                                    settings.feed_max_bytes,
+                                    style.as_str(),
+                                )
+                            } else {
+                                encode::jpeg(
+                                    &bitmap,
+                                    &full,
+                                    settings.jpeg_quality,
+                                    None,
+                                    style.as_str(),
+                                )
+                                .map(|bytes| encode::Fitted {
+                                    bytes,
+                                    quality: settings.jpeg_quality,
+                                })
+                            }
                         });
-                        keep(encoded.map(|bytes| {
+                        keep(encoded.map(|fitted| {
                             RenderedFile::new(
                                 style,
-                                bytes,
+                                fitted.bytes,
                                 Format::Jpeg,
                                 side,
                                 side,
                                 square.width < side,
                             )
+                            .at_quality(fitted.quality)
                             .took(resize_took + took)
                         }))
                     }
@@ -381,6 +403,7 @@ fn render_unguarded(
     files.sort_by_key(|f| Style::RENDERED.iter().position(|s| *s == f.style));
     timings.resize = Duration::from_nanos(clock.resize.load(Ordering::Relaxed));
     timings.encode = Duration::from_nanos(clock.encode.load(Ordering::Relaxed));
+    let feed = feed::choose(&files, settings.feed_max_bytes, settings.jpeg_quality);
     timings.total = started.elapsed();
 
     Ok(Rendition {
@@ -396,6 +419,7 @@ fn render_unguarded(
         files,
         timings,
         warnings,
+        feed,
     })
 }
 
@@ -458,7 +482,8 @@ fn stripped_original(
             icc,
             style.as_str(),
         )?;
-        return Ok(RenderedFile::new(style, bytes, Format::Jpeg, w, h, false));
+        return Ok(RenderedFile::new(style, bytes, Format::Jpeg, w, h, false)
+            .at_quality(settings.stripped_quality));
     }
     let bytes = encode::png(oriented, icc, style.as_str())?;
     Ok(RenderedFile::new(style, bytes, Format::Png, w, h, false))

@@ -67,6 +67,27 @@ pub struct Settings {
     /// squares differ from direct resizes by 43-45 dB PSNR (invisible).
     #[serde(default = "default_cascade")]
     pub resize_cascade: bool,
+    /// Largest file a feed should carry, in bytes (0: no budget). The feed
+    /// candidates (`square-3000`, `itunes`) over it are encoded again at a
+    /// lower quality, down to `feed_min_quality`, until they fit.
+    #[serde(default = "default_feed_max_bytes")]
+    pub feed_max_bytes: u64,
+    /// The lowest JPEG quality the budget may push a feed candidate to.
+    #[serde(default = "default_feed_min_quality")]
+    pub feed_min_quality: u8,
+}
+
+/// What Spotify, NPR One and most podcast hosts ask of a cover: 512 KiB.
+pub const DEFAULT_FEED_MAX_BYTES: u64 = 512 * 1024;
+/// Below 70, JPEG artefacts show on flat colours and lettering.
+pub const DEFAULT_FEED_MIN_QUALITY: u8 = 70;
+
+fn default_feed_max_bytes() -> u64 {
+    DEFAULT_FEED_MAX_BYTES
+}
+
+fn default_feed_min_quality() -> u8 {
+    DEFAULT_FEED_MIN_QUALITY
 }
 
 impl Default for Settings {
@@ -77,6 +98,8 @@ impl Default for Settings {
             stripped_quality: 95,
             background: Background::default(),
             resize_cascade: true,
+            feed_max_bytes: DEFAULT_FEED_MAX_BYTES,
+            feed_min_quality: DEFAULT_FEED_MIN_QUALITY,
         }
     }
 }
@@ -90,6 +113,7 @@ impl Settings {
         for (name, q) in [
             ("jpeg_quality", self.jpeg_quality),
             ("stripped_quality", self.stripped_quality),
+            ("feed_min_quality", self.feed_min_quality),
         ] {
             if !(1..=100).contains(&q) {
                 return Err(RenderError::InvalidSettings(format!(
@@ -114,6 +138,8 @@ impl Settings {
         hasher.update([self.jpeg_quality, self.stripped_quality]);
         hasher.update(self.background.0);
         hasher.update([self.resize_cascade as u8]);
+        hasher.update(self.feed_max_bytes.to_le_bytes());
+        hasher.update([self.feed_min_quality]);
         for style in crate::Style::RENDERED {
             hasher.update(style.as_str().as_bytes());
         }
@@ -164,5 +190,25 @@ mod tests {
         };
         assert_ne!(a.fingerprint(), b.fingerprint());
         assert_eq!(a.fingerprint(), Settings::default().fingerprint());
+    }
+
+    #[test]
+    fn the_fingerprint_changes_with_the_feed_budget_and_its_floor() {
+        let a = Settings::default();
+        let budget = Settings {
+            feed_max_bytes: 0,
+            ..Settings::default()
+        };
+        let floor = Settings {
+            feed_min_quality: 60,
+            ..Settings::default()
+        };
+        assert_ne!(a.fingerprint(), budget.fingerprint());
+        assert_ne!(a.fingerprint(), floor.fingerprint());
+        let bad = Settings {
+            feed_min_quality: 0,
+            ..Settings::default()
+        };
+        assert_eq!(bad.validate().unwrap_err().code(), "invalid-settings");
     }
 }

@@ -100,6 +100,55 @@ impl StorageError {
             StorageError::NotFound { .. } | StorageError::InvalidUrl { .. } => false,
         }
     }
+
+    /// True when the store has no room for a write: a full disk (`ENOSPC`)
+    /// or an exceeded quota (`EDQUOT`) under a local store; an S3-compatible
+    /// service's `507 Insufficient Storage` (MinIO's `XMinioStorageFull`) or
+    /// `QuotaExceeded` (Ceph). An outage like [`is_unavailable`]: the API
+    /// answers 507 with `Retry-After`, and the worker waits it out without
+    /// spending attempts.
+    ///
+    /// [`is_unavailable`]: StorageError::is_unavailable
+    pub fn is_full(&self) -> bool {
+        match self {
+            StorageError::Backend { source, .. } => full_cause(source),
+            StorageError::NotFound { .. } | StorageError::InvalidUrl { .. } => false,
+        }
+    }
+
+    /// Either outage: the store is down or full. Retrying later can work.
+    pub fn is_outage(&self) -> bool {
+        self.is_full() || self.is_unavailable()
+    }
+}
+
+/// `ENOSPC` and `EDQUOT` on Linux (`std` names them `StorageFull` and
+/// `QuotaExceeded`).
+const ENOSPC: i32 = 28;
+const EDQUOT: i32 = 122;
+
+fn full_cause(error: &object_store::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(e) = cause {
+        if let Some(e) = e.downcast_ref::<std::io::Error>() {
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+            ) || matches!(e.raw_os_error(), Some(ENOSPC | EDQUOT))
+            {
+                return true;
+            }
+        }
+        let text = e.to_string();
+        if text.contains("status code: 507")
+            || text.contains("XMinioStorageFull")
+            || text.contains("QuotaExceeded")
+        {
+            return true;
+        }
+        cause = e.source();
+    }
+    false
 }
 
 /// Walks an error's causes looking for a transport failure. The retry
@@ -439,6 +488,22 @@ impl BlobStore {
             .map_err(|e| StorageError::backend(&path, e))
     }
 
+    /// As [`BlobStore::list`], with each object's last modification time:
+    /// a sweep leaves young objects alone.
+    pub async fn list_with_times(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, std::time::SystemTime)>, StorageError> {
+        let path = Path::from(prefix);
+        let prefix = (!prefix.trim_matches('/').is_empty()).then_some(&path);
+        self.inner
+            .list(prefix)
+            .map_ok(|meta| (meta.location.to_string(), meta.last_modified.into()))
+            .try_collect()
+            .await
+            .map_err(|e| StorageError::backend(&path, e))
+    }
+
     /// Checks the backend answers: lists a probe prefix that is normally
     /// empty. Unlike a HEAD of a missing object, a listing fails when an S3
     /// bucket does not exist.
@@ -448,6 +513,14 @@ impl BlobStore {
             Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(StorageError::backend(&probe, e)),
         }
+    }
+
+    /// Checks the backend takes a write: rewrites one tiny object (a full
+    /// disk refuses even that; on S3 it is one small PUT). Readers never
+    /// look at it.
+    pub async fn probe_write(&self) -> Result<(), StorageError> {
+        self.put(".easel-readyz/write-probe", Bytes::from_static(b"ok"))
+            .await
     }
 }
 
@@ -613,6 +686,47 @@ mod tests {
             },
         };
         assert!(!denied.is_unavailable());
+        assert!(!denied.is_outage());
+        assert!(!refused.is_full() && refused.is_outage());
+    }
+
+    #[tokio::test]
+    async fn a_full_disk_is_an_outage_of_its_own() {
+        // A local store on a full disk says ENOSPC through object_store's
+        // own error types; a quota says EDQUOT.
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::local(dir.path()).unwrap();
+        let full = std::fs::File::options()
+            .write(true)
+            .open("/dev/full")
+            .and_then(|mut f| std::io::Write::write_all(&mut f, b"x"))
+            .unwrap_err();
+        assert_eq!(full.raw_os_error(), Some(ENOSPC));
+        for io in [full, std::io::Error::from_raw_os_error(EDQUOT)] {
+            let error = StorageError::Backend {
+                key: "k".into(),
+                source: object_store::Error::Generic {
+                    store: "LocalFileSystem",
+                    source: Box::new(io),
+                },
+            };
+            assert!(error.is_full() && error.is_outage(), "{error}");
+        }
+        // S3-compatible services: MinIO's 507, Ceph's quota.
+        for text in [
+            "Server returned non-2xx status code: 507 Insufficient Storage: ",
+            "Server returned non-2xx status code: 403 Forbidden: <Error><Code>QuotaExceeded</Code></Error>",
+        ] {
+            let error = StorageError::Backend {
+                key: "k".into(),
+                source: object_store::Error::Generic {
+                    store: "S3",
+                    source: text.into(),
+                },
+            };
+            assert!(error.is_full(), "{text}");
+        }
+        assert!(!store.get("nope").await.unwrap_err().is_full());
     }
 
     #[test]

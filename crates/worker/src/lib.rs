@@ -7,21 +7,37 @@
 //!
 //! Failure policy: an image the engine refuses (unsupported, too large,
 //! corrupt) will never render, so it ends in status `error` with the
-//! engine's reason and code, without retry. Storage and database trouble may
-//! pass, so the job goes back to the queue with exponential backoff, until
-//! `max_attempts` is spent; an outage of our own object store spends no
-//! attempt (the job waits it out, backing off up to `retry_max`).
+//! engine's reason and code, without retry; so does one whose original is
+//! missing from the store (`original-missing`: retrying cannot bring it
+//! back). Storage and database trouble may pass, so the job goes back to
+//! the queue with exponential backoff, until `max_attempts` is spent; an
+//! outage of our own object store or catalogue (down, or full: `ENOSPC`, a
+//! quota, `SQLITE_FULL`) spends no attempt: the job waits it out, backing
+//! off up to `retry_max`, and resumes on its own once space returns.
+//!
+//! Files are claimed in the catalogue before they are stored, and the claim
+//! ends in the transaction that commits their rows (see `easel_catalog`'s
+//! "Deleting objects"); nothing here deletes an object. [`reaper`] does,
+//! for every process that runs workers or the API. An origin fetched in a
+//! fetch slot is claimed and stored like an upload's original, and the
+//! hand-over to the render loops ends the claim.
+
+pub mod reaper;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::Utc;
-use easel_catalog::{now_ms, Catalog, CatalogError, Job, JobKind, NewAsset, OriginalFacts};
-use easel_origin::{OriginConfig, OriginFetcher};
+use easel_catalog::{
+    now_ms, Catalog, CatalogError, Claim, ClaimFilter, FeedReadiness, Finish, Job, JobKind,
+    NewAsset, OriginalFacts,
+};
+pub use easel_catalog::{Retention, DEFAULT_DELETE_DELAY, DEFAULT_GRACE};
+use easel_origin::{OriginConfig, OriginError, OriginFetcher};
 use easel_render::{Crop, Rendition, Settings, Style};
-use easel_storage::{original_key, render_key, BlobStore};
-use tokio::sync::{watch, Notify};
+use easel_storage::{original_key, render_key, BlobStore, StorageError};
+use tokio::sync::{watch, Notify, Semaphore};
 
 /// Stable codes for failures that are the worker's, not the engine's.
 pub mod codes {
@@ -33,6 +49,9 @@ pub mod codes {
     pub const IMAGE_GONE: &str = "image-gone";
     /// The origin could not be fetched and retrying will not help.
     pub const ORIGIN_FAILED: &str = "origin-failed";
+    /// The image's original is not in the object store: a render can
+    /// never succeed, however often it is retried.
+    pub const ORIGINAL_MISSING: &str = "original-missing";
 }
 
 #[derive(Debug, Clone)]
@@ -49,6 +68,14 @@ pub struct WorkerConfig {
     pub retry_max: Duration,
     /// How origin URLs are fetched (timeouts, size, private addresses).
     pub origin: OriginConfig,
+    /// When files stop being served and kept (grace period, delete delay).
+    pub retention: Retention,
+    /// Origin fetches at once, beside the render loops and apart from
+    /// them: a slow origin holds a fetch slot, never a render loop.
+    pub origin_fetches: usize,
+    /// The process's render memory budget (shared with IIIF renders):
+    /// each render reserves its estimate before it decodes.
+    pub memory: easel_budget::MemoryBudget,
 }
 
 impl Default for WorkerConfig {
@@ -60,6 +87,9 @@ impl Default for WorkerConfig {
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(300),
             origin: OriginConfig::default(),
+            retention: Retention::default(),
+            origin_fetches: 4,
+            memory: easel_budget::MemoryBudget::default(),
         }
     }
 }
@@ -75,6 +105,8 @@ pub enum Outcome {
     Retried { image_id: String, reason: String },
     /// Another worker took the job over; nothing was recorded.
     LeaseLost { image_id: String },
+    /// The origin was fetched and stored; the job waits for a render loop.
+    Fetched { image_id: String },
     /// The image changed while it rendered (a new crop, a replaced
     /// original): a newer job renders it again, so these files were not
     /// committed.
@@ -100,6 +132,11 @@ pub struct Worker {
     config: WorkerConfig,
     origin: Arc<OriginFetcher>,
     wake: Arc<Notify>,
+    /// The settings fingerprint this worker renders with: it claims only
+    /// jobs that carry none or this one.
+    fingerprint: Arc<str>,
+    /// Origin fetch slots, shared by the clones of one worker.
+    fetches: Arc<Semaphore>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -124,8 +161,10 @@ impl Worker {
             id: id.into(),
             catalog,
             store,
+            fingerprint: settings.fingerprint().into(),
             settings,
             pool,
+            fetches: Arc::new(Semaphore::new(config.origin_fetches.max(1))),
             config,
             origin,
             wake: Arc::new(Notify::new()),
@@ -151,16 +190,67 @@ impl Worker {
         &self.id
     }
 
-    /// Claims and runs at most one job; `None` when the queue is empty.
+    /// Takes over the jobs of this machine's workers that died (`kill -9`,
+    /// a crash, an OOM kill) instead of waiting out their leases: run once
+    /// when a worker process starts, before its loops claim anything.
+    ///
+    /// Lease owners are named `<host>-<pid>-<loop>` (see `easel worker`), so
+    /// a running job whose owner is on `host` and whose process is gone, or
+    /// is this very process (a restarted container keeps its pid and host
+    /// name), has no one working on it. Its lease is ended; the next claim
+    /// runs it again (counting the attempt, as for any lapsed lease: a job
+    /// that kills its worker every time is still abandoned in the end).
+    /// Returns the jobs taken over. Without `/proc` nothing is taken over.
+    pub async fn reclaim_jobs_of_dead_workers(&self, host: &str) -> Result<Vec<i64>, WorkerError> {
+        let prefix = format!("{host}-");
+        let mut reclaimed = Vec::new();
+        for (job_id, owner) in self.catalog.running_leases().await? {
+            let Some(pid) = owner
+                .strip_prefix(&prefix)
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|pid| pid.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let dead = pid == std::process::id() || local_process_is_gone(pid) == Some(true);
+            if dead && self.catalog.expire_lease(job_id, &owner, now_ms()).await? {
+                tracing::warn!(worker = %self.id, job = job_id, dead = %owner, "took over the job of a worker that is no longer running");
+                reclaimed.push(job_id);
+            }
+        }
+        Ok(reclaimed)
+    }
+
+    /// Claims and runs at most one job (an ingest job's fetch and render
+    /// both); `None` when the queue has nothing for this worker.
     pub async fn run_once(&self) -> Result<Option<Outcome>, WorkerError> {
-        let lease_ms = self.config.lease.as_millis() as i64;
-        let Some(job) = self.catalog.claim_job(&self.id, now_ms(), lease_ms).await? else {
+        let Some(job) = self.claim(true).await? else {
             return Ok(None);
         };
+        self.run_job(job, Step::Whole).await.map(Some)
+    }
+
+    /// Leases a due job this worker may run: one that carries no settings
+    /// fingerprint or this worker's; an ingest job only if `ingest`.
+    async fn claim(&self, ingest: bool) -> Result<Option<Job>, WorkerError> {
+        let lease_ms = self.config.lease.as_millis() as i64;
+        let filter = ClaimFilter {
+            fingerprint: &self.fingerprint,
+            ingest,
+        };
+        Ok(self
+            .catalog
+            .claim_job_for(&self.id, now_ms(), lease_ms, &filter)
+            .await?)
+    }
+
+    async fn run_job(&self, job: Job, step: Step) -> Result<Outcome, WorkerError> {
         tracing::info!(worker = %self.id, job = job.id, image = %job.image_id, attempt = job.attempts, "claimed");
         let renewer = self.spawn_lease_renewal(&job);
-        let result = self.process(&job).await;
-        renewer.abort();
+        let result = match step {
+            Step::Whole => self.process(&job).await,
+            Step::Fetch => self.fetch(&job).await,
+        };
         let outcome = match result {
             Ok(outcome) => outcome,
             Err(WorkerError::Catalog(CatalogError::LeaseLost { .. })) => {
@@ -169,8 +259,17 @@ impl Worker {
                     image_id: job.image_id.clone(),
                 }
             }
-            Err(e) => return Err(e),
+            Err(WorkerError::Catalog(e)) if e.is_unavailable() => {
+                let given_back = self.give_back(&job, e).await;
+                renewer.abort();
+                given_back?
+            }
+            Err(e) => {
+                renewer.abort();
+                return Err(e);
+            }
         };
+        renewer.abort();
         match &outcome {
             Outcome::Finished { image_id, styles } => {
                 tracing::info!(worker = %self.id, image = %image_id, styles, "finished")
@@ -187,21 +286,50 @@ impl Worker {
             Outcome::Superseded { image_id } => {
                 tracing::info!(worker = %self.id, image = %image_id, "superseded by a newer job; files not committed")
             }
+            Outcome::Fetched { image_id } => {
+                tracing::info!(worker = %self.id, image = %image_id, "origin fetched; queued for rendering")
+            }
             Outcome::LeaseLost { .. } => {}
         }
-        Ok(Some(outcome))
+        Ok(outcome)
     }
 
     /// Runs jobs until `shutdown` turns true; a job in progress is finished
     /// first, so stopping never wastes a render.
+    ///
+    /// Ingest jobs are fetched in one of the `origin_fetches` slots, as
+    /// tasks beside the loop: a slow origin occupies a slot, not this loop,
+    /// which goes on rendering. A fetched original goes back to the queue
+    /// as a render job for whichever loop is free.
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         tracing::info!(worker = %self.id, "worker started");
+        let mut fetching = tokio::task::JoinSet::new();
         loop {
+            while fetching.try_join_next().is_some() {}
             if *shutdown.borrow() {
                 break;
             }
-            match self.run_once().await {
-                Ok(Some(_)) => continue,
+            // The slot first: an ingest job is claimed only when its fetch
+            // can start at once.
+            let slot = self.fetches.clone().try_acquire_owned().ok();
+            match self.claim(slot.is_some()).await {
+                Ok(Some(job)) if job.kind() == JobKind::Ingest => {
+                    let worker = self.clone();
+                    fetching.spawn(async move {
+                        let _slot = slot;
+                        if let Err(e) = worker.run_job(job, Step::Fetch).await {
+                            tracing::error!(worker = %worker.id, error = %e, "origin fetch failed");
+                        }
+                    });
+                    continue;
+                }
+                Ok(Some(job)) => {
+                    drop(slot);
+                    if let Err(e) = self.run_job(job, Step::Whole).await {
+                        tracing::error!(worker = %self.id, error = %e, "worker step failed");
+                    }
+                    continue;
+                }
                 Ok(None) => {}
                 Err(e) => tracing::error!(worker = %self.id, error = %e, "worker step failed"),
             }
@@ -211,7 +339,34 @@ impl Worker {
                 _ = shutdown.changed() => {}
             }
         }
+        while fetching.join_next().await.is_some() {}
         tracing::info!(worker = %self.id, "worker stopped");
+    }
+
+    /// The catalogue went down or filled up mid-job: puts the job back
+    /// without spending its attempt, trying again (the lease still renewed
+    /// beside it) until that write gets through or a lease's time has
+    /// passed. A job left to its lease instead spends an attempt when it is
+    /// claimed again, and a few such outages would abandon the image.
+    async fn give_back(&self, job: &Job, error: CatalogError) -> Result<Outcome, WorkerError> {
+        let reason = format!("the catalogue failed: {error}");
+        let deadline = Instant::now() + self.config.lease;
+        let mut pause = Duration::from_millis(100);
+        loop {
+            match self.retry(job, &reason, false).await {
+                Err(WorkerError::Catalog(CatalogError::LeaseLost { .. })) => {
+                    return Ok(Outcome::LeaseLost {
+                        image_id: job.image_id.clone(),
+                    })
+                }
+                Err(WorkerError::Catalog(e)) if e.is_unavailable() && Instant::now() < deadline => {
+                    tracing::warn!(worker = %self.id, job = job.id, error = %e, "catalogue still failing; will put the job back");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(2));
+                }
+                other => return other,
+            }
+        }
     }
 
     fn spawn_lease_renewal(&self, job: &Job) -> tokio::task::JoinHandle<()> {
@@ -260,19 +415,75 @@ impl Worker {
         let (original, facts) = match (job.kind(), image.original()) {
             (JobKind::Render, Some(stored)) => match self.store.get(stored.key).await {
                 Ok(bytes) => (bytes, facts_of(&image)),
-                Err(e) => return self.retry(job, &e.to_string(), !e.is_unavailable()).await,
+                Err(StorageError::NotFound { .. }) => {
+                    let reason = format!(
+                        "the original ({}) is missing from the object store",
+                        stored.key
+                    );
+                    return self.fail(job, &reason, codes::ORIGINAL_MISSING).await;
+                }
+                Err(e) => return self.retry(job, &e.to_string(), !e.is_outage()).await,
             },
             // An ingest job, or a render whose origin never arrived.
-            _ => match self.ingest(job, image.origin_url.as_deref()).await? {
-                Ingested::Ready(bytes, facts) => (bytes, facts),
+            _ => match self.ingest(job, image.ingest_url()).await? {
+                Ingested::Ready(bytes, facts) => {
+                    // Records the original and ends its claim in one
+                    // transaction.
+                    if let Err(e) = self
+                        .catalog
+                        .set_original(&job.image_id, &facts, Utc::now())
+                        .await
+                    {
+                        self.release_original(&facts).await;
+                        return Err(e.into());
+                    }
+                    (bytes, facts)
+                }
                 Ingested::Done(outcome) => return Ok(outcome),
             },
         };
 
+        // A bucket may hold its feed files to a budget of its own; the
+        // settings fingerprint stays the server's (see the README).
+        let settings = match self
+            .catalog
+            .bucket_settings(&image.bucket)
+            .await?
+            .feed_max_bytes
+        {
+            Some(budget) => Arc::new(Settings {
+                feed_max_bytes: u64::try_from(budget).unwrap_or(0),
+                ..(*self.settings).clone()
+            }),
+            None => self.settings.clone(),
+        };
+
+        // Memory before pixels: the header says what the render will hold;
+        // one that can never fit the budget fails, others wait for room.
+        let memory = match easel_render::decode_cost(&original, &self.settings.limits)
+            .and_then(|cost| cost.check(self.config.memory.total_bytes()))
+        {
+            Ok(needed) => needed,
+            Err(e) => return self.fail(job, &e.to_string(), e.code()).await,
+        };
+        if self.config.memory.available_bytes() < memory {
+            tracing::info!(worker = %self.id, job = job.id, needed = memory, "waiting for render memory");
+            metrics::counter!("easel_render_memory_waits_total").increment(1);
+        }
+        let Ok(reservation) = self.config.memory.reserve(memory).await else {
+            return self
+                .fail(
+                    job,
+                    "the render memory budget is too small",
+                    "too-much-memory",
+                )
+                .await;
+        };
+
         // Tells a slow fetch from a slow render in the logs.
-        tracing::info!(worker = %self.id, job = job.id, image = %image_id, bytes = original.len(), "rendering");
+        tracing::info!(worker = %self.id, job = job.id, image = %image_id, bytes = original.len(), memory, "rendering");
         let started = Instant::now();
-        let rendition = match self.render(original, crop).await {
+        let rendition = match self.render(original, crop, settings, reservation).await {
             Ok(Ok(rendition)) => rendition,
             Ok(Err(e)) => {
                 if e.kind() == easel_render::ErrorKind::Internal {
@@ -285,27 +496,115 @@ impl Worker {
         };
         record_render_metrics(&rendition, started.elapsed());
 
-        match self.store_files(&facts, &rendition).await {
-            Ok(assets) => {
-                let styles = assets.len();
-                let finished = self
-                    .catalog
-                    .finish_job(job, &self.id, &assets, Utc::now())
-                    .await?;
-                self.delete_unreferenced(finished.orphans).await;
-                Ok(if finished.committed {
-                    Outcome::Finished { image_id, styles }
-                } else {
-                    Outcome::Superseded { image_id }
-                })
+        let holder = claim_holder(&self.id, "render", job.id);
+        let stored = match self.store_files(&holder, &facts, &rendition).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                self.release(&holder).await;
+                return match e {
+                    Stored::Catalog(e) => Err(e.into()),
+                    Stored::Storage(e) => self.retry(job, &e.to_string(), !e.is_outage()).await,
+                };
             }
-            Err(e) => self.retry(job, &e.to_string(), !e.is_unavailable()).await,
+        };
+        let (assets, claimed) = stored;
+        let styles = assets.len();
+        let now = Utc::now();
+        let feed = &rendition.feed;
+        let finish = Finish {
+            assets: &assets,
+            feed_style: feed.style.map(|s| s.as_str().to_string()),
+            feed_side: feed.side.map(i64::from),
+            readiness: FeedReadiness {
+                ok: feed.ok,
+                reasons: feed.reasons.clone(),
+                warnings: feed.warnings.clone(),
+            },
+            claim: Some(Claim {
+                holder: &holder,
+                keys: &claimed,
+            }),
+            retain_until_ms: self.config.retention.retain_until(now.timestamp_millis()),
+            delete_at_ms: self.config.retention.delete_at(now.timestamp_millis()),
+        };
+        let finished = match self.catalog.finish_job(job, &self.id, &finish, now).await {
+            Ok(finished) => finished,
+            Err(e) => {
+                self.release(&holder).await;
+                return match e {
+                    // Stored too slowly to trust the claim: store again.
+                    CatalogError::ClaimLost { .. } => self.retry(job, &e.to_string(), false).await,
+                    e => Err(e.into()),
+                };
+            }
+        };
+        Ok(if finished.committed {
+            Outcome::Finished { image_id, styles }
+        } else {
+            Outcome::Superseded { image_id }
+        })
+    }
+
+    /// Ends a claim nothing committed on (best effort: an unreleased claim
+    /// lapses on its own, and the sweep finds what it left).
+    async fn release(&self, holder: &str) {
+        let now = now_ms();
+        let delete_at = self.config.retention.delete_at(now);
+        if let Err(e) = self.catalog.release_claims(holder, now, delete_at).await {
+            tracing::warn!(holder = %holder, error = %e, "could not release a claim");
         }
     }
 
-    /// Fetches an origin, checks it like an upload, stores it and records
-    /// its facts. Transient origin trouble (timeouts, 5xx) retries; a
-    /// refused address, a 404 or a non-image ends the image in `error`.
+    /// Ends the claim an origin fetch took on the original it stored, when
+    /// nothing committed on it.
+    async fn release_original(&self, facts: &OriginalFacts) {
+        if let Some(holder) = &facts.claim {
+            self.release(holder).await;
+        }
+    }
+
+    /// An ingest job in a fetch slot: fetches and stores the original,
+    /// then hands the job to the render loops.
+    async fn fetch(&self, job: &Job) -> Result<Outcome, WorkerError> {
+        let image_id = job.image_id.clone();
+        let Some(image) = self.catalog.image(&image_id).await? else {
+            return self
+                .fail(job, "the image no longer exists", codes::IMAGE_GONE)
+                .await;
+        };
+        match self.ingest(job, image.ingest_url()).await? {
+            Ingested::Ready(_, facts) => {
+                // Records the original and ends its claim in one
+                // transaction; if the image moved on meanwhile, nothing
+                // records it, and releasing the claim lets the reaper have
+                // the object unless another row came to refer to it.
+                let queued = match self
+                    .catalog
+                    .hand_over_fetched(job, &self.id, &facts, Utc::now())
+                    .await
+                {
+                    Ok(queued) => queued,
+                    Err(e) => {
+                        self.release_original(&facts).await;
+                        return Err(e.into());
+                    }
+                };
+                if !queued {
+                    self.release_original(&facts).await;
+                    return Ok(Outcome::Superseded { image_id });
+                }
+                self.wake.notify_one();
+                Ok(Outcome::Fetched { image_id })
+            }
+            Ingested::Done(outcome) => Ok(outcome),
+        }
+    }
+
+    /// Fetches an origin, checks it like an upload and stores it. Passing
+    /// trouble (a refused connection, a 5xx) retries; a refused address, a
+    /// 404, a non-image or an origin too slow to send the image within the
+    /// fetch timeout ends the image in `error` (a slow origin retried would
+    /// only hold a fetch slot again for as long).
     async fn ingest(&self, job: &Job, origin: Option<&str>) -> Result<Ingested, WorkerError> {
         let Some(url) = origin else {
             let outcome = self
@@ -319,6 +618,15 @@ impl Worker {
         };
         let fetched = match self.origin.fetch(url).await {
             Ok(fetched) => fetched,
+            Err(e @ OriginError::Timeout { .. }) => {
+                let reason = format!(
+                    "{e}: the origin is too slow (the whole image must arrive within \
+                     --origin-timeout-secs, {} s); not retried",
+                    self.config.origin.total_timeout.as_secs()
+                );
+                let outcome = self.fail(job, &reason, e.code()).await?;
+                return Ok(Ingested::Done(outcome));
+            }
             Err(e) if e.is_transient() => {
                 return Ok(Ingested::Done(self.retry(job, &e.to_string(), true).await?))
             }
@@ -350,6 +658,7 @@ impl Worker {
                 ))
             }
         };
+        let holder = claim_holder(&self.id, "origin", job.id);
         let facts = OriginalFacts {
             width: i64::from(source.width),
             height: i64::from(source.height),
@@ -357,31 +666,23 @@ impl Worker {
             mimetype: source.mimetype.to_string(),
             original_key: original_key(&sha256),
             sha256,
+            claim: Some(holder.clone()),
         };
+        self.catalog
+            .claim_objects(&holder, std::slice::from_ref(&facts.original_key), now_ms())
+            .await?;
         if let Err(e) = self
             .store
             .put_if_absent(&facts.original_key, bytes.clone())
             .await
         {
+            self.release(&holder).await;
             return Ok(Ingested::Done(
-                self.retry(job, &e.to_string(), !e.is_unavailable()).await?,
+                self.retry(job, &e.to_string(), !e.is_outage()).await?,
             ));
         }
-        self.catalog
-            .set_original(&job.image_id, &facts, Utc::now())
-            .await?;
         tracing::info!(image = %job.image_id, bytes = facts.size, url = %fetched.final_url, "origin fetched");
         Ok(Ingested::Ready(bytes, facts))
-    }
-
-    /// Files nothing refers to any more. Losing one of these deletes is
-    /// harmless (an orphan object), so failures are only logged.
-    async fn delete_unreferenced(&self, keys: Vec<String>) {
-        for key in keys {
-            if let Err(e) = self.store.delete(&key).await {
-                tracing::warn!(key = %key, error = %e, "could not delete a file nothing refers to");
-            }
-        }
     }
 
     /// Renders off the async threads. The outer error is a panic, reported
@@ -390,20 +691,36 @@ impl Worker {
         &self,
         original: Bytes,
         crop: Option<Crop>,
+        settings: Arc<Settings>,
+        memory: easel_budget::Reservation,
     ) -> Result<Result<Rendition, easel_render::RenderError>, String> {
-        let (pool, settings) = (self.pool.clone(), self.settings.clone());
+        let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || {
+            // Held by the thread: given back when the pixels are.
+            let _memory = memory;
             pool.install(|| easel_render::render(&original, crop, &settings))
         })
         .await
         .map_err(|e| format!("the render engine crashed: {e}"))
     }
 
+    /// Claims the rendered files' keys, then stores them; returns their
+    /// rows and the keys claimed.
     async fn store_files(
         &self,
+        holder: &str,
         image: &OriginalFacts,
         rendition: &Rendition,
-    ) -> Result<Vec<NewAsset>, easel_storage::StorageError> {
+    ) -> Result<(Vec<NewAsset>, Vec<String>), Stored> {
+        let keys: Vec<String> = rendition
+            .files
+            .iter()
+            .map(|file| render_key(&file.sha256, file.extension))
+            .collect();
+        self.catalog
+            .claim_objects(holder, &keys, now_ms())
+            .await
+            .map_err(Stored::Catalog)?;
         let fingerprint = self.settings.fingerprint();
         // The original is an asset too, so every style is one row away.
         let mut assets = vec![NewAsset {
@@ -416,12 +733,14 @@ impl Worker {
             sha256: image.sha256.clone(),
             upscaled: false,
             settings_fingerprint: fingerprint.clone(),
+            quality: None,
         }];
-        for file in &rendition.files {
-            let key = render_key(&file.sha256, file.extension);
+        for (file, key) in rendition.files.iter().zip(&keys) {
+            let key = key.clone();
             self.store
                 .put_if_absent(&key, Bytes::copy_from_slice(&file.bytes))
-                .await?;
+                .await
+                .map_err(Stored::Storage)?;
             assets.push(NewAsset {
                 style: file.style.as_str().to_string(),
                 storage_key: key,
@@ -432,9 +751,10 @@ impl Worker {
                 sha256: file.sha256.clone(),
                 upscaled: file.upscaled,
                 settings_fingerprint: fingerprint.clone(),
+                quality: file.quality.map(i64::from),
             });
         }
-        Ok(assets)
+        Ok((assets, keys))
     }
 
     async fn fail(&self, job: &Job, reason: &str, code: &str) -> Result<Outcome, WorkerError> {
@@ -471,9 +791,50 @@ impl Worker {
     }
 }
 
+/// Whether no process of this program runs as `pid` on this machine: it
+/// exited, is a zombie, or the pid now belongs to another program. `None`
+/// when `/proc` cannot tell.
+fn local_process_is_gone(pid: u32) -> Option<bool> {
+    /// The command name and state of `/proc/<pid>/stat`: `pid (comm) S ...`.
+    fn stat(of: &str) -> Option<(String, char)> {
+        let text = std::fs::read_to_string(format!("/proc/{of}/stat")).ok()?;
+        let (open, close) = (text.find('(')?, text.rfind(')')?);
+        let state = text.get(close + 1..)?.trim_start().chars().next()?;
+        Some((text.get(open + 1..close)?.to_string(), state))
+    }
+    let (ours, _) = stat("self")?;
+    Some(match stat(&pid.to_string()) {
+        Some((name, state)) => name != ours || matches!(state, 'Z' | 'X'),
+        None => true,
+    })
+}
+
+/// What a claimed job is run for.
+#[derive(Clone, Copy)]
+enum Step {
+    /// Everything: fetch the origin if needed, render, store, record.
+    Whole,
+    /// An ingest job in a fetch slot: fetch and store the origin only.
+    Fetch,
+}
+
 enum Ingested {
     Ready(Bytes, OriginalFacts),
     Done(Outcome),
+}
+
+/// Why storing a render's files stopped.
+enum Stored {
+    Catalog(CatalogError),
+    Storage(StorageError),
+}
+
+/// A claim holder name no other write uses: the worker, what it stores,
+/// the job, and the time (a job can be claimed again by the same worker).
+fn claim_holder(worker: &str, what: &str, job_id: i64) -> String {
+    static SEQUENCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{worker}/{what}/{job_id}/{}-{n}", now_ms())
 }
 
 /// The stored original's facts; only called once `original()` is `Some`.
@@ -485,6 +846,7 @@ fn facts_of(image: &easel_catalog::Image) -> OriginalFacts {
         mimetype: image.mimetype.clone().unwrap_or_default(),
         sha256: image.sha256.clone().unwrap_or_default(),
         original_key: image.original_key.clone().unwrap_or_default(),
+        claim: None,
     }
 }
 
@@ -522,6 +884,13 @@ fn record_render_metrics(rendition: &Rendition, elapsed: Duration) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn this_process_is_alive_and_an_unused_pid_is_gone() {
+        assert_eq!(local_process_is_gone(std::process::id()), Some(false));
+        // Above the kernel's pid_max (at most 2^22).
+        assert_eq!(local_process_is_gone(u32::MAX - 1), Some(true));
+    }
 
     #[test]
     fn backoff_doubles_and_is_capped() {

@@ -48,7 +48,9 @@ export async function render(panel, context) {
   const canWrite = session.can(WRITE);
   panel.replaceChildren(h('p', {class: 'loading'}, 'Loading the picture\u2026'));
   const src = await imageURL(source.url, source.sha256, {signal, keep: false});
-  signal.addEventListener('abort', () => URL.revokeObjectURL(src));
+  // Later, not at once: the crop box's own <img> may still be reading it
+  // when a person moves on, and a revoked URL fails that load.
+  signal.addEventListener('abort', () => setTimeout(() => URL.revokeObjectURL(src), 10000));
   const picture = new Image();
   picture.src = src;
   await picture.decode();

@@ -1,4 +1,5 @@
-// Details: edit name, facet, tags and the string/number fields. Only the
+// Details: edit name, facet, tags, the string/number fields and who may
+// see the image (max_unauthorised, roles). Only the
 // fields a person changed are sent, with If-Match, so a conflicting edit
 // elsewhere is a clear 412 message instead of a silent overwrite.
 
@@ -24,6 +25,10 @@ export async function render(panel, context) {
       value: image[name] == null ? '' : String(image[name])});
   }
   inputs.tags = h('input', {type: 'text', name: 'tags', id: 'meta-tags', readonly: !canWrite, value: (image.tags ?? []).join(', ')});
+  // Empty follows the bucket's setting (null); -1 is open to everyone.
+  inputs.max_unauthorised = h('input', {type: 'number', step: 1, min: -1, name: 'max_unauthorised', id: 'meta-max-unauthorised',
+    readonly: !canWrite, value: image.max_unauthorised == null ? '' : String(image.max_unauthorised)});
+  inputs.roles = h('input', {type: 'text', name: 'roles', id: 'meta-roles', readonly: !canWrite, value: (image.roles ?? []).join(', ')});
   const result = h('div', {id: 'meta-result', 'aria-live': 'polite'});
   const save = h('button', {type: 'submit', class: 'primary', id: 'meta-save'}, icon('check'), 'Save details');
 
@@ -41,6 +46,11 @@ export async function render(panel, context) {
     }
     const tags = inputs.tags.value.split(',').map((t) => t.trim()).filter(Boolean);
     if (tags.join('\n') !== (current.image.tags ?? []).join('\n')) body.tags = tags;
+    const limit = inputs.max_unauthorised.value.trim();
+    const maxUnauthorised = limit === '' ? null : Number(limit);
+    if (maxUnauthorised !== (current.image.max_unauthorised ?? null)) body.max_unauthorised = maxUnauthorised;
+    const roles = inputs.roles.value.split(',').map((r) => r.trim()).filter(Boolean);
+    if (roles.join('\n') !== (current.image.roles ?? []).join('\n')) body.roles = roles;
     return body;
   };
 
@@ -51,7 +61,10 @@ export async function render(panel, context) {
       field('Facet', inputs.facet, 'A label such as cover, small cover or grill.'),
       field('Tags', inputs.tags, 'Comma-separated.'),
       field('String 1', inputs.string1), field('String 2', inputs.string2), field('String 3', inputs.string3),
-      field('Number 1', inputs.number1), field('Number 2', inputs.number2), field('Number 3', inputs.number3)),
+      field('Number 1', inputs.number1), field('Number 2', inputs.number2), field('Number 3', inputs.number3),
+      field('Largest public size (px)', inputs.max_unauthorised,
+        'Styles and IIIF sizes up to this longest edge need no key; -1 opens everything, 0 nothing; empty follows the bucket.'),
+      field('Roles', inputs.roles, 'Comma-separated role URIs: a key holding one sees the image above that size.')),
     canWrite ? h('div', {class: 'actions'}, save) : h('p', {class: 'muted'}, 'This key cannot change images (it has no image:write scope).'),
     result);
   form.addEventListener('submit', async (event) => {
@@ -66,6 +79,9 @@ export async function render(panel, context) {
     try {
       const {data, etag} = await api(current.path, {method: 'PATCH', body, ifMatch: current.etag});
       context.changed(data, etag);
+      const fresh = facts(data);
+      factsPanel.replaceWith(fresh);
+      factsPanel = fresh;
       result.append(h('div', {class: 'success', id: 'meta-saved'}, icon('check'), 'Saved.'));
       notify('Details saved.');
     } catch (error) {
@@ -82,7 +98,8 @@ export async function render(panel, context) {
     }
   });
 
-  panel.replaceChildren(h('div', {class: 'details-layout'}, form, facts(image)));
+  let factsPanel = facts(image);
+  panel.replaceChildren(h('div', {class: 'details-layout'}, form, factsPanel));
 }
 
 /** What the server knows about the original. */
@@ -114,6 +131,10 @@ function facts(image) {
       row('Type', image.mimetype),
       row('Crop', image.crop ? `${image.crop.x}, ${image.crop.y}, ${image.crop.width}\u00d7${image.crop.height}` : 'centred square'),
       row('Origin', image.origin),
+      row('Public up to', image.max_unauthorised == null ? 'the bucket\u2019s setting'
+        : image.max_unauthorised < 0 ? 'everything' : image.max_unauthorised === 0 ? 'nothing without a key' : `${image.max_unauthorised} px`),
+      row('Roles', image.roles?.length ? image.roles.join(', ') : null),
+      row('Batch', image.batch),
       row('Uploaded', formatDate(image.created_at)),
       row('Changed', formatDate(image.updated_at)),
       row('Rendered', formatDate(image.finished_at)),

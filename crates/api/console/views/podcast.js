@@ -1,7 +1,6 @@
 // The podcast tags (<itunes:image>, <podcast:image>) of an image, from
-// `GET /v1/images/{id}/podcast`. A server without that route answers 404
-// `not-found` (not `image-not-found`): the panel then says the feature is
-// not available yet, which is not an error.
+// `GET /v1/images/{id}/podcast`, as the server writes them: absolute,
+// versioned URLs of the feed file and the other useful squares.
 
 import {api} from '../api.js';
 import {copyText, h, icon} from '../dom.js';
@@ -15,14 +14,6 @@ export async function render(panel, {current, signal}) {
     tags = (await api(`${current.path}/podcast`, {signal})).data;
   } catch (error) {
     if (error.name === 'AbortError') throw error;
-    if (error.status === 404 && error.code === 'not-found') {
-      panel.dataset.state = 'unavailable';
-      body.replaceChildren(h('p', {class: 'muted', id: 'podcast-unavailable'},
-        'Not available on this server yet: it does not serve the ',
-        h('code', null, '<itunes:image>'), ' and ', h('code', null, '<podcast:image>'),
-        ' tags. Copy a style\u2019s URL instead.'));
-      return;
-    }
     panel.dataset.state = 'error';
     body.replaceChildren(problemBox(error));
     return;
