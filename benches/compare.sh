@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Easel against libvips, ImageMagick and Pillow on the same photo, in one
-# run on this machine: the full style set, one thread and two threads.
+# run on this machine: the full style set, one thread and two threads; and
+# against the floor (benches/floor.rs: libjpeg-turbo decoding only the
+# crop's pixels, encoding every style's pixels, and the cascade's resizes,
+# with no engine around them), in process and as a whole process.
 #
 # usage: benches/compare.sh [RUNS] [IMAGE]
-# Prints a table and the ratio Easel/libvips; raw JSON stays in $OUT.
+# Prints a table, the ratio Easel/libvips and the ratio Easel/floor; raw
+# JSON stays in $OUT.
 # Not part of CI: numbers, not assertions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,6 +30,8 @@ fi
 scripts/ensure-deps.sh
 cargo build --release --locked --quiet --bin easel
 EASEL=target/release/easel
+FLOOR=$(cargo bench --locked --bench floor --no-run 2>&1 | sed -n 's/.*(\(.*deps\/floor-[0-9a-f]*\)).*/\1/p' | tail -1)
+[ -x "$FLOOR" ] || { echo "compare.sh: cannot find the floor bench's executable" >&2; exit 1; }
 OUT=$(mktemp -d)
 mkdir -p "$OUT"/{easel1,easel2,vips,vipsonce,pillow,magick}
 
@@ -33,6 +39,7 @@ mkdir -p "$OUT"/{easel1,easel2,vips,vipsonce,pillow,magick}
 for t in 1 2; do
   "$EASEL" bench --json --threads "$t" --runs "$RUNS" --quality 85 "$IMG" >"$OUT/engine-t$t.json"
 done
+"$FLOOR" "$IMG" "$RUNS" 85 >"$OUT/floor.json"
 
 hyperfine -N -w 1 -r "$RUNS" --export-json "$OUT/processes.json" \
   -n "easel t1" "$EASEL render $IMG --out $OUT/easel1 --threads 1 --quality 85" \
@@ -43,6 +50,7 @@ hyperfine -N -w 1 -r "$RUNS" --export-json "$OUT/processes.json" \
   -n "pillow" "$PY $ANCHORS/variants_pillow.py $IMG $OUT/pillow" \
   -n "magick t1" "env MAGICK_THREAD_LIMIT=1 $ANCHORS/variants_magick.sh $IMG $OUT/magick" \
   -n "python startup+import pyvips" "$PY -c 'import pyvips'" \
+  -n "floor" "$FLOOR --once $IMG 85" \
   -n "djpeg full decode" "djpeg -outfile /dev/null $IMG" >/dev/null
 
 "$PY" - "$OUT" <<'PY'
@@ -64,5 +72,14 @@ for t in (1, 2):
           f"-> easel/libvips = {easel/vips:.3f} ({vips/easel:.1f}x faster)")
     print(f"  libvips minus python start-up {(vips-startup)*1e3:.1f} ms "
           f"-> engine/libvips = {engine['total_min_ms']/((vips-startup)*1e3):.3f}")
+floor = json.load(open(f"{out}/floor.json"))
+engine = json.load(open(f"{out}/engine-t1.json"))["files"][0]
+floor_process = min(procs["floor"])
+easel1 = min(procs["easel t1"])
+print(f"floor (one thread): {floor['floor_ms']['min']:.1f} ms in-process "
+      f"(decode {floor['decode_ms']['min']:.1f}, resize {floor['resize_ms']['min']:.1f}, "
+      f"encode {floor['encode_ms']['min']:.1f}), {floor_process*1e3:.1f} ms as a process")
+print(f"  easel t1 / floor: in-process {engine['total_min_ms']/floor['floor_ms']['min']:.3f}, "
+      f"whole process {easel1/floor_process:.3f}")
 print(f"\nraw JSON in {out}")
 PY
