@@ -26,6 +26,11 @@ use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use serde_json::json;
 
+// The allocator `easel` itself uses, so neither pays the other's page
+// faults and frees.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// The square styles' sides, largest first; 3000 only for crops that big.
 const SQUARES: [u32; 6] = [3000, 1400, 888, 640, 400, 100];
 
