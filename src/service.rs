@@ -73,7 +73,8 @@ impl RetentionArgs {
 
 /// Worker loops of `serve` and `worker`. A render's decode, the cascade's
 /// last steps and storing the files run on fewer threads than the pool
-/// has: a second loop fills those gaps (`benches/serve.sh` measures it).
+/// has: a second loop can fill those gaps (`benches/serve.sh` measures
+/// uploads against the render-bound limit).
 const DEFAULT_WORKERS: usize = 2;
 
 /// How often a process deletes what is due (and ends grace periods).
@@ -135,7 +136,7 @@ pub struct ServeArgs {
     listen: SocketAddr,
     /// Embedded worker loops; 0 leaves rendering to `easel worker` processes.
     /// Two by default: while one loop stores and commits a render, the
-    /// other renders, so both cores stay busy.
+    /// other can render.
     #[arg(long, env = "EASEL_WORKERS", default_value_t = DEFAULT_WORKERS)]
     workers: usize,
     /// Prefix for links and Location headers, e.g. https://img.example.com;
