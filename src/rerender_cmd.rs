@@ -110,6 +110,7 @@ pub fn rerender(args: RerenderArgs) -> anyhow::Result<()> {
             &store,
             &settings,
             &wake,
+            easel_worker::OnCommit::default(),
         )
         .await?;
 

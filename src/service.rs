@@ -19,7 +19,7 @@ use easel_render::iiif::IiifLimits;
 use easel_render::Settings;
 use easel_storage::BlobStore;
 use easel_worker::reaper::Reaper;
-use easel_worker::{Retention, Worker, WorkerConfig};
+use easel_worker::{OnCommit, Retention, Worker, WorkerConfig};
 
 use crate::engine_args::EngineArgs;
 use tokio::sync::{watch, Notify};
@@ -70,6 +70,12 @@ impl RetentionArgs {
         }
     }
 }
+
+/// Worker loops of `serve` and `worker`. A render's decode, the cascade's
+/// last steps and storing the files run on fewer threads than the pool
+/// has: a second loop can fill those gaps (`benches/serve.sh` measures
+/// uploads against the render-bound limit).
+const DEFAULT_WORKERS: usize = 2;
 
 /// How often a process deletes what is due (and ends grace periods).
 const REAP_INTERVAL: Duration = Duration::from_secs(30);
@@ -129,7 +135,9 @@ pub struct ServeArgs {
     #[arg(long, env = "EASEL_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// Embedded worker loops; 0 leaves rendering to `easel worker` processes.
-    #[arg(long, env = "EASEL_WORKERS", default_value_t = 1)]
+    /// Two by default: while one loop stores and commits a render, the
+    /// other can render.
+    #[arg(long, env = "EASEL_WORKERS", default_value_t = DEFAULT_WORKERS)]
     workers: usize,
     /// Prefix for links and Location headers, e.g. https://img.example.com;
     /// empty takes the scheme and host of each request.
@@ -168,6 +176,24 @@ pub struct ServeArgs {
     /// Longest time, in seconds, spent reading such a body.
     #[arg(long, env = "EASEL_LINGER_SECS", default_value_t = 30)]
     linger_secs: u64,
+    /// Bytes of style files kept in memory to serve them without reading
+    /// the store (each file at most an eighth of it); 0 keeps none.
+    #[arg(long, env = "EASEL_SERVE_CACHE_BYTES", default_value_t = easel_api::serve_cache::DEFAULT_CACHE_BYTES)]
+    serve_cache_bytes: u64,
+    /// Milliseconds a file URL's lookup (image, bucket settings, file row)
+    /// is reused without asking the database: how long another node's
+    /// re-render, delete or access change may take to show here (at most
+    /// the alias max age; this node's own changes show at once). 0 asks
+    /// every time.
+    #[arg(long, env = "EASEL_LOOKUP_CACHE_MS", default_value_t = easel_api::serve_cache::DEFAULT_LOOKUP_TTL.as_millis() as u64)]
+    lookup_cache_ms: u64,
+    /// File URL lookups kept at most.
+    #[arg(long, env = "EASEL_LOOKUP_CACHE_ENTRIES", default_value_t = easel_api::serve_cache::DEFAULT_LOOKUP_ENTRIES)]
+    lookup_cache_entries: usize,
+    /// Log one INFO line per HTTP request (off by default: the
+    /// `easel_http_requests_total` metrics count every request).
+    #[arg(long, env = "EASEL_LOG_REQUESTS", default_value_t = false)]
+    log_requests: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -179,7 +205,7 @@ pub struct WorkerArgs {
     #[command(flatten)]
     tuning: WorkerTuning,
     /// Worker loops in this process (jobs rendered at once).
-    #[arg(long, env = "EASEL_WORKERS", default_value_t = 1)]
+    #[arg(long, env = "EASEL_WORKERS", default_value_t = DEFAULT_WORKERS)]
     workers: usize,
 }
 
@@ -196,6 +222,13 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let settings = Arc::new(args.render.settings()?);
         let wake = Arc::new(Notify::new());
         let memory = args.tuning.memory_budget();
+        let alias_max_age = Duration::from_secs(args.alias_max_age_secs);
+        let serve_cache = easel_api::serve_cache::ServeCache::new(
+            args.serve_cache_bytes,
+            Duration::from_millis(args.lookup_cache_ms).min(alias_max_age),
+            args.lookup_cache_entries,
+        );
+        let invalidate = serve_cache.clone();
         let workers = spawn_workers(
             args.workers,
             &args.tuning,
@@ -204,6 +237,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             &store,
             &settings,
             &wake,
+            OnCommit::new(move |_| invalidate.invalidate()),
         )
         .await?;
 
@@ -215,7 +249,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             settings,
             config: Arc::new(ApiConfig {
                 public_url: args.public_url,
-                alias_max_age: Duration::from_secs(args.alias_max_age_secs),
+                alias_max_age,
                 retention,
                 wait_timeout: Duration::from_secs(args.wait_timeout_secs),
                 max_page_size: args.max_page_size,
@@ -232,6 +266,8 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 linger_max_bytes: args.linger_max_bytes,
                 linger_timeout: Duration::from_secs(args.linger_secs),
                 render_memory: memory,
+                serve_cache,
+                log_requests: args.log_requests,
             }),
             wake,
         };
@@ -263,6 +299,7 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<()> {
             &store,
             &settings,
             &wake,
+            OnCommit::default(),
         )
         .await?;
         let reaper = spawn_reaper(&catalog, &store, args.tuning.retention.retention());
@@ -371,6 +408,7 @@ impl WorkerLoops {
     }
 }
 
+#[allow(clippy::too_many_arguments)] // the process's shared parts, each its own
 pub(crate) async fn spawn_workers(
     count: usize,
     tuning: &WorkerTuning,
@@ -379,6 +417,7 @@ pub(crate) async fn spawn_workers(
     store: &BlobStore,
     settings: &Arc<Settings>,
     wake: &Arc<Notify>,
+    on_commit: OnCommit,
 ) -> anyhow::Result<WorkerLoops> {
     let (stop, stopped) = watch::channel(false);
     if count == 0 {
@@ -411,6 +450,7 @@ pub(crate) async fn spawn_workers(
             retention: tuning.retention.retention(),
             origin_fetches: tuning.origin_fetches.max(1),
             memory: memory.clone(),
+            on_commit,
             ..WorkerConfig::default()
         },
     )

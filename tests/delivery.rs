@@ -1544,3 +1544,189 @@ async fn put_takes_the_access_fields_and_an_initial_origin_that_is_never_shown()
     .unwrap();
     assert_eq!(list["data"][0]["max_unauthorised"], 100, "{list}");
 }
+
+// ----------------------------------------------------------- serve cache
+
+/// What a file URL answers now: status, ETag (if any) and body; a 200's
+/// body must be the bytes its ETag names.
+async fn fetch_checked(client: &reqwest::Client, url: &str) -> (u16, String, Vec<u8>) {
+    let response = get(client, url, &[]).await;
+    let status = response.status().as_u16();
+    let etag = response
+        .headers()
+        .get("etag")
+        .map(|v| v.to_str().unwrap().to_string())
+        .unwrap_or_default();
+    let body = response.bytes().await.unwrap().to_vec();
+    if status == 200 {
+        assert_eq!(etag, format!("\"{}\"", sha256_hex(&body)), "{url}");
+    }
+    (status, etag, body)
+}
+
+/// Issue 14: with lookups kept for ten minutes, this node's own re-render
+/// shows on the alias as soon as the worker commits it (the commit drops
+/// them, not their age), and a force delete here is never served from the
+/// cache, by alias or by version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_serve_cache_shows_its_own_rerender_at_once_and_never_serves_a_force_deleted_file() {
+    let app = TestApp::spawn_with(TestOptions {
+        workers: 0,
+        lookup_ttl: Duration::from_secs(600),
+        ..TestOptions::default()
+    })
+    .await;
+    let response = app.upload_raw(distinct_png(41, 300), "image/png", "").await;
+    assert_eq!(response.status(), 202);
+    let id = text(&response.json::<Value>().await.unwrap()["id"], "id").to_string();
+    app.worker.run_once().await.unwrap().expect("a job");
+    let image: Value = app.get_image(&id).await.json().await.unwrap();
+    let old = asset(&image, "thumb").clone();
+    let versioned = text(&old["url"], "url").to_string();
+    let alias = app.url(&format!("/v1/images/{id}/styles/thumb"));
+    for _ in 0..3 {
+        let (status, etag, _) = fetch_checked(&app.anonymous, &alias).await;
+        assert_eq!(
+            (status, etag),
+            (200, format!("\"{}\"", text(&old["sha256"], "sha")))
+        );
+    }
+
+    // A new crop, and the alias asked while the re-render waits in the
+    // queue: the cache holds the old file again.
+    let patched = app
+        .client
+        .patch(app.url(&format!("/v1/images/{id}")))
+        .json(&serde_json::json!({"crop": {"x": 0, "y": 0, "width": 150, "height": 150}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(patched.status(), 200);
+    let (status, etag, _) = fetch_checked(&app.anonymous, &alias).await;
+    assert_eq!(
+        (status, &etag),
+        (200, &format!("\"{}\"", text(&old["sha256"], "sha")))
+    );
+    app.worker.run_once().await.unwrap().expect("the re-render");
+    let image: Value = app.get_image(&id).await.json().await.unwrap();
+    let new = asset(&image, "thumb").clone();
+    assert_ne!(new["sha256"], old["sha256"]);
+    let (status, etag, _) = fetch_checked(&app.anonymous, &alias).await;
+    assert_eq!(
+        (status, etag),
+        (200, format!("\"{}\"", text(&new["sha256"], "sha"))),
+        "the alias serves the re-render at once"
+    );
+    // The old version still serves its own bytes (grace period).
+    let (status, etag, _) = fetch_checked(&app.anonymous, &versioned).await;
+    assert_eq!(
+        (status, etag),
+        (200, format!("\"{}\"", text(&old["sha256"], "sha")))
+    );
+
+    let new_versioned = text(&new["url"], "url").to_string();
+    for url in [&alias, &new_versioned, &versioned] {
+        assert_eq!(fetch_checked(&app.anonymous, url).await.0, 200, "{url}");
+    }
+    assert_eq!(force_delete(&app, &id).await, 204);
+    for url in [&alias, &new_versioned, &versioned] {
+        let (status, _, _) = fetch_checked(&app.anonymous, url).await;
+        assert_eq!(status, 404, "{url} after a force delete");
+        assert_eq!(head(&app.anonymous, url).await.status(), 404, "HEAD {url}");
+    }
+}
+
+/// Issue 14: a change another node makes (here: the catalogue written
+/// behind this API's back) shows within the lookup lifetime; until then
+/// the access decision still runs on every request, so a key of another
+/// bucket never gets the cached file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_nodes_changes_show_within_the_lookup_lifetime_and_access_is_decided_per_request() {
+    let ttl = Duration::from_millis(400);
+    let app = TestApp::spawn_with(TestOptions {
+        lookup_ttl: ttl,
+        ..TestOptions::default()
+    })
+    .await;
+    let image = upload_wait(&app, distinct_png(42, 300), "").await;
+    let id = text(&image["id"], "id").to_string();
+    let alias = app.url(&format!("/v1/images/{id}/styles/thumb"));
+    let versioned = text(&asset(&image, "thumb")["url"], "url").to_string();
+    for url in [&alias, &versioned] {
+        assert_eq!(fetch_checked(&app.anonymous, url).await.0, 200);
+    }
+    let (_, stranger) = app.key_for("elsewhere", &["image:read"]).await;
+    for url in [&alias, &versioned] {
+        assert_eq!(
+            fetch_checked(&stranger, url).await.0,
+            404,
+            "a key of another bucket, with the lookup cached"
+        );
+    }
+
+    // Another node makes the bucket private.
+    app.catalog
+        .set_bucket_settings(
+            "default",
+            easel_catalog::BucketSettings {
+                public_max_side: Some(0),
+                feed_max_bytes: None,
+            },
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+    for url in [&alias, &versioned] {
+        assert_eq!(fetch_checked(&app.anonymous, url).await.0, 404, "{url}");
+        assert_eq!(
+            fetch_checked(&app.client, url).await.0,
+            200,
+            "{url} with a key"
+        );
+    }
+
+    // Another node deletes the image for good.
+    app.catalog
+        .hard_delete(&id, None, easel_catalog::now_ms(), easel_catalog::now_ms())
+        .await
+        .unwrap();
+    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+    for url in [&alias, &versioned] {
+        assert_eq!(fetch_checked(&app.client, url).await.0, 404, "{url}");
+    }
+}
+
+/// Issue 14: under a small file budget (each file at most 8 KiB of it),
+/// files it keeps and files it cannot keep are both served right, twice.
+/// (That the budget holds is `serve_cache`'s unit test.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_file_cache_keeps_to_its_budget_and_serves_what_it_cannot_keep() {
+    let app = TestApp::spawn_with(TestOptions {
+        serve_cache_bytes: 64 * 1024,
+        lookup_ttl: Duration::from_secs(60),
+        ..TestOptions::default()
+    })
+    .await;
+    let image = upload_wait(&app, distinct_png(43, 1600), "").await;
+    let mut served = 0;
+    for style in ["thumb", "square-400", "square-640", "itunes", "regular"] {
+        let Some(file) = image["assets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["style"] == style)
+        else {
+            continue;
+        };
+        for _ in 0..2 {
+            let (status, etag, body) =
+                fetch_checked(&app.anonymous, text(&file["url"], "url")).await;
+            assert_eq!(status, 200);
+            assert_eq!(etag, format!("\"{}\"", text(&file["sha256"], "sha")));
+            assert_eq!(body.len() as i64, file["size"].as_i64().unwrap());
+        }
+        served += 1;
+    }
+    assert!(served >= 4, "{image}");
+}

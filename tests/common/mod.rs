@@ -36,6 +36,12 @@ pub struct TestOptions {
     pub reap_every: Option<Duration>,
     /// The server's feed byte budget.
     pub feed_max_bytes: u64,
+    /// How long the API reuses a file URL's lookup. Zero by default: most
+    /// tests change rows behind the API's back (as another node would) and
+    /// look at once; the serve cache's own tests turn it on.
+    pub lookup_ttl: Duration,
+    /// The API's file cache budget.
+    pub serve_cache_bytes: u64,
 }
 
 impl Default for TestOptions {
@@ -50,6 +56,8 @@ impl Default for TestOptions {
             retention: easel_catalog::Retention::default(),
             reap_every: None,
             feed_max_bytes: Settings::default().feed_max_bytes,
+            lookup_ttl: Duration::ZERO,
+            serve_cache_bytes: easel_api::serve_cache::DEFAULT_CACHE_BYTES,
         }
     }
 }
@@ -146,6 +154,12 @@ impl TestApp {
                 .expect("pool"),
         );
         let wake = Arc::new(Notify::new());
+        let serve_cache = easel_api::serve_cache::ServeCache::new(
+            options.serve_cache_bytes,
+            options.lookup_ttl,
+            easel_api::serve_cache::DEFAULT_LOOKUP_ENTRIES,
+        );
+        let invalidate = serve_cache.clone();
         let worker = Worker::new(
             "test-worker",
             catalog.clone(),
@@ -161,6 +175,7 @@ impl TestApp {
                     ..easel_origin::OriginConfig::default()
                 },
                 retention: options.retention,
+                on_commit: easel_worker::OnCommit::new(move |_| invalidate.invalidate()),
                 ..WorkerConfig::default()
             },
         )
@@ -187,6 +202,7 @@ impl TestApp {
                 wait_timeout: Duration::from_secs(300),
                 max_page_size: 100,
                 iiif: options.iiif.clone(),
+                serve_cache,
                 ..ApiConfig::default()
             }),
             wake,

@@ -47,7 +47,8 @@ impl Caching {
 }
 
 /// Serves a stored file: ETag (its sha256), 304, `Range`, and `HEAD`
-/// without reading the object (its size is in the row).
+/// without reading the object (its size is in the row). The bytes come
+/// from the process's file cache when it holds them under this sha256.
 pub async fn serve(
     state: &AppState,
     method: &Method,
@@ -94,7 +95,9 @@ pub async fn serve(
         None => None,
     };
 
-    if head {
+    let cache = &state.config.serve_cache;
+    let cached = cache.cached(file.key, file.sha256);
+    if head && cached.is_none() {
         // Apple's crawler checks cover art with a HEAD: the store is asked
         // whether the object is there, but it is not read.
         state.store.size(file.key).await?;
@@ -108,7 +111,10 @@ pub async fn serve(
             .header(header::CONTENT_LENGTH, end + 1 - start)
             .body(Body::empty()),
         Some((start, end)) => {
-            let bytes = state.store.get_range(file.key, start..end + 1).await?;
+            let bytes = match &cached {
+                Some(all) if all.len() as u64 > end => all.slice(start as usize..end as usize + 1),
+                _ => state.store.get_range(file.key, start..end + 1).await?,
+            };
             base(StatusCode::PARTIAL_CONTENT)
                 .header(
                     header::CONTENT_RANGE,
@@ -121,7 +127,16 @@ pub async fn serve(
             .header(header::CONTENT_LENGTH, file.size)
             .body(Body::empty()),
         None => {
-            let bytes = state.store.get(file.key).await?;
+            let bytes = match cached {
+                Some(bytes) => bytes,
+                None => {
+                    cache
+                        .bytes(file.key, file.sha256, file.size, || async {
+                            Ok(state.store.get(file.key).await?)
+                        })
+                        .await?
+                }
+            };
             base(StatusCode::OK)
                 .header(header::CONTENT_LENGTH, bytes.len())
                 .body(Body::from(bytes))

@@ -1,5 +1,7 @@
 //! Reading images back: the resource, its assets, and its style files.
 
+use std::sync::Arc;
+
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -11,6 +13,7 @@ use easel_render::{Crop, Style};
 use crate::access::{decide, Access, Wanted};
 use crate::auth::{self, Caller};
 use crate::files::{self, Caching, StoredFile};
+use crate::serve_cache::{Resolved, Target};
 use crate::view::{self, asset_view, etag_header, image_view, AssetList};
 use crate::{ApiError, AppState};
 
@@ -218,28 +221,46 @@ pub async fn style(
 ) -> Result<Response, ApiError> {
     let caller = Caller::from_headers(&state, &headers).await?;
     let (wanted, extension) = parse_alias(&segment)?;
-    let (image, settings) = visible_image(&state, &caller, &id).await?;
     let caching = Caching::Revalidate(state.config.alias_max_age);
-    let asset = match wanted {
-        Alias::Feed => feed_asset(&state, &image).await?,
-        Alias::Style(Style::Original) => {
-            decide(&image, &settings, caller.key(), Wanted::Original).check(&id)?;
-            // Stored before the upload was acknowledged: readable while rendering.
-            return serve_original(&state, &method, &headers, &image, extension, caching).await;
-        }
-        Alias::Style(style) => state.catalog.asset(&id, style.as_str()).await?,
+    if wanted == Alias::Style(Style::Original) {
+        let (image, settings) = visible_image(&state, &caller, &id).await?;
+        decide(&image, &settings, caller.key(), Wanted::Original).check(&id)?;
+        // Stored before the upload was acknowledged: readable while rendering.
+        return serve_original(&state, &method, &headers, &image, extension, caching).await;
+    }
+    let name = match wanted {
+        Alias::Feed => FEED,
+        Alias::Style(style) => style.as_str(),
     };
-    let Some(asset) = asset else {
+    let resolved = state
+        .config
+        .serve_cache
+        .resolve(&id, Target::Alias(name.to_string()), || async {
+            let (image, settings) = live_image(&state, &id).await?;
+            let asset = match wanted {
+                Alias::Feed => feed_asset(&state, &image).await?,
+                Alias::Style(style) => state.catalog.asset(&id, style.as_str()).await?,
+            };
+            Ok(Resolved {
+                image,
+                settings,
+                asset,
+            })
+        })
+        .await?;
+    let (image, settings) = (&resolved.image, &resolved.settings);
+    check_bucket(&caller, image)?;
+    let Some(asset) = &resolved.asset else {
         // Say why a file is missing only to those who may see the image.
-        decide(&image, &settings, caller.key(), Wanted::Everything).check(&id)?;
+        decide(image, settings, caller.key(), Wanted::Everything).check(&id)?;
         let style = match wanted {
             Alias::Feed => Style::Itunes,
             Alias::Style(style) => style,
         };
-        return Err(missing_style(&image, style));
+        return Err(missing_style(image, style));
     };
     let edge = asset.width.max(asset.height);
-    let public = decide(&image, &settings, caller.key(), Wanted::Pixels(edge)).check(&id)?;
+    let public = decide(image, settings, caller.key(), Wanted::Pixels(edge)).check(&id)?;
     if let Some(extension) = extension {
         check_extension(&asset.style, &asset.mimetype, extension)?;
     }
@@ -253,7 +274,7 @@ pub async fn style(
         &state,
         &method,
         &headers,
-        &asset,
+        asset,
         public,
         caching,
         Some(location),
@@ -287,10 +308,41 @@ pub async fn style_version(
     let style: Style = style
         .parse()
         .map_err(|_| ApiError::UnknownStyle(style.clone()))?;
-    let (image, settings) = visible_image(&state, &caller, &id).await?;
+    let parsed = parse_version(&file);
+    let resolved = match parsed {
+        Some((prefix, _)) if style != Style::Original => {
+            let target = Target::Version {
+                style: style.as_str().to_string(),
+                prefix: prefix.to_string(),
+            };
+            state
+                .config
+                .serve_cache
+                .resolve(&id, target, || async {
+                    let (image, settings) = live_image(&state, &id).await?;
+                    let asset = find_version(&state, &id, style, prefix).await?;
+                    Ok(Resolved {
+                        image,
+                        settings,
+                        asset,
+                    })
+                })
+                .await?
+        }
+        _ => {
+            let (image, settings) = live_image(&state, &id).await?;
+            Arc::new(Resolved {
+                image,
+                settings,
+                asset: None,
+            })
+        }
+    };
+    let (image, settings) = (&resolved.image, &resolved.settings);
+    check_bucket(&caller, image)?;
     // In a bucket that is not fully public, a stranger learns no more from
     // a wrong version than from a wrong id.
-    let hide = decide(&image, &settings, caller.key(), Wanted::Everything) == Access::Hidden;
+    let hide = decide(image, settings, caller.key(), Wanted::Everything) == Access::Hidden;
     let gone = || {
         if hide {
             ApiError::ImageNotFound(id.clone())
@@ -301,18 +353,14 @@ pub async fn style_version(
             }
         }
     };
-    let (prefix, extension) = parse_version(&file).ok_or_else(gone)?;
-    if style == Style::Original {
-        decide(&image, &settings, caller.key(), Wanted::Original).check(&id)?;
-    }
-    let current = state.catalog.asset(&id, style.as_str()).await?;
-    let found = match current.filter(|a| a.sha256.starts_with(prefix)) {
-        Some(asset) => Some(asset),
-        None => state
-            .catalog
-            .retained_file(&id, style.as_str(), prefix, easel_catalog::now_ms())
-            .await?
-            .map(retained_as_asset),
+    let (prefix, extension) = parsed.ok_or_else(gone)?;
+    let original_version;
+    let found = if style == Style::Original {
+        decide(image, settings, caller.key(), Wanted::Original).check(&id)?;
+        original_version = find_version(&state, &id, style, prefix).await?;
+        original_version.as_ref()
+    } else {
+        resolved.asset.as_ref()
     };
     let found = match found {
         Some(found) => found,
@@ -320,7 +368,7 @@ pub async fn style_version(
         None if style == Style::Original => match image.original() {
             Some(original) if original.sha256.starts_with(prefix) => {
                 check_extension("original", original.mimetype, extension).map_err(|_| gone())?;
-                return serve_original(&state, &method, &headers, &image, None, Caching::Immutable)
+                return serve_original(&state, &method, &headers, image, None, Caching::Immutable)
                     .await;
             }
             _ => return Err(gone()),
@@ -329,12 +377,12 @@ pub async fn style_version(
     };
     check_extension(&found.style, &found.mimetype, extension).map_err(|_| gone())?;
     let edge = found.width.max(found.height);
-    let public = decide(&image, &settings, caller.key(), Wanted::Pixels(edge)).check(&id)?;
+    let public = decide(image, settings, caller.key(), Wanted::Pixels(edge)).check(&id)?;
     serve_asset(
         &state,
         &method,
         &headers,
-        &found,
+        found,
         public,
         Caching::Immutable,
         None,
@@ -409,16 +457,49 @@ pub(crate) async fn visible_image(
     caller: &Caller,
     id: &str,
 ) -> Result<(Image, easel_catalog::BucketSettings), ApiError> {
+    let (image, settings) = live_image(state, id).await?;
+    check_bucket(caller, &image)?;
+    Ok((image, settings))
+}
+
+/// A live (not trashed) image and its bucket's settings, whoever asks.
+async fn live_image(
+    state: &AppState,
+    id: &str,
+) -> Result<(Image, easel_catalog::BucketSettings), ApiError> {
     let image = match state.catalog.image(id).await? {
         Some(image) if image.deleted_at.is_none() => image,
         _ => return Err(ApiError::ImageNotFound(id.to_string())),
     };
-    // A key of another bucket sees nothing of this one, public or not.
-    if caller.key().is_some_and(|k| k.bucket != image.bucket) {
-        return Err(ApiError::ImageNotFound(id.to_string()));
-    }
     let settings = state.catalog.bucket_settings(&image.bucket).await?;
     Ok((image, settings))
+}
+
+/// A key of another bucket sees nothing of this one, public or not.
+fn check_bucket(caller: &Caller, image: &Image) -> Result<(), ApiError> {
+    if caller.key().is_some_and(|k| k.bucket != image.bucket) {
+        return Err(ApiError::ImageNotFound(image.id.clone()));
+    }
+    Ok(())
+}
+
+/// The file of `style` whose sha256 starts with `prefix`: the current one,
+/// else one replaced less than the grace period ago.
+async fn find_version(
+    state: &AppState,
+    id: &str,
+    style: Style,
+    prefix: &str,
+) -> Result<Option<MediaAsset>, ApiError> {
+    let current = state.catalog.asset(id, style.as_str()).await?;
+    Ok(match current.filter(|a| a.sha256.starts_with(prefix)) {
+        Some(asset) => Some(asset),
+        None => state
+            .catalog
+            .retained_file(id, style.as_str(), prefix, easel_catalog::now_ms())
+            .await?
+            .map(retained_as_asset),
+    })
 }
 
 /// The feed file the last render chose; for images rendered before that

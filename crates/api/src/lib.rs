@@ -22,6 +22,7 @@ mod list;
 pub mod openapi;
 mod ops;
 mod podcast;
+pub mod serve_cache;
 mod upload;
 mod view;
 mod write;
@@ -76,6 +77,10 @@ pub struct ApiConfig {
     /// upload whose render could never fit it is refused (422
     /// `too-much-memory`), and each IIIF render reserves its share.
     pub render_memory: easel_budget::MemoryBudget,
+    /// The style files and URL lookups this process keeps ([`serve_cache`]).
+    pub serve_cache: serve_cache::ServeCache,
+    /// Log one INFO line per request (off by default: metrics count them).
+    pub log_requests: bool,
 }
 
 impl Default for ApiConfig {
@@ -90,6 +95,8 @@ impl Default for ApiConfig {
             linger_max_bytes: DEFAULT_LINGER_MAX_BYTES,
             linger_timeout: Duration::from_secs(30),
             render_memory: easel_budget::MemoryBudget::default(),
+            serve_cache: serve_cache::ServeCache::default(),
+            log_requests: false,
         }
     }
 }
@@ -135,7 +142,7 @@ pub fn router(state: AppState) -> Router {
         .max_bytes
         .saturating_add(MULTIPART_OVERHEAD);
     let body_limit = usize::try_from(body_limit).unwrap_or(usize::MAX);
-    Router::new()
+    let app = Router::new()
         .route(
             "/v1/images",
             get(list::list)
@@ -171,7 +178,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(ops::not_found)
         .method_not_allowed_fallback(ops::method_not_allowed)
         .layer(middleware::from_fn_with_state(
-            state.clone(),
+            linger::Limits::of(&state),
             linger::linger,
         ))
         .layer(middleware::from_fn(iiif::cors))
@@ -179,13 +186,46 @@ pub fn router(state: AppState) -> Router {
             std::sync::Arc::<str>::from(state.config.public_url.as_str()),
             links::absolute_links,
         ))
-        .layer(middleware::from_fn(record_request))
-        .layer(
+        .layer(middleware::from_fn_with_state(
+            state.config.serve_cache.clone(),
+            invalidate_on_write,
+        ))
+        .layer(middleware::from_fn(record_request));
+    // A line per request costs more than serving a cached thumbnail.
+    let app = if state.config.log_requests {
+        app.layer(
             TraceLayer::new_for_http()
                 .make_span_with(DefaultMakeSpan::new().level(tracing::Level::INFO))
                 .on_response(DefaultOnResponse::new().level(tracing::Level::INFO)),
         )
-        .with_state(state)
+    } else {
+        app
+    };
+    app.with_state(state)
+}
+
+/// A request that may change what a file URL resolves to drops the cached
+/// lookups before it runs (nothing read before it is kept, see
+/// [`serve_cache::ServeCache::resolve`]) and again once it is done (nothing
+/// read while it ran is kept either).
+async fn invalidate_on_write(
+    axum::extract::State(cache): axum::extract::State<serve_cache::ServeCache>,
+    request: Request,
+    next: Next,
+) -> Response {
+    use axum::http::Method;
+    let writes = !matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
+    if writes {
+        cache.invalidate();
+    }
+    let response = next.run(request).await;
+    if writes {
+        cache.invalidate();
+    }
+    response
 }
 
 /// Request counts and latencies by route template (never by raw path, which
@@ -196,15 +236,31 @@ async fn record_request(request: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
-    let method = request.method().to_string();
+    let method = method_label(request.method());
     let started = std::time::Instant::now();
     let response = next.run(request).await;
     let status = response.status().as_u16().to_string();
-    metrics::counter!("easel_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+    metrics::counter!("easel_http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
         .increment(1);
     metrics::histogram!("easel_http_request_seconds", "method" => method, "route" => route)
         .record(started.elapsed().as_secs_f64());
     response
+}
+
+/// A method as a metrics label without an allocation per request (and
+/// without a series per made-up method).
+fn method_label(method: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    }
 }
 
 /// The API bound to a socket, ready to serve.

@@ -26,19 +26,32 @@ use crate::AppState;
 
 /// Wraps every request's body so that what its handler leaves unread is
 /// drained after the answer.
-pub(crate) async fn linger(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
+pub(crate) async fn linger(State(limits): State<Limits>, request: Request, next: Next) -> Response {
     let (parts, body) = request.into_parts();
     let body = LingeringBody {
         inner: Some(body),
         finished: false,
-        max_bytes: state.config.linger_max_bytes,
-        timeout: state.config.linger_timeout,
+        max_bytes: limits.max_bytes,
+        timeout: limits.timeout,
     };
     next.run(Request::from_parts(parts, Body::new(body))).await
+}
+
+/// How much of a refused body is read, and for how long (this
+/// middleware's state: a copy, not the whole [`AppState`] per request).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub max_bytes: u64,
+    pub timeout: Duration,
+}
+
+impl Limits {
+    pub(crate) fn of(state: &AppState) -> Self {
+        Limits {
+            max_bytes: state.config.linger_max_bytes,
+            timeout: state.config.linger_timeout,
+        }
+    }
 }
 
 struct LingeringBody {

@@ -236,7 +236,9 @@ fn fanned(prefix: &str, sha256: &str, extension: Option<&str>) -> String {
 #[derive(Clone, Debug)]
 pub struct BlobStore {
     inner: Arc<dyn ObjectStore>,
-    description: String,
+    /// Shared, not owned: every request clones the store (in the API's
+    /// state), and a `String` here was an allocation per request.
+    description: Arc<str>,
 }
 
 impl BlobStore {
@@ -365,7 +367,10 @@ impl BlobStore {
             Some(prefix) => Arc::new(PrefixStore::new(s3, prefix)),
             None => Arc::new(s3),
         };
-        Ok(BlobStore { inner, description })
+        Ok(BlobStore {
+            inner,
+            description: description.into(),
+        })
     }
 
     /// A store rooted at a local directory, created when missing.
@@ -374,7 +379,7 @@ impl BlobStore {
         let fs = LocalFileSystem::new_with_prefix(dir).map_err(std::io::Error::other)?;
         Ok(BlobStore {
             inner: Arc::new(fs),
-            description: format!("file://{}", dir.display()),
+            description: format!("file://{}", dir.display()).into(),
         })
     }
 

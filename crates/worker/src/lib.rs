@@ -76,6 +76,37 @@ pub struct WorkerConfig {
     /// The process's render memory budget (shared with IIIF renders):
     /// each render reserves its estimate before it decodes.
     pub memory: easel_budget::MemoryBudget,
+    /// Called with the image's id after each render this worker commits,
+    /// so the process's file lookups drop what it replaced.
+    pub on_commit: OnCommit,
+}
+
+/// A callback after a commit (see [`WorkerConfig::on_commit`]).
+#[derive(Clone, Default)]
+pub struct OnCommit(Option<Arc<CommitCallback>>);
+
+type CommitCallback = dyn Fn(&str) + Send + Sync;
+
+impl OnCommit {
+    pub fn new(callback: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        OnCommit(Some(Arc::new(callback)))
+    }
+
+    fn call(&self, image_id: &str) {
+        if let Some(callback) = &self.0 {
+            callback(image_id);
+        }
+    }
+}
+
+impl std::fmt::Debug for OnCommit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "OnCommit(Some)"
+        } else {
+            "OnCommit(None)"
+        })
+    }
 }
 
 impl Default for WorkerConfig {
@@ -90,6 +121,7 @@ impl Default for WorkerConfig {
             retention: Retention::default(),
             origin_fetches: 4,
             memory: easel_budget::MemoryBudget::default(),
+            on_commit: OnCommit::default(),
         }
     }
 }
@@ -539,6 +571,7 @@ impl Worker {
             }
         };
         Ok(if finished.committed {
+            self.config.on_commit.call(&image_id);
             Outcome::Finished { image_id, styles }
         } else {
             Outcome::Superseded { image_id }

@@ -1,0 +1,179 @@
+#!/usr/bin/env bash
+# Serving and upload benchmark against nginx, on loopback, in one run.
+#
+#   benches/serve.sh [SECONDS] [UPLOADS]
+#   EASEL_BEFORE=/tmp/easel-main-release benches/serve.sh   # also an older binary
+#
+# For each binary (this checkout's release build, and EASEL_BEFORE when set,
+# alternated), on the embedded defaults and default settings:
+# 1. uploads UPLOADS (default 32) distinct copies of the 12 MP camera photo
+#    with `?wait=true`, 4 clients: uploads per minute, against the render-bound
+#    limit max(60000/t2, 2 x 60000/t1) from `easel bench` (t1, t2: ms per
+#    image on 1 and 2 threads) measured in the same run;
+# 2. wrk -t1 -c32 for SECONDS (default 10) on thumb and itunes, by versioned
+#    URL and by alias, and the 304 (`If-None-Match`) case; nginx serves the
+#    same bytes (with its own ETag) in the same run;
+# 3. the serve process's peak RSS (VmHWM) after all that.
+# Prints one JSON document with the rates and the ratios to nginx.
+# Needs curl, jq, wrk, nginx (installed with apt-get when missing and root).
+set -euo pipefail
+
+SECS=${1:-10}
+UPLOADS=${2:-32}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+PHOTO="$ROOT/fixtures/photo/olympus_e-p3_4032x3024.jpg"
+PORT=18090
+NGINX_PORT=18091
+WORK=$(mktemp -d)
+SERVE_PID=""
+cleanup() {
+    [ -n "$SERVE_PID" ] && kill "$SERVE_PID" 2>/dev/null || true
+    [ -f "$WORK/nginx.pid" ] && kill "$(cat "$WORK/nginx.pid")" 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+need() {
+    command -v "$1" >/dev/null 2>&1 && return 0
+    if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+        apt-get install -y -qq "$2" >/dev/null 2>&1 ||
+            { apt-get update -qq && apt-get install -y -qq "$2" >/dev/null 2>&1; }
+    fi
+    command -v "$1" >/dev/null 2>&1 || { echo "serve.sh: needs $1" >&2; exit 1; }
+}
+need curl curl
+need jq jq
+need wrk wrk
+need nginx nginx
+export PATH="$PATH:/usr/sbin"
+
+cargo build --release --quiet --bin easel --manifest-path "$ROOT/Cargo.toml"
+AFTER="$ROOT/target/release/easel"
+BINARIES=("after=$AFTER")
+if [ -n "${EASEL_BEFORE:-}" ]; then BINARIES=("before=$EASEL_BEFORE" "after=$AFTER"); fi
+
+# Distinct bytes per upload (a counter after the JPEG's end), so nothing is
+# deduplicated and every upload renders.
+mkdir -p "$WORK/uploads"
+for i in $(seq "$UPLOADS"); do
+    { cat "$PHOTO"; printf 'easel-bench-%08d' "$i"; } >"$WORK/uploads/$i.jpg"
+done
+
+rate() { # url [header] -> requests per second (wrk -t1 -c32)
+    local args=(-t1 -c32 -d"${SECS}s" --latency)
+    [ -n "${2:-}" ] && args+=(-H "$2")
+    wrk "${args[@]}" "$1" >"$WORK/wrk.out"
+    if grep -q 'Non-2xx or 3xx' "$WORK/wrk.out"; then
+        echo "serve.sh: errors from $1" >&2
+        cat "$WORK/wrk.out" >&2
+    fi
+    awk '/Requests\/sec/ {print $2}' "$WORK/wrk.out"
+}
+
+bench_ms() { # threads -> ms per image (minimum of 5 runs)
+    "$1" bench --json --runs 5 --threads "$2" "$PHOTO" | jq '.files[0].total_min_ms'
+}
+
+run_binary() { # label binary -> JSON object
+    local label=$1 bin=$2 data="$WORK/data-$1"
+    rm -rf "$data"
+    EASEL_DATA_DIR="$data" EASEL_LISTEN="127.0.0.1:$PORT" "$bin" serve >"$WORK/serve-$label.log" 2>&1 &
+    SERVE_PID=$!
+    for _ in $(seq 200); do curl -fs "http://127.0.0.1:$PORT/healthz" >/dev/null && break; sleep 0.1; done
+    local base="http://127.0.0.1:$PORT"
+    local key auth
+    key=$(EASEL_DATA_DIR="$data" "$bin" keys create --scopes image:read,image:write)
+    auth="Authorization: Bearer $key"
+
+    local t1 t2 start end
+    t1=$(bench_ms "$bin" 1)
+    t2=$(bench_ms "$bin" 2)
+    start=$(date +%s.%N)
+    seq "$UPLOADS" | xargs -P 4 -I{} curl -fs -o /dev/null -H "$auth" -H 'content-type: image/jpeg' \
+        --data-binary "@$WORK/uploads/{}.jpg" "$base/v1/images?wait=true"
+    end=$(date +%s.%N)
+    local per_minute limit
+    per_minute=$(echo "$UPLOADS * 60 / ($end - $start)" | bc -l)
+    limit=$(echo "a = 60000 / $t2; b = 2 * 60000 / $t1; if (a > b) a else b" | bc -l)
+
+    local image id
+    image=$(curl -fs -H "$auth" -H 'content-type: image/jpeg' --data-binary "@$PHOTO" "$base/v1/images?wait=true")
+    id=$(jq -r .id <<<"$image")
+    local thumb_v itunes_v thumb_etag
+    thumb_v=$(jq -r '.assets[] | select(.style == "thumb") | .url' <<<"$image")
+    itunes_v=$(jq -r '.assets[] | select(.style == "itunes") | .url' <<<"$image")
+    case "$thumb_v" in http*) ;; *) thumb_v="$base$thumb_v" ;; esac
+    case "$itunes_v" in http*) ;; *) itunes_v="$base$itunes_v" ;; esac
+    curl -fs -o "$WORK/www/thumb.jpg" "$base/v1/images/$id/styles/thumb"
+    curl -fs -o "$WORK/www/itunes.jpg" "$base/v1/images/$id/styles/itunes"
+    thumb_etag=$(curl -fsI "$base/v1/images/$id/styles/thumb" | awk -F': ' 'tolower($1) == "etag" {print $2}' | tr -d '\r')
+
+    local r_thumb_v r_thumb_a r_itunes_v r_itunes_a r_304
+    r_thumb_v=$(rate "$thumb_v")
+    r_thumb_a=$(rate "$base/v1/images/$id/styles/thumb")
+    r_itunes_v=$(rate "$itunes_v")
+    r_itunes_a=$(rate "$base/v1/images/$id/styles/itunes")
+    r_304=$(rate "$base/v1/images/$id/styles/thumb" "If-None-Match: $thumb_etag")
+    local hwm
+    hwm=$(awk '/VmHWM/ {print $2 * 1024}' "/proc/$SERVE_PID/status")
+    kill "$SERVE_PID"
+    wait "$SERVE_PID" 2>/dev/null || true
+    SERVE_PID=""
+    jq -n --arg name "$label" \
+        --argjson t1 "$t1" --argjson t2 "$t2" --argjson per_minute "$per_minute" --argjson limit "$limit" \
+        --argjson thumb_v "$r_thumb_v" --argjson thumb_a "$r_thumb_a" \
+        --argjson itunes_v "$r_itunes_v" --argjson itunes_a "$r_itunes_a" \
+        --argjson r304 "$r_304" --argjson hwm "$hwm" \
+        '{($name): {
+            uploads: {per_minute: $per_minute, render_bound_limit_per_minute: $limit,
+                      ratio: ($per_minute / $limit), bench_t1_ms: $t1, bench_t2_ms: $t2},
+            req_per_s: {thumb_versioned: $thumb_v, thumb_alias: $thumb_a,
+                        itunes_versioned: $itunes_v, itunes_alias: $itunes_a,
+                        thumb_alias_304: $r304},
+            serve_peak_rss_bytes: $hwm}}'
+}
+
+mkdir -p "$WORK/www"
+# nginx workers run as nobody: let them read the files.
+chmod 755 "$WORK" "$WORK/www"
+RESULTS="{}"
+for entry in "${BINARIES[@]}"; do
+    RESULTS=$(jq -s '.[0] * .[1]' <(echo "$RESULTS") <(run_binary "${entry%%=*}" "${entry#*=}"))
+done
+
+cat >"$WORK/nginx.conf" <<CONF
+worker_processes auto;
+pid $WORK/nginx.pid;
+error_log $WORK/nginx-error.log;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    sendfile on;
+    types { image/jpeg jpg; }
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        root $WORK/www;
+        location / { add_header Cache-Control "public, max-age=31536000, immutable"; }
+    }
+}
+CONF
+nginx -c "$WORK/nginx.conf" -p "$WORK"
+sleep 0.3
+NGINX_ETAG=$(curl -fsI "http://127.0.0.1:$NGINX_PORT/thumb.jpg" | awk -F': ' 'tolower($1) == "etag" {print $2}' | tr -d '\r')
+N_THUMB=$(rate "http://127.0.0.1:$NGINX_PORT/thumb.jpg")
+N_ITUNES=$(rate "http://127.0.0.1:$NGINX_PORT/itunes.jpg")
+N_304=$(rate "http://127.0.0.1:$NGINX_PORT/thumb.jpg" "If-None-Match: $NGINX_ETAG")
+kill "$(cat "$WORK/nginx.pid")"
+
+jq --argjson thumb "$N_THUMB" --argjson itunes "$N_ITUNES" --argjson r304 "$N_304" \
+    --arg secs "$SECS" --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" \
+    --argjson sizes "$(jq -n --arg t "$(stat -c %s "$WORK/www/thumb.jpg")" --arg i "$(stat -c %s "$WORK/www/itunes.jpg")" '{thumb: ($t|tonumber), itunes: ($i|tonumber)}')" '
+    with_entries(.value.ratio_to_nginx = {
+        thumb_versioned: (.value.req_per_s.thumb_versioned / $thumb),
+        thumb_alias: (.value.req_per_s.thumb_alias / $thumb),
+        itunes_versioned: (.value.req_per_s.itunes_versioned / $itunes),
+        itunes_alias: (.value.req_per_s.itunes_alias / $itunes),
+        thumb_304_vs_own_200: (.value.req_per_s.thumb_alias_304 / .value.req_per_s.thumb_alias)})
+    + {nginx: {req_per_s: {thumb: $thumb, itunes: $itunes, thumb_304: $r304}},
+       file_bytes: $sizes,
+       wrk: ("wrk -t1 -c32 -d" + $secs + "s, loopback"), loadavg_at_end: $load}' <<<"$RESULTS"
