@@ -197,7 +197,7 @@ pub struct OriginalFacts {
     pub mimetype: String,
     pub sha256: String,
     pub original_key: String,
-    /// The holder of the claim (see [`crate::Catalog::claim_objects`]) that
+    /// The holder of the claim (see [`crate::ObjectLedger::claim_objects`]) that
     /// kept `original_key` from deletion since it was stored: the write
     /// that records these facts checks it is still live and ends it.
     pub claim: Option<String>,
@@ -408,7 +408,7 @@ pub struct ImagePage {
     pub total: i64,
 }
 
-/// What [`crate::Catalog::finish_job`] did.
+/// What [`crate::JobQueue::finish_job`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FinishedJob {
     /// The files are now the image's assets; false when a newer job for the
@@ -420,7 +420,7 @@ pub struct FinishedJob {
     pub orphans: Vec<String>,
 }
 
-/// What a worker hands [`crate::Catalog::finish_job`]: the files of a
+/// What a worker hands [`crate::JobQueue::finish_job`]: the files of a
 /// render and what the render decided about the feed.
 #[derive(Debug, Clone, Default)]
 pub struct Finish<'a> {
@@ -603,7 +603,7 @@ pub struct Job {
     pub fingerprint: Option<String>,
 }
 
-/// What a worker may claim (see [`Catalog::claim_job_for`](crate::Catalog::claim_job_for)).
+/// What a worker may claim (see [`JobQueue::claim_job_for`](crate::JobQueue::claim_job_for)).
 #[derive(Debug, Clone, Copy)]
 pub struct ClaimFilter<'a> {
     /// The worker's settings fingerprint: a job that carries another one is

@@ -16,9 +16,9 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeZone, Utc};
 use easel_catalog::{
     connect, ApiKey, BatchCounts, BatchFailure, BucketSettings, Catalog, CatalogError, Claim,
-    ClaimFilter, FeedReadiness, Finish, FinishedJob, Image, ImageFields, ImagePatch, ImageQuery,
-    ImageStatus, JobKind, JobStatus, NewApiKey, NewAsset, NewImage, OriginalFacts, PageStart,
-    RerenderFilter, SortKey, Trashed,
+    ClaimFilter, Database, FeedReadiness, Finish, FinishedJob, Image, ImageFields, ImagePatch,
+    ImageQuery, ImageStatus, JobKind, JobStatus, NewApiKey, NewAsset, NewImage, OriginalFacts,
+    PageStart, RerenderFilter, SortKey, Trashed,
 };
 use sqlx::Connection;
 
