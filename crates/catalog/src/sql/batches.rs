@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use sqlx::QueryBuilder;
 
-use super::common::{insert_job, push_stale};
+use super::common::insert_job;
 use super::{Backend, Db};
 use crate::sql::{BATCH_COLUMNS, STALE_IN_BATCH};
 use crate::{Batch, BatchCounts, BatchFailure, BatchRepo, CatalogError, RerenderFilter};
@@ -190,5 +190,56 @@ impl BatchRepo for Backend {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows)
+    }
+}
+
+/// The WHERE clause of a re-render's candidates: live images with an
+/// original and no job waiting or running (that job renders with the
+/// current settings anyway), and then
+/// - with `all`: every one that rendered or failed;
+/// - else: finished ones whose files were rendered with other
+///   settings (all of an image's assets share one fingerprint, as one
+///   job writes them). Images in `error` are retried only by `all`:
+///   the same input fails the same way.
+///
+/// `style` narrows to images that have that style or, for a style
+/// that exists only for big crops, whose crop (the `regular` file)
+/// is big enough: a small image never gets `square-3000`, so it is
+/// not stale for lacking one.
+fn push_stale<'a>(qb: &mut QueryBuilder<'a, Db>, filter: &'a RerenderFilter, fingerprint: &'a str) {
+    qb.push(
+        " WHERE i.deleted_at IS NULL AND i.original_key IS NOT NULL \
+         AND NOT EXISTS (SELECT 1 FROM jobs o WHERE o.image_id = i.id \
+         AND o.status IN ('queued', 'running'))",
+    );
+    if let Some(bucket) = &filter.bucket {
+        qb.push(" AND i.bucket = ").push_bind(bucket);
+    }
+    if let Some(since) = filter.since {
+        qb.push(" AND i.created_at >= ").push_bind(since);
+    }
+    if filter.all {
+        qb.push(" AND i.status IN ('finished', 'error')");
+        return;
+    }
+    qb.push(
+        " AND i.status = 'finished' AND EXISTS (SELECT 1 FROM media_assets a \
+         WHERE a.image_id = i.id AND a.settings_fingerprint <> ",
+    )
+    .push_bind(fingerprint)
+    .push(")");
+    if let (Some(style), Some(side)) = (&filter.style, filter.style_min_crop_side) {
+        qb.push(
+            " AND (EXISTS (SELECT 1 FROM media_assets s WHERE s.image_id = i.id AND s.style = ",
+        )
+        .push_bind(style)
+        .push(
+            ") OR EXISTS (SELECT 1 FROM media_assets r WHERE r.image_id = i.id \
+                   AND r.style = 'regular' AND r.width >= ",
+        )
+        .push_bind(side)
+        .push(" AND r.height >= ")
+        .push_bind(side)
+        .push("))");
     }
 }

@@ -6,17 +6,15 @@
 use chrono::{DateTime, Utc};
 use sqlx::QueryBuilder;
 
-use super::common::{
-    explain_miss, insert_image, insert_job, push_filters, record_original, schedule,
-    settle_original_claim, write_tags,
-};
+use super::common::{insert_job, record_original, schedule, settle_original_claim, Tx};
 use super::{Backend, Db};
 use crate::sql::{
-    fold_name, sort_expression, tags_json, ASSET_COLUMNS, IMAGE_COLUMNS, RETAINED_COLUMNS,
+    fold_name, like_contains, sort_expression, tags_json, ASSET_COLUMNS, IMAGE_COLUMNS,
+    RETAINED_COLUMNS,
 };
 use crate::{
     CatalogError, Image, ImagePage, ImagePatch, ImageQuery, ImageRepo, MediaAsset, NewImage,
-    OriginalFacts, PageStart, RetainedFile,
+    OriginalFacts, PageStart, RetainedFile, Trashed,
 };
 
 #[async_trait::async_trait]
@@ -390,4 +388,156 @@ impl ImageRepo for Backend {
         .await?;
         Ok(row)
     }
+}
+
+/// After a conditional write touched no row: was the image missing
+/// (or trashed, for writes only live images take: `live_only`; or
+/// another bucket's, for writes that name the bucket), or was the
+/// caller's version stale?
+async fn explain_miss(
+    tx: &mut Tx<'_>,
+    id: &str,
+    live_only: bool,
+    bucket: Option<&str>,
+) -> CatalogError {
+    /// The row's version, when it was trashed, and its bucket.
+    type Found = (i64, Option<DateTime<Utc>>, String);
+    let found: Result<Option<Found>, sqlx::Error> =
+        sqlx::query_as("SELECT version, deleted_at, bucket FROM images WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&mut **tx)
+            .await;
+    match found {
+        Ok(Some((_, Some(_), _))) if live_only => CatalogError::NotFound(id.to_string()),
+        Ok(Some((_, _, owner))) if bucket.is_some_and(|b| b != owner) => {
+            CatalogError::NotFound(id.to_string())
+        }
+        Ok(Some((current, _, _))) => CatalogError::VersionMismatch {
+            id: id.to_string(),
+            current,
+        },
+        Ok(None) => CatalogError::NotFound(id.to_string()),
+        Err(e) => e.into(),
+    }
+}
+
+/// The WHERE clause shared by list and count.
+fn push_filters<'a>(qb: &mut QueryBuilder<'a, Db>, query: &'a ImageQuery) {
+    qb.push(" WHERE bucket = ").push_bind(&query.bucket);
+    match query.trashed {
+        Trashed::Without => qb.push(" AND deleted_at IS NULL"),
+        Trashed::Only => qb.push(" AND deleted_at IS NOT NULL"),
+        Trashed::With => qb,
+    };
+    if !query.ids.is_empty() {
+        qb.push(" AND id IN (");
+        let mut ids = qb.separated(", ");
+        for id in &query.ids {
+            ids.push_bind(id);
+        }
+        qb.push(")");
+    }
+    if let Some(facet) = &query.facet {
+        qb.push(" AND facet = ").push_bind(facet);
+    }
+    if let Some(tag) = &query.tag {
+        // IN, not a correlated EXISTS: the planner can start from
+        // image_tags_tag instead of probing every row of the bucket.
+        qb.push(" AND id IN (SELECT image_id FROM image_tags WHERE tag = ")
+            .push_bind(tag)
+            .push(")");
+    }
+    if let Some(status) = query.status {
+        qb.push(" AND status = ").push_bind(status.as_str());
+    }
+    if let Some(ready) = query.feed_ready {
+        // As `Image::feed_readiness` says it: ready as rendered, and
+        // public under the limit in force (`Image::public_limit`:
+        // the image's own, else the bucket's; negative is open).
+        let limit = "COALESCE(images.max_unauthorised, (SELECT b.public_max_side FROM buckets b \
+             WHERE b.name = images.bucket), -1)";
+        qb.push(format!(
+            " AND (CASE WHEN feed_ready AND NOT ({limit} >= 0 \
+             AND (images.feed_side IS NULL OR images.feed_side > {limit})) \
+             THEN TRUE ELSE FALSE END) = "
+        ))
+        .push_bind(ready);
+    }
+    if let Some(batch) = &query.batch {
+        qb.push(" AND batch_id = ").push_bind(batch);
+    }
+    if let Some(search) = &query.search {
+        qb.push(" AND COALESCE(name_folded, '') LIKE ")
+            .push_bind(like_contains(search))
+            .push(" ESCAPE '\\'");
+    }
+}
+
+/// Inserts the row, its tags and first job; `None` when the id is
+/// taken.
+async fn insert_image(
+    tx: &mut Tx<'_>,
+    image: &NewImage,
+    now: DateTime<Utc>,
+) -> Result<Option<Image>, CatalogError> {
+    let f = &image.fields;
+    let facts = image.original.as_ref();
+    let row: Option<Image> = sqlx::query_as(&format!(
+        "INSERT INTO images (id, bucket, name, facet, crop, tags, string1, string2, string3, \
+         number1, number2, number3, width, height, size, mimetype, sha256, original_key, \
+         origin_url, status, created_at, updated_at, name_folded, max_unauthorised, roles, \
+         initial_origin) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
+         $18, $19, 'ingesting', $20, $20, $21, $22, $23, $24) ON CONFLICT (id) DO NOTHING RETURNING {IMAGE_COLUMNS}"
+    ))
+    .bind(&image.id)
+    .bind(&image.bucket)
+    .bind(&f.name)
+    .bind(&f.facet)
+    .bind(&f.crop)
+    .bind(tags_json(&f.tags))
+    .bind(&f.string1)
+    .bind(&f.string2)
+    .bind(&f.string3)
+    .bind(f.number1)
+    .bind(f.number2)
+    .bind(f.number3)
+    .bind(facts.map(|o| o.width))
+    .bind(facts.map(|o| o.height))
+    .bind(facts.map(|o| o.size))
+    .bind(facts.map(|o| o.mimetype.clone()))
+    .bind(facts.map(|o| o.sha256.clone()))
+    .bind(facts.map(|o| o.original_key.clone()))
+    .bind(&image.origin_url)
+    .bind(now)
+    .bind(f.name.as_deref().map(fold_name))
+    .bind(f.max_unauthorised)
+    .bind(tags_json(&f.roles))
+    .bind(&image.initial_origin)
+    .fetch_optional(&mut **tx)
+    .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    write_tags(tx, &image.id, &f.tags).await?;
+    let kind = if facts.is_some() { "render" } else { "ingest" };
+    insert_job(tx, &image.id, kind, None, 0, None, now).await?;
+    Ok(Some(row))
+}
+
+async fn write_tags(tx: &mut Tx<'_>, image_id: &str, tags: &[String]) -> Result<(), CatalogError> {
+    sqlx::query("DELETE FROM image_tags WHERE image_id = $1")
+        .bind(image_id)
+        .execute(&mut **tx)
+        .await?;
+    for tag in tags {
+        sqlx::query(
+            "INSERT INTO image_tags (image_id, tag) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        )
+        .bind(image_id)
+        .bind(tag)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
 }

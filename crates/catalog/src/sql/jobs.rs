@@ -5,9 +5,7 @@
 
 use chrono::{DateTime, Utc};
 
-use super::common::{
-    close_job, lease_held, newer_job_waits, record_original, schedule, settle_claim,
-};
+use super::common::{record_original, schedule, settle_claim, Tx};
 use super::Backend;
 use crate::sql::{CLAIMABLE_JOB, JOB_COLUMNS};
 use crate::{
@@ -350,5 +348,54 @@ impl JobQueue for Backend {
         .fetch_all(&self.pool)
         .await?;
         Ok(rows)
+    }
+}
+
+/// Ends a job held by `owner`; the first write of its transaction,
+/// so the lease check and the write lock come together.
+async fn close_job(
+    tx: &mut Tx<'_>,
+    job: &Job,
+    owner: &str,
+    status: &str,
+    reason: Option<&str>,
+    now: DateTime<Utc>,
+) -> Result<(), CatalogError> {
+    let done = sqlx::query(
+        "UPDATE jobs SET status = $3, lease_owner = NULL, lease_until = NULL, \
+         last_error = COALESCE($4, last_error), updated_at = $5 \
+         WHERE id = $1 AND lease_owner = $2 AND status = 'running'",
+    )
+    .bind(job.id)
+    .bind(owner)
+    .bind(status)
+    .bind(reason)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    lease_held(done.rows_affected(), job, owner)
+}
+
+/// Whether a job queued after `job` will render its image again.
+async fn newer_job_waits(tx: &mut Tx<'_>, job: &Job) -> Result<bool, CatalogError> {
+    let (newer,): (i64,) = sqlx::query_as(
+        "SELECT COUNT(*) FROM jobs WHERE image_id = $1 AND id > $2 \
+         AND status IN ('queued', 'running')",
+    )
+    .bind(&job.image_id)
+    .bind(job.id)
+    .fetch_one(&mut **tx)
+    .await?;
+    Ok(newer > 0)
+}
+
+fn lease_held(rows: u64, job: &Job, owner: &str) -> Result<(), CatalogError> {
+    if rows == 1 {
+        Ok(())
+    } else {
+        Err(CatalogError::LeaseLost {
+            job_id: job.id,
+            owner: owner.to_string(),
+        })
     }
 }
