@@ -91,7 +91,7 @@ impl TestApp {
     pub async fn key_for(&self, bucket: &str, scopes: &[&str]) -> (String, reqwest::Client) {
         let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
         let (key, _) =
-            easel_api::auth::create_key(self.catalog.as_ref(), bucket, &scopes, &[], None)
+            easel_app::keys::create_key(self.catalog.as_ref(), bucket, &scopes, &[], None)
                 .await
                 .expect("create a key");
         let client = client_with_key(&key);
@@ -103,7 +103,7 @@ impl TestApp {
     pub async fn role_key_for(&self, bucket: &str, roles: &[&str]) -> (String, reqwest::Client) {
         let roles: Vec<String> = roles.iter().map(|s| s.to_string()).collect();
         let (key, _) =
-            easel_api::auth::create_key(self.catalog.as_ref(), bucket, &[], &roles, None)
+            easel_app::keys::create_key(self.catalog.as_ref(), bucket, &[], &roles, None)
                 .await
                 .expect("create a key");
         let client = client_with_key(&key);
@@ -199,7 +199,7 @@ impl TestApp {
         tokio::spawn(app.run(async move {
             let _ = stopped_server.await;
         }));
-        let (key, _) = easel_api::auth::create_key(
+        let (key, _) = easel_app::keys::create_key(
             catalog.as_ref(),
             "default",
             &[
