@@ -176,6 +176,22 @@ impl Image {
             size: self.size?,
         })
     }
+
+    /// Every fact of the stored original, as its row holds them: `None`
+    /// when one is missing (an origin not fetched yet), never a made-up
+    /// value such as an empty hash.
+    pub fn original_facts(&self) -> Option<OriginalFacts> {
+        let stored = self.original()?;
+        Some(OriginalFacts {
+            width: self.width?,
+            height: self.height?,
+            size: stored.size,
+            mimetype: stored.mimetype.to_string(),
+            sha256: stored.sha256.to_string(),
+            original_key: stored.key.to_string(),
+            claim: None,
+        })
+    }
 }
 
 /// Where an image's original bytes are.
@@ -189,7 +205,7 @@ pub struct StoredOriginal<'a> {
 
 /// Facts about a stored original: what an upload knows at once and an
 /// origin ingest learns after fetching.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct OriginalFacts {
     pub width: i64,
     pub height: i64,

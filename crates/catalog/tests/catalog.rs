@@ -17,8 +17,8 @@ use chrono::{DateTime, TimeZone, Utc};
 use easel_catalog::{
     connect, ApiKey, BatchCounts, BatchFailure, BucketSettings, Catalog, CatalogError, Claim,
     ClaimFilter, Database, FeedReadiness, Finish, FinishedJob, Image, ImageFields, ImagePatch,
-    ImageQuery, ImageStatus, JobKind, JobStatus, NewApiKey, NewAsset, NewImage, OriginalFacts,
-    PageStart, RerenderFilter, SortKey, Trashed,
+    ImageQuery, ImageRepo, ImageStatus, JobKind, JobStatus, NewApiKey, NewAsset, NewImage,
+    OriginalFacts, PageStart, RerenderFilter, SortKey, Trashed,
 };
 use sqlx::Connection;
 
@@ -436,6 +436,25 @@ both! {
                     .await
                     .unwrap();
             assert_eq!(orphan_tags, 0);
+        }
+        /// A row's original facts are all there or none are: a missing
+        /// width reads as no facts, never as a zero or an empty hash.
+        #[tokio::test]
+        async fn original_facts_are_whole_or_absent() {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}", dir.path().join("facts.db").display());
+            let catalog = easel_catalog::SqliteCatalog::connect(&url).await.unwrap();
+            catalog.migrate().await.unwrap();
+            catalog.create_image(&upload("f", "b"), t(0)).await.unwrap();
+            let image = catalog.image("f").await.unwrap().unwrap();
+            assert_eq!(image.original_facts(), Some(facts("originals/f")));
+            sqlx::query("UPDATE images SET width = NULL WHERE id = 'f'")
+                .execute(catalog.pool())
+                .await
+                .unwrap();
+            let image = catalog.image("f").await.unwrap().unwrap();
+            assert!(image.original().is_some());
+            assert_eq!(image.original_facts(), None);
         }
     },
     postgres_only: {

@@ -415,7 +415,13 @@ impl Worker {
         };
         let (original, facts) = match (job.kind(), image.original()) {
             (JobKind::Render, Some(stored)) => match self.store.get(stored.key).await {
-                Ok(bytes) => (bytes, facts_of(&image)),
+                Ok(bytes) => match image.original_facts() {
+                    Some(facts) => (bytes, facts),
+                    None => {
+                        let reason = "the image's row lacks its original's width or height";
+                        return self.fail(job, reason, codes::ORIGINAL_MISSING).await;
+                    }
+                },
                 Err(StorageError::NotFound { .. }) => {
                     let reason = format!(
                         "the original ({}) is missing from the object store",
@@ -827,19 +833,6 @@ fn claim_holder(worker: &str, what: &str, job_id: i64) -> String {
     static SEQUENCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     format!("{worker}/{what}/{job_id}/{}-{n}", now_ms())
-}
-
-/// The stored original's facts; only called once `original()` is `Some`.
-fn facts_of(image: &easel_catalog::Image) -> OriginalFacts {
-    OriginalFacts {
-        width: image.width.unwrap_or(0),
-        height: image.height.unwrap_or(0),
-        size: image.size.unwrap_or(0),
-        mimetype: image.mimetype.clone().unwrap_or_default(),
-        sha256: image.sha256.clone().unwrap_or_default(),
-        original_key: image.original_key.clone().unwrap_or_default(),
-        claim: None,
-    }
 }
 
 /// `retry_base * 2^(attempt-1)`, capped at `retry_max`.
