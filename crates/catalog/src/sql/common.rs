@@ -129,8 +129,8 @@ pub(super) async fn record_original(
 ) -> Result<(), CatalogError> {
     sqlx::query(
         "UPDATE images SET width = $2, height = $3, size = $4, mimetype = $5, sha256 = $6, \
-             original_key = $7, initial_origin = NULL, version = version + 1, updated_at = $8 \
-             WHERE id = $1",
+         original_key = $7, initial_origin = NULL, version = version + 1, updated_at = $8 \
+         WHERE id = $1",
     )
     .bind(image_id)
     .bind(facts.width)

@@ -13,8 +13,8 @@ use crate::sql::{
     RETAINED_COLUMNS,
 };
 use crate::{
-    CatalogError, Image, ImagePage, ImagePatch, ImageQuery, ImageRepo, MediaAsset, NewImage,
-    OriginalFacts, PageStart, RetainedFile, Trashed,
+    CatalogError, Image, ImageFields, ImagePage, ImagePatch, ImageQuery, ImageRepo, MediaAsset,
+    NewImage, OriginalFacts, PageStart, RetainedFile, Trashed,
 };
 
 #[async_trait::async_trait]
@@ -53,7 +53,7 @@ impl ImageRepo for Backend {
         let f = &image.fields;
         let facts = image.original.clone().unwrap_or_default();
         let has_original = image.original.is_some();
-        let row: Option<Image> = sqlx::query_as(&format!(
+        let sql = format!(
             "UPDATE images SET name = $3, name_folded = $23, facet = $4, crop = $5, tags = $6, string1 = $7, \
              string2 = $8, string3 = $9, number1 = $10, number2 = $11, number3 = $12, \
              width = CASE WHEN $13 THEN $14 ELSE NULL END, \
@@ -67,35 +67,25 @@ impl ImageRepo for Backend {
              deleted_at = NULL, version = version + 1, updated_at = $21 \
              WHERE id = $1 AND bucket = $22 AND ($2 IS NULL OR version = $2) \
              RETURNING {IMAGE_COLUMNS}"
-        ))
-        .bind(&image.id)
-        .bind(expected_version)
-        .bind(&f.name)
-        .bind(&f.facet)
-        .bind(&f.crop)
-        .bind(tags_json(&f.tags))
-        .bind(&f.string1)
-        .bind(&f.string2)
-        .bind(&f.string3)
-        .bind(f.number1)
-        .bind(f.number2)
-        .bind(f.number3)
-        .bind(has_original)
-        .bind(facts.width)
-        .bind(facts.height)
-        .bind(facts.size)
-        .bind(&facts.mimetype)
-        .bind(&facts.sha256)
-        .bind(&facts.original_key)
-        .bind(&image.origin_url)
-        .bind(now)
-        .bind(&image.bucket)
-        .bind(f.name.as_deref().map(fold_name))
-        .bind(f.max_unauthorised)
-        .bind(tags_json(&f.roles))
-        .bind(&image.initial_origin)
-        .fetch_optional(&mut *tx)
-        .await?;
+        );
+        let update = sqlx::query_as(&sql).bind(&image.id).bind(expected_version);
+        let row: Option<Image> = bind_fields(update, f)
+            .bind(has_original)
+            .bind(facts.width)
+            .bind(facts.height)
+            .bind(facts.size)
+            .bind(&facts.mimetype)
+            .bind(&facts.sha256)
+            .bind(&facts.original_key)
+            .bind(&image.origin_url)
+            .bind(now)
+            .bind(&image.bucket)
+            .bind(f.name.as_deref().map(fold_name))
+            .bind(f.max_unauthorised)
+            .bind(tags_json(&f.roles))
+            .bind(&image.initial_origin)
+            .fetch_optional(&mut *tx)
+            .await?;
         let Some(row) = row else {
             return Err(explain_miss(&mut tx, &image.id, false, Some(&image.bucket)).await);
         };
@@ -482,40 +472,30 @@ async fn insert_image(
 ) -> Result<Option<Image>, CatalogError> {
     let f = &image.fields;
     let facts = image.original.as_ref();
-    let row: Option<Image> = sqlx::query_as(&format!(
+    let sql = format!(
         "INSERT INTO images (id, bucket, name, facet, crop, tags, string1, string2, string3, \
          number1, number2, number3, width, height, size, mimetype, sha256, original_key, \
          origin_url, status, created_at, updated_at, name_folded, max_unauthorised, roles, \
          initial_origin) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, \
          $18, $19, 'ingesting', $20, $20, $21, $22, $23, $24) ON CONFLICT (id) DO NOTHING RETURNING {IMAGE_COLUMNS}"
-    ))
-    .bind(&image.id)
-    .bind(&image.bucket)
-    .bind(&f.name)
-    .bind(&f.facet)
-    .bind(&f.crop)
-    .bind(tags_json(&f.tags))
-    .bind(&f.string1)
-    .bind(&f.string2)
-    .bind(&f.string3)
-    .bind(f.number1)
-    .bind(f.number2)
-    .bind(f.number3)
-    .bind(facts.map(|o| o.width))
-    .bind(facts.map(|o| o.height))
-    .bind(facts.map(|o| o.size))
-    .bind(facts.map(|o| o.mimetype.clone()))
-    .bind(facts.map(|o| o.sha256.clone()))
-    .bind(facts.map(|o| o.original_key.clone()))
-    .bind(&image.origin_url)
-    .bind(now)
-    .bind(f.name.as_deref().map(fold_name))
-    .bind(f.max_unauthorised)
-    .bind(tags_json(&f.roles))
-    .bind(&image.initial_origin)
-    .fetch_optional(&mut **tx)
-    .await?;
+    );
+    let insert = sqlx::query_as(&sql).bind(&image.id).bind(&image.bucket);
+    let row: Option<Image> = bind_fields(insert, f)
+        .bind(facts.map(|o| o.width))
+        .bind(facts.map(|o| o.height))
+        .bind(facts.map(|o| o.size))
+        .bind(facts.map(|o| o.mimetype.clone()))
+        .bind(facts.map(|o| o.sha256.clone()))
+        .bind(facts.map(|o| o.original_key.clone()))
+        .bind(&image.origin_url)
+        .bind(now)
+        .bind(f.name.as_deref().map(fold_name))
+        .bind(f.max_unauthorised)
+        .bind(tags_json(&f.roles))
+        .bind(&image.initial_origin)
+        .fetch_optional(&mut **tx)
+        .await?;
     let Some(row) = row else {
         return Ok(None);
     };
@@ -540,4 +520,22 @@ async fn write_tags(tx: &mut Tx<'_>, image_id: &str, tags: &[String]) -> Result<
         .await?;
     }
     Ok(())
+}
+
+type ImageQueryAs<'q> = sqlx::query::QueryAs<'q, Db, Image, <Db as sqlx::Database>::Arguments<'q>>;
+
+/// Binds the client's fields, `$3` to `$12` of both the insert and the
+/// replace of an image.
+fn bind_fields<'q>(query: ImageQueryAs<'q>, f: &'q ImageFields) -> ImageQueryAs<'q> {
+    query
+        .bind(&f.name)
+        .bind(&f.facet)
+        .bind(&f.crop)
+        .bind(tags_json(&f.tags))
+        .bind(&f.string1)
+        .bind(&f.string2)
+        .bind(&f.string3)
+        .bind(f.number1)
+        .bind(f.number2)
+        .bind(f.number3)
 }
