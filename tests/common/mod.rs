@@ -508,15 +508,6 @@ pub async fn easel_serve(data: &Path, extra: &[(&str, &str)]) -> (ChildGuard, St
 /// `SKIPPED` line and returns false, or panics when `CI=true`: CI must
 /// never pass a scale-out test it did not run.
 pub fn postgres_and_s3_or_skip(test: &str) -> bool {
-    let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.trim().is_empty());
-    if set("EASEL_TEST_DATABASE_URL") && set("EASEL_TEST_S3_URL") {
-        return true;
-    }
-    let why = "needs PostgreSQL and S3: run scripts/ci-services.sh, then \
-               `set -a; . target/ci-services.env; set +a` before cargo test";
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{test} {why} (CI=true: refusing to skip)");
-    }
-    eprintln!("\n*** SKIPPED {test}: {why} ***\n");
-    false
+    use easel_test_support::{required, DATABASE_VAR, S3_VAR};
+    required(test, &[DATABASE_VAR, S3_VAR]).is_some()
 }
