@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, TimeZone, Utc};
 use easel_catalog::{
-    Catalog, ImageFields, ImageQuery, NewImage, OriginalFacts, PageStart, SortKey, SqliteCatalog,
+    Database, ImageFields, ImageQuery, ImageRepo, NewImage, OriginalFacts, PageStart, SortKey,
+    SqliteCatalog,
 };
 use serde_json::{json, Map, Value};
 

@@ -9,10 +9,10 @@ use crate::service::{init_logging, log_format, runtime, CommonArgs};
 /// Clap's parser for bucket arguments: a name no key could use would
 /// otherwise be stored, or silently match nothing, with exit status 0.
 pub(crate) fn bucket_name(name: &str) -> Result<String, String> {
-    if easel_api::auth::valid_bucket(name) {
+    if easel_app::keys::valid_bucket(name) {
         Ok(name.to_string())
     } else {
-        Err(easel_api::auth::KeyError::InvalidBucket.to_string())
+        Err(easel_app::keys::KeyError::InvalidBucket.to_string())
     }
 }
 
@@ -62,13 +62,13 @@ pub fn keys(args: KeysArgs) -> anyhow::Result<()> {
             } => {
                 let scopes = scopes.unwrap_or_else(|| {
                     if roles.is_empty() {
-                        vec![easel_api::auth::READ.to_string()]
+                        vec![easel_app::keys::READ.to_string()]
                     } else {
                         Vec::new()
                     }
                 });
                 let (secret, key) =
-                    easel_api::auth::create_key(catalog.as_ref(), &bucket, &scopes, &roles, name)
+                    easel_app::keys::create_key(catalog.as_ref(), &bucket, &scopes, &roles, name)
                         .await
                         .context("cannot create the key")?;
                 let roles = key.roles();

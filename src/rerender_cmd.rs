@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
-use easel_api::batches::{batch_view, open_or_create, rerender_filter, ENQUEUE_CHUNK};
+use easel_app::batches::{open_or_create, progress, rerender_filter, ENQUEUE_CHUNK};
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::Notify;
 
@@ -131,7 +131,7 @@ pub fn rerender(args: RerenderArgs) -> anyhow::Result<()> {
         let started = Instant::now();
         let mut interrupted = false;
         let mut tick = tokio::time::interval(Duration::from_millis(250));
-        let view = loop {
+        let (current, counts, progress) = loop {
             // Every pass, not only until everything is queued: an image
             // whose batch job is done may have been rendered since with
             // other settings, and is queued again.
@@ -147,16 +147,16 @@ pub fn rerender(args: RerenderArgs) -> anyhow::Result<()> {
                 .context("the batch disappeared")?;
             let counts = catalog.batch_counts(&batch.id).await?;
             let stale = catalog.batch_stale(&batch.id).await?;
-            let view = batch_view(current, counts, stale, Vec::new());
-            bar.set_length(view.total.max(0) as u64);
-            bar.set_position((view.counts.done + view.counts.failed).max(0) as u64);
-            bar.set_message(format!("{} failed", view.counts.failed));
-            if view.complete {
-                break view;
+            let progress = progress(&current, &counts, stale);
+            bar.set_length(current.total.max(0) as u64);
+            bar.set_position((counts.done + counts.failed).max(0) as u64);
+            bar.set_message(format!("{} failed", counts.failed));
+            if progress.complete {
+                break (current, counts, progress);
             }
             tokio::select! {
                 _ = tick.tick() => {}
-                _ = interrupt.recv() => { interrupted = true; break view; }
+                _ = interrupt.recv() => { interrupted = true; break (current, counts, progress); }
             }
         };
         bar.finish_and_clear();
@@ -164,15 +164,15 @@ pub fn rerender(args: RerenderArgs) -> anyhow::Result<()> {
         workers.stop().await;
         let elapsed = started.elapsed().as_secs_f64();
         let failures = catalog.batch_failures(&batch.id, 10).await?;
-        let finished_now = view.counts.done + view.counts.failed - finished_before;
+        let finished_now = counts.done + counts.failed - finished_before;
         println!(
             "easel: batch {}: {} done, {} failed, {} still queued, {} not queued yet; \
              this run: {} in {:.1} s ({:.1} images/s)",
-            view.id,
-            view.counts.done,
-            view.counts.failed,
-            view.counts.queued + view.counts.running,
-            view.counts.pending,
+            current.id,
+            counts.done,
+            counts.failed,
+            counts.queued + counts.running,
+            progress.pending,
             finished_now,
             elapsed,
             finished_now as f64 / elapsed.max(0.001),

@@ -74,6 +74,26 @@ impl Served {
     fn log_tail(&self) -> String {
         tail(&self.log)
     }
+
+    /// Polls the image until it leaves `ingesting` or `within` passes, and
+    /// returns what it showed last: the caller asserts on it.
+    async fn settled(&self, client: &reqwest::Client, id: &str, within: Duration) -> Value {
+        let deadline = Instant::now() + within;
+        loop {
+            let image: Value = client
+                .get(self.url(&format!("/v1/images/{id}")))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if image["status"] != "ingesting" || Instant::now() > deadline {
+                return image;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
 }
 
 fn tail(log: &Path) -> String {
@@ -322,24 +342,13 @@ async fn a_full_disk_answers_507_or_503_loses_no_acknowledged_write_and_recovers
 
     // Every acknowledged upload renders on its own, no attempt spent.
     for id in uploads.keys() {
-        let deadline = Instant::now() + Duration::from_secs(180);
-        loop {
-            let image: Value = client
-                .get(served.url(&format!("/v1/images/{id}")))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            match image["status"].as_str() {
-                Some("finished") => break,
-                Some("ingesting") if Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(250)).await
-                }
-                _ => panic!("{id}: {image}; log:\n{}", served.log_tail()),
-            }
-        }
+        let image = served.settled(&client, id, Duration::from_secs(180)).await;
+        assert_eq!(
+            image["status"],
+            "finished",
+            "{id}: {image}; log:\n{}",
+            served.log_tail()
+        );
     }
 
     // After a restart, what was acknowledged is there: originals byte for
@@ -599,26 +608,15 @@ async fn a_worker_restarted_after_kill_9_finishes_the_jobs_it_held_within_second
 
     let restarted = Instant::now();
     let _worker = spawn_easel(&["worker"], &data, &worker_log, &worker_vars);
-    loop {
-        let image: Value = client
-            .get(served.url(&format!("/v1/images/{image}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if image["status"] == "finished" {
-            break;
-        }
-        assert_eq!(image["status"], "ingesting", "{image}");
-        assert!(
-            restarted.elapsed() < Duration::from_secs(15),
-            "job {job} not finished 15 s after the restart; log:\n{}",
-            tail(&worker_log)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let settled = served
+        .settled(&client, &image, Duration::from_secs(15))
+        .await;
+    assert_eq!(
+        settled["status"],
+        "finished",
+        "job {job} not finished 15 s after the restart: {settled}; log:\n{}",
+        tail(&worker_log)
+    );
     println!(
         "kill -9: job {job} finished {:.1} s after the worker restarted",
         restarted.elapsed().as_secs_f64()
@@ -749,21 +747,7 @@ async fn slow_origins_do_not_hold_up_uploads_and_time_out_once_with_a_reason() {
     );
 
     for id in slow {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let image = loop {
-            let image: Value = client
-                .get(served.url(&format!("/v1/images/{id}")))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if image["status"] != "ingesting" || Instant::now() > deadline {
-                break image;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        };
+        let image = served.settled(&client, id, Duration::from_secs(60)).await;
         assert_eq!(image["status"], "error", "{image}");
         assert_eq!(image["error_code"], "origin-timeout", "{image}");
         let error = image["error"].as_str().unwrap_or_default();
@@ -944,23 +928,11 @@ async fn two_workers_rendering_100_megapixel_16_bit_pngs_stay_under_900_mb() {
         common::id_of(b.unwrap()).await,
     ];
     for id in &ids {
-        let deadline = Instant::now() + Duration::from_secs(300);
-        loop {
-            let image: Value = client
-                .get(served.url(&format!("/v1/images/{id}")))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            if image["status"] == "finished" {
-                break;
-            }
-            assert_eq!(image["status"], "ingesting", "{image}");
-            assert!(Instant::now() < deadline, "{id} not rendered in 5 minutes");
-            tokio::time::sleep(Duration::from_millis(250)).await;
-        }
+        let image = served.settled(&client, id, Duration::from_secs(300)).await;
+        assert_eq!(
+            image["status"], "finished",
+            "{id} not rendered in 5 minutes: {image}"
+        );
     }
     let peak = peak_rss(served.child.0.id());
     println!(

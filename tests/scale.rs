@@ -138,7 +138,7 @@ impl Deployment {
             .expect("open the catalogue");
         catalog.migrate().await.expect("migrate");
         let scopes = ["image:read", "image:write", "image:delete"].map(String::from);
-        let (key, _) = easel_api::auth::create_key(catalog.as_ref(), "default", &scopes, &[], None)
+        let (key, _) = easel_app::keys::create_key(catalog.as_ref(), "default", &scopes, &[], None)
             .await
             .expect("create a key");
         key

@@ -99,7 +99,7 @@ impl TestApp {
     pub async fn key_for(&self, bucket: &str, scopes: &[&str]) -> (String, reqwest::Client) {
         let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
         let (key, _) =
-            easel_api::auth::create_key(self.catalog.as_ref(), bucket, &scopes, &[], None)
+            easel_app::keys::create_key(self.catalog.as_ref(), bucket, &scopes, &[], None)
                 .await
                 .expect("create a key");
         let client = client_with_key(&key);
@@ -111,7 +111,7 @@ impl TestApp {
     pub async fn role_key_for(&self, bucket: &str, roles: &[&str]) -> (String, reqwest::Client) {
         let roles: Vec<String> = roles.iter().map(|s| s.to_string()).collect();
         let (key, _) =
-            easel_api::auth::create_key(self.catalog.as_ref(), bucket, &[], &roles, None)
+            easel_app::keys::create_key(self.catalog.as_ref(), bucket, &[], &roles, None)
                 .await
                 .expect("create a key");
         let client = client_with_key(&key);
@@ -215,7 +215,7 @@ impl TestApp {
         tokio::spawn(app.run(async move {
             let _ = stopped_server.await;
         }));
-        let (key, _) = easel_api::auth::create_key(
+        let (key, _) = easel_app::keys::create_key(
             catalog.as_ref(),
             "default",
             &[
@@ -524,15 +524,6 @@ pub async fn easel_serve(data: &Path, extra: &[(&str, &str)]) -> (ChildGuard, St
 /// `SKIPPED` line and returns false, or panics when `CI=true`: CI must
 /// never pass a scale-out test it did not run.
 pub fn postgres_and_s3_or_skip(test: &str) -> bool {
-    let set = |name: &str| std::env::var(name).is_ok_and(|v| !v.trim().is_empty());
-    if set("EASEL_TEST_DATABASE_URL") && set("EASEL_TEST_S3_URL") {
-        return true;
-    }
-    let why = "needs PostgreSQL and S3: run scripts/ci-services.sh, then \
-               `set -a; . target/ci-services.env; set +a` before cargo test";
-    if std::env::var("CI").is_ok_and(|v| v == "true") {
-        panic!("{test} {why} (CI=true: refusing to skip)");
-    }
-    eprintln!("\n*** SKIPPED {test}: {why} ***\n");
-    false
+    use easel_test_support::{required, DATABASE_VAR, S3_VAR};
+    required(test, &[DATABASE_VAR, S3_VAR]).is_some()
 }

@@ -6,16 +6,13 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
-use easel_catalog::{Batch, BatchCounts, BatchFailure, Catalog, CatalogError, RerenderFilter};
+use easel_app::batches::{open_or_create, progress, rerender_filter, ENQUEUE_CHUNK};
+use easel_catalog::{Batch, BatchCounts, BatchFailure};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::auth::{self, Caller};
 use crate::{ApiError, AppState};
-
-/// Jobs queued per transaction: small enough that uploads never wait long
-/// on SQLite's single writer.
-pub const ENQUEUE_CHUNK: i64 = 500;
 
 /// Failures listed in a batch view.
 const FAILURES_SHOWN: i64 = 100;
@@ -72,23 +69,18 @@ pub struct BatchView {
     pub updated_at: DateTime<Utc>,
 }
 
-pub fn batch_view(
+pub(crate) fn batch_view(
     batch: Batch,
     counts: BatchCounts,
     stale: i64,
     failures: Vec<BatchFailure>,
 ) -> BatchView {
     let filter = batch.filter();
-    let queued_total = counts.queued + counts.running + counts.done + counts.failed;
-    let pending = if batch.queued_all {
-        0
-    } else {
-        (batch.total - queued_total).max(0)
-    };
+    let progress = progress(&batch, &counts, stale);
     BatchView {
-        complete: batch.queued_all && counts.queued == 0 && counts.running == 0 && stale == 0,
+        complete: progress.complete,
         counts: BatchCountsView {
-            pending,
+            pending: progress.pending,
             queued: counts.queued,
             running: counts.running,
             done: counts.done,
@@ -112,55 +104,6 @@ pub fn batch_view(
         created_at: batch.created_at,
         updated_at: batch.updated_at,
     }
-}
-
-/// What `POST /v1/rerender` and `easel rerender` re-render: parses the
-/// style (never `original`, which is not rendered).
-pub fn rerender_filter(
-    bucket: Option<String>,
-    style: Option<String>,
-    since: Option<DateTime<Utc>>,
-    all: bool,
-) -> Result<RerenderFilter, ApiError> {
-    let style_min_crop_side = match &style {
-        None => None,
-        Some(name) => {
-            let parsed: easel_render::Style = name
-                .parse()
-                .map_err(|_| ApiError::UnknownStyle(name.clone()))?;
-            if parsed == easel_render::Style::Original {
-                return Err(ApiError::bad_request(
-                    "invalid-parameter",
-                    "the original is never re-rendered",
-                ));
-            }
-            parsed.min_crop_side().map(i64::from)
-        }
-    };
-    Ok(RerenderFilter {
-        bucket,
-        style,
-        since,
-        all,
-        style_min_crop_side,
-    })
-}
-
-/// The open batch with this filter and fingerprint, or a new one: running
-/// the same re-render again resumes it instead of starting over.
-pub async fn open_or_create(
-    catalog: &dyn Catalog,
-    filter: &RerenderFilter,
-    fingerprint: &str,
-) -> Result<(Batch, bool), CatalogError> {
-    if let Some(batch) = catalog.open_batch(filter, fingerprint).await? {
-        return Ok((batch, true));
-    }
-    let id = uuid::Uuid::now_v7().to_string();
-    let batch = catalog
-        .create_batch(&id, filter, fingerprint, Utc::now())
-        .await?;
-    Ok((batch, false))
 }
 
 /// Start (or resume) a re-render of the caller's bucket.

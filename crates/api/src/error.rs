@@ -20,7 +20,7 @@ pub enum ApiError {
     RouteNotFound(String),
     #[error("method {0} is not allowed here")]
     MethodNotAllowed(String),
-    #[error("unknown style {0:?}: expected one of {styles}", styles = style_list())]
+    #[error("unknown style {0:?}: expected one of {styles}", styles = easel_app::style_names())]
     UnknownStyle(String),
     /// The style does not exist for this image, and never will.
     #[error("{0}")]
@@ -82,13 +82,6 @@ pub enum ApiError {
     Unprocessable { code: &'static str, detail: String },
     #[error("{0}")]
     UnsupportedMediaType(String),
-}
-
-fn style_list() -> String {
-    let mut names: Vec<&str> = vec!["original"];
-    names.extend(easel_render::Style::RENDERED.iter().map(|s| s.as_str()));
-    names.push("feed");
-    names.join(", ")
 }
 
 impl ApiError {
@@ -253,6 +246,33 @@ impl From<CatalogError> for ApiError {
                 ApiError::Unavailable(format!("database: {db}"))
             }
             e => ApiError::Internal(format!("catalogue: {e}")),
+        }
+    }
+}
+
+impl From<easel_app::batches::BatchError> for ApiError {
+    fn from(e: easel_app::batches::BatchError) -> Self {
+        use easel_app::batches::BatchError;
+        match e {
+            BatchError::UnknownStyle(name) => ApiError::UnknownStyle(name),
+            e @ BatchError::OriginalNotRendered => {
+                ApiError::bad_request("invalid-parameter", e.to_string())
+            }
+            BatchError::Catalog(e) => e.into(),
+        }
+    }
+}
+
+impl From<easel_app::originals::OriginalError> for ApiError {
+    fn from(e: easel_app::originals::OriginalError) -> Self {
+        use easel_app::originals::OriginalError;
+        match e {
+            OriginalError::Refused(e) => e.into(),
+            OriginalError::Crashed(e) => {
+                ApiError::Internal(format!("upload inspection crashed: {e}"))
+            }
+            OriginalError::Catalog(e) => e.into(),
+            OriginalError::Storage(e) => e.into(),
         }
     }
 }

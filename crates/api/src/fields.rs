@@ -13,7 +13,7 @@ pub const MAX_LABEL: usize = 128;
 pub const MAX_STRING: usize = 4096;
 pub const MAX_TAGS: usize = 64;
 pub const MAX_ROLES: usize = 32;
-pub const MAX_ROLE: usize = 1024;
+pub use easel_app::keys::MAX_ROLE;
 
 /// Every field a PUT or PATCH body may carry besides `origin` and
 /// `initial_origin`.

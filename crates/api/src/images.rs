@@ -18,7 +18,7 @@ use crate::view::{self, asset_view, etag_header, image_view, AssetList};
 use crate::{ApiError, AppState};
 
 /// The alias of the feed file.
-const FEED: &str = "feed";
+const FEED: &str = easel_app::FEED_ALIAS;
 
 /// An image the caller's key may see: missing, trashed and other buckets'
 /// images are all the same 404, so ids never leak across buckets.

@@ -13,9 +13,9 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use bytes::BytesMut;
 use chrono::Utc;
+use easel_app::originals;
 use easel_catalog::{ImageFields, ImageStatus, NewImage, OriginalFacts};
-use easel_render::{Crop, RenderError};
-use easel_storage::original_key;
+use easel_render::Crop;
 use http_body_util::BodyExt;
 
 use crate::auth::{self, Caller};
@@ -371,29 +371,30 @@ pub(crate) fn reject_unknown_parameters(
 }
 
 /// Checks the bytes (format, limits, crop) and stores them: the original
-/// is durable before any row points at it. It is claimed first, so that no
-/// deletion of an identical original can remove it before the row that
-/// commits with the claim (see [`settle`]).
+/// is durable before any row points at it, and claimed (see
+/// `easel_app::originals`) until the row that commits with it ends the
+/// claim (see [`settle`]).
 pub(crate) async fn store_original(
     state: &AppState,
     bytes: Bytes,
     crop: Option<Crop>,
 ) -> Result<OriginalFacts, ApiError> {
-    let mut facts = inspect(state, bytes.clone(), crop).await?;
+    let checks = originals::Checks {
+        settings: state.settings.clone(),
+        memory_budget: Some(state.config.render_memory.total_bytes()),
+        crop,
+    };
+    let facts = originals::inspect(&bytes, checks).await?;
     let holder = format!("upload/{}", uuid::Uuid::now_v7());
-    state
-        .catalog
-        .claim_objects(
-            &holder,
-            std::slice::from_ref(&facts.original_key),
-            easel_catalog::now_ms(),
-        )
-        .await?;
-    facts.claim = Some(holder);
-    if let Err(e) = state.store.put_if_absent(&facts.original_key, bytes).await {
-        release(state, Some(&facts)).await;
-        return Err(e.into());
-    }
+    let facts = originals::store(
+        state.catalog.as_ref(),
+        &state.store,
+        &state.config.retention,
+        holder,
+        facts,
+        bytes,
+    )
+    .await?;
     metrics::counter!("easel_upload_bytes_total").increment(u64::try_from(facts.size).unwrap_or(0));
     Ok(facts)
 }
@@ -409,21 +410,11 @@ pub(crate) async fn settle<T>(
     match written {
         Ok(value) => Ok(value),
         Err(e) => {
-            release(state, original).await;
+            if let Some(original) = original {
+                originals::release(state.catalog.as_ref(), &state.config.retention, original).await;
+            }
             Err(e.into())
         }
-    }
-}
-
-async fn release(state: &AppState, original: Option<&OriginalFacts>) {
-    let Some(holder) = original.and_then(|o| o.claim.as_deref()) else {
-        return;
-    };
-    let now = easel_catalog::now_ms();
-    let delete_at = state.config.retention.delete_at(now);
-    if let Err(e) = state.catalog.release_claims(holder, now, delete_at).await {
-        // The claim lapses on its own; the sweep finds the original.
-        tracing::warn!(holder = %holder, error = %e, "could not release an upload's claim");
     }
 }
 
@@ -497,41 +488,6 @@ fn multipart_error(e: axum::extract::multipart::MultipartError, limit: u64) -> A
     } else {
         ApiError::bad_request("invalid-multipart", e.body_text())
     }
-}
-
-/// Reads the header (format, oriented size) against the limits, checks
-/// the crop, and hashes the bytes: everything that can refuse the upload,
-/// before anything is stored.
-async fn inspect(
-    state: &AppState,
-    bytes: Bytes,
-    crop: Option<Crop>,
-) -> Result<OriginalFacts, ApiError> {
-    let size = i64::try_from(bytes.len()).unwrap_or(i64::MAX);
-    let settings = state.settings.clone();
-    let budget = state.config.render_memory.total_bytes();
-    // Hashing 64 MB takes ~100 ms of CPU: keep it off the async threads.
-    let (facts, sha256) = tokio::task::spawn_blocking(move || {
-        let facts = easel_render::inspect(&bytes, &settings)?;
-        // An image whose render could never fit in memory is refused now,
-        // from its header, not after it is stored.
-        easel_render::decode_cost(&bytes, &settings.limits)?.check(budget)?;
-        Ok::<_, RenderError>((facts, easel_render::sha256_hex(&bytes)))
-    })
-    .await
-    .map_err(|e| ApiError::Internal(format!("upload inspection crashed: {e}")))??;
-    if let Some(crop) = crop {
-        crop.check_inside(facts.width, facts.height)?;
-    }
-    Ok(OriginalFacts {
-        width: i64::from(facts.width),
-        height: i64::from(facts.height),
-        size,
-        mimetype: facts.mimetype.to_string(),
-        original_key: original_key(&sha256),
-        sha256,
-        claim: None,
-    })
 }
 
 /// Polls until the worker is done with the image or the wait times out.

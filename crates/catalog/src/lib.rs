@@ -1,8 +1,11 @@
 //! Easel's catalogue: images, their media assets, and the render job queue.
 //!
-//! [`Catalog`] is the port the API and the worker talk to. SQLite and
-//! PostgreSQL share one implementation (`sql.rs`, instantiated per driver so
-//! sqlx keeps native types) and differ only in their migration folders
+//! The ports are split by aggregate: [`ImageRepo`], [`JobQueue`],
+//! [`KeyStore`], [`BatchRepo`], [`RenderCacheIndex`] and [`ObjectLedger`]
+//! (plus [`Database`] for the schema and health); [`Catalog`] is all of
+//! them, for the callers that need several. SQLite and PostgreSQL share one
+//! implementation (`sql.rs` and one file per port in `sql/`, compiled per
+//! driver so sqlx keeps native types) and differ only in their migration folders
 //! (`migrations/sqlite`, `migrations/postgres`), connection set-up and the
 //! queue's claim step (`FOR UPDATE SKIP LOCKED` on PostgreSQL; SQLite's
 //! single writer makes its `UPDATE ... RETURNING` atomic already).
@@ -182,9 +185,9 @@ fn postgres_outage(code: &str) -> Option<Outage> {
     }
 }
 
-/// The catalogue and queue port.
+/// The database itself: its schema and whether it answers and takes writes.
 #[async_trait::async_trait]
-pub trait Catalog: Send + Sync + std::fmt::Debug + 'static {
+pub trait Database: Send + Sync + 'static {
     /// Applies pending migrations; safe to call at every start.
     async fn migrate(&self) -> Result<(), CatalogError>;
 
@@ -197,7 +200,12 @@ pub trait Catalog: Send + Sync + std::fmt::Debug + 'static {
 
     /// `sqlite` or `postgres`, for logs and `/readyz`.
     fn backend(&self) -> &'static str;
+}
 
+/// Images and what serving them reads: their rows, assets and the files a
+/// re-render replaced, still served for the grace period.
+#[async_trait::async_trait]
+pub trait ImageRepo: Send + Sync + 'static {
     /// Inserts an image in status `ingesting` and its first job (an ingest
     /// job when it has an origin to fetch), atomically.
     async fn create_image(
@@ -276,12 +284,27 @@ pub trait Catalog: Send + Sync + std::fmt::Debug + 'static {
 
     async fn asset(&self, image_id: &str, style: &str) -> Result<Option<MediaAsset>, CatalogError>;
 
+    /// A retained file of `style` of the image whose sha256 starts with
+    /// `sha256_prefix` (lower-case hex), while its grace period lasts.
+    async fn retained_file(
+        &self,
+        image_id: &str,
+        style: &str,
+        sha256_prefix: &str,
+        now_ms: i64,
+    ) -> Result<Option<RetainedFile>, CatalogError>;
+}
+
+/// The render job queue: claims with leases, and the ends of a job (whose
+/// `finish_job` commits a render's assets with the image's new state).
+#[async_trait::async_trait]
+pub trait JobQueue: Send + Sync + 'static {
     /// Leases the most urgent due job to `owner` until `now_ms + lease_ms`:
     /// a queued job whose `run_after` has come, or a running job whose lease
     /// lapsed (its worker died). Interactive jobs go before batch ones; an
     /// image with a job running has no other job claimed until it ends.
     /// Counts the attempt. Any job, whatever its settings or kind: workers
-    /// use [`Catalog::claim_job_for`].
+    /// use [`JobQueue::claim_job_for`].
     async fn claim_job(
         &self,
         owner: &str,
@@ -289,7 +312,7 @@ pub trait Catalog: Send + Sync + std::fmt::Debug + 'static {
         lease_ms: i64,
     ) -> Result<Option<Job>, CatalogError>;
 
-    /// [`Catalog::claim_job`] for a worker: only jobs it may run (its
+    /// [`JobQueue::claim_job`] for a worker: only jobs it may run (its
     /// settings, and ingest jobs only when `filter.ingest`).
     async fn claim_job_for(
         &self,
@@ -384,7 +407,11 @@ pub trait Catalog: Send + Sync + std::fmt::Debug + 'static {
 
     /// Every job of an image, oldest first: for operators and tests.
     async fn jobs_for_image(&self, image_id: &str) -> Result<Vec<Job>, CatalogError>;
+}
 
+/// Who may see what: API keys and the settings of the buckets they open.
+#[async_trait::async_trait]
+pub trait KeyStore: Send + Sync + 'static {
     async fn create_api_key(
         &self,
         key: &NewApiKey,
@@ -407,7 +434,12 @@ pub trait Catalog: Send + Sync + std::fmt::Debug + 'static {
         settings: BucketSettings,
         now: DateTime<Utc>,
     ) -> Result<(), CatalogError>;
+}
 
+/// Batch re-renders: which images are stale for a settings fingerprint,
+/// and the batches that queue them.
+#[async_trait::async_trait]
+pub trait BatchRepo: Send + Sync + 'static {
     /// Images a re-render with `filter` would cover now (not yet rendered
     /// with `fingerprint`, or all with `filter.all`).
     async fn count_stale(
@@ -455,7 +487,12 @@ pub trait Catalog: Send + Sync + std::fmt::Debug + 'static {
 
     async fn batch_failures(&self, id: &str, limit: i64)
         -> Result<Vec<BatchFailure>, CatalogError>;
+}
 
+/// The index of cached IIIF renders: their sizes and last use, for the
+/// least-recently-used eviction (the files are in the object store).
+#[async_trait::async_trait]
+pub trait RenderCacheIndex: Send + Sync + 'static {
     /// Records that the cached IIIF render at `storage_key` (`size` bytes,
     /// rendered from the original with `source_sha256`) was stored or used
     /// at `now_ms`, adding its row if it has none. A row already marked
@@ -482,12 +519,17 @@ pub trait Catalog: Send + Sync + std::fmt::Debug + 'static {
 
     /// The bytes the IIIF cache rows account for.
     async fn iiif_cache_bytes(&self) -> Result<i64, CatalogError>;
+}
 
+/// Claims on stored objects and their scheduled deletions (see "Deleting
+/// objects" above): only the reaper deletes, and only what this lets it.
+#[async_trait::async_trait]
+pub trait ObjectLedger: Send + Sync + 'static {
     /// Claims `keys` for `holder` before it puts or relies on them: cancels
     /// their pending deletions and waits (up to [`CLAIM_WAIT_MS`]) while
     /// one is running. The write that commits rows referring to them ends
     /// the claim (see [`OriginalFacts::claim`], [`Finish::claim`]); a
-    /// writer that fails calls [`Catalog::release_claims`].
+    /// writer that fails calls [`ObjectLedger::release_claims`].
     async fn claim_objects(
         &self,
         holder: &str,
@@ -529,7 +571,7 @@ pub trait Catalog: Send + Sync + std::fmt::Debug + 'static {
 
     /// Starts deleting `key` if it is due and nothing refers to or claims
     /// it: returns the lease (Unix ms) until which the caller may delete
-    /// the object, then calls [`Catalog::end_deletion`]. `None` when it is
+    /// the object, then calls [`ObjectLedger::end_deletion`]. `None` when it is
     /// to be kept (its schedule is then dropped or postponed).
     async fn begin_deletion(&self, key: &str, now_ms: i64) -> Result<Option<i64>, CatalogError>;
 
@@ -540,16 +582,34 @@ pub trait Catalog: Send + Sync + std::fmt::Debug + 'static {
     /// perhaps still there (the store refused the request): a later pass
     /// retries it, and a claim may cancel it meanwhile.
     async fn abandon_deletion(&self, key: &str, lease: i64) -> Result<(), CatalogError>;
+}
 
-    /// A retained file of `style` of the image whose sha256 starts with
-    /// `sha256_prefix` (lower-case hex), while its grace period lasts.
-    async fn retained_file(
-        &self,
-        image_id: &str,
-        style: &str,
-        sha256_prefix: &str,
-        now_ms: i64,
-    ) -> Result<Option<RetainedFile>, CatalogError>;
+/// The whole catalogue, for callers that need several of its parts (the
+/// API, the worker, the binary): every implementation of all the ports is
+/// one, so `Arc<dyn Catalog>` reaches each part's methods once its trait
+/// is in scope.
+pub trait Catalog:
+    Database
+    + ImageRepo
+    + JobQueue
+    + KeyStore
+    + BatchRepo
+    + RenderCacheIndex
+    + ObjectLedger
+    + std::fmt::Debug
+{
+}
+
+impl<T> Catalog for T where
+    T: Database
+        + ImageRepo
+        + JobQueue
+        + KeyStore
+        + BatchRepo
+        + RenderCacheIndex
+        + ObjectLedger
+        + std::fmt::Debug
+{
 }
 
 /// Opens the catalogue a URL names: `sqlite://path/to/file.db` (created if

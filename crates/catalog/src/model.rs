@@ -176,6 +176,22 @@ impl Image {
             size: self.size?,
         })
     }
+
+    /// Every fact of the stored original, as its row holds them: `None`
+    /// when one is missing (an origin not fetched yet), never a made-up
+    /// value such as an empty hash.
+    pub fn original_facts(&self) -> Option<OriginalFacts> {
+        let stored = self.original()?;
+        Some(OriginalFacts {
+            width: self.width?,
+            height: self.height?,
+            size: stored.size,
+            mimetype: stored.mimetype.to_string(),
+            sha256: stored.sha256.to_string(),
+            original_key: stored.key.to_string(),
+            claim: None,
+        })
+    }
 }
 
 /// Where an image's original bytes are.
@@ -189,7 +205,7 @@ pub struct StoredOriginal<'a> {
 
 /// Facts about a stored original: what an upload knows at once and an
 /// origin ingest learns after fetching.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct OriginalFacts {
     pub width: i64,
     pub height: i64,
@@ -197,7 +213,7 @@ pub struct OriginalFacts {
     pub mimetype: String,
     pub sha256: String,
     pub original_key: String,
-    /// The holder of the claim (see [`crate::Catalog::claim_objects`]) that
+    /// The holder of the claim (see [`crate::ObjectLedger::claim_objects`]) that
     /// kept `original_key` from deletion since it was stored: the write
     /// that records these facts checks it is still live and ends it.
     pub claim: Option<String>,
@@ -408,7 +424,7 @@ pub struct ImagePage {
     pub total: i64,
 }
 
-/// What [`crate::Catalog::finish_job`] did.
+/// What [`crate::JobQueue::finish_job`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct FinishedJob {
     /// The files are now the image's assets; false when a newer job for the
@@ -420,7 +436,7 @@ pub struct FinishedJob {
     pub orphans: Vec<String>,
 }
 
-/// What a worker hands [`crate::Catalog::finish_job`]: the files of a
+/// What a worker hands [`crate::JobQueue::finish_job`]: the files of a
 /// render and what the render decided about the feed.
 #[derive(Debug, Clone, Default)]
 pub struct Finish<'a> {
@@ -603,7 +619,7 @@ pub struct Job {
     pub fingerprint: Option<String>,
 }
 
-/// What a worker may claim (see [`Catalog::claim_job_for`](crate::Catalog::claim_job_for)).
+/// What a worker may claim (see [`JobQueue::claim_job_for`](crate::JobQueue::claim_job_for)).
 #[derive(Debug, Clone, Copy)]
 pub struct ClaimFilter<'a> {
     /// The worker's settings fingerprint: a job that carries another one is

@@ -118,4 +118,33 @@ async fn outside_transaction(conn: &mut SqliteConnection) -> bool {
     true
 }
 
-crate::sql::sql_catalog!(SqliteCatalog, sqlx::Sqlite);
+// The shared SQL (`sql.rs` and one file per port in `sql/`), compiled
+// for SQLite's types: each file names the driver only as `Db` and the
+// catalogue as `Backend`.
+type Db = sqlx::Sqlite;
+type Backend = SqliteCatalog;
+
+#[allow(clippy::duplicate_mod)]
+#[path = "sql/batches.rs"]
+mod batches;
+#[allow(clippy::duplicate_mod)]
+#[path = "sql/common.rs"]
+mod common;
+#[allow(clippy::duplicate_mod)]
+#[path = "sql/database.rs"]
+mod database;
+#[allow(clippy::duplicate_mod)]
+#[path = "sql/images.rs"]
+mod images;
+#[allow(clippy::duplicate_mod)]
+#[path = "sql/jobs.rs"]
+mod jobs;
+#[allow(clippy::duplicate_mod)]
+#[path = "sql/keys.rs"]
+mod keys;
+#[allow(clippy::duplicate_mod)]
+#[path = "sql/objects.rs"]
+mod objects;
+#[allow(clippy::duplicate_mod)]
+#[path = "sql/render_cache.rs"]
+mod render_cache;

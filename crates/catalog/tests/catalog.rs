@@ -16,15 +16,13 @@ use std::sync::Arc;
 use chrono::{DateTime, TimeZone, Utc};
 use easel_catalog::{
     connect, ApiKey, BatchCounts, BatchFailure, BucketSettings, Catalog, CatalogError, Claim,
-    ClaimFilter, FeedReadiness, Finish, FinishedJob, Image, ImageFields, ImagePatch, ImageQuery,
-    ImageStatus, JobKind, JobStatus, NewApiKey, NewAsset, NewImage, OriginalFacts, PageStart,
-    RerenderFilter, SortKey, Trashed,
+    ClaimFilter, Database, FeedReadiness, Finish, FinishedJob, Image, ImageFields, ImagePatch,
+    ImageQuery, ImageRepo, ImageStatus, JobKind, JobStatus, NewApiKey, NewAsset, NewImage,
+    OriginalFacts, PageStart, RerenderFilter, SortKey, Trashed,
 };
 use sqlx::Connection;
 
 // ---------------------------------------------------------------- harness
-
-const ADMIN_URL_VAR: &str = "EASEL_TEST_DATABASE_URL";
 
 /// One test's database, removed by [`Db::finish`] (left behind for a look
 /// when the test panics).
@@ -54,17 +52,9 @@ impl Db {
 
     /// `None` (after saying so) when no server is configured.
     async fn postgres() -> Option<Db> {
-        let admin_url = pg_admin_url()?;
-        let name = format!("easel_t_{}", uuid::Uuid::now_v7().simple());
-        let mut admin = sqlx::PgConnection::connect(&admin_url)
-            .await
-            .unwrap_or_else(|e| panic!("{ADMIN_URL_VAR}={admin_url}: {e}"));
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut admin)
-            .await
-            .unwrap();
-        admin.close().await.ok();
-        let catalog = connect(&with_database(&admin_url, &name)).await.unwrap();
+        let admin_url = easel_test_support::postgres_admin("postgres::* (the PostgreSQL cases)")?;
+        let (url, name) = easel_test_support::create_database(&admin_url).await;
+        let catalog = connect(&url).await.unwrap();
         assert_eq!(catalog.backend(), "postgres");
         migrate_twice(&catalog).await;
         Some(Db {
@@ -78,12 +68,7 @@ impl Db {
         let Db { catalog, _dir, pg } = self;
         drop(catalog);
         if let Some(pg) = pg {
-            let mut admin = sqlx::PgConnection::connect(&pg.admin_url).await.unwrap();
-            sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", pg.name))
-                .execute(&mut admin)
-                .await
-                .unwrap();
-            admin.close().await.ok();
+            easel_test_support::drop_database(&pg.admin_url, &pg.name).await;
         }
     }
 }
@@ -95,46 +80,6 @@ async fn migrate_twice(catalog: &Arc<dyn Catalog>) {
         .await
         .expect("migrating twice is harmless");
     catalog.ping().await.unwrap();
-}
-
-fn pg_admin_url() -> Option<String> {
-    match std::env::var(ADMIN_URL_VAR) {
-        Ok(url) if !url.trim().is_empty() => Some(url),
-        _ => {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("CI=true but {ADMIN_URL_VAR} is not set: the PostgreSQL tests must run");
-            }
-            // Straight to the stream: libtest captures `eprintln!`.
-            static SAID: std::sync::Once = std::sync::Once::new();
-            SAID.call_once(|| {
-                use std::io::Write;
-                let _ = writeln!(
-                    std::io::stderr(),
-                    "\n*** SKIPPED postgres: set {ADMIN_URL_VAR} (e.g. \
-                     postgres://postgres@127.0.0.1:55432/postgres; scripts/ci-services.sh \
-                     starts one). The postgres::* tests pass without running. ***\n"
-                );
-            });
-            None
-        }
-    }
-}
-
-/// The admin URL with its database swapped for `name`, query kept.
-fn with_database(admin_url: &str, name: &str) -> String {
-    let (base, query) = match admin_url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (admin_url, None),
-    };
-    let authority_start = base.find("://").map_or(0, |i| i + 3);
-    let root = match base[authority_start..].find('/') {
-        Some(slash) => &base[..authority_start + slash],
-        None => base,
-    };
-    match query {
-        Some(query) => format!("{root}/{name}?{query}"),
-        None => format!("{root}/{name}"),
-    }
 }
 
 /// Instantiates every case for both backends, plus backend-only tests.
@@ -437,6 +382,25 @@ both! {
                     .unwrap();
             assert_eq!(orphan_tags, 0);
         }
+        /// A row's original facts are all there or none are: a missing
+        /// width reads as no facts, never as a zero or an empty hash.
+        #[tokio::test]
+        async fn original_facts_are_whole_or_absent() {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}", dir.path().join("facts.db").display());
+            let catalog = easel_catalog::SqliteCatalog::connect(&url).await.unwrap();
+            catalog.migrate().await.unwrap();
+            catalog.create_image(&upload("f", "b"), t(0)).await.unwrap();
+            let image = catalog.image("f").await.unwrap().unwrap();
+            assert_eq!(image.original_facts(), Some(facts("originals/f")));
+            sqlx::query("UPDATE images SET width = NULL WHERE id = 'f'")
+                .execute(catalog.pool())
+                .await
+                .unwrap();
+            let image = catalog.image("f").await.unwrap().unwrap();
+            assert!(image.original().is_some());
+            assert_eq!(image.original_facts(), None);
+        }
     },
     postgres_only: {
         /// `FOR UPDATE SKIP LOCKED`: workers racing on one queue each get
@@ -491,7 +455,7 @@ both! {
                 return;
             };
             let pg = db.pg.as_ref().unwrap();
-            let url = with_database(&pg.admin_url, &pg.name);
+            let url = easel_test_support::with_database(&pg.admin_url, &pg.name);
             let mut writer = sqlx::PgConnection::connect(&url).await.unwrap();
             let key = "originals/in-flight";
             sqlx::query("BEGIN").execute(&mut writer).await.unwrap();

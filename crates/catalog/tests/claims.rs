@@ -14,7 +14,6 @@ use easel_catalog::{
     connect, now_ms, Catalog, CatalogError, Claim, ClaimFilter, Finish, ImageFields, ImagePatch,
     JobKind, JobStatus, NewAsset, NewImage, OriginalFacts, RerenderFilter, CLAIM_TTL_MS,
 };
-use sqlx::Connection;
 
 const LEASE_MS: i64 = 60_000;
 /// Two deployments' settings: the running `serve` (88) and a re-render (80).
@@ -503,27 +502,9 @@ async fn sqlite() -> (Arc<dyn Catalog>, tempfile::TempDir) {
 /// A fresh database on the server `EASEL_TEST_DATABASE_URL` names (left
 /// for the throwaway cluster to take away).
 async fn postgres() -> Option<Arc<dyn Catalog>> {
-    let admin = match std::env::var("EASEL_TEST_DATABASE_URL") {
-        Ok(url) if !url.trim().is_empty() => url,
-        _ => {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!("CI=true but EASEL_TEST_DATABASE_URL is not set");
-            }
-            eprintln!("\n*** SKIPPED postgres: set EASEL_TEST_DATABASE_URL ***\n");
-            return None;
-        }
-    };
-    let name = format!("easel_t_{}", uuid::Uuid::now_v7().simple());
-    let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap();
-    sqlx::query(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    conn.close().await.ok();
-    let base = admin
-        .rsplit_once('/')
-        .map_or(admin.as_str(), |(base, _)| base);
-    let catalog = connect(&format!("{base}/{name}")).await.unwrap();
+    let admin = easel_test_support::postgres_admin("the postgres_* claim tests")?;
+    let (url, _) = easel_test_support::create_database(&admin).await;
+    let catalog = connect(&url).await.unwrap();
     catalog.migrate().await.unwrap();
     Some(catalog)
 }

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use easel_catalog::{
-    now_ms, BucketSettings, Catalog, CatalogError, ImageFields, ImagePatch, NewImage,
-    OriginalFacts, Outage, SqliteCatalog,
+    now_ms, BucketSettings, CatalogError, Database, ImageFields, ImagePatch, ImageRepo, KeyStore,
+    NewImage, OriginalFacts, Outage, SqliteCatalog,
 };
 use sqlx::{Connection, SqliteConnection};
 

@@ -10,8 +10,7 @@
 //! The unreachable-endpoint tests need no server and always run.
 
 use std::net::TcpListener;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use easel_storage::{original_key, render_key, BlobStore, StorageError, MULTIPART_THRESHOLD};
@@ -21,31 +20,10 @@ const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abc
 /// The S3 store under a prefix no other test or run uses, or `None` when
 /// no server is configured (a panic under CI).
 fn s3_store(test: &str) -> Option<(BlobStore, String)> {
-    let Some(base) = std::env::var("EASEL_TEST_S3_URL")
-        .ok()
-        .filter(|v| !v.is_empty())
-    else {
-        if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!(
-                "EASEL_TEST_S3_URL is not set but CI=true: the S3 tests must run in CI \
-                 (start the server with scripts/ci-services.sh and source target/ci-services.env)"
-            );
-        }
-        eprintln!(
-            "\n==== SKIPPED: {test}: no S3 server (set EASEL_TEST_S3_URL, e.g. \
-             `scripts/ci-services.sh && set -a && . target/ci-services.env`) ====\n"
-        );
-        return None;
-    };
-    static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
+    let base = easel_test_support::required(test, &[easel_test_support::S3_VAR])?.remove(0);
     let prefix = format!(
-        "easel-storage-tests/{test}-{}-{nanos:x}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
+        "easel-storage-tests/{test}-{}",
+        easel_test_support::unique_suffix()
     );
     let url = format!("{}/{prefix}", base.trim_end_matches('/'));
     let store = BlobStore::from_url(&url).unwrap_or_else(|e| panic!("open {url}: {e}"));

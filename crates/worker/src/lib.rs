@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::Utc;
+use easel_app::originals::{self, OriginalError};
 use easel_catalog::{
     now_ms, Catalog, CatalogError, Claim, ClaimFilter, FeedReadiness, Finish, Job, JobKind,
     NewAsset, OriginalFacts,
@@ -36,7 +37,7 @@ use easel_catalog::{
 pub use easel_catalog::{Retention, DEFAULT_DELETE_DELAY, DEFAULT_GRACE};
 use easel_origin::{OriginConfig, OriginError, OriginFetcher};
 use easel_render::{Crop, Rendition, Settings, Style};
-use easel_storage::{original_key, render_key, BlobStore, StorageError};
+use easel_storage::{render_key, BlobStore, StorageError};
 use tokio::sync::{watch, Notify, Semaphore};
 
 /// Stable codes for failures that are the worker's, not the engine's.
@@ -446,7 +447,13 @@ impl Worker {
         };
         let (original, facts) = match (job.kind(), image.original()) {
             (JobKind::Render, Some(stored)) => match self.store.get(stored.key).await {
-                Ok(bytes) => (bytes, facts_of(&image)),
+                Ok(bytes) => match image.original_facts() {
+                    Some(facts) => (bytes, facts),
+                    None => {
+                        let reason = "the image's row lacks its original's width or height";
+                        return self.fail(job, reason, codes::ORIGINAL_MISSING).await;
+                    }
+                },
                 Err(StorageError::NotFound { .. }) => {
                     let reason = format!(
                         "the original ({}) is missing from the object store",
@@ -581,19 +588,13 @@ impl Worker {
     /// Ends a claim nothing committed on (best effort: an unreleased claim
     /// lapses on its own, and the sweep finds what it left).
     async fn release(&self, holder: &str) {
-        let now = now_ms();
-        let delete_at = self.config.retention.delete_at(now);
-        if let Err(e) = self.catalog.release_claims(holder, now, delete_at).await {
-            tracing::warn!(holder = %holder, error = %e, "could not release a claim");
-        }
+        easel_app::release_claims(self.catalog.as_ref(), &self.config.retention, holder).await;
     }
 
     /// Ends the claim an origin fetch took on the original it stored, when
     /// nothing committed on it.
     async fn release_original(&self, facts: &OriginalFacts) {
-        if let Some(holder) = &facts.claim {
-            self.release(holder).await;
-        }
+        originals::release(self.catalog.as_ref(), &self.config.retention, facts).await;
     }
 
     /// An ingest job in a fetch slot: fetches and stores the original,
@@ -669,18 +670,14 @@ impl Worker {
             }
         };
         let bytes = fetched.bytes;
-        let settings = self.settings.clone();
-        let inspected = {
-            let bytes = bytes.clone();
-            tokio::task::spawn_blocking(move || {
-                easel_render::inspect(&bytes, &settings)
-                    .map(|facts| (facts, easel_render::sha256_hex(&bytes)))
-            })
-            .await
+        let checks = originals::Checks {
+            settings: self.settings.clone(),
+            memory_budget: None,
+            crop: None,
         };
-        let (source, sha256) = match inspected {
-            Ok(Ok(found)) => found,
-            Ok(Err(e)) => {
+        let facts = match originals::inspect(&bytes, checks).await {
+            Ok(facts) => facts,
+            Err(OriginalError::Refused(e)) => {
                 return Ok(Ingested::Done(
                     self.fail(job, &e.to_string(), e.code()).await?,
                 ))
@@ -692,28 +689,29 @@ impl Worker {
             }
         };
         let holder = claim_holder(&self.id, "origin", job.id);
-        let facts = OriginalFacts {
-            width: i64::from(source.width),
-            height: i64::from(source.height),
-            size: bytes.len() as i64,
-            mimetype: source.mimetype.to_string(),
-            original_key: original_key(&sha256),
-            sha256,
-            claim: Some(holder.clone()),
+        let stored = originals::store(
+            self.catalog.as_ref(),
+            &self.store,
+            &self.config.retention,
+            holder,
+            facts,
+            bytes.clone(),
+        )
+        .await;
+        let facts = match stored {
+            Ok(facts) => facts,
+            Err(OriginalError::Storage(e)) => {
+                return Ok(Ingested::Done(
+                    self.retry(job, &e.to_string(), !e.is_outage()).await?,
+                ));
+            }
+            Err(OriginalError::Catalog(e)) => return Err(e.into()),
+            Err(e) => {
+                return Ok(Ingested::Done(
+                    self.fail(job, &e.to_string(), codes::PANICKED).await?,
+                ))
+            }
         };
-        self.catalog
-            .claim_objects(&holder, std::slice::from_ref(&facts.original_key), now_ms())
-            .await?;
-        if let Err(e) = self
-            .store
-            .put_if_absent(&facts.original_key, bytes.clone())
-            .await
-        {
-            self.release(&holder).await;
-            return Ok(Ingested::Done(
-                self.retry(job, &e.to_string(), !e.is_outage()).await?,
-            ));
-        }
         tracing::info!(image = %job.image_id, bytes = facts.size, url = %fetched.final_url, "origin fetched");
         Ok(Ingested::Ready(bytes, facts))
     }
@@ -868,19 +866,6 @@ fn claim_holder(worker: &str, what: &str, job_id: i64) -> String {
     static SEQUENCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     format!("{worker}/{what}/{job_id}/{}-{n}", now_ms())
-}
-
-/// The stored original's facts; only called once `original()` is `Some`.
-fn facts_of(image: &easel_catalog::Image) -> OriginalFacts {
-    OriginalFacts {
-        width: image.width.unwrap_or(0),
-        height: image.height.unwrap_or(0),
-        size: image.size.unwrap_or(0),
-        mimetype: image.mimetype.clone().unwrap_or_default(),
-        sha256: image.sha256.clone().unwrap_or_default(),
-        original_key: image.original_key.clone().unwrap_or_default(),
-        claim: None,
-    }
 }
 
 /// `retry_base * 2^(attempt-1)`, capped at `retry_max`.
