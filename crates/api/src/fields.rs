@@ -258,7 +258,7 @@ pub fn fields_from_json(
     let fields = ImageFields {
         name: json_text("name", get("name"))?,
         facet: json_text("facet", get("facet"))?,
-        crop: crop.map(|c| c.to_string()),
+        crop,
         tags: json_tags(get("tags"))?,
         string1: json_text("string1", get("string1"))?,
         string2: json_text("string2", get("string2"))?,
@@ -290,7 +290,7 @@ pub fn patch_from_json(
     let patch = ImagePatch {
         name: text_field("name")?,
         facet: text_field("facet")?,
-        crop: crop.map(|c| c.map(|c| c.to_string())),
+        crop,
         tags: body.get("tags").map(json_tags).transpose()?,
         string1: text_field("string1")?,
         string2: text_field("string2")?,

@@ -878,7 +878,7 @@ async fn stored_style(
     let image = &source.found.image;
     // While a new original or crop renders, or after that failed, the rows
     // still name the files of the previous one.
-    if image.crop.is_some() || image.status() != ImageStatus::Finished {
+    if image.crop().is_some() || image.status() != ImageStatus::Finished {
         return Ok(None);
     }
     let Some(side) = plan.square_style_side(source.width, source.height) else {

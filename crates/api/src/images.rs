@@ -550,17 +550,13 @@ pub(crate) fn missing_style(image: &Image, style: Style) -> ApiError {
                 .unwrap_or_else(|| "unknown reason".into()),
         },
         ImageStatus::Finished => {
-            let crop = image
-                .crop
-                .as_deref()
-                .and_then(|c| c.parse::<Crop>().ok())
-                .unwrap_or_else(|| {
-                    let (w, h) = (
-                        dimension(image.width.unwrap_or(0)),
-                        dimension(image.height.unwrap_or(0)),
-                    );
-                    Crop::centred_square(w, h)
-                });
+            let crop = image.crop().unwrap_or_else(|| {
+                let (w, h) = (
+                    dimension(image.width.unwrap_or(0)),
+                    dimension(image.height.unwrap_or(0)),
+                );
+                Crop::centred_square(w, h)
+            });
             match style.square_side() {
                 Some(side) if !style.applies_to_crop(crop.width, crop.height) => ApiError::StyleNotApplicable(format!(
                     "{style} exists only for images whose crop is at least {side}x{side}; this image's crop is {}x{}",

@@ -258,7 +258,7 @@ async fn accept(
         id: uuid::Uuid::now_v7().to_string(),
         bucket: bucket.to_string(),
         fields: ImageFields {
-            crop: meta.crop.map(|c| c.to_string()),
+            crop: meta.crop,
             ..meta.fields
         },
         original: Some(original),

@@ -206,11 +206,7 @@ pub fn asset_view(state: &AppState, asset: MediaAsset) -> AssetView {
 
 pub fn image_view(state: &AppState, image: Image, assets: Option<Vec<MediaAsset>>) -> ImageView {
     let path = image_path(&image.id);
-    let crop = image
-        .crop
-        .as_deref()
-        .and_then(|c| c.parse::<easel_render::Crop>().ok())
-        .map(CropView::from);
+    let crop = image.crop().map(CropView::from);
     let readiness = image.feed_readiness();
     let feed_file = assets.as_ref().and_then(|list| {
         // Images rendered before the feed file was recorded: the old rule.

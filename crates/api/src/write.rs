@@ -215,7 +215,7 @@ pub async fn patch(
             crop.check_inside(u32::try_from(w).unwrap_or(0), u32::try_from(h).unwrap_or(0))?;
         }
     }
-    let rerender = crop.is_some_and(|c| c.map(|c| c.to_string()) != image.crop);
+    let rerender = crop.is_some_and(|c| c != image.crop());
     let updated = state
         .catalog
         .update_image(&id, &patch, expected, rerender, Utc::now())
@@ -358,7 +358,7 @@ pub async fn put(
         let (bytes, meta) = read_image_body(&state, &headers, request).await?;
         let original = store_original(&state, bytes, meta.crop).await?;
         let mut fields = meta.fields;
-        fields.crop = meta.crop.map(|c| c.to_string());
+        fields.crop = meta.crop;
         let new = NewImage {
             id: id.clone(),
             bucket: key.bucket.clone(),

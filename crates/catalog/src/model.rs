@@ -3,7 +3,51 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use easel_render::Crop;
 use serde::Serialize;
+use sqlx::encode::IsNull;
+use sqlx::error::BoxDynError;
+
+/// A crop as its column holds it: the text `x,y,width,height` that
+/// [`Crop`]'s `Display` writes and its `FromStr` reads, so the rows stay
+/// what they were when the column held plain text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct StoredCrop(pub(crate) Crop);
+
+impl<DB: sqlx::Database> sqlx::Type<DB> for StoredCrop
+where
+    String: sqlx::Type<DB>,
+{
+    fn type_info() -> DB::TypeInfo {
+        <String as sqlx::Type<DB>>::type_info()
+    }
+
+    fn compatible(ty: &DB::TypeInfo) -> bool {
+        <String as sqlx::Type<DB>>::compatible(ty)
+    }
+}
+
+impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for StoredCrop
+where
+    String: sqlx::Decode<'r, DB>,
+{
+    fn decode(value: <DB as sqlx::Database>::ValueRef<'r>) -> Result<Self, BoxDynError> {
+        let text = <String as sqlx::Decode<'r, DB>>::decode(value)?;
+        Ok(StoredCrop(text.parse()?))
+    }
+}
+
+impl<'q, DB: sqlx::Database> sqlx::Encode<'q, DB> for StoredCrop
+where
+    String: sqlx::Encode<'q, DB>,
+{
+    fn encode_by_ref(
+        &self,
+        buf: &mut <DB as sqlx::Database>::ArgumentBuffer<'q>,
+    ) -> Result<IsNull, BoxDynError> {
+        <String as sqlx::Encode<'q, DB>>::encode(self.0.to_string(), buf)
+    }
+}
 
 /// Where an image is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -50,8 +94,8 @@ pub struct Image {
     pub bucket: String,
     pub name: Option<String>,
     pub facet: Option<String>,
-    /// `x,y,width,height`, as the render engine's `Crop` parses it.
-    pub crop: Option<String>,
+    /// Read it with [`Image::crop`].
+    crop: Option<StoredCrop>,
     pub width: Option<i64>,
     pub height: Option<i64>,
     pub size: Option<i64>,
@@ -101,6 +145,11 @@ pub struct Image {
 }
 
 impl Image {
+    /// The client's crop; `None` is the centred square.
+    pub fn crop(&self) -> Option<Crop> {
+        self.crop.map(|stored| stored.0)
+    }
+
     pub fn status(&self) -> ImageStatus {
         ImageStatus::from_column(&self.status)
     }
@@ -224,7 +273,7 @@ pub struct OriginalFacts {
 pub struct ImageFields {
     pub name: Option<String>,
     pub facet: Option<String>,
-    pub crop: Option<String>,
+    pub crop: Option<Crop>,
     pub tags: Vec<String>,
     pub string1: Option<String>,
     pub string2: Option<String>,
@@ -254,7 +303,7 @@ pub struct NewImage {
 pub struct ImagePatch {
     pub name: Option<Option<String>>,
     pub facet: Option<Option<String>>,
-    pub crop: Option<Option<String>>,
+    pub crop: Option<Option<Crop>>,
     pub tags: Option<Vec<String>>,
     pub string1: Option<Option<String>>,
     pub string2: Option<Option<String>>,

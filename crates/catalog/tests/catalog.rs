@@ -20,6 +20,7 @@ use easel_catalog::{
     ImageQuery, ImageRepo, ImageStatus, JobKind, JobStatus, NewApiKey, NewAsset, NewImage,
     OriginalFacts, PageStart, RerenderFilter, SortKey, Trashed,
 };
+use easel_render::Crop;
 use sqlx::Connection;
 
 // ---------------------------------------------------------------- harness
@@ -400,6 +401,42 @@ both! {
             let image = catalog.image("f").await.unwrap().unwrap();
             assert!(image.original().is_some());
             assert_eq!(image.original_facts(), None);
+        }
+        /// The crop column keeps the text `x,y,width,height` it held before
+        /// crops were typed: a written crop reads back as that text, and a
+        /// row written as text reads back as the crop.
+        #[tokio::test]
+        async fn a_crop_is_stored_as_the_text_it_always_was() {
+            let dir = tempfile::tempdir().unwrap();
+            let url = format!("sqlite://{}", dir.path().join("crop.db").display());
+            let catalog = easel_catalog::SqliteCatalog::connect(&url).await.unwrap();
+            catalog.migrate().await.unwrap();
+            let cropped = with_fields(
+                upload("c", "b"),
+                ImageFields {
+                    crop: Some(Crop::new(12, 0, 340, 56).unwrap()),
+                    ..ImageFields::default()
+                },
+            );
+            catalog.create_image(&cropped, t(0)).await.unwrap();
+            let (text,): (Option<String>,) =
+                sqlx::query_as("SELECT crop FROM images WHERE id = 'c'")
+                    .fetch_one(catalog.pool())
+                    .await
+                    .unwrap();
+            assert_eq!(text.as_deref(), Some("12,0,340,56"));
+
+            sqlx::query("UPDATE images SET crop = '7,8,9,10' WHERE id = 'c'")
+                .execute(catalog.pool())
+                .await
+                .unwrap();
+            let image = catalog.image("c").await.unwrap().unwrap();
+            assert_eq!(image.crop(), Some(Crop::new(7, 8, 9, 10).unwrap()));
+            sqlx::query("UPDATE images SET crop = NULL WHERE id = 'c'")
+                .execute(catalog.pool())
+                .await
+                .unwrap();
+            assert_eq!(catalog.image("c").await.unwrap().unwrap().crop(), None);
         }
     },
     postgres_only: {
@@ -794,7 +831,7 @@ mod cases {
             ImageFields {
                 name: Some("Renamed".into()),
                 facet: Some("cover".into()),
-                crop: Some("0,0,100,100".into()),
+                crop: Some(Crop::new(0, 0, 100, 100).unwrap()),
                 tags: vec!["new".into(), "fresh".into()],
                 string1: Some("s1".into()),
                 number1: Some(1.5),
@@ -812,7 +849,7 @@ mod cases {
         assert_eq!(image.status(), ImageStatus::Ingesting);
         assert_eq!(image.name.as_deref(), Some("Renamed"));
         assert_eq!(image.facet.as_deref(), Some("cover"));
-        assert_eq!(image.crop.as_deref(), Some("0,0,100,100"));
+        assert_eq!(image.crop(), Some(Crop::new(0, 0, 100, 100).unwrap()));
         assert_eq!(
             (image.string1.as_deref(), image.number1),
             (Some("s1"), Some(1.5))
@@ -905,7 +942,7 @@ mod cases {
             ImageFields {
                 name: Some("Old".into()),
                 facet: Some("cover".into()),
-                crop: Some("0,0,10,10".into()),
+                crop: Some(Crop::new(0, 0, 10, 10).unwrap()),
                 tags: vec!["a".into(), "b".into()],
                 string1: Some("s1".into()),
                 string2: Some("s2".into()),
@@ -931,7 +968,11 @@ mod cases {
             .unwrap();
         assert_eq!(image.name.as_deref(), Some("New"));
         assert_eq!(image.facet, None, "Some(None) clears");
-        assert_eq!(image.crop.as_deref(), Some("0,0,10,10"), "None leaves");
+        assert_eq!(
+            image.crop(),
+            Some(Crop::new(0, 0, 10, 10).unwrap()),
+            "None leaves"
+        );
         assert_eq!(image.string1.as_deref(), Some("s1"));
         assert_eq!(image.string2, None);
         assert_eq!(image.string3.as_deref(), Some("s3"));
@@ -969,7 +1010,7 @@ mod cases {
 
         // A new crop re-renders.
         let crop = ImagePatch {
-            crop: Some(Some("1,1,5,5".into())),
+            crop: Some(Some(Crop::new(1, 1, 5, 5).unwrap())),
             ..ImagePatch::default()
         };
         let image = c
@@ -977,7 +1018,7 @@ mod cases {
             .await
             .unwrap();
         assert_eq!((image.status(), image.version), (ImageStatus::Ingesting, 4));
-        assert_eq!(image.crop.as_deref(), Some("1,1,5,5"));
+        assert_eq!(image.crop(), Some(Crop::new(1, 1, 5, 5).unwrap()));
         assert_eq!(image.tags(), ["b", "c"], "tags left alone");
         let jobs = c.jobs_for_image("u").await.unwrap();
         assert_eq!(jobs.len(), 2);
@@ -2460,7 +2501,7 @@ mod cases {
             .unwrap();
         // A new crop while the first render runs.
         let patch = ImagePatch {
-            crop: Some(Some("0,0,10,10".into())),
+            crop: Some(Some(Crop::new(0, 0, 10, 10).unwrap())),
             ..ImagePatch::default()
         };
         c.update_image("a", &patch, None, true, t(1)).await.unwrap();

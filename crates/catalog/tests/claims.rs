@@ -14,6 +14,7 @@ use easel_catalog::{
     connect, now_ms, Catalog, CatalogError, Claim, ClaimFilter, Finish, ImageFields, ImagePatch,
     JobKind, JobStatus, NewAsset, NewImage, OriginalFacts, RerenderFilter, CLAIM_TTL_MS,
 };
+use easel_render::Crop;
 
 const LEASE_MS: i64 = 60_000;
 /// Two deployments' settings: the running `serve` (88) and a re-render (80).
@@ -121,7 +122,7 @@ async fn batch_jobs_carry_their_settings_and_complete_only_when_fresh(c: Arc<dyn
     // stale again, so the batch is not complete, and its job runs again
     // (only for a worker at 80).
     let crop = ImagePatch {
-        crop: Some(Some("0,0,400,400".into())),
+        crop: Some(Some(Crop::new(0, 0, 400, 400).unwrap())),
         ..ImagePatch::default()
     };
     c.update_image("cover", &crop, None, true, Utc::now())
@@ -370,7 +371,7 @@ async fn a_batch_job_outrun_by_an_edit_commits_nothing_and_its_files_come_back_c
 
     // The edit lands while the batch job renders.
     let crop = ImagePatch {
-        crop: Some(Some("0,0,400,400".into())),
+        crop: Some(Some(Crop::new(0, 0, 400, 400).unwrap())),
         ..ImagePatch::default()
     };
     c.update_image("cover", &crop, None, true, Utc::now())

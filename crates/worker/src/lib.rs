@@ -441,10 +441,7 @@ impl Worker {
                 .fail(job, "the image no longer exists", codes::IMAGE_GONE)
                 .await;
         };
-        let crop = match image.crop.as_deref().map(str::parse::<Crop>).transpose() {
-            Ok(crop) => crop,
-            Err(e) => return self.fail(job, &e.to_string(), e.code()).await,
-        };
+        let crop = image.crop();
         let (original, facts) = match (job.kind(), image.original()) {
             (JobKind::Render, Some(stored)) => match self.store.get(stored.key).await {
                 Ok(bytes) => match image.original_facts() {

@@ -8,6 +8,7 @@ use sqlx::QueryBuilder;
 
 use super::common::{insert_job, record_original, schedule, settle_original_claim, Tx};
 use super::{Backend, Db};
+use crate::model::StoredCrop;
 use crate::sql::{
     fold_name, like_contains, sort_expression, tags_json, ASSET_COLUMNS, IMAGE_COLUMNS,
     RETAINED_COLUMNS,
@@ -123,7 +124,9 @@ impl ImageRepo for Backend {
                 .push_bind(name.as_deref().map(fold_name));
         }
         set!(facet);
-        set!(crop);
+        if let Some(crop) = patch.crop {
+            qb.push(", crop = ").push_bind(crop.map(StoredCrop));
+        }
         set!(string1);
         set!(string2);
         set!(string3);
@@ -530,7 +533,7 @@ fn bind_fields<'q>(query: ImageQueryAs<'q>, f: &'q ImageFields) -> ImageQueryAs<
     query
         .bind(&f.name)
         .bind(&f.facet)
-        .bind(&f.crop)
+        .bind(f.crop.map(StoredCrop))
         .bind(tags_json(&f.tags))
         .bind(&f.string1)
         .bind(&f.string2)
