@@ -1,7 +1,11 @@
 //! Bearer API keys over HTTP: who is calling, and `GET /v1/key`. The keys'
 //! rules (scopes, hashing, creation, bucket names) are `easel_app::keys`.
 
-use axum::extract::State;
+use std::marker::PhantomData;
+use std::ops::Deref;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap};
 use axum::Json;
 use chrono::{DateTime, Utc};
@@ -63,6 +67,70 @@ impl Caller {
     }
 }
 
+/// The caller of a route, from its `Authorization` header (see
+/// [`Caller::from_headers`]): for routes that serve some files to anyone.
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        Caller::from_headers(state, &parts.headers).await
+    }
+}
+
+/// The scopes a route can require, as types for [`RequireScope`].
+pub mod scope {
+    /// A scope a key may carry.
+    pub trait Scope: Send + Sync + 'static {
+        const NAME: &'static str;
+    }
+
+    /// `image:read`.
+    pub enum Read {}
+    /// `image:write`.
+    pub enum Write {}
+    /// `image:delete`.
+    pub enum Delete {}
+
+    impl Scope for Read {
+        const NAME: &'static str = super::READ;
+    }
+    impl Scope for Write {
+        const NAME: &'static str = super::WRITE;
+    }
+    impl Scope for Delete {
+        const NAME: &'static str = super::DELETE;
+    }
+}
+
+/// The calling key, which carries scope `S`: a route that takes one
+/// answers 401 without a key (or with a wrong one) and 403 without the
+/// scope before its handler runs. It reads as the [`ApiKey`].
+pub struct RequireScope<S: scope::Scope> {
+    key: ApiKey,
+    scope: PhantomData<S>,
+}
+
+impl<S: scope::Scope> Deref for RequireScope<S> {
+    type Target = ApiKey;
+
+    fn deref(&self) -> &ApiKey {
+        &self.key
+    }
+}
+
+impl<S: scope::Scope> FromRequestParts<AppState> for RequireScope<S> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let caller = Caller::from_headers(state, &parts.headers).await?;
+        let key = caller.require(S::NAME)?.clone();
+        Ok(RequireScope {
+            key,
+            scope: PhantomData,
+        })
+    }
+}
+
 /// The calling key, without its secret: what a client (the console) needs
 /// to know what it may do.
 #[derive(Debug, Serialize, ToSchema)]
@@ -95,11 +163,7 @@ pub struct KeyView {
         crate::error::Unavailable,
     ),
 )]
-pub async fn show_key(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-) -> Result<Json<KeyView>, ApiError> {
-    let caller = Caller::from_headers(&state, &headers).await?;
+pub async fn show_key(caller: Caller) -> Result<Json<KeyView>, ApiError> {
     let key = caller.0.ok_or(ApiError::Unauthenticated(
         "this endpoint needs an API key: send Authorization: Bearer <key>",
     ))?;

@@ -2,7 +2,7 @@
 //! batch for the caller's bucket; `GET /v1/batches/{id}` shows its progress.
 
 use axum::extract::{Path, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::{DateTime, Utc};
@@ -11,7 +11,7 @@ use easel_catalog::{Batch, BatchCounts, BatchFailure};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::auth::{self, Caller};
+use crate::auth::{scope, RequireScope};
 use crate::{ApiError, AppState};
 
 /// Failures listed in a batch view.
@@ -128,11 +128,9 @@ pub(crate) fn batch_view(
 )]
 pub async fn start(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    key: RequireScope<scope::Write>,
     body: axum::body::Bytes,
 ) -> Result<Response, ApiError> {
-    let caller = Caller::from_headers(&state, &headers).await?;
-    let key = caller.require(auth::WRITE)?;
     let request: RerenderRequest = if body.iter().all(u8::is_ascii_whitespace) {
         RerenderRequest::default()
     } else {
@@ -213,10 +211,8 @@ pub async fn start(
 pub async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    key: RequireScope<scope::Read>,
 ) -> Result<Json<BatchView>, ApiError> {
-    let caller = Caller::from_headers(&state, &headers).await?;
-    let key = caller.require(auth::READ)?;
     let batch = match state.catalog.batch(&id).await? {
         Some(batch) if batch.bucket.as_deref() == Some(key.bucket.as_str()) => batch,
         _ => return Err(ApiError::BatchNotFound(id)),

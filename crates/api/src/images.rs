@@ -11,7 +11,7 @@ use easel_render::feed::FEED_STYLES;
 use easel_render::{Crop, Style};
 
 use crate::access::{decide, Access, Wanted};
-use crate::auth::{self, Caller};
+use crate::auth::{scope, Caller, RequireScope};
 use crate::files::{self, Caching, StoredFile};
 use crate::serve_cache::{Resolved, Target};
 use crate::view::{self, asset_view, etag_header, image_view, AssetList};
@@ -84,10 +84,9 @@ pub async fn show(
     State(state): State<AppState>,
     method: Method,
     Path(id): Path<String>,
+    key: RequireScope<scope::Read>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let caller = Caller::from_headers(&state, &headers).await?;
-    let key = caller.require(auth::READ)?;
     let image = find_image(&state, &key.bucket, &id).await?;
     if wants_octet_stream(&headers) {
         // PUT can replace the original under this URL: revalidate.
@@ -130,10 +129,8 @@ pub(crate) fn resource(
 pub async fn assets(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    key: RequireScope<scope::Read>,
 ) -> Result<Json<AssetList>, ApiError> {
-    let caller = Caller::from_headers(&state, &headers).await?;
-    let key = caller.require(auth::READ)?;
     find_image(&state, &key.bucket, &id).await?;
     let assets = state.catalog.assets(&id).await?;
     Ok(Json(AssetList {
@@ -217,9 +214,9 @@ pub async fn style(
     State(state): State<AppState>,
     method: Method,
     Path((id, segment)): Path<(String, String)>,
+    caller: Caller,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let caller = Caller::from_headers(&state, &headers).await?;
     let (wanted, extension) = parse_alias(&segment)?;
     let caching = Caching::Revalidate(state.config.alias_max_age);
     if wanted == Alias::Style(Style::Original) {
@@ -302,9 +299,9 @@ pub async fn style_version(
     State(state): State<AppState>,
     method: Method,
     Path((id, style, file)): Path<(String, String, String)>,
+    caller: Caller,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let caller = Caller::from_headers(&state, &headers).await?;
     let style: Style = style
         .parse()
         .map_err(|_| ApiError::UnknownStyle(style.clone()))?;

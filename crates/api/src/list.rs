@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 
 use axum::extract::{RawQuery, State};
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use easel_catalog::{ImageQuery, ImageStatus, MediaAsset, PageStart, SortKey, Trashed};
@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::Value;
 use utoipa::ToSchema;
 
-use crate::auth::{self, Caller};
+use crate::auth::{scope, RequireScope};
 use crate::fields;
 use crate::view::{image_view, ImageView};
 use crate::write::{valid_id, MAX_ID_LEN};
@@ -436,10 +436,8 @@ fn parse(params: &Params, bucket: &str, max_page_size: u64) -> Result<Request, A
 pub async fn list(
     State(state): State<AppState>,
     RawQuery(raw): RawQuery,
-    headers: HeaderMap,
+    key: RequireScope<scope::Read>,
 ) -> Result<Response, ApiError> {
-    let caller = Caller::from_headers(&state, &headers).await?;
-    let key = caller.require(auth::READ)?;
     let params = Params::parse(raw.as_deref())?;
     let request = parse(&params, &key.bucket, state.config.max_page_size)?;
     // One row more than a keyset page shows, to know whether a next exists.

@@ -8,7 +8,6 @@
 //! from: the feed file, `itunes`, and two small squares for lists.
 
 use axum::extract::{Path, State};
-use axum::http::HeaderMap;
 use axum::Json;
 use easel_catalog::MediaAsset;
 use easel_render::Style;
@@ -115,9 +114,8 @@ pub struct PodcastLinks {
 pub async fn podcast(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    caller: Caller,
 ) -> Result<Json<PodcastView>, ApiError> {
-    let caller = Caller::from_headers(&state, &headers).await?;
     let (image, settings) = crate::images::visible_image(&state, &caller, &id).await?;
     let feed = feed_asset(&state, &image).await?;
     // Public when the feed file is: the tags name nothing else a stranger

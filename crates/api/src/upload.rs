@@ -18,7 +18,7 @@ use easel_catalog::{ImageFields, ImageStatus, NewImage, OriginalFacts};
 use easel_render::Crop;
 use http_body_util::BodyExt;
 
-use crate::auth::{self, Caller};
+use crate::auth::{scope, RequireScope};
 use crate::fields;
 use crate::view::{etag_header, image_path, image_view};
 use crate::{ApiError, AppState};
@@ -227,12 +227,12 @@ pub(crate) struct UploadForm {
 )]
 pub async fn upload(
     State(state): State<AppState>,
+    key: RequireScope<scope::Write>,
     headers: HeaderMap,
     request: Request,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let caller = Caller::from_headers(&state, &headers).await?;
-    let bucket = caller.require(auth::WRITE)?.bucket.clone();
+    let bucket = key.bucket.clone();
     let result = accept(&state, &bucket, &headers, request).await;
     let outcome = match &result {
         Ok(_) => "accepted",

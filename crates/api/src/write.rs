@@ -13,7 +13,7 @@ use easel_catalog::{Image, NewImage};
 
 use serde::Deserialize;
 
-use crate::auth::{self, Caller};
+use crate::auth::{scope, RequireScope};
 use crate::fields;
 use crate::images::{find_any, find_image, resource};
 use crate::upload::{self, read_image_body, respond_created, store_original};
@@ -196,11 +196,10 @@ pub(crate) struct PutOriginBody {
 pub async fn patch(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    key: RequireScope<scope::Write>,
     headers: HeaderMap,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let caller = Caller::from_headers(&state, &headers).await?;
-    let key = caller.require(auth::WRITE)?;
     let image = find_image(&state, &key.bucket, &id).await?;
     if !is_json(&headers) {
         return Err(ApiError::UnsupportedMediaType(
@@ -279,11 +278,10 @@ pub async fn patch(
 pub async fn put(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    key: RequireScope<scope::Write>,
     headers: HeaderMap,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let caller = Caller::from_headers(&state, &headers).await?;
-    let key = caller.require(auth::WRITE)?;
     if !valid_id(&id) {
         return Err(ApiError::bad_request(
             "invalid-id",
@@ -425,10 +423,8 @@ fn checked_origin(url: &str) -> Result<String, ApiError> {
 pub async fn render(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    key: RequireScope<scope::Write>,
 ) -> Result<Response, ApiError> {
-    let caller = Caller::from_headers(&state, &headers).await?;
-    let key = caller.require(auth::WRITE)?;
     find_image(&state, &key.bucket, &id).await?;
     state.catalog.enqueue_render(&id, Utc::now()).await?;
     state.wake.notify_one();
@@ -475,13 +471,12 @@ pub struct DeleteQuery {
 pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    key: RequireScope<scope::Delete>,
     headers: HeaderMap,
     query: Result<Query<DeleteQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
-    // The key first: a caller without one learns nothing, not even that
-    // its query string is wrong.
-    let caller = Caller::from_headers(&state, &headers).await?;
-    let key = caller.require(auth::DELETE)?;
+    // `key` is checked before the query is read: a caller without one
+    // learns nothing, not even that its query string is wrong.
     let Query(query) =
         query.map_err(|e| ApiError::bad_request("invalid-parameter", e.body_text()))?;
     if query.force.unwrap_or(false) {
@@ -528,10 +523,8 @@ pub async fn delete(
 pub async fn restore(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    key: RequireScope<scope::Delete>,
 ) -> Result<Response, ApiError> {
-    let caller = Caller::from_headers(&state, &headers).await?;
-    let key = caller.require(auth::DELETE)?;
     find_any(&state, &key.bucket, &id).await?;
     let restored = state.catalog.restore(&id, Utc::now()).await?;
     let assets = state.catalog.assets(&id).await?;
