@@ -2395,17 +2395,7 @@ async fn iiif_follows_the_buckets_public_setting() {
         "the oriented original's size"
     );
 
-    app.catalog
-        .set_bucket_settings(
-            "default",
-            easel_catalog::BucketSettings {
-                public_max_side: Some(0),
-                feed_max_bytes: None,
-            },
-            chrono::Utc::now(),
-        )
-        .await
-        .unwrap();
+    app.make_default_bucket_private().await;
     for path in [&info, &region] {
         // A stranger gets what a missing id gets (issue 11).
         let anonymous = app.anonymous.get(app.url(path)).send().await.unwrap();

@@ -1403,17 +1403,7 @@ async fn max_unauthorised_opens_styles_up_to_its_limit_and_the_rest_to_a_scope_o
     );
 
     // -1 opens it all, even in a bucket that shows nothing by default.
-    app.catalog
-        .set_bucket_settings(
-            "default",
-            easel_catalog::BucketSettings {
-                public_max_side: Some(0),
-                feed_max_bytes: None,
-            },
-            chrono::Utc::now(),
-        )
-        .await
-        .unwrap();
+    app.make_default_bucket_private().await;
     let image = patch_image(&app, &id, serde_json::json!({ "max_unauthorised": -1 })).await;
     assert_eq!(image["feed_ready"]["ok"], true, "{}", image["feed_ready"]);
     for path in [&small, &large, &podcast] {
@@ -1665,17 +1655,7 @@ async fn another_nodes_changes_show_within_the_lookup_lifetime_and_access_is_dec
     }
 
     // Another node makes the bucket private.
-    app.catalog
-        .set_bucket_settings(
-            "default",
-            easel_catalog::BucketSettings {
-                public_max_side: Some(0),
-                feed_max_bytes: None,
-            },
-            chrono::Utc::now(),
-        )
-        .await
-        .unwrap();
+    app.make_default_bucket_private().await;
     tokio::time::sleep(ttl + Duration::from_millis(100)).await;
     for url in [&alias, &versioned] {
         assert_eq!(fetch_checked(&app.anonymous, url).await.0, 404, "{url}");

@@ -9,7 +9,6 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -47,19 +46,13 @@ impl Served {
             command.env(key, value);
         }
         let mut child = ChildGuard(command.spawn().expect("spawn easel serve"));
-        let stdout = child.0.stdout.take().expect("stdout");
-        let line = tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            BufReader::new(stdout).read_line(&mut line).map(|_| line)
-        })
-        .await
-        .expect("join")
-        .expect("read stdout");
-        let base = line
-            .trim()
-            .strip_prefix("easel: listening on ")
-            .unwrap_or_else(|| panic!("unexpected first line {line:?}; log:\n{}", tail(log)))
-            .to_string();
+        let base = child.listening_on().await.unwrap_or_else(|line| {
+            panic!(
+                "unexpected first line {line:?}; log:
+{}",
+                tail(log)
+            )
+        });
         Served {
             child,
             base,

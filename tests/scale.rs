@@ -95,28 +95,16 @@ impl Deployment {
 
     /// `easel serve` on port 0; returns it and its base URL.
     async fn serve(&self, vars: &[(&str, &str)]) -> (ChildGuard, String) {
-        use std::io::{BufRead, BufReader};
         let mut vars = vars.to_vec();
         vars.push(("EASEL_LISTEN", "127.0.0.1:0"));
         let mut child = self.spawn(&["serve"], &vars, "serve");
-        let stdout = child.0.stdout.take().expect("stdout");
-        let line = tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            BufReader::new(stdout).read_line(&mut line).map(|_| line)
-        })
-        .await
-        .expect("join")
-        .expect("read stdout");
-        let base = line
-            .trim()
-            .strip_prefix("easel: listening on ")
-            .unwrap_or_else(|| {
-                panic!(
-                    "unexpected first line {line:?}; log:\n{}",
-                    self.log("serve")
-                )
-            })
-            .to_string();
+        let base = child.listening_on().await.unwrap_or_else(|line| {
+            panic!(
+                "unexpected first line {line:?}; log:
+{}",
+                self.log("serve")
+            )
+        });
         (child, base)
     }
 

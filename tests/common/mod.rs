@@ -95,6 +95,19 @@ pub fn client_with_key(key: &str) -> reqwest::Client {
 }
 
 impl TestApp {
+    /// Makes the default bucket private: no style file is public
+    /// (`public_max_side` 0), so strangers see what a missing id shows.
+    pub async fn make_default_bucket_private(&self) {
+        let private = easel_catalog::BucketSettings {
+            public_max_side: Some(0),
+            feed_max_bytes: None,
+        };
+        self.catalog
+            .set_bucket_settings("default", private, chrono::Utc::now())
+            .await
+            .unwrap();
+    }
+
     /// A new key for `bucket` with `scopes`, and a client sending it.
     pub async fn key_for(&self, bucket: &str, scopes: &[&str]) -> (String, reqwest::Client) {
         let scopes: Vec<String> = scopes.iter().map(|s| s.to_string()).collect();
@@ -443,6 +456,27 @@ pub async fn problem(response: reqwest::Response, status: u16, code: &str) -> Va
 /// A child process killed (by its own handle) when the test ends, pass or fail.
 pub struct ChildGuard(pub std::process::Child);
 
+impl ChildGuard {
+    /// The base URL in the first line `easel serve` prints on its piped
+    /// stdout (`easel: listening on <base URL>`), or the line it printed
+    /// instead, for the caller to show with its log.
+    pub async fn listening_on(&mut self) -> Result<String, String> {
+        use std::io::{BufRead, BufReader};
+        let stdout = self.0.stdout.take().expect("stdout is piped");
+        let line = tokio::task::spawn_blocking(move || {
+            let mut line = String::new();
+            BufReader::new(stdout).read_line(&mut line).map(|_| line)
+        })
+        .await
+        .expect("join")
+        .expect("read stdout");
+        match line.trim().strip_prefix("easel: listening on ") {
+            Some(base) => Ok(base.to_string()),
+            None => Err(line),
+        }
+    }
+}
+
 impl Drop for ChildGuard {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -498,23 +532,13 @@ pub fn easel_key(data: &Path) -> (String, reqwest::Client) {
 /// Starts `easel serve` on port 0 and returns it with its base URL, read
 /// from the line it prints on stdout.
 pub async fn easel_serve(data: &Path, extra: &[(&str, &str)]) -> (ChildGuard, String) {
-    use std::io::{BufRead, BufReader};
     let mut extra = extra.to_vec();
     extra.push(("EASEL_LISTEN", "127.0.0.1:0"));
     let mut child = easel(&["serve"], &[("EASEL_DATA_DIR", data)], &extra);
-    let stdout = child.0.stdout.take().expect("stdout");
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).map(|_| line)
-    })
-    .await
-    .expect("join")
-    .expect("read stdout");
-    let base = line
-        .trim()
-        .strip_prefix("easel: listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_string();
+    let base = child
+        .listening_on()
+        .await
+        .unwrap_or_else(|line| panic!("unexpected first line {line:?}"));
     (child, base)
 }
 
