@@ -1584,14 +1584,12 @@ async fn the_serve_cache_shows_its_own_rerender_at_once_and_never_serves_a_force
 
     // A new crop, and the alias asked while the re-render waits in the
     // queue: the cache holds the old file again.
-    let patched = app
-        .client
-        .patch(app.url(&format!("/v1/images/{id}")))
-        .json(&serde_json::json!({"crop": {"x": 0, "y": 0, "width": 150, "height": 150}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(patched.status(), 200);
+    patch_image(
+        &app,
+        &id,
+        serde_json::json!({"crop": {"x": 0, "y": 0, "width": 150, "height": 150}}),
+    )
+    .await;
     let (status, etag, _) = fetch_checked(&app.anonymous, &alias).await;
     assert_eq!(
         (status, &etag),

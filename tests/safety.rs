@@ -64,6 +64,18 @@ impl Served {
         format!("{}{path}", self.base)
     }
 
+    /// The image's JSON as the API shows it now.
+    async fn image(&self, client: &reqwest::Client, id: &str) -> Value {
+        client
+            .get(self.url(&format!("/v1/images/{id}")))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     fn log_tail(&self) -> String {
         tail(&self.log)
     }
@@ -73,14 +85,7 @@ impl Served {
     async fn settled(&self, client: &reqwest::Client, id: &str, within: Duration) -> Value {
         let deadline = Instant::now() + within;
         loop {
-            let image: Value = client
-                .get(self.url(&format!("/v1/images/{id}")))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let image = self.image(client, id).await;
             if image["status"] != "ingesting" || Instant::now() > deadline {
                 return image;
             }
@@ -357,14 +362,7 @@ async fn a_full_disk_answers_507_or_503_loses_no_acknowledged_write_and_recovers
             .unwrap();
         assert_eq!(original.status(), 200, "{id}");
         assert!(original.bytes().await.unwrap() == *png, "{id}'s original");
-        let image: Value = client
-            .get(served.url(&format!("/v1/images/{id}")))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let image = served.image(&client, id).await;
         assert_eq!(image["status"], "finished", "{image}");
         if let Some(name) = names.get(id) {
             assert_eq!(image["name"], name.as_str(), "{id}'s acknowledged PATCH");
