@@ -247,15 +247,13 @@ pub fn json_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
 }
 
 /// All fields of a PUT body (absent means empty: PUT replaces).
-pub fn fields_from_json(
-    body: &Map<String, Value>,
-) -> Result<(ImageFields, Option<Crop>), ApiError> {
+pub fn fields_from_json(body: &Map<String, Value>) -> Result<ImageFields, ApiError> {
     let get = |k: &str| body.get(k).unwrap_or(&Value::Null);
     let crop = match get("crop") {
         Value::Null => None,
         v => Some(crop_json(v)?),
     };
-    let fields = ImageFields {
+    Ok(ImageFields {
         name: json_text("name", get("name"))?,
         facet: json_text("facet", get("facet"))?,
         crop,
@@ -268,15 +266,11 @@ pub fn fields_from_json(
         number3: json_number("number3", get("number3"))?,
         max_unauthorised: json_max_unauthorised(get("max_unauthorised"))?,
         roles: json_roles(get("roles"))?,
-    };
-    Ok((fields, crop))
+    })
 }
 
 /// A PATCH body: present keys change (null clears), absent ones stay.
-/// Returns the patch and, when the body sets `crop`, the new crop.
-pub fn patch_from_json(
-    body: &Map<String, Value>,
-) -> Result<(ImagePatch, Option<Option<Crop>>), ApiError> {
+pub fn patch_from_json(body: &Map<String, Value>) -> Result<ImagePatch, ApiError> {
     reject_unknown(body, &FIELD_NAMES)?;
     let text_field = |k: &str| body.get(k).map(|v| json_text(k, v)).transpose();
     let number_field = |k: &str| body.get(k).map(|v| json_number(k, v)).transpose();
@@ -287,7 +281,7 @@ pub fn patch_from_json(
             v => crop_json(v).map(Some),
         })
         .transpose()?;
-    let patch = ImagePatch {
+    Ok(ImagePatch {
         name: text_field("name")?,
         facet: text_field("facet")?,
         crop,
@@ -303,6 +297,5 @@ pub fn patch_from_json(
             .map(json_max_unauthorised)
             .transpose()?,
         roles: body.get("roles").map(json_roles).transpose()?,
-    };
-    Ok((patch, crop))
+    })
 }

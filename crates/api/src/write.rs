@@ -207,14 +207,14 @@ pub async fn patch(
         ));
     }
     let body = fields::json_object(&json_body(request).await?)?;
-    let (patch, crop) = fields::patch_from_json(&body)?;
+    let patch = fields::patch_from_json(&body)?;
     let expected = expected_version(&headers, Some(&image))?;
-    if let Some(Some(crop)) = crop {
+    if let Some(Some(crop)) = patch.crop {
         if let (Some(w), Some(h)) = (image.width, image.height) {
             crop.check_inside(u32::try_from(w).unwrap_or(0), u32::try_from(h).unwrap_or(0))?;
         }
     }
-    let rerender = crop.is_some_and(|c| c != image.crop());
+    let rerender = patch.crop.is_some_and(|c| c != image.crop());
     let updated = state
         .catalog
         .update_image(&id, &patch, expected, rerender, Utc::now())
@@ -342,7 +342,7 @@ pub async fn put(
                 ))
             }
         };
-        let (fields, _) = fields::fields_from_json(&body)?;
+        let fields = fields::fields_from_json(&body)?;
         let new = NewImage {
             id: id.clone(),
             bucket: key.bucket.clone(),
