@@ -1,6 +1,8 @@
-//! Who may see what of an image: the one rule every file route asks.
+//! Who may see what of an image: the one rule every route asks.
 //!
-//! [`decide`] is a pure function of the image row, its bucket's settings
+//! [`visible_image`] is the one lookup by id: a missing image, a trashed
+//! one and another bucket's are the same 404, so ids never leak across
+//! buckets. [`decide`] is a pure function of the image row, its bucket's settings
 //! and the calling key, so a cached lookup can call it as well as a route
 //! that just read the rows. The limit in force is the image's own
 //! `max_unauthorised`, else its bucket's style visibility
@@ -9,7 +11,65 @@
 use easel_catalog::{ApiKey, BucketSettings, Image};
 
 use crate::auth::READ;
-use crate::ApiError;
+use crate::{ApiError, AppState};
+
+/// Whether a lookup by id finds trashed images too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trashed {
+    /// Live images only: what reads, renders and edits see.
+    Hidden,
+    /// Trashed ones as well: what a delete or a restore acts on.
+    Included,
+}
+
+/// The image `id` as `caller` may know it: live (unless `trashed` says
+/// otherwise) and, when a key is sent, of the key's bucket. Anything else
+/// is the 404 of a missing id. What the caller may see of it is then
+/// [`decide`]d on the image's bucket settings
+/// ([`visible_image_with_settings`]).
+pub(crate) async fn visible_image(
+    state: &AppState,
+    caller: Option<&ApiKey>,
+    id: &str,
+    trashed: Trashed,
+) -> Result<Image, ApiError> {
+    match state.catalog.image(id).await? {
+        Some(image) => {
+            check_visible(&image, caller, trashed)?;
+            Ok(image)
+        }
+        None => Err(ApiError::ImageNotFound(id.to_string())),
+    }
+}
+
+/// As [`visible_image`] for a live image, with its bucket's settings: what
+/// the file routes, the podcast tags and IIIF need to [`decide`].
+pub(crate) async fn visible_image_with_settings(
+    state: &AppState,
+    caller: Option<&ApiKey>,
+    id: &str,
+) -> Result<(Image, BucketSettings), ApiError> {
+    let image = visible_image(state, caller, id, Trashed::Hidden).await?;
+    let settings = state.catalog.bucket_settings(&image.bucket).await?;
+    Ok((image, settings))
+}
+
+/// [`visible_image`]'s rule on rows already read (the serve cache's, or a
+/// PUT's that may create the image).
+pub(crate) fn check_visible(
+    image: &Image,
+    caller: Option<&ApiKey>,
+    trashed: Trashed,
+) -> Result<(), ApiError> {
+    let live = image.deleted_at.is_none() || trashed == Trashed::Included;
+    // A key never sees another bucket, public files included.
+    let own_bucket = caller.is_none_or(|key| key.bucket == image.bucket);
+    if live && own_bucket {
+        Ok(())
+    } else {
+        Err(ApiError::ImageNotFound(image.id.clone()))
+    }
+}
 
 /// What a request would show of the image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

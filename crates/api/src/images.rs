@@ -10,7 +10,9 @@ use easel_catalog::{Image, ImageStatus, MediaAsset};
 use easel_render::feed::FEED_STYLES;
 use easel_render::{Crop, Style};
 
-use crate::access::{decide, Access, Wanted};
+use crate::access::{
+    check_visible, decide, visible_image, visible_image_with_settings, Access, Trashed, Wanted,
+};
 use crate::auth::{scope, Caller, RequireScope};
 use crate::files::{self, Caching, StoredFile};
 use crate::serve_cache::{Resolved, Target};
@@ -19,27 +21,6 @@ use crate::{ApiError, AppState};
 
 /// The alias of the feed file.
 const FEED: &str = easel_app::FEED_ALIAS;
-
-/// An image the caller's key may see: missing, trashed and other buckets'
-/// images are all the same 404, so ids never leak across buckets.
-pub(crate) async fn find_image(
-    state: &AppState,
-    bucket: &str,
-    id: &str,
-) -> Result<Image, ApiError> {
-    match state.catalog.image(id).await? {
-        Some(image) if image.deleted_at.is_none() && image.bucket == bucket => Ok(image),
-        _ => Err(ApiError::ImageNotFound(id.to_string())),
-    }
-}
-
-/// As [`find_image`], trashed images included.
-pub(crate) async fn find_any(state: &AppState, bucket: &str, id: &str) -> Result<Image, ApiError> {
-    match state.catalog.image(id).await? {
-        Some(image) if image.bucket == bucket => Ok(image),
-        _ => Err(ApiError::ImageNotFound(id.to_string())),
-    }
-}
 
 /// The resource as JSON, or with `Accept: application/octet-stream` the
 /// original's bytes.
@@ -87,7 +68,7 @@ pub async fn show(
     key: RequireScope<scope::Read>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let image = find_image(&state, &key.bucket, &id).await?;
+    let image = visible_image(&state, Some(&*key), &id, Trashed::Hidden).await?;
     if wants_octet_stream(&headers) {
         // PUT can replace the original under this URL: revalidate.
         let caching = Caching::Revalidate(state.config.alias_max_age);
@@ -131,7 +112,7 @@ pub async fn assets(
     Path(id): Path<String>,
     key: RequireScope<scope::Read>,
 ) -> Result<Json<AssetList>, ApiError> {
-    find_image(&state, &key.bucket, &id).await?;
+    visible_image(&state, Some(&*key), &id, Trashed::Hidden).await?;
     let assets = state.catalog.assets(&id).await?;
     Ok(Json(AssetList {
         data: assets.into_iter().map(|a| asset_view(&state, a)).collect(),
@@ -220,7 +201,7 @@ pub async fn style(
     let (wanted, extension) = parse_alias(&segment)?;
     let caching = Caching::Revalidate(state.config.alias_max_age);
     if wanted == Alias::Style(Style::Original) {
-        let (image, settings) = visible_image(&state, &caller, &id).await?;
+        let (image, settings) = visible_image_with_settings(&state, caller.key(), &id).await?;
         decide(&image, &settings, caller.key(), Wanted::Original).check(&id)?;
         // Stored before the upload was acknowledged: readable while rendering.
         return serve_original(&state, &method, &headers, &image, extension, caching).await;
@@ -233,7 +214,7 @@ pub async fn style(
         .config
         .serve_cache
         .resolve(&id, Target::Alias(name.to_string()), || async {
-            let (image, settings) = live_image(&state, &id).await?;
+            let (image, settings) = visible_image_with_settings(&state, None, &id).await?;
             let asset = match wanted {
                 Alias::Feed => feed_asset(&state, &image).await?,
                 Alias::Style(style) => state.catalog.asset(&id, style.as_str()).await?,
@@ -246,7 +227,7 @@ pub async fn style(
         })
         .await?;
     let (image, settings) = (&resolved.image, &resolved.settings);
-    check_bucket(&caller, image)?;
+    check_visible(image, caller.key(), Trashed::Hidden)?;
     let Some(asset) = &resolved.asset else {
         // Say why a file is missing only to those who may see the image.
         decide(image, settings, caller.key(), Wanted::Everything).check(&id)?;
@@ -316,7 +297,7 @@ pub async fn style_version(
                 .config
                 .serve_cache
                 .resolve(&id, target, || async {
-                    let (image, settings) = live_image(&state, &id).await?;
+                    let (image, settings) = visible_image_with_settings(&state, None, &id).await?;
                     let asset = find_version(&state, &id, style, prefix).await?;
                     Ok(Resolved {
                         image,
@@ -327,7 +308,7 @@ pub async fn style_version(
                 .await?
         }
         _ => {
-            let (image, settings) = live_image(&state, &id).await?;
+            let (image, settings) = visible_image_with_settings(&state, None, &id).await?;
             Arc::new(Resolved {
                 image,
                 settings,
@@ -336,7 +317,7 @@ pub async fn style_version(
         }
     };
     let (image, settings) = (&resolved.image, &resolved.settings);
-    check_bucket(&caller, image)?;
+    check_visible(image, caller.key(), Trashed::Hidden)?;
     // In a bucket that is not fully public, a stranger learns no more from
     // a wrong version than from a wrong id.
     let hide = decide(image, settings, caller.key(), Wanted::Everything) == Access::Hidden;
@@ -445,39 +426,6 @@ fn check_extension(style: &str, mimetype: &str, extension: &str) -> Result<(), A
             extension: canonical,
         })
     }
-}
-
-/// An image as the file endpoints see it: live, and the caller's bucket's
-/// if it sent a key. With its bucket's settings.
-pub(crate) async fn visible_image(
-    state: &AppState,
-    caller: &Caller,
-    id: &str,
-) -> Result<(Image, easel_catalog::BucketSettings), ApiError> {
-    let (image, settings) = live_image(state, id).await?;
-    check_bucket(caller, &image)?;
-    Ok((image, settings))
-}
-
-/// A live (not trashed) image and its bucket's settings, whoever asks.
-async fn live_image(
-    state: &AppState,
-    id: &str,
-) -> Result<(Image, easel_catalog::BucketSettings), ApiError> {
-    let image = match state.catalog.image(id).await? {
-        Some(image) if image.deleted_at.is_none() => image,
-        _ => return Err(ApiError::ImageNotFound(id.to_string())),
-    };
-    let settings = state.catalog.bucket_settings(&image.bucket).await?;
-    Ok((image, settings))
-}
-
-/// A key of another bucket sees nothing of this one, public or not.
-fn check_bucket(caller: &Caller, image: &Image) -> Result<(), ApiError> {
-    if caller.key().is_some_and(|k| k.bucket != image.bucket) {
-        return Err(ApiError::ImageNotFound(image.id.clone()));
-    }
-    Ok(())
 }
 
 /// The file of `style` whose sha256 starts with `prefix`: the current one,

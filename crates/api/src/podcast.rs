@@ -14,7 +14,7 @@ use easel_render::Style;
 use serde::Serialize;
 use utoipa::ToSchema;
 
-use crate::access::{decide, Wanted};
+use crate::access::{decide, visible_image_with_settings, Wanted};
 use crate::auth::Caller;
 use crate::images::feed_asset;
 use crate::view::{image_path, version_path, FeedReadyView};
@@ -116,7 +116,7 @@ pub async fn podcast(
     Path(id): Path<String>,
     caller: Caller,
 ) -> Result<Json<PodcastView>, ApiError> {
-    let (image, settings) = crate::images::visible_image(&state, &caller, &id).await?;
+    let (image, settings) = visible_image_with_settings(&state, caller.key(), &id).await?;
     let feed = feed_asset(&state, &image).await?;
     // Public when the feed file is: the tags name nothing else a stranger
     // could not fetch.

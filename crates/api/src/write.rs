@@ -13,9 +13,10 @@ use easel_catalog::{Image, NewImage};
 
 use serde::Deserialize;
 
+use crate::access::{check_visible, visible_image, Trashed};
 use crate::auth::{scope, RequireScope};
 use crate::fields;
-use crate::images::{find_any, find_image, resource};
+use crate::images::resource;
 use crate::upload::{self, read_image_body, respond_created, store_original};
 use crate::view::etag_value;
 use crate::{ApiError, AppState};
@@ -200,7 +201,7 @@ pub async fn patch(
     headers: HeaderMap,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let image = find_image(&state, &key.bucket, &id).await?;
+    let image = visible_image(&state, Some(&*key), &id, Trashed::Hidden).await?;
     if !is_json(&headers) {
         return Err(ApiError::UnsupportedMediaType(
             "PATCH takes a JSON object (Content-Type: application/json)".into(),
@@ -288,11 +289,11 @@ pub async fn put(
             "image ids are 1 to 128 characters of A-Z a-z 0-9 . _ -",
         ));
     }
-    let current = match state.catalog.image(&id).await? {
+    let current = state.catalog.image(&id).await?;
+    if let Some(image) = &current {
         // Another bucket's id is not ours to see or take.
-        Some(image) if image.bucket != key.bucket => return Err(ApiError::ImageNotFound(id)),
-        other => other,
-    };
+        check_visible(image, Some(&*key), Trashed::Included)?;
+    }
     let expected = expected_version(&headers, current.as_ref())?;
     let (new, wait) = if is_json(&headers) {
         // The image fields travel in the JSON body; the query carries
@@ -425,10 +426,10 @@ pub async fn render(
     Path(id): Path<String>,
     key: RequireScope<scope::Write>,
 ) -> Result<Response, ApiError> {
-    find_image(&state, &key.bucket, &id).await?;
+    visible_image(&state, Some(&*key), &id, Trashed::Hidden).await?;
     state.catalog.enqueue_render(&id, Utc::now()).await?;
     state.wake.notify_one();
-    let image = find_image(&state, &key.bucket, &id).await?;
+    let image = visible_image(&state, Some(&*key), &id, Trashed::Hidden).await?;
     let assets = state.catalog.assets(&id).await?;
     Ok(resource(&state, StatusCode::ACCEPTED, image, assets))
 }
@@ -480,7 +481,7 @@ pub async fn delete(
     let Query(query) =
         query.map_err(|e| ApiError::bad_request("invalid-parameter", e.body_text()))?;
     if query.force.unwrap_or(false) {
-        let image = find_any(&state, &key.bucket, &id).await?;
+        let image = visible_image(&state, Some(&*key), &id, Trashed::Included).await?;
         let expected = expected_version(&headers, Some(&image))?;
         // The files go after the delete delay, by the reaper, and only
         // those nothing refers to then: an identical upload racing this
@@ -496,7 +497,7 @@ pub async fn delete(
         }
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    let image = find_image(&state, &key.bucket, &id).await?;
+    let image = visible_image(&state, Some(&*key), &id, Trashed::Hidden).await?;
     let expected = expected_version(&headers, Some(&image))?;
     let deleted = state.catalog.soft_delete(&id, expected, Utc::now()).await?;
     let assets = state.catalog.assets(&id).await?;
@@ -525,7 +526,7 @@ pub async fn restore(
     Path(id): Path<String>,
     key: RequireScope<scope::Delete>,
 ) -> Result<Response, ApiError> {
-    find_any(&state, &key.bucket, &id).await?;
+    visible_image(&state, Some(&*key), &id, Trashed::Included).await?;
     let restored = state.catalog.restore(&id, Utc::now()).await?;
     let assets = state.catalog.assets(&id).await?;
     Ok(resource(&state, StatusCode::OK, restored, assets))
