@@ -22,7 +22,7 @@ const FAILURES_SHOWN: i64 = 100;
 #[serde(deny_unknown_fields)]
 pub struct RerenderRequest {
     /// Only images missing this style or holding a stale file of it.
-    #[schema(value_type = Option<crate::openapi::RenderedStyle>)]
+    #[schema(value_type = Option<crate::schema::RenderedStyle>)]
     pub style: Option<String>,
     /// Only images created at or after this time (RFC 3339).
     pub since: Option<DateTime<Utc>>,

@@ -22,6 +22,7 @@ mod list;
 pub mod openapi;
 mod ops;
 mod podcast;
+mod schema;
 pub mod serve_cache;
 mod upload;
 mod view;

@@ -4,62 +4,17 @@
 
 use axum::Router;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
+// `crate::iiif` still names `Binary` here; the IIIF rewrite is to take it
+// from `crate::schema` like every other handler.
+pub(crate) use crate::schema::Binary;
+use crate::schema::{Health, Ready};
 use crate::AppState;
 
 /// The scheme name handlers refer to in `security(("bearer" = []))`.
 pub const BEARER: &str = "bearer";
-
-/// Uploaded bytes (or a served file): any of the accepted image formats.
-#[derive(ToSchema)]
-#[schema(value_type = String, format = Binary)]
-#[allow(dead_code)]
-pub struct Binary(Vec<u8>);
-
-/// `GET /healthz`.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct Health {
-    /// Always `ok`.
-    #[schema(example = "ok")]
-    status: String,
-}
-
-/// `GET /readyz`.
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub struct Ready {
-    #[schema(example = "ready")]
-    status: String,
-    #[schema(example = "ok")]
-    database: String,
-    #[schema(example = "ok")]
-    store: String,
-}
-
-/// A style that can be re-rendered (every style but `original`).
-#[derive(ToSchema)]
-#[allow(dead_code)]
-pub enum RenderedStyle {
-    #[schema(rename = "stripped-original")]
-    StrippedOriginal,
-    #[schema(rename = "regular")]
-    Regular,
-    #[schema(rename = "thumb")]
-    Thumb,
-    #[schema(rename = "square-400")]
-    Square400,
-    #[schema(rename = "square-640")]
-    Square640,
-    #[schema(rename = "square-888")]
-    Square888,
-    #[schema(rename = "itunes")]
-    Itunes,
-    #[schema(rename = "square-3000")]
-    Square3000,
-}
 
 struct BearerAuth;
 

@@ -42,7 +42,7 @@ pub fn metrics_handle() -> PrometheusHandle {
     path = "/healthz",
     tag = "ops",
     operation_id = "healthz",
-    responses((status = 200, description = "Alive", body = crate::openapi::Health)),
+    responses((status = 200, description = "Alive", body = crate::schema::Health)),
 )]
 pub async fn healthz() -> impl IntoResponse {
     Json(serde_json::json!({ "status": "ok" }))
@@ -56,7 +56,7 @@ pub async fn healthz() -> impl IntoResponse {
     tag = "ops",
     operation_id = "readyz",
     responses(
-        (status = 200, description = "The database and the blob store take writes", body = crate::openapi::Ready),
+        (status = 200, description = "The database and the blob store take writes", body = crate::schema::Ready),
         crate::error::Unavailable,
     ),
 )]

@@ -195,12 +195,12 @@ pub(crate) struct UploadForm {
     request_body(
         description = "The image itself (its type is sniffed from its bytes), or a multipart form",
         content(
-            (crate::openapi::Binary = "image/jpeg"),
-            (crate::openapi::Binary = "image/png"),
-            (crate::openapi::Binary = "image/webp"),
-            (crate::openapi::Binary = "image/gif"),
-            (crate::openapi::Binary = "image/tiff"),
-            (crate::openapi::Binary = "application/octet-stream"),
+            (crate::schema::Binary = "image/jpeg"),
+            (crate::schema::Binary = "image/png"),
+            (crate::schema::Binary = "image/webp"),
+            (crate::schema::Binary = "image/gif"),
+            (crate::schema::Binary = "image/tiff"),
+            (crate::schema::Binary = "application/octet-stream"),
             (UploadForm = "multipart/form-data"),
         ),
     ),
