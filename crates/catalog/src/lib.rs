@@ -374,16 +374,18 @@ pub trait JobQueue: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> Result<FinishedJob, CatalogError>;
 
-    /// Marks the job `failed` and the image `error` with a reason and a
-    /// stable code: for inputs that will never render. A batch job's or a
-    /// superseded job's failure stays on the job: the image keeps the files
-    /// (and status) it has, which are still served.
+    /// Marks the job `failed` and the image `error` with a reason, a
+    /// stable code and the feed readiness the failure leaves: for inputs
+    /// that will never render. A batch job's or a superseded job's failure
+    /// stays on the job: the image keeps the files (and status, and
+    /// readiness) it has, which are still served.
     async fn fail_job(
         &self,
         job: &Job,
         owner: &str,
         reason: &str,
         code: &str,
+        readiness: &FeedReadiness,
         now: DateTime<Utc>,
     ) -> Result<(), CatalogError>;
 

@@ -204,6 +204,11 @@ fn feed_asset(style: &str, side: i64, size: i64, upscaled: bool) -> NewAsset {
     }
 }
 
+/// The readiness a failed render leaves, as the worker passes it.
+fn failure(reason: &str) -> FeedReadiness {
+    FeedReadiness::failing(&format!("the image failed to render: {reason}"))
+}
+
 /// The files as a render hands them over: the feed file is square-3000,
 /// else itunes, ready unless enlarged (the engine's full rule is tested
 /// in easel-render; here what matters is that it is stored).
@@ -625,7 +630,9 @@ mod cases {
             .finish_job(&job, "w1", &Finish::of(&[asset("thumb", "k")]), t(20))
             .await;
         assert!(matches!(late, Err(CatalogError::LeaseLost { .. })));
-        let late = c.fail_job(&job, "w1", "why", "code", t(20)).await;
+        let late = c
+            .fail_job(&job, "w1", "why", "code", &failure("why"), t(20))
+            .await;
         assert!(matches!(late, Err(CatalogError::LeaseLost { .. })));
         let late = c.retry_job(&job, "w1", ms(30), "why", true, t(20)).await;
         assert!(matches!(late, Err(CatalogError::LeaseLost { .. })));
@@ -729,6 +736,7 @@ mod cases {
             "w1",
             "the JPEG file is truncated",
             "corrupt-image",
+            &failure("the JPEG file is truncated"),
             t(30),
         )
         .await
@@ -1647,12 +1655,19 @@ mod cases {
             .await
             .unwrap()
             .unwrap();
-        c.fail_job(&job, "w", "boom", "corrupt-image", t(14))
+        // The catalogue stores the readiness it is given (the rule is
+        // easel-app's), warnings included.
+        let given = FeedReadiness {
+            warnings: vec!["a warning only the caller knows".into()],
+            ..failure("boom")
+        };
+        c.fail_job(&job, "w", "boom", "corrupt-image", &given, t(14))
             .await
             .unwrap();
         let (_, failed) = read("big").await;
         assert!(!failed.ok);
         assert!(failed.reasons[0].contains("boom"), "{failed:?}");
+        assert_eq!(failed.warnings, given.warnings);
     }
 
     pub async fn list_filters(c: &Arc<dyn Catalog>) {
@@ -1688,7 +1703,7 @@ mod cases {
             .unwrap()
             .unwrap();
         assert_eq!(job.image_id, "b");
-        c.fail_job(&job, "w", "bad", "corrupt-image", t(2))
+        c.fail_job(&job, "w", "bad", "corrupt-image", &failure("bad"), t(2))
             .await
             .unwrap();
         create(
@@ -2176,9 +2191,16 @@ mod cases {
             .await
             .unwrap()
             .unwrap();
-        c.fail_job(&job, "renderer", "truncated", "corrupt-image", t(7))
-            .await
-            .unwrap();
+        c.fail_job(
+            &job,
+            "renderer",
+            "truncated",
+            "corrupt-image",
+            &failure("truncated"),
+            t(7),
+        )
+        .await
+        .unwrap();
         create(c, upload("u", "other"), 8).await;
         render(c, "u", &[asset_fp("thumb", "u/t", "v0")]).await;
         create(c, upload("busy", "b"), 9).await;
@@ -2394,9 +2416,16 @@ mod cases {
             job
         };
         let failing = claim().await;
-        c.fail_job(&failing, "w", "truncated", "corrupt-image", t(22))
-            .await
-            .unwrap();
+        c.fail_job(
+            &failing,
+            "w",
+            "truncated",
+            "corrupt-image",
+            &failure("truncated"),
+            t(22),
+        )
+        .await
+        .unwrap();
         let running = claim().await;
         let done = claim().await;
         c.finish_job(&done, "w", &Finish::of(&[asset("itunes", "r/done")]), t(23))
@@ -2594,9 +2623,16 @@ mod cases {
             .await
             .unwrap()
             .unwrap();
-        c.fail_job(&job, "w", "the original is gone", "storage", t(2))
-            .await
-            .unwrap();
+        c.fail_job(
+            &job,
+            "w",
+            "the original is gone",
+            "storage",
+            &failure("the original is gone"),
+            t(2),
+        )
+        .await
+        .unwrap();
 
         let after = c.image("a").await.unwrap().unwrap();
         assert_eq!(after.status(), ImageStatus::Finished);

@@ -29,10 +29,11 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::Utc;
+use easel_app::feed;
 use easel_app::originals::{self, OriginalError};
 use easel_catalog::{
-    now_ms, Catalog, CatalogError, Claim, ClaimFilter, FeedReadiness, Finish, Job, JobKind,
-    NewAsset, OriginalFacts,
+    now_ms, Catalog, CatalogError, Claim, ClaimFilter, Finish, Job, JobKind, NewAsset,
+    OriginalFacts,
 };
 pub use easel_catalog::{Retention, DEFAULT_DELETE_DELAY, DEFAULT_GRACE};
 use easel_origin::{OriginConfig, OriginError, OriginFetcher};
@@ -551,11 +552,7 @@ impl Worker {
             assets: &assets,
             feed_style: feed.style.map(|s| s.as_str().to_string()),
             feed_side: feed.side.map(i64::from),
-            readiness: FeedReadiness {
-                ok: feed.ok,
-                reasons: feed.reasons.clone(),
-                warnings: feed.warnings.clone(),
-            },
+            readiness: feed::readiness(feed::Outcome::Rendered(feed)),
             claim: Some(Claim {
                 holder: &holder,
                 keys: &claimed,
@@ -787,7 +784,14 @@ impl Worker {
 
     async fn fail(&self, job: &Job, reason: &str, code: &str) -> Result<Outcome, WorkerError> {
         self.catalog
-            .fail_job(job, &self.id, reason, code, Utc::now())
+            .fail_job(
+                job,
+                &self.id,
+                reason,
+                code,
+                &feed::readiness(feed::Outcome::Failed(reason)),
+                Utc::now(),
+            )
             .await?;
         Ok(Outcome::Failed {
             image_id: job.image_id.clone(),

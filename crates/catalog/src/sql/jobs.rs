@@ -281,6 +281,7 @@ impl JobQueue for Backend {
         owner: &str,
         reason: &str,
         code: &str,
+        readiness: &FeedReadiness,
         now: DateTime<Utc>,
     ) -> Result<(), CatalogError> {
         let mut tx = self.pool.begin().await?;
@@ -289,10 +290,9 @@ impl JobQueue for Backend {
             tx.commit().await?;
             return Ok(());
         }
-        let readiness = FeedReadiness::failing(&format!("the image failed to render: {reason}"));
         sqlx::query(
             "UPDATE images SET status = 'error', error = $2, error_code = $3, \
-             feed_ready = FALSE, feed_reasons = $5, version = version + 1, \
+             feed_ready = $6, feed_reasons = $5, version = version + 1, \
              finished_at = $4, updated_at = $4 WHERE id = $1",
         )
         .bind(&job.image_id)
@@ -300,6 +300,7 @@ impl JobQueue for Backend {
         .bind(code)
         .bind(now)
         .bind(readiness.to_json())
+        .bind(readiness.ok)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
