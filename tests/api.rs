@@ -7,7 +7,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use common::{fixture, header, problem, TestApp, TestOptions};
+use common::{asset, fixture, header, problem, Body, TestApp, TestOptions};
 use easel_catalog::BucketSettings;
 use easel_worker::Outcome;
 use reqwest::header::HeaderMap;
@@ -22,30 +22,6 @@ const SMALL_JPEG: &str = "jpeg/hopper_orientation_6.jpg";
 const MEDIUM_JPEG: &str = "jpeg/exif_iptc_nokia.jpg";
 
 // ---------------------------------------------------------------- helpers
-
-enum Body {
-    None,
-    Json(Value),
-    Image(Vec<u8>, &'static str),
-}
-
-async fn send(
-    client: &reqwest::Client,
-    app: &TestApp,
-    method: Method,
-    path: &str,
-    body: Body,
-) -> reqwest::Response {
-    let request = client.request(method, app.url(path));
-    let request = match body {
-        Body::None => request,
-        Body::Json(value) => request.json(&value),
-        Body::Image(bytes, content_type) => {
-            request.header("content-type", content_type).body(bytes)
-        }
-    };
-    request.send().await.expect("request")
-}
 
 async fn json_of(response: reqwest::Response) -> Value {
     response.json().await.expect("json body")
@@ -89,6 +65,23 @@ fn ids(page: &Value) -> Vec<String> {
         .collect()
 }
 
+/// Uploads a tiny image to bucket `other` with a key of that bucket,
+/// answered at once (202).
+async fn upload_to_bucket_other(app: &TestApp, query: &str) -> Value {
+    let (_, other) = app.key_for("other", &["image:read", "image:write"]).await;
+    let path = format!("/v1/images{query}");
+    let response = app
+        .send_as(
+            &other,
+            Method::POST,
+            &path,
+            Body::Image(fixture(TINY), "image/png"),
+        )
+        .await;
+    assert_eq!(response.status(), 202, "POST {path} to bucket other");
+    json_of(response).await
+}
+
 /// A 400 that names what was wrong.
 async fn bad_param(app: &TestApp, query: &str, names: &str) {
     let response = app.get(&format!("/v1/images{query}")).await;
@@ -106,15 +99,6 @@ async fn drain_queue(app: &TestApp) -> Vec<Outcome> {
         outcomes.push(outcome);
     }
     outcomes
-}
-
-fn asset<'a>(image: &'a Value, style: &str) -> &'a Value {
-    image["assets"]
-        .as_array()
-        .expect("assets")
-        .iter()
-        .find(|a| a["style"] == style)
-        .unwrap_or_else(|| panic!("no {style} asset in {image}"))
 }
 
 async fn storage_key(app: &TestApp, image_id: &str, style: &str) -> String {
@@ -204,11 +188,6 @@ async fn origin_server() -> String {
     format!("http://{addr}")
 }
 
-/// Polls the image (with the full key) until it leaves `ingesting`.
-async fn wait_done(app: &TestApp, image_id: &str) -> Value {
-    app.wait_until_done(image_id).await
-}
-
 // ------------------------------------------------------------ auth matrix
 
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -242,55 +221,26 @@ fn all_scopes_but(scope: &str) -> Vec<&'static str> {
         .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn every_endpoint_checks_its_key_scope_and_bucket() {
-    let app = TestApp::spawn().await;
-    let image = upload_wait(&app, TINY, "?name=Matrix").await;
-    let image_id = id(&image);
-    assert_eq!(image["status"], "finished");
-    let batch = send(
-        &app.client,
-        &app,
-        Method::POST,
-        "/v1/rerender",
-        Body::Json(json!({})),
-    )
-    .await;
-    assert_eq!(batch.status(), 202);
-    let batch_id = id(&json_of(batch).await);
-
-    let (other_key, other) = app
-        .key_for("other", &["image:read", "image:write", "image:delete"])
-        .await;
-    let _ = other_key;
-    let (revoked_key, revoked) = app
-        .key_for("default", &["image:read", "image:write", "image:delete"])
-        .await;
-    let revoked_id = revoked_key.split('_').nth(1).unwrap().to_string();
-    assert!(app
-        .catalog
-        .revoke_api_key(&revoked_id, chrono::Utc::now())
-        .await
-        .unwrap());
-    let unknown = common::client_with_key("easel_0123456789abcdef_00000000000000000000");
-    let not_bearer = {
-        let mut headers = HeaderMap::new();
-        headers.insert("authorization", "Basic dXNlcjpwYXNz".parse().unwrap());
-        reqwest::Client::builder()
-            .default_headers(headers)
-            .build()
-            .unwrap()
-    };
-    let mut wrong_scope = std::collections::HashMap::new();
-    for scope in ["image:read", "image:write", "image:delete"] {
-        wrong_scope.insert(
-            scope,
-            app.key_for("default", &all_scopes_but(scope)).await.1,
-        );
+impl Endpoint {
+    /// The status `caller` gets.
+    fn answer_to(&self, caller: Caller) -> u16 {
+        match (caller, self.scope) {
+            (Caller::UnknownKey | Caller::NotBearer | Caller::RevokedKey, _) => 401,
+            (Caller::NoKey, Some(_)) => 401,
+            (Caller::NoKey, None) => self.ok,
+            (Caller::WrongScope, Some(_)) => 403,
+            (Caller::WrongScope, None) => self.ok,
+            (Caller::OtherBucket, _) => self.other_bucket,
+            (Caller::RightKey, _) => self.ok,
+        }
     }
+}
 
-    let p = |s: &str| s.replace("{id}", &image_id).replace("{batch}", &batch_id);
-    let endpoints = vec![
+/// Every endpoint of the Image API with what the right key gets and what
+/// a key of another bucket gets, on `image_id` and `batch_id`.
+fn endpoints(image_id: &str, batch_id: &str) -> Vec<Endpoint> {
+    let p = |s: &str| s.replace("{id}", image_id).replace("{batch}", batch_id);
+    vec![
         Endpoint {
             method: Method::GET,
             path: p("/v1/images"),
@@ -396,7 +346,137 @@ async fn every_endpoint_checks_its_key_scope_and_bucket() {
             other_bucket: 404,
             body: || Body::None,
         },
-    ];
+    ]
+}
+
+/// What is wrong with `response`, the answer to `caller` on `endpoint`:
+/// its status, its challenge, its problem body, or what it touched.
+async fn faults(
+    caller: Caller,
+    endpoint: &Endpoint,
+    label: &str,
+    response: reqwest::Response,
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    let status = response.status().as_u16();
+    let www = response
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().unwrap().to_string());
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string());
+    let body = response.bytes().await.unwrap();
+    let expected = endpoint.answer_to(caller);
+    if status != expected {
+        failures.push(format!(
+            "{label}: got {status}, want {expected}: {}",
+            String::from_utf8_lossy(&body[..body.len().min(300)])
+        ));
+        return failures;
+    }
+    // RFC 6750 §3.1: an error code only when a bearer key was sent.
+    let challenge = match caller {
+        Caller::UnknownKey | Caller::RevokedKey => {
+            "Bearer realm=\"easel\", error=\"invalid_token\""
+        }
+        _ => "Bearer realm=\"easel\"",
+    };
+    match status {
+        401 if www.as_deref() != Some(challenge) => {
+            failures.push(format!("{label}: 401 WWW-Authenticate {www:?}"));
+        }
+        401 => {}
+        403 => {
+            let ok = www
+                .as_deref()
+                .is_some_and(|w| w.starts_with("Bearer") && w.contains("insufficient_scope"));
+            let problem: Value = serde_json::from_slice(&body).unwrap_or_default();
+            if !ok || problem["code"] != "forbidden" {
+                failures.push(format!("{label}: 403 WWW-Authenticate {www:?} {problem}"));
+            }
+        }
+        404 => {
+            let problem: Value = serde_json::from_slice(&body).unwrap_or_default();
+            let want = if endpoint.path.starts_with("/v1/batches") {
+                "batch-not-found"
+            } else {
+                "image-not-found"
+            };
+            if problem["code"] != want
+                || content_type.as_deref() != Some("application/problem+json")
+            {
+                failures.push(format!("{label}: 404 body {problem}"));
+            }
+        }
+        _ => {}
+    }
+    if matches!(status, 401 | 403) && content_type.as_deref() != Some("application/problem+json") {
+        failures.push(format!("{label}: {status} is not problem+json"));
+    }
+    // What a success with another bucket's key touched: only its own bucket.
+    if caller == Caller::OtherBucket && status / 100 == 2 {
+        let value: Value = serde_json::from_slice(&body).unwrap();
+        let is_list = endpoint.method == Method::GET && endpoint.path == "/v1/images";
+        let touched_default = match is_list {
+            true => value["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|i| i["bucket"] != "other"),
+            false => value["bucket"] != "other",
+        };
+        if touched_default {
+            failures.push(format!("{label}: saw or touched bucket default: {value}"));
+        }
+    }
+    failures
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_endpoint_checks_its_key_scope_and_bucket() {
+    let app = TestApp::spawn().await;
+    let image = upload_wait(&app, TINY, "?name=Matrix").await;
+    let image_id = id(&image);
+    assert_eq!(image["status"], "finished");
+    let batch = app
+        .send(Method::POST, "/v1/rerender", Body::Json(json!({})))
+        .await;
+    assert_eq!(batch.status(), 202);
+    let batch_id = id(&json_of(batch).await);
+
+    let (other_key, other) = app
+        .key_for("other", &["image:read", "image:write", "image:delete"])
+        .await;
+    let _ = other_key;
+    let (revoked_key, revoked) = app
+        .key_for("default", &["image:read", "image:write", "image:delete"])
+        .await;
+    let revoked_id = revoked_key.split('_').nth(1).unwrap().to_string();
+    assert!(app
+        .catalog
+        .revoke_api_key(&revoked_id, chrono::Utc::now())
+        .await
+        .unwrap());
+    let unknown = common::client_with_key("easel_0123456789abcdef_00000000000000000000");
+    let not_bearer = {
+        let mut headers = HeaderMap::new();
+        headers.insert("authorization", "Basic dXNlcjpwYXNz".parse().unwrap());
+        reqwest::Client::builder()
+            .default_headers(headers)
+            .build()
+            .unwrap()
+    };
+    let mut wrong_scope = std::collections::HashMap::new();
+    for scope in ["image:read", "image:write", "image:delete"] {
+        wrong_scope.insert(
+            scope,
+            app.key_for("default", &all_scopes_but(scope)).await.1,
+        );
+    }
+
+    let endpoints = endpoints(&image_id, &batch_id);
 
     let callers = [
         Caller::NoKey,
@@ -421,104 +501,22 @@ async fn every_endpoint_checks_its_key_scope_and_bucket() {
                 Caller::RightKey => &app.client,
             };
             let label = format!("{} {} as {caller:?}", endpoint.method, endpoint.path);
-            let response = send(
-                client,
-                &app,
-                endpoint.method.clone(),
-                &endpoint.path,
-                (endpoint.body)(),
-            )
-            .await;
-            let status = response.status().as_u16();
-            let www = response
-                .headers()
-                .get("www-authenticate")
-                .map(|v| v.to_str().unwrap().to_string());
-            let content_type = response
-                .headers()
-                .get("content-type")
-                .map(|v| v.to_str().unwrap().to_string());
-            let body = response.bytes().await.unwrap();
-            let expected = match (caller, endpoint.scope) {
-                (Caller::UnknownKey | Caller::NotBearer | Caller::RevokedKey, _) => 401,
-                (Caller::NoKey, Some(_)) => 401,
-                (Caller::NoKey, None) => endpoint.ok,
-                (Caller::WrongScope, Some(_)) => 403,
-                (Caller::WrongScope, None) => endpoint.ok,
-                (Caller::OtherBucket, _) => endpoint.other_bucket,
-                (Caller::RightKey, _) => endpoint.ok,
-            };
-            if status != expected {
-                failures.push(format!(
-                    "{label}: got {status}, want {expected}: {}",
-                    String::from_utf8_lossy(&body[..body.len().min(300)])
-                ));
-                continue;
-            }
-            // RFC 6750 §3.1: an error code only when a bearer key was sent.
-            let challenge = match caller {
-                Caller::UnknownKey | Caller::RevokedKey => {
-                    "Bearer realm=\"easel\", error=\"invalid_token\""
-                }
-                _ => "Bearer realm=\"easel\"",
-            };
-            match status {
-                401 if www.as_deref() != Some(challenge) => {
-                    failures.push(format!("{label}: 401 WWW-Authenticate {www:?}"));
-                }
-                401 => {}
-                403 => {
-                    let ok = www.as_deref().is_some_and(|w| {
-                        w.starts_with("Bearer") && w.contains("insufficient_scope")
-                    });
-                    let problem: Value = serde_json::from_slice(&body).unwrap_or_default();
-                    if !ok || problem["code"] != "forbidden" {
-                        failures.push(format!("{label}: 403 WWW-Authenticate {www:?} {problem}"));
-                    }
-                }
-                404 => {
-                    let problem: Value = serde_json::from_slice(&body).unwrap_or_default();
-                    let want = if endpoint.path.starts_with("/v1/batches") {
-                        "batch-not-found"
-                    } else {
-                        "image-not-found"
-                    };
-                    if problem["code"] != want
-                        || content_type.as_deref() != Some("application/problem+json")
-                    {
-                        failures.push(format!("{label}: 404 body {problem}"));
-                    }
-                }
-                _ => {}
-            }
-            if matches!(status, 401 | 403)
-                && content_type.as_deref() != Some("application/problem+json")
-            {
-                failures.push(format!("{label}: {status} is not problem+json"));
-            }
-            // What a success with another bucket's key touched: only its own bucket.
-            if caller == Caller::OtherBucket && status / 100 == 2 {
-                let value: Value = serde_json::from_slice(&body).unwrap();
-                let is_list = endpoint.method == Method::GET && endpoint.path == "/v1/images";
-                let touched_default = match is_list {
-                    true => value["data"]
-                        .as_array()
-                        .unwrap()
-                        .iter()
-                        .any(|i| i["bucket"] != "other"),
-                    false => value["bucket"] != "other",
-                };
-                if touched_default {
-                    failures.push(format!("{label}: saw or touched bucket default: {value}"));
-                }
-            }
+            let response = app
+                .send_as(
+                    client,
+                    endpoint.method.clone(),
+                    &endpoint.path,
+                    (endpoint.body)(),
+                )
+                .await;
+            failures.extend(faults(caller, endpoint, &label, response).await);
         }
     }
     assert!(failures.is_empty(), "\n{}", failures.join("\n"));
 
     // Nothing the refused callers sent changed the image: the name is the
     // right key's PATCH, which a PUT then replaced (PUT replaces fields).
-    let image = wait_done(&app, &image_id).await;
+    let image = app.wait_until_done(&image_id).await;
     assert_eq!(image["deleted_at"], Value::Null, "restored at the end");
     assert_eq!(image["bucket"], "default");
 }
@@ -760,8 +758,20 @@ async fn the_list_pages_with_links_meta_and_an_rfc_8288_link_header() {
     bad_param(&app, "?page[number]=-1", "page[number]").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_list_filters_searches_sorts_and_shapes_its_items() {
+/// What the list tests list: four finished images (`a` to `d`) and a
+/// failed one (`e`) in bucket `default`, uploaded in that order, and one
+/// of another bucket (`stranger`).
+struct Listed {
+    app: TestApp,
+    a: String,
+    b: String,
+    c: String,
+    d: String,
+    e: String,
+    stranger: String,
+}
+
+async fn listed_images() -> Listed {
     let app = TestApp::spawn().await;
     let a = id(&upload_wait(
         &app,
@@ -788,18 +798,29 @@ async fn the_list_filters_searches_sorts_and_shapes_its_items() {
     let e = json_of(failed).await;
     assert_eq!(e["status"], "error");
     let e = id(&e);
-    let (_, other) = app.key_for("other", &["image:read", "image:write"]).await;
-    let stranger = send(
-        &other,
-        &app,
-        Method::POST,
-        "/v1/images?name=Season%20cover",
-        Body::Image(fixture(TINY), "image/png"),
-    )
-    .await;
-    assert_eq!(stranger.status(), 202);
-    let stranger = id(&json_of(stranger).await);
+    let stranger = id(&upload_to_bucket_other(&app, "?name=Season%20cover").await);
+    Listed {
+        app,
+        a,
+        b,
+        c,
+        d,
+        e,
+        stranger,
+    }
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_list_filters_by_id_facet_tag_and_status_and_the_filters_combine() {
+    let Listed {
+        app,
+        a,
+        b,
+        c,
+        d,
+        e,
+        stranger,
+    } = listed_images().await;
     let set = |v: &[&String]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
     let got = |page: &Value| ids(page).into_iter().collect::<BTreeSet<_>>();
 
@@ -839,6 +860,13 @@ async fn the_list_filters_searches_sorts_and_shapes_its_items() {
         set(&[&a]),
         "filters combine"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_list_search_matches_names_in_any_case_and_takes_like_characters_literally() {
+    let Listed { app, a, b, d, .. } = listed_images().await;
+    let set = |v: &[&String]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+    let got = |page: &Value| ids(page).into_iter().collect::<BTreeSet<_>>();
 
     // search: name contains, case-insensitive, LIKE characters are literal.
     assert_eq!(got(&list(&app, "?search=COVER").await), set(&[&a, &b]));
@@ -846,6 +874,13 @@ async fn the_list_filters_searches_sorts_and_shapes_its_items() {
     assert_eq!(got(&list(&app, "?search=100%25").await), set(&[&d]));
     assert_eq!(got(&list(&app, "?search=%25").await), set(&[&d]));
     assert_eq!(got(&list(&app, "?search=_").await), BTreeSet::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_list_sorts_by_creation_name_or_update_either_way() {
+    let Listed {
+        app, a, b, c, d, e, ..
+    } = listed_images().await;
 
     // sort
     let all_newest = vec![e.clone(), d.clone(), c.clone(), b.clone(), a.clone()];
@@ -862,15 +897,7 @@ async fn the_list_filters_searches_sorts_and_shapes_its_items() {
     let by_name_desc: Vec<String> = by_name.iter().rev().cloned().collect();
     assert_eq!(ids(&list(&app, "?sort=-name").await), by_name_desc);
     tokio::time::sleep(Duration::from_millis(5)).await;
-    let patched = send(
-        &app.client,
-        &app,
-        Method::PATCH,
-        &format!("/v1/images/{a}"),
-        Body::Json(json!({"string1": "touched"})),
-    )
-    .await;
-    assert_eq!(patched.status(), 200);
+    app.patch_image(&a, json!({"string1": "touched"})).await;
     assert_eq!(
         ids(&list(&app, "?sort=-updated_at").await)[0],
         a,
@@ -880,6 +907,11 @@ async fn the_list_filters_searches_sorts_and_shapes_its_items() {
         ids(&list(&app, "?sort=updated_at").await).last().unwrap(),
         &a
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fields_and_include_shape_the_lists_items() {
+    let Listed { app, a, e, .. } = listed_images().await;
 
     // fields[image]: only the named fields, and the id.
     let page = list(&app, "?fields[image]=name,tags&sort=name").await;
@@ -938,7 +970,12 @@ async fn the_list_filters_searches_sorts_and_shapes_its_items() {
         page["data"][0].get("assets").is_none(),
         "fields[image] wins"
     );
+}
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_list_parameters_and_values_are_400s_that_name_them() {
+    let app = TestApp::spawn_without_workers().await;
+    let a = "some-image";
     // Unknown parameters and values are 400s that name them.
     bad_param(&app, "?filter[colour]=red", "filter[colour]").await;
     bad_param(&app, "?colour=red", "colour").await;
@@ -1046,20 +1083,19 @@ async fn patch_changes_metadata_without_rerendering_and_refuses_bad_fields() {
     let before = app.get_image(&image_id).await;
     let etag_before = etag(&before);
 
-    let response = send(
-        &app.client,
-        &app,
-        Method::PATCH,
-        &path,
-        Body::Json(json!({
-            "name": "  After  ",
-            "facet": "grill",
-            "tags": ["x", "y", "x"],
-            "string1": "one", "string2": "two", "string3": "three",
-            "number1": 1.5, "number2": -2, "number3": 1e10,
-        })),
-    )
-    .await;
+    let response = app
+        .send(
+            Method::PATCH,
+            &path,
+            Body::Json(json!({
+                "name": "  After  ",
+                "facet": "grill",
+                "tags": ["x", "y", "x"],
+                "string1": "one", "string2": "two", "string3": "three",
+                "number1": 1.5, "number2": -2, "number3": 1e10,
+            })),
+        )
+        .await;
     assert_eq!(response.status(), 200);
     let etag_after = etag(&response);
     assert_ne!(etag_after, etag_before, "a change changes the ETag");
@@ -1073,7 +1109,7 @@ async fn patch_changes_metadata_without_rerendering_and_refuses_bad_fields() {
         assert_eq!(&patched[field], value, "PATCH response {field}");
     }
     assert_eq!(patched["status"], "finished", "metadata does not re-render");
-    let shown = json_of(app.get_image(&image_id).await).await;
+    let shown = app.image_json(&image_id).await;
     for (field, value) in expect.as_object().unwrap() {
         assert_eq!(&shown[field], value, "GET after PATCH {field}");
     }
@@ -1092,15 +1128,12 @@ async fn patch_changes_metadata_without_rerendering_and_refuses_bad_fields() {
     );
 
     // Absent fields stay, null clears.
-    let response = send(
-        &app.client,
-        &app,
-        Method::PATCH,
-        &path,
-        Body::Json(json!({"facet": null, "number2": null, "tags": []})),
-    )
-    .await;
-    let patched = json_of(response).await;
+    let patched = app
+        .patch_image(
+            &image_id,
+            json!({"facet": null, "number2": null, "tags": []}),
+        )
+        .await;
     assert_eq!(patched["facet"], Value::Null);
     assert_eq!(patched["number2"], Value::Null);
     assert_eq!(patched["tags"], json!([]));
@@ -1117,14 +1150,9 @@ async fn patch_changes_metadata_without_rerendering_and_refuses_bad_fields() {
         (json!({"crop": "nonsense"}), "crop-invalid", ""),
         (json!([1, 2]), "invalid-json", ""),
     ] {
-        let response = send(
-            &app.client,
-            &app,
-            Method::PATCH,
-            &path,
-            Body::Json(body.clone()),
-        )
-        .await;
+        let response = app
+            .send(Method::PATCH, &path, Body::Json(body.clone()))
+            .await;
         let status = response.status().as_u16();
         let problem: Value = json_of(response).await;
         assert!(matches!(status, 400 | 422), "{body}: {status} {problem}");
@@ -1143,26 +1171,20 @@ async fn patch_changes_metadata_without_rerendering_and_refuses_bad_fields() {
         .await
         .unwrap();
     problem(response, 415, "unsupported-media-type").await;
-    let response = send(
-        &app.client,
-        &app,
-        Method::PATCH,
-        &path,
-        Body::Json(json!({"crop": {"x": 0, "y": 0, "width": 65, "height": 10}})),
-    )
-    .await;
+    let response = app
+        .send(
+            Method::PATCH,
+            &path,
+            Body::Json(json!({"crop": {"x": 0, "y": 0, "width": 65, "height": 10}})),
+        )
+        .await;
     problem(response, 422, "crop-out-of-bounds").await;
-    let response = send(
-        &app.client,
-        &app,
-        Method::PATCH,
-        "/v1/images/nope",
-        Body::Json(json!({})),
-    )
-    .await;
+    let response = app
+        .send(Method::PATCH, "/v1/images/nope", Body::Json(json!({})))
+        .await;
     problem(response, 404, "image-not-found").await;
     assert_eq!(
-        json_of(app.get_image(&image_id).await).await["name"],
+        app.image_json(&image_id).await["name"],
         "After",
         "refusals change nothing"
     );
@@ -1176,7 +1198,7 @@ async fn a_new_crop_rerenders_serving_the_old_files_until_the_new_ones_replace_t
         drain_queue(&app).await.as_slice(),
         [Outcome::Finished { .. }]
     ));
-    let first = json_of(app.get_image(&image_id).await).await;
+    let first = app.image_json(&image_id).await;
     assert_eq!(first["status"], "finished");
     assert_eq!(
         (first["width"].as_u64(), first["height"].as_u64()),
@@ -1193,30 +1215,21 @@ async fn a_new_crop_rerenders_serving_the_old_files_until_the_new_ones_replace_t
     );
 
     // The same crop as now (none) does not re-render.
-    let response = send(
-        &app.client,
-        &app,
-        Method::PATCH,
-        &format!("/v1/images/{image_id}"),
-        Body::Json(json!({"crop": null, "name": "No crop"})),
-    )
-    .await;
-    assert_eq!(json_of(response).await["status"], "finished");
+    let patched = app
+        .patch_image(&image_id, json!({"crop": null, "name": "No crop"}))
+        .await;
+    assert_eq!(patched["status"], "finished");
     assert!(
         drain_queue(&app).await.is_empty(),
         "no job for an unchanged crop"
     );
 
-    let response = send(
-        &app.client,
-        &app,
-        Method::PATCH,
-        &format!("/v1/images/{image_id}"),
-        Body::Json(json!({"crop": {"x": 100, "y": 50, "width": 300, "height": 300}})),
-    )
-    .await;
-    assert_eq!(response.status(), 200);
-    let patched = json_of(response).await;
+    let patched = app
+        .patch_image(
+            &image_id,
+            json!({"crop": {"x": 100, "y": 50, "width": 300, "height": 300}}),
+        )
+        .await;
     assert_eq!(patched["status"], "ingesting", "a new crop re-renders");
     assert_eq!(
         patched["crop"],
@@ -1242,7 +1255,7 @@ async fn a_new_crop_rerenders_serving_the_old_files_until_the_new_ones_replace_t
         matches!(outcomes.as_slice(), [Outcome::Finished { .. }]),
         "{outcomes:?}"
     );
-    let second = json_of(app.get_image(&image_id).await).await;
+    let second = app.image_json(&image_id).await;
     assert_eq!(second["status"], "finished");
     let regular = asset(&second, "regular");
     assert_eq!(
@@ -1301,14 +1314,13 @@ async fn post_render_queues_a_rerender_that_keeps_identical_files() {
     let image_id = id(&upload(&app, TINY, "").await);
     drain_queue(&app).await;
     let keys_before = stored_keys(&app).await;
-    let response = send(
-        &app.client,
-        &app,
-        Method::POST,
-        &format!("/v1/images/{image_id}/render"),
-        Body::None,
-    )
-    .await;
+    let response = app
+        .send(
+            Method::POST,
+            &format!("/v1/images/{image_id}/render"),
+            Body::None,
+        )
+        .await;
     assert_eq!(response.status(), 202);
     assert!(response.headers().contains_key("etag"));
     let body = json_of(response).await;
@@ -1330,10 +1342,7 @@ async fn post_render_queues_a_rerender_that_keeps_identical_files() {
     );
     let outcomes = drain_queue(&app).await;
     assert!(matches!(outcomes.as_slice(), [Outcome::Finished { .. }]));
-    assert_eq!(
-        json_of(app.get_image(&image_id).await).await["status"],
-        "finished"
-    );
+    assert_eq!(app.image_json(&image_id).await["status"], "finished");
     // Deterministic render: the same keys, still stored (not deleted as superseded).
     settle_store(&app, &[&image_id]).await;
     assert_eq!(stored_keys(&app).await, keys_before);
@@ -1341,14 +1350,9 @@ async fn post_render_queues_a_rerender_that_keeps_identical_files() {
         stored_keys(&app).await,
         referenced_keys(&app, &[&image_id]).await
     );
-    let response = send(
-        &app.client,
-        &app,
-        Method::POST,
-        "/v1/images/no-such-image/render",
-        Body::None,
-    )
-    .await;
+    let response = app
+        .send(Method::POST, "/v1/images/no-such-image/render", Body::None)
+        .await;
     problem(response, 404, "image-not-found").await;
 }
 
@@ -1373,7 +1377,7 @@ async fn put_creates_then_replaces_an_image_under_a_client_chosen_id() {
     assert_eq!(created["id"], "show-42.cover_v1");
     assert_eq!(created["name"], "First");
     assert_eq!(created["bucket"], "default");
-    let done = wait_done(&app, "show-42.cover_v1").await;
+    let done = app.wait_until_done("show-42.cover_v1").await;
     assert_eq!(done["status"], "finished");
     assert_eq!(done["width"], 64);
     let old_original = app
@@ -1716,7 +1720,7 @@ async fn delete_hides_restore_brings_back_and_force_removes_rows_and_files() {
     let image_id = id(&upload_wait(&app, TINY, "?name=Doomed").await);
     let path = format!("/v1/images/{image_id}");
 
-    let response = send(&app.client, &app, Method::DELETE, &path, Body::None).await;
+    let response = app.send(Method::DELETE, &path, Body::None).await;
     assert_eq!(response.status(), 200);
     assert!(response.headers().contains_key("etag"));
     let deleted = json_of(response).await;
@@ -1754,33 +1758,22 @@ async fn delete_hides_restore_brings_back_and_force_removes_rows_and_files() {
     );
     // A trashed image cannot be changed or trashed again.
     problem(
-        send(&app.client, &app, Method::DELETE, &path, Body::None).await,
+        app.send(Method::DELETE, &path, Body::None).await,
         404,
         "image-not-found",
     )
     .await;
     problem(
-        send(
-            &app.client,
-            &app,
-            Method::PATCH,
-            &path,
-            Body::Json(json!({"name": "x"})),
-        )
-        .await,
+        app.send(Method::PATCH, &path, Body::Json(json!({"name": "x"})))
+            .await,
         404,
         "image-not-found",
     )
     .await;
 
-    let response = send(
-        &app.client,
-        &app,
-        Method::POST,
-        &format!("{path}/restore"),
-        Body::None,
-    )
-    .await;
+    let response = app
+        .send(Method::POST, &format!("{path}/restore"), Body::None)
+        .await;
     assert_eq!(response.status(), 200);
     let restored = json_of(response).await;
     assert_eq!(restored["deleted_at"], Value::Null);
@@ -1845,14 +1838,9 @@ async fn delete_hides_restore_brings_back_and_force_removes_rows_and_files() {
     .await;
 
     // A trashed image can be force-deleted too.
-    let response = send(
-        &app.client,
-        &app,
-        Method::DELETE,
-        &format!("/v1/images/{kept}"),
-        Body::None,
-    )
-    .await;
+    let response = app
+        .send(Method::DELETE, &format!("/v1/images/{kept}"), Body::None)
+        .await;
     assert_eq!(response.status(), 200);
     let response = app
         .client
@@ -1985,7 +1973,7 @@ async fn feed_ready_passes_a_big_photo_and_flags_an_enlarged_small_image() {
         vec![big.clone()]
     );
     // The same verdict on the single resource as in the list.
-    let shown = json_of(app.get_image(&big).await).await;
+    let shown = app.image_json(&big).await;
     assert_eq!(shown["feed_ready"]["ok"], true);
 }
 
@@ -2034,7 +2022,7 @@ async fn if_match_guards_patch_put_and_delete() {
             .contains(after_one.trim_matches('"')),
         "{body}"
     );
-    assert_eq!(json_of(app.get_image(&image_id).await).await["name"], "One");
+    assert_eq!(app.image_json(&image_id).await["name"], "One");
     // Weak tags never match If-Match; a list with the current one does; * does.
     let weak = format!("W/{after_one}");
     problem(
@@ -2111,32 +2099,22 @@ async fn rerender_all_queues_every_image_and_the_batch_counts_them_done() {
     for path in [TINY, SMALL_JPEG, TINY] {
         images.push(id(&upload_wait(&app, path, "").await));
     }
-    let (_, other) = app.key_for("other", &["image:read", "image:write"]).await;
-    let response = send(
-        &other,
-        &app,
-        Method::POST,
-        "/v1/images",
-        Body::Image(fixture(TINY), "image/png"),
-    )
-    .await;
-    assert_eq!(response.status(), 202);
+    upload_to_bucket_other(&app, "").await;
 
     // Nothing is stale: an empty batch, complete at once.
-    let response = send(&app.client, &app, Method::POST, "/v1/rerender", Body::None).await;
+    let response = app.send(Method::POST, "/v1/rerender", Body::None).await;
     assert_eq!(response.status(), 202);
     let stale = json_of(response).await;
     assert_eq!(stale["total"], 0, "{stale}");
     assert_eq!(stale["complete"], true);
 
-    let response = send(
-        &app.client,
-        &app,
-        Method::POST,
-        "/v1/rerender",
-        Body::Json(json!({"all": true})),
-    )
-    .await;
+    let response = app
+        .send(
+            Method::POST,
+            "/v1/rerender",
+            Body::Json(json!({"all": true})),
+        )
+        .await;
     assert_eq!(response.status(), 202);
     let location = response.headers()["location"].to_str().unwrap().to_string();
     let batch = json_of(response).await;
@@ -2174,7 +2152,7 @@ async fn rerender_all_queues_every_image_and_the_batch_counts_them_done() {
         assert_eq!(jobs.len(), 2, "upload + batch");
         assert_eq!(jobs[1].batch_id.as_deref(), Some(batch_id.as_str()));
         assert_eq!(jobs[1].status(), easel_catalog::JobStatus::Done);
-        let image = wait_done(&app, image_id).await;
+        let image = app.wait_until_done(image_id).await;
         assert_eq!(image["status"], "finished");
     }
 
@@ -2185,14 +2163,9 @@ async fn rerender_all_queues_every_image_and_the_batch_counts_them_done() {
         (json!({"style": "original"}), 400, "invalid-parameter"),
         (json!({"style": "poster"}), 404, "unknown-style"),
     ] {
-        let response = send(
-            &app.client,
-            &app,
-            Method::POST,
-            "/v1/rerender",
-            Body::Json(body.clone()),
-        )
-        .await;
+        let response = app
+            .send(Method::POST, "/v1/rerender", Body::Json(body.clone()))
+            .await;
         problem(response, status, code).await;
     }
     problem(

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{TestApp, TestOptions};
+use common::{asset, TestApp, TestOptions};
 use easel_catalog::Retention;
 use serde_json::Value;
 
@@ -327,14 +327,8 @@ async fn a_rerender_cleanup_racing_an_identical_upload_never_damages_the_upload(
         let after_cleanup = round % 4 == 3;
         let patch = async {
             tokio::time::sleep(patch_delay).await;
-            let response = app
-                .client
-                .patch(app.url(&format!("/v1/images/{first_id}")))
-                .json(&serde_json::json!({"crop": {"x": 8, "y": 8, "width": 48, "height": 48}}))
-                .send()
-                .await
-                .expect("patch");
-            assert_eq!(response.status(), 200);
+            let crop = serde_json::json!({"crop": {"x": 8, "y": 8, "width": 48, "height": 48}});
+            app.patch_image(&first_id, crop).await;
         };
         let upload = async {
             tokio::time::sleep(upload_delay).await;
@@ -371,7 +365,7 @@ async fn a_rerender_cleanup_racing_an_identical_upload_never_damages_the_upload(
 /// `old`: its re-render has committed.
 async fn wait_for_new_itunes(app: &TestApp, id: &str, old: &Value) {
     for _ in 0..1200 {
-        let image: Value = app.get_image(id).await.json().await.expect("json");
+        let image: Value = app.image_json(id).await;
         let current = image["assets"]
             .as_array()
             .and_then(|assets| assets.iter().find(|a| a["style"] == "itunes"))
@@ -400,15 +394,6 @@ fn flat_cover_png(side: u32) -> Vec<u8> {
         .write_to(&mut out, image::ImageFormat::Png)
         .expect("encode png");
     out.into_inner()
-}
-
-fn asset<'a>(image: &'a Value, style: &str) -> &'a Value {
-    image["assets"]
-        .as_array()
-        .expect("assets")
-        .iter()
-        .find(|a| a["style"] == style)
-        .unwrap_or_else(|| panic!("no {style} asset in {image}"))
 }
 
 fn text<'a>(value: &'a Value, what: &str) -> &'a str {
@@ -485,14 +470,11 @@ async fn a_new_crop_changes_what_the_alias_serves_but_never_what_a_versioned_url
 
     // A new crop: the alias changes (no 304 for the old ETag), the old
     // versioned URL still gives the old bytes.
-    let response = app
-        .client
-        .patch(app.url(&format!("/v1/images/{id}")))
-        .json(&serde_json::json!({"crop": {"x": 0, "y": 0, "width": 150, "height": 150}}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    app.patch_image(
+        &id,
+        serde_json::json!({"crop": {"x": 0, "y": 0, "width": 150, "height": 150}}),
+    )
+    .await;
     let after = app.wait_until_done(&id).await;
     let new = asset(&after, "itunes");
     let new_url = text(&new["url"], "url");
@@ -1298,18 +1280,6 @@ async fn status_of(client: &reqwest::Client, app: &TestApp, path: &str) -> u16 {
     get(client, &app.url(path), &[]).await.status().as_u16()
 }
 
-async fn patch_image(app: &TestApp, id: &str, body: Value) -> Value {
-    let response = app
-        .client
-        .patch(app.url(&format!("/v1/images/{id}")))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200, "PATCH {body}");
-    response.json().await.unwrap()
-}
-
 /// `max_unauthorised` N: styles up to N px are public, larger ones need a
 /// key with image:read or a role of the image; strangers and other buckets
 /// get the 404 of a missing id; the original needs image:read whatever the
@@ -1404,13 +1374,17 @@ async fn max_unauthorised_opens_styles_up_to_its_limit_and_the_rest_to_a_scope_o
 
     // -1 opens it all, even in a bucket that shows nothing by default.
     app.make_default_bucket_private().await;
-    let image = patch_image(&app, &id, serde_json::json!({ "max_unauthorised": -1 })).await;
+    let image = app
+        .patch_image(&id, serde_json::json!({ "max_unauthorised": -1 }))
+        .await;
     assert_eq!(image["feed_ready"]["ok"], true, "{}", image["feed_ready"]);
     for path in [&small, &large, &podcast] {
         assert_eq!(status_of(&app.anonymous, &app, path).await, 200, "{path}");
     }
     // null follows the bucket again: nothing without a key.
-    let image = patch_image(&app, &id, serde_json::json!({ "max_unauthorised": null })).await;
+    let image = app
+        .patch_image(&id, serde_json::json!({ "max_unauthorised": null }))
+        .await;
     assert_eq!(image["max_unauthorised"], Value::Null);
     assert_eq!(image["feed_ready"]["ok"], false);
     assert_eq!(status_of(&app.anonymous, &app, &small).await, 404);
@@ -1420,12 +1394,12 @@ async fn max_unauthorised_opens_styles_up_to_its_limit_and_the_rest_to_a_scope_o
         .set_bucket_settings("default", Default::default(), chrono::Utc::now())
         .await
         .unwrap();
-    let image = patch_image(
-        &app,
-        &id,
-        serde_json::json!({ "max_unauthorised": 0, "roles": [] }),
-    )
-    .await;
+    let image = app
+        .patch_image(
+            &id,
+            serde_json::json!({ "max_unauthorised": 0, "roles": [] }),
+        )
+        .await;
     assert_eq!(image["roles"], serde_json::json!([]));
     assert_eq!(
         status_of(
@@ -1570,7 +1544,7 @@ async fn the_serve_cache_shows_its_own_rerender_at_once_and_never_serves_a_force
     assert_eq!(response.status(), 202);
     let id = text(&response.json::<Value>().await.unwrap()["id"], "id").to_string();
     app.worker.run_once().await.unwrap().expect("a job");
-    let image: Value = app.get_image(&id).await.json().await.unwrap();
+    let image: Value = app.image_json(&id).await;
     let old = asset(&image, "thumb").clone();
     let versioned = text(&old["url"], "url").to_string();
     let alias = app.url(&format!("/v1/images/{id}/styles/thumb"));
@@ -1584,8 +1558,7 @@ async fn the_serve_cache_shows_its_own_rerender_at_once_and_never_serves_a_force
 
     // A new crop, and the alias asked while the re-render waits in the
     // queue: the cache holds the old file again.
-    patch_image(
-        &app,
+    app.patch_image(
         &id,
         serde_json::json!({"crop": {"x": 0, "y": 0, "width": 150, "height": 150}}),
     )
@@ -1596,7 +1569,7 @@ async fn the_serve_cache_shows_its_own_rerender_at_once_and_never_serves_a_force
         (200, &format!("\"{}\"", text(&old["sha256"], "sha")))
     );
     app.worker.run_once().await.unwrap().expect("the re-render");
-    let image: Value = app.get_image(&id).await.json().await.unwrap();
+    let image: Value = app.image_json(&id).await;
     let new = asset(&image, "thumb").clone();
     assert_ne!(new["sha256"], old["sha256"]);
     let (status, etag, _) = fetch_checked(&app.anonymous, &alias).await;

@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::{
-    dimensions, easel, easel_key, easel_serve, fixture, header, id_of, png_bomb, problem, TestApp,
-    TestOptions,
+    asset, dimensions, easel, easel_key, easel_serve, fixture, header, id_of, png_bomb, problem,
+    TestApp, TestOptions,
 };
 use easel_catalog::now_ms;
 use easel_worker::Outcome;
@@ -954,7 +954,7 @@ async fn an_outage_of_our_store_backs_off_without_spending_attempts() {
         ))
         .await;
     }
-    let image: Value = app.get_image(&id).await.json().await.unwrap();
+    let image: Value = app.image_json(&id).await;
     assert_eq!(image["status"], "ingesting", "{image}");
 
     // The store is back (the app's own worker uses the real one).
@@ -1030,7 +1030,7 @@ async fn a_storage_failure_is_retried_with_backoff_and_then_succeeds() {
         "{job:?}"
     );
     assert_eq!(app.worker.run_once().await.unwrap(), None, "not due yet");
-    let image: Value = app.get_image(&id).await.json().await.unwrap();
+    let image: Value = app.image_json(&id).await;
     assert_eq!(
         image["status"], "ingesting",
         "a storage hiccup is not the image's fault"
@@ -1170,14 +1170,11 @@ fn batch_id_in(stderr: &str, verb: &str) -> String {
 /// fingerprint on its assets says so), a failure is reported with its
 /// reason while the image keeps serving its old files, and afterwards
 /// nothing is stale.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn easel_rerender_renders_what_a_settings_change_made_stale_and_resumes_after_ctrl_c() {
-    use std::io::{BufRead, BufReader};
-
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let (serve, base) = easel_serve(&data, &[]).await;
-    let (_, client) = easel_key(&data);
+/// Three images rendered by `easel serve` on `data`, which is stopped
+/// again: their resources.
+async fn three_rendered_images(data: &std::path::Path) -> Vec<Value> {
+    let (serve, base) = easel_serve(data, &[]).await;
+    let (_, client) = easel_key(data);
     let mut images = Vec::new();
     for path in [
         "png/gray_alpha_la.png",
@@ -1197,42 +1194,30 @@ async fn easel_rerender_renders_what_a_settings_change_made_stale_and_resumes_af
         images.push(image);
     }
     drop(serve);
-    let thumb = |image: &Value| -> (String, String) {
-        let asset = image["assets"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|a| a["style"] == "thumb")
-            .unwrap_or_else(|| panic!("no thumb in {image}"));
-        (
-            asset["sha256"].as_str().unwrap().to_string(),
-            asset["settings_fingerprint"].as_str().unwrap().to_string(),
-        )
-    };
-    let before: Vec<(String, String)> = images.iter().map(thumb).collect();
+    images
+}
 
-    // Same settings: nothing to do.
-    let (ok, stdout, stderr) = easel_run(&data, &["rerender", "--dry-run"]);
-    assert!(ok, "{stderr}");
-    assert!(stdout.contains("easel: 0 image(s)"), "{stdout}");
-    // A new quality makes all three stale.
-    let (ok, stdout, stderr) = easel_run(&data, &["rerender", "--dry-run", "--quality", "70"]);
-    assert!(ok, "{stderr}");
-    assert!(stdout.contains("easel: 3 image(s)"), "{stdout}");
-
-    // One original vanishes from the store: its re-render must fail, with
-    // a reason, and leave the image as it was.
-    let lost = images[2]["id"].as_str().unwrap().to_string();
-    let lost_sha = images[2]["sha256"].as_str().unwrap();
-    let lost_key = data
+/// Deletes the image's original from the local store, behind the
+/// catalogue's back.
+fn remove_original(data: &std::path::Path, image: &Value) {
+    let sha = image["sha256"].as_str().unwrap();
+    let key = data
         .join("objects/originals")
-        .join(&lost_sha[0..2])
-        .join(&lost_sha[2..4])
-        .join(lost_sha);
-    std::fs::remove_file(&lost_key).expect("the original is stored under its hash");
+        .join(&sha[0..2])
+        .join(&sha[2..4])
+        .join(sha);
+    std::fs::remove_file(&key).expect("the original is stored under its hash");
+}
 
-    // Queue only (no render loops here), then Ctrl-C. For bucket
-    // `default`, so its key can follow the batch over the API too.
+/// Runs `easel rerender --concurrency 0` (queue only, no render loops) for
+/// bucket `default` at quality 70 and stops it with Ctrl-C once it has
+/// started its batch: it says how to resume, exits 0, and has rendered
+/// nothing. The batch's id.
+fn a_queue_only_rerender_stopped_by_ctrl_c_leaves_its_batch_queued(
+    data: &std::path::Path,
+) -> String {
+    use std::io::{BufRead, BufReader};
+
     let mut queue_only = std::process::Command::new(env!("CARGO_BIN_EXE_easel"))
         .args([
             "rerender",
@@ -1243,7 +1228,7 @@ async fn easel_rerender_renders_what_a_settings_change_made_stale_and_resumes_af
             "--concurrency",
             "0",
         ])
-        .env("EASEL_DATA_DIR", &data)
+        .env("EASEL_DATA_DIR", data)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -1274,6 +1259,41 @@ async fn easel_rerender_renders_what_a_settings_change_made_stale_and_resumes_af
     );
     let summary = String::from_utf8_lossy(&output.stdout);
     assert!(summary.contains("0 done, 0 failed"), "{summary}");
+    batch
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn easel_rerender_renders_what_a_settings_change_made_stale_and_resumes_after_ctrl_c() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let images = three_rendered_images(&data).await;
+    let (_, client) = easel_key(&data);
+    let thumb = |image: &Value| -> (String, String) {
+        let asset = asset(image, "thumb");
+        (
+            asset["sha256"].as_str().unwrap().to_string(),
+            asset["settings_fingerprint"].as_str().unwrap().to_string(),
+        )
+    };
+    let before: Vec<(String, String)> = images.iter().map(thumb).collect();
+
+    // Same settings: nothing to do.
+    let (ok, stdout, stderr) = easel_run(&data, &["rerender", "--dry-run"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("easel: 0 image(s)"), "{stdout}");
+    // A new quality makes all three stale.
+    let (ok, stdout, stderr) = easel_run(&data, &["rerender", "--dry-run", "--quality", "70"]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("easel: 3 image(s)"), "{stdout}");
+
+    // One original vanishes from the store: its re-render must fail, with
+    // a reason, and leave the image as it was.
+    let lost = images[2]["id"].as_str().unwrap().to_string();
+    remove_original(&data, &images[2]);
+
+    // Queue only (no render loops here), then Ctrl-C. For bucket
+    // `default`, so its key can follow the batch over the API too.
+    let batch = a_queue_only_rerender_stopped_by_ctrl_c_leaves_its_batch_queued(&data);
 
     // The same command again resumes that batch and renders here.
     let (ok, stdout, stderr) = easel_run(

@@ -76,6 +76,34 @@ impl Served {
             .unwrap()
     }
 
+    /// `POST /v1/images{query}` with `bytes` as the raw body, whatever it
+    /// answers.
+    async fn upload(
+        &self,
+        client: &reqwest::Client,
+        query: &str,
+        content_type: &str,
+        bytes: Vec<u8>,
+    ) -> reqwest::Response {
+        client
+            .post(self.url(&format!("/v1/images{query}")))
+            .header("content-type", content_type)
+            .body(bytes)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// `PATCH /v1/images/{id}` with `body`, whatever it answers.
+    async fn patch(&self, client: &reqwest::Client, id: &str, body: Value) -> reqwest::Response {
+        client
+            .patch(self.url(&format!("/v1/images/{id}")))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
     fn log_tail(&self) -> String {
         tail(&self.log)
     }
@@ -202,37 +230,31 @@ async fn status_of(response: &reqwest::Response) -> (u16, Option<String>) {
 //    acknowledged and lost; no wedge once space returns; the renders that
 //    could not be stored resume on their own, no attempt spent.
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_full_disk_answers_507_or_503_loses_no_acknowledged_write_and_recovers_on_its_own() {
-    let test = "a_full_disk_answers_507_or_503_loses_no_acknowledged_write_and_recovers_on_its_own";
-    let dir = tempfile::tempdir().unwrap();
-    let Some(mount) = Tmpfs::mount_or_skip(test, &dir.path().join("mnt"), 40) else {
-        return;
-    };
-    let data = mount.dir.join("data");
-    let log = dir.path().join("serve.log");
-    let (_, client) = common::easel_key(&data);
-    let mut served = Served::start(&data, &log, &[]).await;
-
-    // Some covers before the disk fills.
-    let mut uploads: BTreeMap<String, Vec<u8>> = BTreeMap::new();
+/// Three noise covers uploaded with `?wait=true`, by id.
+async fn three_covers(served: &Served, client: &reqwest::Client) -> BTreeMap<String, Vec<u8>> {
+    let mut uploads = BTreeMap::new();
     for seed in 0..3 {
         let png = noise_png(seed, 300);
-        let response = client
-            .post(served.url("/v1/images?wait=true"))
-            .header("content-type", "image/png")
-            .body(png.clone())
-            .send()
-            .await
-            .unwrap();
+        let response = served
+            .upload(client, "?wait=true", "image/png", png.clone())
+            .await;
         assert_eq!(response.status(), 201, "log:\n{}", served.log_tail());
         uploads.insert(common::id_of(response).await, png);
     }
-    let first: Vec<String> = uploads.keys().cloned().collect();
+    uploads
+}
 
-    // The disk fills up, but for a sliver.
-    let filler = fill_disk(&mount.dir, 1024 * 1024);
-    let mut names: BTreeMap<String, String> = BTreeMap::new();
+/// Writes while the disk is full: up to 40 rounds (90 s) of an upload and
+/// a PATCH of one of `first`. Each is acknowledged (added to `uploads` or
+/// `names`) or answered 507 or 503 with Retry-After, never anything else.
+/// How many of each status.
+async fn every_write_to_a_full_disk_succeeds_or_is_a_507_or_503_with_retry_after(
+    served: &Served,
+    client: &reqwest::Client,
+    first: &[String],
+    uploads: &mut BTreeMap<String, Vec<u8>>,
+    names: &mut BTreeMap<String, String>,
+) -> BTreeMap<u16, usize> {
     let mut statuses: BTreeMap<u16, usize> = BTreeMap::new();
     let started = Instant::now();
     for round in 0..40u32 {
@@ -240,13 +262,7 @@ async fn a_full_disk_answers_507_or_503_loses_no_acknowledged_write_and_recovers
             break;
         }
         let png = noise_png(100 + round, 200);
-        let response = client
-            .post(served.url("/v1/images"))
-            .header("content-type", "image/png")
-            .body(png.clone())
-            .send()
-            .await
-            .unwrap();
+        let response = served.upload(client, "", "image/png", png.clone()).await;
         let (status, retry_after) = status_of(&response).await;
         *statuses.entry(status).or_default() += 1;
         match status {
@@ -266,12 +282,8 @@ async fn a_full_disk_answers_507_or_503_loses_no_acknowledged_write_and_recovers
 
         let id = &first[round as usize % first.len()];
         let name = format!("round {round}");
-        let response = client
-            .patch(served.url(&format!("/v1/images/{id}")))
-            .json(&json!({"name": name, "string1": "n".repeat(4000)}))
-            .send()
-            .await
-            .unwrap();
+        let body = json!({"name": name, "string1": "n".repeat(4000)});
+        let response = served.patch(client, id, body).await;
         let (status, retry_after) = status_of(&response).await;
         *statuses.entry(status).or_default() += 1;
         match status {
@@ -289,27 +301,20 @@ async fn a_full_disk_answers_507_or_503_loses_no_acknowledged_write_and_recovers
             ),
         }
     }
-    println!("while full: {statuses:?}");
-    assert!(
-        statuses.get(&507).copied().unwrap_or(0) > 0,
-        "a full disk answers 507: {statuses:?}"
-    );
-    let ready = client.get(served.url("/readyz")).send().await.unwrap();
-    assert_eq!(ready.status(), 503, "readyz is red while the disk is full");
+    statuses
+}
 
-    // Space returns: writes go through again without a restart.
-    std::fs::remove_file(&filler).expect("free the space");
+/// Once space returns, a PATCH naming `id` "after" goes through within
+/// 20 s, without a restart.
+async fn writes_go_through_again_without_a_restart(
+    served: &Served,
+    client: &reqwest::Client,
+    id: &str,
+) {
     let freed = Instant::now();
     loop {
-        let id = &first[0];
-        let response = client
-            .patch(served.url(&format!("/v1/images/{id}")))
-            .json(&json!({"name": "after"}))
-            .send()
-            .await
-            .unwrap();
+        let response = served.patch(client, id, json!({"name": "after"})).await;
         if response.status() == 200 {
-            names.insert(id.clone(), "after".into());
             break;
         }
         assert!(
@@ -320,23 +325,104 @@ async fn a_full_disk_answers_507_or_503_loses_no_acknowledged_write_and_recovers
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+/// What was acknowledged is there: originals byte for byte, finished,
+/// with the last name each PATCH set.
+async fn every_acknowledged_write_is_there(
+    served: &Served,
+    client: &reqwest::Client,
+    uploads: &BTreeMap<String, Vec<u8>>,
+    names: &BTreeMap<String, String>,
+) {
+    for (id, png) in uploads {
+        let original = client
+            .get(served.url(&format!("/v1/images/{id}")))
+            .header("accept", "application/octet-stream")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(original.status(), 200, "{id}");
+        assert!(original.bytes().await.unwrap() == *png, "{id}'s original");
+        let image = served.image(client, id).await;
+        assert_eq!(image["status"], "finished", "{image}");
+        if let Some(name) = names.get(id) {
+            assert_eq!(image["name"], name.as_str(), "{id}'s acknowledged PATCH");
+        }
+    }
+}
+
+/// No job of these images spent an attempt on the full disk.
+async fn no_job_spent_an_attempt_on_the_full_disk(
+    data: &Path,
+    log: &Path,
+    ids: impl Iterator<Item = &String>,
+) {
+    let url = format!("sqlite://{}", data.join("easel.db").display());
+    let catalog = easel_catalog::connect(&url).await.unwrap();
+    for id in ids {
+        for job in catalog.jobs_for_image(id).await.unwrap() {
+            assert!(
+                job.attempts <= 1,
+                "{id}: a full disk spent attempts: {job:?}; log:\n{}",
+                std::fs::read_to_string(log)
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|l| l.contains(id.as_str())
+                        || l.contains("WARN")
+                        || l.contains("ERROR"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_answers_507_or_503_loses_no_acknowledged_write_and_recovers_on_its_own() {
+    let test = "a_full_disk_answers_507_or_503_loses_no_acknowledged_write_and_recovers_on_its_own";
+    let dir = tempfile::tempdir().unwrap();
+    let Some(mount) = Tmpfs::mount_or_skip(test, &dir.path().join("mnt"), 40) else {
+        return;
+    };
+    let data = mount.dir.join("data");
+    let log = dir.path().join("serve.log");
+    let (_, client) = common::easel_key(&data);
+    let mut served = Served::start(&data, &log, &[]).await;
+
+    // Some covers before the disk fills.
+    let mut uploads = three_covers(&served, &client).await;
+    let first: Vec<String> = uploads.keys().cloned().collect();
+
+    // The disk fills up, but for a sliver.
+    let filler = fill_disk(&mount.dir, 1024 * 1024);
+    let mut names: BTreeMap<String, String> = BTreeMap::new();
+    let statuses = every_write_to_a_full_disk_succeeds_or_is_a_507_or_503_with_retry_after(
+        &served,
+        &client,
+        &first,
+        &mut uploads,
+        &mut names,
+    )
+    .await;
+    println!("while full: {statuses:?}");
+    assert!(
+        statuses.get(&507).copied().unwrap_or(0) > 0,
+        "a full disk answers 507: {statuses:?}"
+    );
+    let ready = client.get(served.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503, "readyz is red while the disk is full");
+
+    // Space returns: writes go through again without a restart.
+    std::fs::remove_file(&filler).expect("free the space");
+    let id = &first[0];
+    writes_go_through_again_without_a_restart(&served, &client, id).await;
+    names.insert(id.clone(), "after".into());
     let ready = client.get(served.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200, "readyz is green again");
     // No connection kept SQLite's write lock.
-    {
-        use sqlx::Connection;
-        let url = format!("sqlite://{}", data.join("easel.db").display());
-        let mut probe = sqlx::SqliteConnection::connect(&url).await.unwrap();
-        sqlx::query("PRAGMA busy_timeout = 2000")
-            .execute(&mut probe)
-            .await
-            .unwrap();
-        sqlx::query("BEGIN IMMEDIATE")
-            .execute(&mut probe)
-            .await
-            .expect("nothing holds the database's write lock");
-        sqlx::query("ROLLBACK").execute(&mut probe).await.unwrap();
-    }
+    let url = format!("sqlite://{}", data.join("easel.db").display());
+    easel_test_support::sqlite_write_lock_is_free(&url, Duration::from_secs(2)).await;
 
     // Every acknowledged upload renders on its own, no attempt spent.
     for id in uploads.keys() {
@@ -353,39 +439,8 @@ async fn a_full_disk_answers_507_or_503_loses_no_acknowledged_write_and_recovers
     // byte, the last name each PATCH set.
     drop(served.child);
     served = Served::start(&data, &log, &[]).await;
-    for (id, png) in &uploads {
-        let original = client
-            .get(served.url(&format!("/v1/images/{id}")))
-            .header("accept", "application/octet-stream")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(original.status(), 200, "{id}");
-        assert!(original.bytes().await.unwrap() == *png, "{id}'s original");
-        let image = served.image(&client, id).await;
-        assert_eq!(image["status"], "finished", "{image}");
-        if let Some(name) = names.get(id) {
-            assert_eq!(image["name"], name.as_str(), "{id}'s acknowledged PATCH");
-        }
-    }
-    let url = format!("sqlite://{}", data.join("easel.db").display());
-    let catalog = easel_catalog::connect(&url).await.unwrap();
-    for id in uploads.keys() {
-        for job in catalog.jobs_for_image(id).await.unwrap() {
-            assert!(
-                job.attempts <= 1,
-                "{id}: a full disk spent attempts: {job:?}; log:\n{}",
-                std::fs::read_to_string(&log)
-                    .unwrap_or_default()
-                    .lines()
-                    .filter(|l| l.contains(id.as_str())
-                        || l.contains("WARN")
-                        || l.contains("ERROR"))
-                    .collect::<Vec<_>>()
-                    .join("\n")
-            );
-        }
-    }
+    every_acknowledged_write_is_there(&served, &client, &uploads, &names).await;
+    no_job_spent_an_attempt_on_the_full_disk(&data, &log, uploads.keys()).await;
 }
 
 // ---------------------------------------------------------------------------
@@ -552,13 +607,9 @@ async fn a_worker_restarted_after_kill_9_finishes_the_jobs_it_held_within_second
     let photo = common::fixture("photo/olympus_e-p3_4032x3024.jpg");
     let mut ids = Vec::new();
     for _ in 0..2 {
-        let response = client
-            .post(served.url("/v1/images"))
-            .header("content-type", "image/jpeg")
-            .body(photo.clone())
-            .send()
-            .await
-            .unwrap();
+        let response = served
+            .upload(&client, "", "image/jpeg", photo.clone())
+            .await;
         assert_eq!(response.status(), 202);
         ids.push(common::id_of(response).await);
     }
@@ -722,13 +773,14 @@ async fn slow_origins_do_not_hold_up_uploads_and_time_out_once_with_a_reason() {
     }
     // Queued after the slow ones, rendered before any of them gives up:
     // with the one worker loop busy fetching, it would wait for all three.
-    let response = client
-        .post(served.url("/v1/images?wait=true"))
-        .header("content-type", "image/jpeg")
-        .body(common::fixture("jpeg/hopper_orientation_6.jpg"))
-        .send()
-        .await
-        .unwrap();
+    let response = served
+        .upload(
+            &client,
+            "?wait=true",
+            "image/jpeg",
+            common::fixture("jpeg/hopper_orientation_6.jpg"),
+        )
+        .await;
     assert_eq!(response.status(), 201, "log:\n{}", served.log_tail());
     assert_eq!(
         origin.ended(),
@@ -783,13 +835,9 @@ async fn a_rerender_at_quality_80_beside_a_serve_at_88_leaves_nothing_stale() {
     let photo = common::fixture("photo/olympus_e-p3_4032x3024.jpg");
     let mut ids = Vec::new();
     for _ in 0..6 {
-        let response = client
-            .post(served.url("/v1/images?wait=true"))
-            .header("content-type", "image/jpeg")
-            .body(photo.clone())
-            .send()
-            .await
-            .unwrap();
+        let response = served
+            .upload(&client, "?wait=true", "image/jpeg", photo.clone())
+            .await;
         assert_eq!(response.status(), 201);
         ids.push(common::id_of(response).await);
     }
@@ -864,13 +912,9 @@ async fn an_image_that_could_never_fit_the_render_memory_budget_is_refused_at_up
         &[("EASEL_RENDER_MEMORY_BYTES", "268435456")],
     )
     .await;
-    let response = client
-        .post(served.url("/v1/images"))
-        .header("content-type", "image/png")
-        .body(common::fixture(RGBA16_100MP))
-        .send()
-        .await
-        .unwrap();
+    let response = served
+        .upload(&client, "", "image/png", common::fixture(RGBA16_100MP))
+        .await;
     let body = common::problem(response, 422, "too-much-memory").await;
     let detail = body["detail"].as_str().unwrap();
     assert!(
@@ -882,13 +926,14 @@ async fn an_image_that_could_never_fit_the_render_memory_budget_is_refused_at_up
         "nothing was stored"
     );
     // A photo fits.
-    let response = client
-        .post(served.url("/v1/images?wait=true"))
-        .header("content-type", "image/jpeg")
-        .body(common::fixture("photo/olympus_e-p3_4032x3024.jpg"))
-        .send()
-        .await
-        .unwrap();
+    let response = served
+        .upload(
+            &client,
+            "?wait=true",
+            "image/jpeg",
+            common::fixture("photo/olympus_e-p3_4032x3024.jpg"),
+        )
+        .await;
     assert_eq!(response.status(), 201);
 }
 
@@ -906,18 +951,9 @@ async fn two_workers_rendering_100_megapixel_16_bit_pngs_stay_under_900_mb() {
     )
     .await;
     let png = common::fixture(RGBA16_100MP);
-    let upload = || {
-        client
-            .post(served.url("/v1/images"))
-            .header("content-type", "image/png")
-            .body(png.clone())
-            .send()
-    };
+    let upload = || served.upload(&client, "", "image/png", png.clone());
     let (a, b) = tokio::join!(upload(), upload());
-    let ids = [
-        common::id_of(a.unwrap()).await,
-        common::id_of(b.unwrap()).await,
-    ];
+    let ids = [common::id_of(a).await, common::id_of(b).await];
     for id in &ids {
         let image = served.settled(&client, id, Duration::from_secs(300)).await;
         assert_eq!(

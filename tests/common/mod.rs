@@ -17,6 +17,7 @@ use easel_render::{Limits, Settings};
 use easel_storage::BlobStore;
 use easel_worker::{Worker, WorkerConfig};
 use reqwest::header::HeaderMap;
+use reqwest::Method;
 use serde_json::Value;
 use tokio::sync::{oneshot, watch, Notify};
 
@@ -310,6 +311,47 @@ impl TestApp {
         response.json().await.expect("json")
     }
 
+    /// `method path` with `body`, as `client` (whose key it sends).
+    pub async fn send_as(
+        &self,
+        client: &reqwest::Client,
+        method: Method,
+        path: &str,
+        body: Body,
+    ) -> reqwest::Response {
+        let request = client.request(method, self.url(path));
+        let request = match body {
+            Body::None => request,
+            Body::Json(value) => request.json(&value),
+            Body::Image(bytes, content_type) => {
+                request.header("content-type", content_type).body(bytes)
+            }
+        };
+        request.send().await.expect("request")
+    }
+
+    /// As [`TestApp::send_as`] with the key of every scope.
+    pub async fn send(&self, method: Method, path: &str, body: Body) -> reqwest::Response {
+        self.send_as(&self.client, method, path, body).await
+    }
+
+    /// `GET /v1/images/{id}`: 200, and the resource.
+    pub async fn image_json(&self, id: &str) -> Value {
+        let response = self.get_image(id).await;
+        assert_eq!(response.status(), 200, "GET /v1/images/{id}");
+        response.json().await.expect("json")
+    }
+
+    /// `PATCH /v1/images/{id}` with `body`: 200, and the resource.
+    pub async fn patch_image(&self, id: &str, body: Value) -> Value {
+        let path = format!("/v1/images/{id}");
+        let response = self
+            .send(Method::PATCH, &path, Body::Json(body.clone()))
+            .await;
+        assert_eq!(response.status(), 200, "PATCH {path} {body}");
+        response.json().await.expect("json")
+    }
+
     pub async fn get_image(&self, id: &str) -> reqwest::Response {
         self.client
             .get(self.url(&format!("/v1/images/{id}")))
@@ -354,7 +396,7 @@ impl TestApp {
     /// Polls the resource until it leaves `ingesting`.
     pub async fn wait_until_done(&self, id: &str) -> Value {
         for _ in 0..2400 {
-            let image: Value = self.get_image(id).await.json().await.expect("json");
+            let image = self.image_json(id).await;
             if image["status"] != "ingesting" {
                 return image;
             }
@@ -384,6 +426,23 @@ impl Drop for TestApp {
             let _ = stop.send(());
         }
     }
+}
+
+/// A request's body for [`TestApp::send`].
+pub enum Body {
+    None,
+    Json(Value),
+    Image(Vec<u8>, &'static str),
+}
+
+/// The asset of `style` in an Image resource.
+pub fn asset<'a>(image: &'a Value, style: &str) -> &'a Value {
+    image["assets"]
+        .as_array()
+        .expect("assets")
+        .iter()
+        .find(|a| a["style"] == style)
+        .unwrap_or_else(|| panic!("no {style} asset in {image}"))
 }
 
 /// The id of the Image resource in a response body.

@@ -13,6 +13,7 @@ use easel_catalog::{
     now_ms, BucketSettings, CatalogError, Database, ImageFields, ImagePatch, ImageRepo, KeyStore,
     NewImage, OriginalFacts, Outage, SqliteCatalog,
 };
+use easel_test_support::sqlite_write_lock_is_free;
 use sqlx::{Connection, SqliteConnection};
 
 /// `SqliteCatalog`'s pool size for a database file.
@@ -47,22 +48,6 @@ fn renamed(i: usize, round: usize) -> ImagePatch {
         string2: Some(Some("y".repeat(2000))),
         ..ImagePatch::default()
     }
-}
-
-/// A connection of its own that must take SQLite's write lock at once: it
-/// fails when any pooled connection still holds a write transaction.
-async fn write_lock_is_free(url: &str) {
-    let mut probe = SqliteConnection::connect(url).await.expect("open a probe");
-    sqlx::query("PRAGMA busy_timeout = 0")
-        .execute(&mut probe)
-        .await
-        .unwrap();
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut probe)
-        .await
-        .expect("no connection of the catalogue holds a write transaction open");
-    sqlx::query("ROLLBACK").execute(&mut probe).await.unwrap();
-    probe.close().await.ok();
 }
 
 async fn page_count(url: &str) -> i64 {
@@ -150,7 +135,7 @@ async fn a_full_sqlite_database_refuses_writes_as_full_and_keeps_every_acknowled
         "the database was not full for long: {refused}"
     );
     assert!(!created.is_empty(), "nothing fitted before it was full");
-    write_lock_is_free(&url).await;
+    sqlite_write_lock_is_free(&url, Duration::ZERO).await;
 
     // Space returns (rows go): writes succeed again, at once.
     for id in created.drain(..created.len() / 2).collect::<Vec<_>>() {
@@ -166,7 +151,7 @@ async fn a_full_sqlite_database_refuses_writes_as_full_and_keeps_every_acknowled
         .await
         .expect("a write succeeds once there is room again");
     renamed_to.push((id, row.name.unwrap_or_default()));
-    write_lock_is_free(&url).await;
+    sqlite_write_lock_is_free(&url, Duration::ZERO).await;
     drop(catalog);
 
     // What was acknowledged is what a fresh connection reads.
@@ -220,7 +205,7 @@ async fn a_write_lock_held_elsewhere_is_an_outage_that_passes() {
         .await
         .expect("the write goes through once the lock is free");
     assert_eq!(row.name.as_deref(), Some("cover 1 round 2"));
-    write_lock_is_free(&url).await;
+    sqlite_write_lock_is_free(&url, Duration::ZERO).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -265,7 +250,7 @@ async fn a_connection_whose_transaction_sqlite_ended_itself_never_serves_again()
             .unwrap_or_else(|e| panic!("write {i}: {e}"));
         written.push((bucket, i as i64));
     }
-    write_lock_is_free(&url).await;
+    sqlite_write_lock_is_free(&url, Duration::ZERO).await;
     drop(catalog);
 
     let fresh = SqliteCatalog::connect(&url).await.unwrap();

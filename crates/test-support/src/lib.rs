@@ -9,9 +9,9 @@ use std::collections::BTreeSet;
 use std::io::Write;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Mutex;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use sqlx::{Connection, Executor, PgConnection};
+use sqlx::{Connection, Executor, PgConnection, SqliteConnection};
 
 /// A PostgreSQL admin URL: each test makes its own database on that server.
 pub const DATABASE_VAR: &str = "EASEL_TEST_DATABASE_URL";
@@ -118,6 +118,23 @@ pub fn with_database(admin: &str, database: &str) -> String {
         Some(query) => format!("{}/{database}?{query}", &base[..path]),
         None => format!("{}/{database}", &base[..path]),
     }
+}
+
+/// Panics unless a connection of its own takes the SQLite database's write
+/// lock within `wait`: no connection of the code under test may keep a
+/// write transaction open (after a failed commit, say).
+pub async fn sqlite_write_lock_is_free(url: &str, wait: Duration) {
+    let mut probe = SqliteConnection::connect(url).await.expect("open a probe");
+    probe
+        .execute(format!("PRAGMA busy_timeout = {}", wait.as_millis()).as_str())
+        .await
+        .unwrap();
+    probe
+        .execute("BEGIN IMMEDIATE")
+        .await
+        .expect("no connection of the code under test holds a write transaction open");
+    probe.execute("ROLLBACK").await.unwrap();
+    probe.close().await.ok();
 }
 
 #[cfg(test)]
