@@ -82,6 +82,15 @@ async fn upload_to_bucket_other(app: &TestApp, query: &str) -> Value {
     json_of(response).await
 }
 
+/// The ids of a list page, as a set.
+fn id_set(page: &Value) -> BTreeSet<String> {
+    ids(page).into_iter().collect()
+}
+
+fn set_of(ids: &[&String]) -> BTreeSet<String> {
+    ids.iter().map(|s| s.to_string()).collect()
+}
+
 /// A 400 that names what was wrong.
 async fn bad_param(app: &TestApp, query: &str, names: &str) {
     let response = app.get(&format!("/v1/images{query}")).await;
@@ -821,8 +830,6 @@ async fn the_list_filters_by_id_facet_tag_and_status_and_the_filters_combine() {
         e,
         stranger,
     } = listed_images().await;
-    let set = |v: &[&String]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
-    let got = |page: &Value| ids(page).into_iter().collect::<BTreeSet<_>>();
 
     // filter[id]: repeated, comma separated, [] suffix, percent-encoded brackets.
     for query in [
@@ -833,31 +840,43 @@ async fn the_list_filters_by_id_facet_tag_and_status_and_the_filters_combine() {
         format!("?filter[id]={a}&filter[id]={c}&filter[id]={stranger}"),
     ] {
         let page = list(&app, &query).await;
-        assert_eq!(got(&page), set(&[&a, &c]), "{query}");
+        assert_eq!(id_set(&page), set_of(&[&a, &c]), "{query}");
         assert_eq!(page["meta"]["total"], 2, "{query}");
     }
     bad_param(&app, "?filter[id]=no%20spaces", "filter[id]").await;
 
     assert_eq!(
-        got(&list(&app, "?filter[facet]=cover").await),
-        set(&[&a, &b])
+        id_set(&list(&app, "?filter[facet]=cover").await),
+        set_of(&[&a, &b])
     );
-    assert_eq!(got(&list(&app, "?filter[facet]=grill").await), set(&[&c]));
-    assert_eq!(got(&list(&app, "?filter[tag]=art").await), set(&[&a, &c]));
-    assert_eq!(got(&list(&app, "?filter[tag]=s2").await), set(&[&b]));
-    assert_eq!(got(&list(&app, "?filter[tag]=nope").await), BTreeSet::new());
     assert_eq!(
-        got(&list(&app, "?filter[status]=finished").await),
-        set(&[&a, &b, &c, &d])
+        id_set(&list(&app, "?filter[facet]=grill").await),
+        set_of(&[&c])
     );
-    assert_eq!(got(&list(&app, "?filter[status]=error").await), set(&[&e]));
     assert_eq!(
-        got(&list(&app, "?filter[status]=ingesting").await),
+        id_set(&list(&app, "?filter[tag]=art").await),
+        set_of(&[&a, &c])
+    );
+    assert_eq!(id_set(&list(&app, "?filter[tag]=s2").await), set_of(&[&b]));
+    assert_eq!(
+        id_set(&list(&app, "?filter[tag]=nope").await),
         BTreeSet::new()
     );
     assert_eq!(
-        got(&list(&app, "?filter[facet]=cover&filter[tag]=s1").await),
-        set(&[&a]),
+        id_set(&list(&app, "?filter[status]=finished").await),
+        set_of(&[&a, &b, &c, &d])
+    );
+    assert_eq!(
+        id_set(&list(&app, "?filter[status]=error").await),
+        set_of(&[&e])
+    );
+    assert_eq!(
+        id_set(&list(&app, "?filter[status]=ingesting").await),
+        BTreeSet::new()
+    );
+    assert_eq!(
+        id_set(&list(&app, "?filter[facet]=cover&filter[tag]=s1").await),
+        set_of(&[&a]),
         "filters combine"
     );
 }
@@ -865,15 +884,19 @@ async fn the_list_filters_by_id_facet_tag_and_status_and_the_filters_combine() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_list_search_matches_names_in_any_case_and_takes_like_characters_literally() {
     let Listed { app, a, b, d, .. } = listed_images().await;
-    let set = |v: &[&String]| v.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
-    let got = |page: &Value| ids(page).into_iter().collect::<BTreeSet<_>>();
 
     // search: name contains, case-insensitive, LIKE characters are literal.
-    assert_eq!(got(&list(&app, "?search=COVER").await), set(&[&a, &b]));
-    assert_eq!(got(&list(&app, "?search=season%20t").await), set(&[&b]));
-    assert_eq!(got(&list(&app, "?search=100%25").await), set(&[&d]));
-    assert_eq!(got(&list(&app, "?search=%25").await), set(&[&d]));
-    assert_eq!(got(&list(&app, "?search=_").await), BTreeSet::new());
+    assert_eq!(
+        id_set(&list(&app, "?search=COVER").await),
+        set_of(&[&a, &b])
+    );
+    assert_eq!(
+        id_set(&list(&app, "?search=season%20t").await),
+        set_of(&[&b])
+    );
+    assert_eq!(id_set(&list(&app, "?search=100%25").await), set_of(&[&d]));
+    assert_eq!(id_set(&list(&app, "?search=%25").await), set_of(&[&d]));
+    assert_eq!(id_set(&list(&app, "?search=_").await), BTreeSet::new());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1744,9 +1767,7 @@ async fn delete_hides_restore_brings_back_and_force_removes_rows_and_files() {
     )
     .await;
     assert_eq!(ids(&list(&app, "").await), vec![kept.clone()]);
-    let with: BTreeSet<String> = ids(&list(&app, "?filter[trashed]=with").await)
-        .into_iter()
-        .collect();
+    let with = id_set(&list(&app, "?filter[trashed]=with").await);
     assert_eq!(with, BTreeSet::from([kept.clone(), image_id.clone()]));
     assert_eq!(
         ids(&list(&app, "?filter[trashed]=only").await),
@@ -1960,9 +1981,7 @@ async fn feed_ready_passes_a_big_photo_and_flags_an_enlarged_small_image() {
     assert_eq!(medium["feed_ready"]["ok"], false);
 
     let (big, small, medium) = (id(&big), id(&small), id(&medium));
-    let not_ready: BTreeSet<String> = ids(&list(&app, "?filter[feed_ready]=false").await)
-        .into_iter()
-        .collect();
+    let not_ready = id_set(&list(&app, "?filter[feed_ready]=false").await);
     assert_eq!(not_ready, BTreeSet::from([small.clone(), medium.clone()]));
     assert_eq!(
         ids(&list(&app, "?filter[feed_ready]=true").await),
