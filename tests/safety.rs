@@ -27,6 +27,18 @@ struct Served {
 }
 
 impl Served {
+    /// `easel serve` with `vars` on a data dir of its own (logging to
+    /// `serve.log` beside it), and a client with a key of every scope: the
+    /// temp dir (which must outlive the test), the data dir, the client,
+    /// the server.
+    async fn fresh(vars: &[(&str, &str)]) -> (tempfile::TempDir, PathBuf, reqwest::Client, Served) {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        let (_, client) = common::easel_key(&data);
+        let served = Served::start(&data, &dir.path().join("serve.log"), vars).await;
+        (dir, data, client, served)
+    }
+
     async fn start(data: &Path, log: &Path, vars: &[(&str, &str)]) -> Served {
         let log_file = std::fs::OpenOptions::new()
             .create(true)
@@ -595,15 +607,7 @@ async fn sqlite_pool(data: &Path) -> sqlx::SqlitePool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_restarted_after_kill_9_finishes_the_jobs_it_held_within_seconds() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let (_, client) = common::easel_key(&data);
-    let served = Served::start(
-        &data,
-        &dir.path().join("serve.log"),
-        &[("EASEL_WORKERS", "0")],
-    )
-    .await;
+    let (dir, data, client, served) = Served::fresh(&[("EASEL_WORKERS", "0")]).await;
     let photo = common::fixture("photo/olympus_e-p3_4032x3024.jpg");
     let mut ids = Vec::new();
     for _ in 0..2 {
@@ -748,17 +752,10 @@ impl SlowOrigin {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn slow_origins_do_not_hold_up_uploads_and_time_out_once_with_a_reason() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let (_, client) = common::easel_key(&data);
-    let served = Served::start(
-        &data,
-        &dir.path().join("serve.log"),
-        &[
-            ("EASEL_ORIGIN_ALLOW_PRIVATE", "true"),
-            ("EASEL_ORIGIN_TIMEOUT_SECS", "4"),
-        ],
-    )
+    let (_dir, _data, client, served) = Served::fresh(&[
+        ("EASEL_ORIGIN_ALLOW_PRIVATE", "true"),
+        ("EASEL_ORIGIN_TIMEOUT_SECS", "4"),
+    ])
     .await;
     let origin = SlowOrigin::start().await;
     let slow = ["slow-1", "slow-2", "slow-3"];
@@ -828,10 +825,7 @@ fn easel_run(data: &Path, args: &[&str]) -> (bool, String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rerender_at_quality_80_beside_a_serve_at_88_leaves_nothing_stale() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let (_, client) = common::easel_key(&data);
-    let served = Served::start(&data, &dir.path().join("serve.log"), &[]).await;
+    let (_dir, data, client, served) = Served::fresh(&[]).await;
     let photo = common::fixture("photo/olympus_e-p3_4032x3024.jpg");
     let mut ids = Vec::new();
     for _ in 0..6 {
@@ -903,15 +897,8 @@ fn peak_rss(pid: u32) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_image_that_could_never_fit_the_render_memory_budget_is_refused_at_upload() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let (_, client) = common::easel_key(&data);
-    let served = Served::start(
-        &data,
-        &dir.path().join("serve.log"),
-        &[("EASEL_RENDER_MEMORY_BYTES", "268435456")],
-    )
-    .await;
+    let (_dir, data, client, served) =
+        Served::fresh(&[("EASEL_RENDER_MEMORY_BYTES", "268435456")]).await;
     let response = served
         .upload(&client, "", "image/png", common::fixture(RGBA16_100MP))
         .await;
@@ -939,17 +926,9 @@ async fn an_image_that_could_never_fit_the_render_memory_budget_is_refused_at_up
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workers_rendering_100_megapixel_16_bit_pngs_stay_under_900_mb() {
-    let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    let (_, client) = common::easel_key(&data);
     // The default budget (1 GiB) holds one such render (about 730 MiB),
     // not two: the second waits for the first.
-    let served = Served::start(
-        &data,
-        &dir.path().join("serve.log"),
-        &[("EASEL_WORKERS", "2")],
-    )
-    .await;
+    let (_dir, _data, client, served) = Served::fresh(&[("EASEL_WORKERS", "2")]).await;
     let png = common::fixture(RGBA16_100MP);
     let upload = || served.upload(&client, "", "image/png", png.clone());
     let (a, b) = tokio::join!(upload(), upload());
