@@ -11,13 +11,13 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
 use easel_app::batches::{open_or_create, progress, rerender_filter, ENQUEUE_CHUNK};
+use easel_worker::supervise::Loops;
+use easel_worker::OnCommit;
 use indicatif::{ProgressBar, ProgressStyle};
 use tokio::sync::Notify;
 
 use crate::engine_args::EngineArgs;
-use crate::service::{
-    init_logging_at, log_format, runtime, spawn_workers, CommonArgs, WorkerTuning,
-};
+use crate::service::{init_logging_at, log_format, runtime, CommonArgs, WorkerTuning};
 
 #[derive(clap::Args, Debug)]
 pub struct RerenderArgs {
@@ -102,17 +102,10 @@ pub fn rerender(args: RerenderArgs) -> anyhow::Result<()> {
             );
         }
         let wake = Arc::new(Notify::new());
-        let workers = spawn_workers(
-            args.concurrency,
-            &args.tuning,
-            &args.tuning.memory_budget(),
-            &catalog,
-            &store,
-            &settings,
-            &wake,
-            easel_worker::OnCommit::default(),
-        )
-        .await?;
+        let pool = args
+            .tuning
+            .pool(args.concurrency, &settings, OnCommit::default());
+        let workers = Loops::start_workers(&catalog, &store, &settings, &wake, pool).await?;
 
         let bar = ProgressBar::new(batch.total.max(0) as u64);
         bar.set_style(

@@ -18,11 +18,11 @@ use easel_origin::OriginConfig;
 use easel_render::iiif::IiifLimits;
 use easel_render::Settings;
 use easel_storage::BlobStore;
-use easel_worker::reaper::Reaper;
-use easel_worker::{OnCommit, Retention, Worker, WorkerConfig};
+use easel_worker::supervise::{Loops, PoolConfig, DEFAULT_LOOPS};
+use easel_worker::{OnCommit, Retention, WorkerConfig};
 
 use crate::engine_args::EngineArgs;
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum LogFormat {
@@ -71,15 +71,6 @@ impl RetentionArgs {
     }
 }
 
-/// Worker loops of `serve` and `worker`. A render's decode, the cascade's
-/// last steps and storing the files run on fewer threads than the pool
-/// has: a second loop can fill those gaps (`benches/serve.sh` measures
-/// uploads against the render-bound limit).
-const DEFAULT_WORKERS: usize = 2;
-
-/// How often a process deletes what is due (and ends grace periods).
-const REAP_INTERVAL: Duration = Duration::from_secs(30);
-
 /// How workers run.
 #[derive(clap::Args, Debug, Clone)]
 pub(crate) struct WorkerTuning {
@@ -117,9 +108,34 @@ pub(crate) struct WorkerTuning {
 }
 
 impl WorkerTuning {
-    /// The one render memory budget of this process.
-    pub(crate) fn memory_budget(&self) -> easel_budget::MemoryBudget {
-        easel_budget::MemoryBudget::new(self.render_memory_bytes)
+    /// `loops` worker loops as these flags set them up, with the process's
+    /// one render memory budget.
+    pub(crate) fn pool(
+        &self,
+        loops: usize,
+        settings: &Settings,
+        on_commit: OnCommit,
+    ) -> PoolConfig {
+        PoolConfig {
+            loops,
+            threads: self.threads,
+            worker: WorkerConfig {
+                lease: Duration::from_secs(self.lease_secs.max(1)),
+                max_attempts: self.max_attempts.max(1),
+                origin: OriginConfig {
+                    total_timeout: Duration::from_secs(self.origin_timeout_secs.max(1)),
+                    max_redirects: self.origin_max_redirects,
+                    allow_private: self.origin_allow_private,
+                    max_bytes: settings.limits.max_bytes,
+                    ..OriginConfig::default()
+                },
+                retention: self.retention.retention(),
+                origin_fetches: self.origin_fetches.max(1),
+                memory: easel_budget::MemoryBudget::new(self.render_memory_bytes),
+                on_commit,
+                ..WorkerConfig::default()
+            },
+        }
     }
 }
 
@@ -137,7 +153,7 @@ pub struct ServeArgs {
     /// Embedded worker loops; 0 leaves rendering to `easel worker` processes.
     /// Two by default: while one loop stores and commits a render, the
     /// other can render.
-    #[arg(long, env = "EASEL_WORKERS", default_value_t = DEFAULT_WORKERS)]
+    #[arg(long, env = "EASEL_WORKERS", default_value_t = DEFAULT_LOOPS)]
     workers: usize,
     /// Prefix for links and Location headers, e.g. https://img.example.com;
     /// empty takes the scheme and host of each request.
@@ -205,7 +221,7 @@ pub struct WorkerArgs {
     #[command(flatten)]
     tuning: WorkerTuning,
     /// Worker loops in this process (jobs rendered at once).
-    #[arg(long, env = "EASEL_WORKERS", default_value_t = DEFAULT_WORKERS)]
+    #[arg(long, env = "EASEL_WORKERS", default_value_t = DEFAULT_LOOPS)]
     workers: usize,
 }
 
@@ -221,7 +237,6 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let (catalog, store) = open(&args.common).await?;
         let settings = Arc::new(args.render.settings()?);
         let wake = Arc::new(Notify::new());
-        let memory = args.tuning.memory_budget();
         let alias_max_age = Duration::from_secs(args.alias_max_age_secs);
         let serve_cache = easel_api::serve_cache::ServeCache::new(
             args.serve_cache_bytes,
@@ -229,20 +244,14 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
             args.lookup_cache_entries,
         );
         let invalidate = serve_cache.clone();
-        let workers = spawn_workers(
-            args.workers,
-            &args.tuning,
-            &memory,
-            &catalog,
-            &store,
-            &settings,
-            &wake,
-            OnCommit::new(move |_| invalidate.invalidate()),
-        )
-        .await?;
+        let on_commit = OnCommit::new(move |_| invalidate.invalidate());
+        let pool = args.tuning.pool(args.workers, &settings, on_commit);
+        // The one budget of this process: IIIF renders share the loops'.
+        let memory = pool.worker.memory.clone();
+        let workers = Loops::start_workers(&catalog, &store, &settings, &wake, pool).await?;
 
         let retention = args.tuning.retention.retention();
-        let reaper = spawn_reaper(&catalog, &store, retention);
+        let reaper = Loops::start_reaper(&catalog, &store, retention);
         let state = AppState {
             catalog,
             store,
@@ -291,18 +300,11 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         let (catalog, store) = open(&args.common).await?;
         let settings = Arc::new(args.render.settings()?);
         let wake = Arc::new(Notify::new());
-        let workers = spawn_workers(
-            args.workers.max(1),
-            &args.tuning,
-            &args.tuning.memory_budget(),
-            &catalog,
-            &store,
-            &settings,
-            &wake,
-            OnCommit::default(),
-        )
-        .await?;
-        let reaper = spawn_reaper(&catalog, &store, args.tuning.retention.retention());
+        let pool = args
+            .tuning
+            .pool(args.workers.max(1), &settings, OnCommit::default());
+        let workers = Loops::start_workers(&catalog, &store, &settings, &wake, pool).await?;
+        let reaper = Loops::start_reaper(&catalog, &store, args.tuning.retention.retention());
         shutdown_signal().await;
         workers.stop().await;
         reaper.stop().await;
@@ -389,111 +391,6 @@ pub(crate) async fn open(common: &CommonArgs) -> anyhow::Result<(Arc<dyn Catalog
     };
     tracing::info!(database = %url, store = %store.describe(), "storage ready");
     Ok((catalog, store))
-}
-
-/// The worker loops of this process and the switch that stops them.
-pub(crate) struct WorkerLoops {
-    stop: watch::Sender<bool>,
-    handles: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl WorkerLoops {
-    /// Lets each loop finish its current job, then waits for them all.
-    pub(crate) async fn stop(self) {
-        tracing::info!("stopping workers after their current job");
-        let _ = self.stop.send(true);
-        for handle in self.handles {
-            let _ = handle.await;
-        }
-    }
-}
-
-#[allow(clippy::too_many_arguments)] // the process's shared parts, each its own
-pub(crate) async fn spawn_workers(
-    count: usize,
-    tuning: &WorkerTuning,
-    memory: &easel_budget::MemoryBudget,
-    catalog: &Arc<dyn Catalog>,
-    store: &BlobStore,
-    settings: &Arc<Settings>,
-    wake: &Arc<Notify>,
-    on_commit: OnCommit,
-) -> anyhow::Result<WorkerLoops> {
-    let (stop, stopped) = watch::channel(false);
-    if count == 0 {
-        return Ok(WorkerLoops {
-            stop,
-            handles: Vec::new(),
-        });
-    }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(tuning.threads)
-        .thread_name(|i| format!("easel-render-{i}"))
-        .build()
-        .context("cannot start the render thread pool")?;
-    let base = Worker::new(
-        worker_name(0),
-        catalog.clone(),
-        store.clone(),
-        settings.clone(),
-        Arc::new(pool),
-        WorkerConfig {
-            lease: Duration::from_secs(tuning.lease_secs.max(1)),
-            max_attempts: tuning.max_attempts.max(1),
-            origin: OriginConfig {
-                total_timeout: Duration::from_secs(tuning.origin_timeout_secs.max(1)),
-                max_redirects: tuning.origin_max_redirects,
-                allow_private: tuning.origin_allow_private,
-                max_bytes: settings.limits.max_bytes,
-                ..OriginConfig::default()
-            },
-            retention: tuning.retention.retention(),
-            origin_fetches: tuning.origin_fetches.max(1),
-            memory: memory.clone(),
-            on_commit,
-            ..WorkerConfig::default()
-        },
-    )
-    .context("cannot start the worker")?
-    .with_wake(wake.clone());
-    // A worker of this machine killed mid-job (kill -9, OOM) left leases
-    // that would hold its jobs for up to --lease-secs: take them over now.
-    if let Err(e) = base.reclaim_jobs_of_dead_workers(&host_name()).await {
-        tracing::warn!(error = %e, "could not look for the jobs of dead workers");
-    }
-    let handles = (0..count)
-        .map(|i| tokio::spawn(base.named(worker_name(i)).run(stopped.clone())))
-        .collect();
-    Ok(WorkerLoops { stop, handles })
-}
-
-/// The reaper of this process (see `easel_worker::reaper`): every API node
-/// and worker process runs one; several at once are safe.
-pub(crate) fn spawn_reaper(
-    catalog: &Arc<dyn Catalog>,
-    store: &BlobStore,
-    retention: Retention,
-) -> WorkerLoops {
-    let (stop, stopped) = watch::channel(false);
-    let reaper = Reaper::new(catalog.clone(), store.clone(), retention);
-    let handle = tokio::spawn(reaper.run(REAP_INTERVAL, stopped));
-    WorkerLoops {
-        stop,
-        handles: vec![handle],
-    }
-}
-
-/// Unique per loop across machines: the lease owner in the jobs table,
-/// `<host>-<pid>-<loop>`, which is how a restarted worker finds the jobs of
-/// a dead one (`Worker::reclaim_jobs_of_dead_workers`).
-fn worker_name(index: usize) -> String {
-    format!("{}-{}-{index}", host_name(), std::process::id())
-}
-
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "easel".into())
 }
 
 async fn shutdown_signal() {

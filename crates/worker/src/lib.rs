@@ -23,6 +23,7 @@
 //! hand-over to the render loops ends the claim.
 
 pub mod reaper;
+pub mod supervise;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
