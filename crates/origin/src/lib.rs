@@ -56,13 +56,18 @@ pub struct OriginConfig {
     pub pinned_hosts: Vec<(String, IpAddr)>,
 }
 
+/// The default [`OriginConfig::total_timeout`].
+pub const DEFAULT_TOTAL_TIMEOUT: Duration = Duration::from_secs(60);
+/// The default [`OriginConfig::max_redirects`].
+pub const DEFAULT_MAX_REDIRECTS: usize = 5;
+
 impl Default for OriginConfig {
     fn default() -> Self {
         Self {
             connect_timeout: Duration::from_secs(10),
-            total_timeout: Duration::from_secs(60),
+            total_timeout: DEFAULT_TOTAL_TIMEOUT,
             max_bytes: 64 * 1024 * 1024,
-            max_redirects: 5,
+            max_redirects: DEFAULT_MAX_REDIRECTS,
             allow_private: false,
             user_agent: concat!("easel/", env!("CARGO_PKG_VERSION")).to_owned(),
             pinned_hosts: Vec::new(),

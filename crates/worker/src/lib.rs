@@ -112,17 +112,24 @@ impl std::fmt::Debug for OnCommit {
     }
 }
 
+/// The default [`WorkerConfig::lease`].
+pub const DEFAULT_LEASE: Duration = Duration::from_secs(60);
+/// The default [`WorkerConfig::max_attempts`].
+pub const DEFAULT_MAX_ATTEMPTS: i64 = 5;
+/// The default [`WorkerConfig::origin_fetches`].
+pub const DEFAULT_ORIGIN_FETCHES: usize = 4;
+
 impl Default for WorkerConfig {
     fn default() -> Self {
         WorkerConfig {
-            lease: Duration::from_secs(60),
+            lease: DEFAULT_LEASE,
             poll_interval: Duration::from_millis(500),
-            max_attempts: 5,
+            max_attempts: DEFAULT_MAX_ATTEMPTS,
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(300),
             origin: OriginConfig::default(),
             retention: Retention::default(),
-            origin_fetches: 4,
+            origin_fetches: DEFAULT_ORIGIN_FETCHES,
             memory: easel_budget::MemoryBudget::default(),
             on_commit: OnCommit::default(),
         }
