@@ -809,140 +809,201 @@ async fn postgres_and_s3_outages_give_503s_and_lose_no_acknowledged_upload() {
     let dir = tempfile::tempdir().expect("temp dir");
     let postgres = OwnPostgres::start_new();
     let moto = OwnMoto::start("easel-outage").await;
-    let deployment = Deployment {
-        data: dir.path().join("data"),
-        database_url: postgres.url(),
-        store_url: "s3://easel-outage/outage".into(),
-        logs: dir.path().to_path_buf(),
-        extra: vec![
-            ("AWS_ENDPOINT".into(), moto.endpoint()),
-            ("AWS_ALLOW_HTTP".into(), "true".into()),
-            ("AWS_ACCESS_KEY_ID".into(), "testing".into()),
-            ("AWS_SECRET_ACCESS_KEY".into(), "testing".into()),
-            ("AWS_REGION".into(), "us-east-1".into()),
-            ("AWS_TIMEOUT".into(), "2s".into()),
-            ("AWS_CONNECT_TIMEOUT".into(), "1s".into()),
-        ],
-    };
+    let deployment = Deployment::on_own_services(dir.path(), &postgres, &moto);
     let (_serve, base) = deployment
         .serve(&[("EASEL_WORKERS", "2"), ("EASEL_LEASE_SECS", "3")])
         .await;
-    let key = deployment.key().await;
+    let client = patient_client(&deployment.key().await);
+
+    let load = UploadLoad::start(&client, &base);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    load.enter(Phase::PostgresDown);
+    assert!(postgres.stop("fast"), "pg_ctl stop -m fast");
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    postgres.start();
+    load.enter(Phase::Normal);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    load.enter(Phase::S3Paused);
+    moto.signal("-STOP");
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    moto.signal("-CONT");
+    load.enter(Phase::Normal);
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let answers = load.stop().await;
+
+    print_what_the_clients_saw(&answers);
+    every_request_got_a_202_or_a_503_within_the_bound(&answers, &deployment);
+    each_outage_gave_503s_and_normal_times_202s(&answers);
+    every_acknowledged_upload_finishes_with_its_original(&client, &base, &answers).await;
+}
+
+impl Deployment {
+    /// Serving from this test's own PostgreSQL and moto.
+    fn on_own_services(dir: &Path, postgres: &OwnPostgres, moto: &OwnMoto) -> Deployment {
+        Deployment {
+            data: dir.join("data"),
+            database_url: postgres.url(),
+            store_url: "s3://easel-outage/outage".into(),
+            logs: dir.to_path_buf(),
+            extra: vec![
+                ("AWS_ENDPOINT".into(), moto.endpoint()),
+                ("AWS_ALLOW_HTTP".into(), "true".into()),
+                ("AWS_ACCESS_KEY_ID".into(), "testing".into()),
+                ("AWS_SECRET_ACCESS_KEY".into(), "testing".into()),
+                ("AWS_REGION".into(), "us-east-1".into()),
+                ("AWS_TIMEOUT".into(), "2s".into()),
+                ("AWS_CONNECT_TIMEOUT".into(), "1s".into()),
+            ],
+        }
+    }
+}
+
+/// A client with `key` that gives up later than the bound, so a hang shows
+/// as a too-slow answer rather than a stuck test.
+fn patient_client(key: &str) -> reqwest::Client {
     let mut auth = reqwest::header::HeaderMap::new();
     auth.insert(
         reqwest::header::AUTHORIZATION,
         format!("Bearer {key}").parse().unwrap(),
     );
-    // The client gives up later than the bound, so a hang shows as a
-    // too-slow answer rather than a stuck test.
-    let client = reqwest::Client::builder()
+    reqwest::Client::builder()
         .timeout(ANSWER_BOUND + Duration::from_secs(5))
         .default_headers(auth)
         .build()
-        .unwrap();
+        .unwrap()
+}
 
-    let phase = Arc::new(Mutex::new(Phase::Normal));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut load = Vec::new();
-    let load_started = Instant::now();
-    for task in 0..4u32 {
-        let (client, base, phase, stop) =
-            (client.clone(), base.clone(), phase.clone(), stop.clone());
-        load.push(tokio::spawn(async move {
-            let mut answers = Vec::new();
-            let mut n = 0u32;
-            while !stop.load(Ordering::Relaxed) {
-                let seed = 10_000 + task * 100_000 + n;
-                n += 1;
-                let at = *phase.lock().unwrap();
-                let started = Instant::now();
-                let sent = client
-                    .post(format!("{base}/v1/images"))
-                    .header("content-type", "image/jpeg")
-                    .body(distinct_jpeg(seed, 160))
-                    .send()
-                    .await;
-                let mut answer = Answer {
-                    phase: at,
-                    sent_at: started.duration_since(load_started),
-                    status: None,
-                    retry_after: None,
-                    elapsed: Duration::ZERO,
-                    id: None,
-                    seed,
-                    error: None,
-                };
-                match sent {
-                    Ok(response) => {
-                        answer.status = Some(response.status().as_u16());
-                        answer.retry_after = response
-                            .headers()
-                            .get("retry-after")
-                            .and_then(|v| v.to_str().ok())
-                            .map(String::from);
-                        let body: Value = response.json().await.unwrap_or(Value::Null);
-                        answer.id = body["id"].as_str().map(String::from);
+/// Four clients uploading distinct JPEGs until stopped, each answer
+/// tagged with the phase it was sent in.
+struct UploadLoad {
+    phase: Arc<Mutex<Phase>>,
+    stop: Arc<AtomicBool>,
+    started: Instant,
+    tasks: Vec<tokio::task::JoinHandle<Vec<Answer>>>,
+}
+
+impl UploadLoad {
+    fn start(client: &reqwest::Client, base: &str) -> UploadLoad {
+        let phase = Arc::new(Mutex::new(Phase::Normal));
+        let stop = Arc::new(AtomicBool::new(false));
+        let started = Instant::now();
+        let tasks = (0..4u32)
+            .map(|task| {
+                let (client, base, phase, stop) = (
+                    client.clone(),
+                    base.to_string(),
+                    phase.clone(),
+                    stop.clone(),
+                );
+                tokio::spawn(async move {
+                    let mut answers = Vec::new();
+                    let mut n = 0u32;
+                    while !stop.load(Ordering::Relaxed) {
+                        let seed = 10_000 + task * 100_000 + n;
+                        n += 1;
+                        let at = *phase.lock().unwrap();
+                        let answer = upload_one(&client, &base, seed, at, started).await;
+                        let refused = answer.status == Some(503);
+                        answers.push(answer);
+                        // A client that honours Retry-After would wait; a
+                        // short pause keeps the load up while the outage lasts.
+                        tokio::time::sleep(Duration::from_millis(if refused { 200 } else { 400 }))
+                            .await;
                     }
-                    Err(e) => answer.error = Some(e.to_string()),
-                }
-                answer.elapsed = started.elapsed();
-                let refused = answer.status == Some(503);
-                answers.push(answer);
-                // A client that honours Retry-After would wait; a short
-                // pause keeps the load up while the outage lasts.
-                tokio::time::sleep(Duration::from_millis(if refused { 200 } else { 400 })).await;
-            }
-            answers
-        }));
+                    answers
+                })
+            })
+            .collect();
+        UploadLoad {
+            phase,
+            stop,
+            started,
+            tasks,
+        }
     }
 
-    let set_phase = |p: Phase| {
-        *phase.lock().unwrap() = p;
+    /// Tags the requests sent from now on with `phase`.
+    fn enter(&self, phase: Phase) {
+        *self.phase.lock().unwrap() = phase;
         println!(
-            "outage: {:>5.2} s {p:?}",
-            load_started.elapsed().as_secs_f64()
+            "outage: {:>5.2} s {phase:?}",
+            self.started.elapsed().as_secs_f64()
         );
-    };
-    tokio::time::sleep(Duration::from_secs(2)).await;
-
-    set_phase(Phase::PostgresDown);
-    assert!(postgres.stop("fast"), "pg_ctl stop -m fast");
-    tokio::time::sleep(Duration::from_secs(6)).await;
-    postgres.start();
-    set_phase(Phase::Normal);
-    tokio::time::sleep(Duration::from_secs(4)).await;
-
-    set_phase(Phase::S3Paused);
-    moto.signal("-STOP");
-    tokio::time::sleep(Duration::from_secs(7)).await;
-    moto.signal("-CONT");
-    set_phase(Phase::Normal);
-    tokio::time::sleep(Duration::from_secs(4)).await;
-
-    stop.store(true, Ordering::Relaxed);
-    let mut answers = Vec::new();
-    for task in load {
-        answers.extend(task.await.expect("load task"));
     }
 
-    // What the clients saw.
-    let count = |phase: Phase, status: u16| {
+    /// Every answer, once each client has had its last one.
+    async fn stop(self) -> Vec<Answer> {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut answers = Vec::new();
+        for task in self.tasks {
+            answers.extend(task.await.expect("load task"));
+        }
         answers
-            .iter()
-            .filter(|a| a.phase == phase && a.status == Some(status))
-            .count()
+    }
+}
+
+/// Uploads the JPEG of `seed` and notes how it was answered.
+async fn upload_one(
+    client: &reqwest::Client,
+    base: &str,
+    seed: u32,
+    phase: Phase,
+    load_started: Instant,
+) -> Answer {
+    let started = Instant::now();
+    let sent = client
+        .post(format!("{base}/v1/images"))
+        .header("content-type", "image/jpeg")
+        .body(distinct_jpeg(seed, 160))
+        .send()
+        .await;
+    let mut answer = Answer {
+        phase,
+        sent_at: started.duration_since(load_started),
+        status: None,
+        retry_after: None,
+        elapsed: Duration::ZERO,
+        id: None,
+        seed,
+        error: None,
     };
+    match sent {
+        Ok(response) => {
+            answer.status = Some(response.status().as_u16());
+            answer.retry_after = response
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .map(String::from);
+            let body: Value = response.json().await.unwrap_or(Value::Null);
+            answer.id = body["id"].as_str().map(String::from);
+        }
+        Err(e) => answer.error = Some(e.to_string()),
+    }
+    answer.elapsed = started.elapsed();
+    answer
+}
+
+/// Answers of `phase` with `status`.
+fn count(answers: &[Answer], phase: Phase, status: u16) -> usize {
+    answers
+        .iter()
+        .filter(|a| a.phase == phase && a.status == Some(status))
+        .count()
+}
+
+fn print_what_the_clients_saw(answers: &[Answer]) {
     let slowest = answers.iter().map(|a| a.elapsed).max().unwrap_or_default();
     println!(
         "outage load: {} requests; normal: {} x 202, {} x 503; PostgreSQL down: {} x 202, {} x 503; \
          S3 paused: {} x 202, {} x 503; slowest answer {:.2} s",
         answers.len(),
-        count(Phase::Normal, 202),
-        count(Phase::Normal, 503),
-        count(Phase::PostgresDown, 202),
-        count(Phase::PostgresDown, 503),
-        count(Phase::S3Paused, 202),
-        count(Phase::S3Paused, 503),
+        count(answers, Phase::Normal, 202),
+        count(answers, Phase::Normal, 503),
+        count(answers, Phase::PostgresDown, 202),
+        count(answers, Phase::PostgresDown, 503),
+        count(answers, Phase::S3Paused, 202),
+        count(answers, Phase::S3Paused, 503),
         slowest.as_secs_f64(),
     );
     for answer in answers.iter().filter(|a| a.status != Some(202)) {
@@ -955,7 +1016,10 @@ async fn postgres_and_s3_outages_give_503s_and_lose_no_acknowledged_upload() {
             answer.retry_after
         );
     }
-    for answer in &answers {
+}
+
+fn every_request_got_a_202_or_a_503_within_the_bound(answers: &[Answer], deployment: &Deployment) {
+    for answer in answers {
         assert!(
             answer.error.is_none(),
             "a request got no answer: {answer:?}; serve log:\n{}",
@@ -978,17 +1042,29 @@ async fn postgres_and_s3_outages_give_503s_and_lose_no_acknowledged_upload() {
             ),
         }
     }
+}
+
+fn each_outage_gave_503s_and_normal_times_202s(answers: &[Answer]) {
     assert!(
-        count(Phase::PostgresDown, 503) > 0,
+        count(answers, Phase::PostgresDown, 503) > 0,
         "PostgreSQL down gave 503s"
     );
-    assert!(count(Phase::S3Paused, 503) > 0, "S3 paused gave 503s");
     assert!(
-        count(Phase::Normal, 202) > 0,
+        count(answers, Phase::S3Paused, 503) > 0,
+        "S3 paused gave 503s"
+    );
+    assert!(
+        count(answers, Phase::Normal, 202) > 0,
         "uploads succeed when all is up"
     );
+}
 
-    // Every acknowledged upload: finished, original byte-identical.
+/// Every acknowledged upload: finished, original byte-identical.
+async fn every_acknowledged_upload_finishes_with_its_original(
+    client: &reqwest::Client,
+    base: &str,
+    answers: &[Answer],
+) {
     let acknowledged: Vec<&Answer> = answers.iter().filter(|a| a.status == Some(202)).collect();
     let started = Instant::now();
     for answer in &acknowledged {
