@@ -495,22 +495,39 @@ async fn a_truncated_file_ends_in_error_with_a_reason_and_its_styles_say_why() {
     assert_eq!(jobs[0].attempts, 1, "bad images are not retried");
 }
 
+/// Sends `bytes` raw (as `content_type`) and as a multipart form, and
+/// checks both are refused with `status` and `code`; the raw answer's body.
+async fn refused_raw_and_multipart(
+    app: &TestApp,
+    bytes: Vec<u8>,
+    content_type: &str,
+    status: u16,
+    code: &str,
+) -> Value {
+    let body = problem(
+        app.upload_raw(bytes.clone(), content_type, "").await,
+        status,
+        code,
+    )
+    .await;
+    problem(app.upload_multipart(bytes, &[], "").await, status, code).await;
+    body
+}
+
+/// An app whose byte limit is `max_bytes`.
+async fn app_taking_at_most(max_bytes: u64) -> TestApp {
+    TestApp::spawn_with(TestOptions {
+        max_bytes,
+        ..TestOptions::default()
+    })
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_text_file_gets_415_and_nothing_is_stored() {
     let app = TestApp::spawn().await;
     let text = b"Episode notes: not an image at all.\n".to_vec();
-    problem(
-        app.upload_multipart(text.clone(), &[], "").await,
-        415,
-        "unsupported-format",
-    )
-    .await;
-    let body = problem(
-        app.upload_raw(text, "text/plain", "").await,
-        415,
-        "unsupported-format",
-    )
-    .await;
+    let body = refused_raw_and_multipart(&app, text, "text/plain", 415, "unsupported-format").await;
     assert!(body["detail"].as_str().unwrap().contains("text"), "{body}");
     assert!(app.stored_keys("originals").await.is_empty());
     assert_eq!(app.catalog.queue_depth().await.unwrap(), 0);
@@ -518,25 +535,10 @@ async fn a_text_file_gets_415_and_nothing_is_stored() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_upload_over_the_byte_limit_gets_413_before_anything_is_stored() {
-    let app = TestApp::spawn_with(TestOptions {
-        max_bytes: 100_000,
-        ..TestOptions::default()
-    })
-    .await;
+    let app = app_taking_at_most(100_000).await;
     let big = fixture("orientation/Landscape_1.jpg");
     assert!(big.len() > 300_000);
-    problem(
-        app.upload_raw(big.clone(), "image/jpeg", "").await,
-        413,
-        "too-many-bytes",
-    )
-    .await;
-    problem(
-        app.upload_multipart(big, &[], "").await,
-        413,
-        "too-many-bytes",
-    )
-    .await;
+    refused_raw_and_multipart(&app, big, "image/jpeg", 413, "too-many-bytes").await;
     assert!(app.stored_keys("originals").await.is_empty());
     // Under the limit still works.
     let small = app
@@ -550,22 +552,11 @@ async fn a_decompression_bomb_gets_422_too_many_pixels_before_anything_is_stored
     let app = TestApp::spawn().await;
     let bomb = png_bomb(20_000, 20_000);
     assert!(bomb.len() < 100);
-    let body = problem(
-        app.upload_raw(bomb.clone(), "image/png", "").await,
-        422,
-        "too-many-pixels",
-    )
-    .await;
+    let body = refused_raw_and_multipart(&app, bomb, "image/png", 422, "too-many-pixels").await;
     assert!(
         body["detail"].as_str().unwrap().contains("20000x20000"),
         "{body}"
     );
-    problem(
-        app.upload_multipart(bomb, &[], "").await,
-        422,
-        "too-many-pixels",
-    )
-    .await;
     assert!(app.stored_keys("originals").await.is_empty());
 }
 
@@ -900,42 +891,20 @@ async fn a_separate_worker_process_renders_for_an_api_without_embedded_workers()
 /// the image stays `ingesting`, not `error`, until the store is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_of_our_store_backs_off_without_spending_attempts() {
-    let app = TestApp::spawn_without_workers().await;
-    let response = app
-        .upload_multipart(fixture("png/rgba_libvips.png"), &[], "")
-        .await;
-    let id = id_of(response).await;
+    let (app, id) = one_upload_without_workers().await;
     // Nothing listens on port 9 of loopback: every request is refused.
-    let down = easel_storage::BlobStore::from_url_with_options(
-        "s3://easel-down",
-        [
-            ("aws_endpoint", "http://127.0.0.1:9"),
-            ("aws_allow_http", "true"),
-            ("aws_access_key_id", "test"),
-            ("aws_secret_access_key", "test"),
-            ("aws_region", "us-east-1"),
-        ],
-    )
-    .unwrap();
+    let down = s3_store_at("easel-down", "http://127.0.0.1:9");
     let base = Duration::from_millis(100);
-    let worker = easel_worker::Worker::new(
+    let worker = worker_on(
+        &app,
         "outage",
-        app.catalog.clone(),
         down,
-        std::sync::Arc::new(easel_render::Settings::default()),
-        std::sync::Arc::new(
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(1)
-                .build()
-                .unwrap(),
-        ),
         easel_worker::WorkerConfig {
             max_attempts: 1,
             retry_base: base,
             ..easel_worker::WorkerConfig::default()
         },
-    )
-    .unwrap();
+    );
     for outages in 1..=3i64 {
         let before = now_ms();
         let outcome = worker.run_once().await.unwrap().expect("a job");
@@ -976,42 +945,67 @@ async fn refusing_store() -> easel_storage::BlobStore {
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
+    s3_store_at("easel-refusing", &format!("http://{addr}"))
+}
+
+/// An app without workers, and the id of one upload waiting for them.
+async fn one_upload_without_workers() -> (TestApp, String) {
+    let app = TestApp::spawn_without_workers().await;
+    let response = app
+        .upload_multipart(fixture("png/rgba_libvips.png"), &[], "")
+        .await;
+    let id = id_of(response).await;
+    (app, id)
+}
+
+/// Bucket `bucket` of an S3 store at `endpoint` (plain HTTP, test keys).
+fn s3_store_at(bucket: &str, endpoint: &str) -> easel_storage::BlobStore {
     easel_storage::BlobStore::from_url_with_options(
-        "s3://easel-refusing",
+        &format!("s3://{bucket}"),
         [
-            ("aws_endpoint", format!("http://{addr}")),
-            ("aws_allow_http", "true".into()),
-            ("aws_access_key_id", "test".into()),
-            ("aws_secret_access_key", "test".into()),
-            ("aws_region", "us-east-1".into()),
+            ("aws_endpoint", endpoint),
+            ("aws_allow_http", "true"),
+            ("aws_access_key_id", "test"),
+            ("aws_secret_access_key", "test"),
+            ("aws_region", "us-east-1"),
         ],
+    )
+    .unwrap()
+}
+
+/// A worker of `app`'s catalogue on `store`, with one render thread.
+fn worker_on(
+    app: &TestApp,
+    name: &str,
+    store: easel_storage::BlobStore,
+    config: easel_worker::WorkerConfig,
+) -> easel_worker::Worker {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    easel_worker::Worker::new(
+        name,
+        app.catalog.clone(),
+        store,
+        std::sync::Arc::new(easel_render::Settings::default()),
+        std::sync::Arc::new(pool),
+        config,
     )
     .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_storage_failure_is_retried_with_backoff_and_then_succeeds() {
-    let app = TestApp::spawn_without_workers().await;
-    let response = app
-        .upload_multipart(fixture("png/rgba_libvips.png"), &[], "")
-        .await;
-    let id = id_of(response).await;
+    let (app, id) = one_upload_without_workers().await;
     // The store refuses requests for a while. (A missing original is not
     // this: it fails at once, as `original-missing`.)
-    let refused = easel_worker::Worker::new(
+    let refused = worker_on(
+        &app,
         "refused",
-        app.catalog.clone(),
         refusing_store().await,
-        std::sync::Arc::new(easel_render::Settings::default()),
-        std::sync::Arc::new(
-            rayon::ThreadPoolBuilder::new()
-                .num_threads(1)
-                .build()
-                .unwrap(),
-        ),
         easel_worker::WorkerConfig::default(),
-    )
-    .unwrap();
+    );
 
     let outcome = refused.run_once().await.unwrap().expect("a job");
     assert!(matches!(outcome, Outcome::Retried { .. }), "{outcome:?}");
@@ -1105,11 +1099,7 @@ async fn several_workers_render_several_uploads_each_exactly_once() {
 async fn a_chunked_upload_without_content_length_is_cut_off_at_the_limit_with_413() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    let app = TestApp::spawn_with(TestOptions {
-        max_bytes: 100_000,
-        ..TestOptions::default()
-    })
-    .await;
+    let app = app_taking_at_most(100_000).await;
     let body = fixture("orientation/Landscape_1.jpg");
     let mut stream = tokio::net::TcpStream::connect(app.addr).await.unwrap();
     let head = format!(
