@@ -842,14 +842,7 @@ async fn a_separate_worker_process_renders_for_an_api_without_embedded_workers()
         .unwrap();
     let id = first["id"].as_str().unwrap().to_string();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let waiting: Value = client
-        .get(format!("{base}/v1/images/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let waiting: Value = get_json(&client, format!("{base}/v1/images/{id}")).await;
     assert_eq!(waiting["status"], "ingesting", "no worker yet");
 
     let _worker = easel(
@@ -859,14 +852,7 @@ async fn a_separate_worker_process_renders_for_an_api_without_embedded_workers()
     );
     let mut status = Value::Null;
     for _ in 0..2400 {
-        let image: Value = client
-            .get(format!("{base}/v1/images/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let image: Value = get_json(&client, format!("{base}/v1/images/{id}")).await;
         status = image["status"].clone();
         if status != "ingesting" {
             break;
@@ -946,6 +932,11 @@ async fn refusing_store() -> easel_storage::BlobStore {
         let _ = axum::serve(listener, app).await;
     });
     s3_store_at("easel-refusing", &format!("http://{addr}"))
+}
+
+/// The JSON at `url` (of a running `easel serve`).
+async fn get_json(client: &reqwest::Client, url: String) -> Value {
+    client.get(url).send().await.unwrap().json().await.unwrap()
 }
 
 /// An app without workers, and the id of one upload waiting for them.
@@ -1327,14 +1318,7 @@ async fn easel_rerender_renders_what_a_settings_change_made_stale_and_resumes_af
     let (_serve, base) = easel_serve(&data, &[("EASEL_JPEG_QUALITY", "70")]).await;
     for (image, (old_sha, old_fingerprint)) in images.iter().zip(&before) {
         let id = image["id"].as_str().unwrap();
-        let now: Value = client
-            .get(format!("{base}/v1/images/{id}"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let now: Value = get_json(&client, format!("{base}/v1/images/{id}")).await;
         assert_eq!(now["status"], "finished", "{now}");
         let (sha, fingerprint) = thumb(&now);
         let served = client
@@ -1355,14 +1339,7 @@ async fn easel_rerender_renders_what_a_settings_change_made_stale_and_resumes_af
             assert_ne!(&fingerprint, old_fingerprint);
         }
     }
-    let batch_view: Value = client
-        .get(format!("{base}/v1/batches/{batch}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let batch_view: Value = get_json(&client, format!("{base}/v1/batches/{batch}")).await;
     assert_eq!(batch_view["complete"], true, "{batch_view}");
     assert_eq!(batch_view["counts"]["done"], 2);
     assert_eq!(batch_view["failures"][0]["image_id"], lost.as_str());
