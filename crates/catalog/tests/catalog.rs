@@ -452,6 +452,22 @@ both! {
     },
 }
 
+/// `id`'s second job is a queued render, and its `assets` old files are
+/// still served meanwhile.
+async fn rerender_queued_old_files_served(c: &Arc<dyn Catalog>, id: &str, assets: usize) {
+    let jobs = c.jobs_for_image(id).await.unwrap();
+    assert_eq!(jobs.len(), 2);
+    assert_eq!(
+        (jobs[1].kind(), jobs[1].status()),
+        (JobKind::Render, JobStatus::Queued)
+    );
+    assert_eq!(
+        c.assets(id).await.unwrap().len(),
+        assets,
+        "old assets stay served"
+    );
+}
+
 mod cases {
     use super::*;
 
@@ -773,17 +789,7 @@ mod cases {
         assert_eq!(image.original_key.as_deref(), Some("originals/r2"));
         assert_eq!(image.sha256, Some("ef".repeat(32)));
         assert_eq!((image.created_at, image.updated_at), (t(0), t(5)));
-        let jobs = c.jobs_for_image("r").await.unwrap();
-        assert_eq!(jobs.len(), 2);
-        assert_eq!(
-            (jobs[1].kind(), jobs[1].status()),
-            (JobKind::Render, JobStatus::Queued)
-        );
-        assert_eq!(
-            c.assets("r").await.unwrap().len(),
-            2,
-            "old assets stay served"
-        );
+        rerender_queued_old_files_served(c, "r", 2).await;
         let by_tag = |tag: &str| ImageQuery {
             tag: Some(tag.into()),
             ..ImageQuery::new("b")
@@ -934,17 +940,7 @@ mod cases {
         assert_eq!((image.status(), image.version), (ImageStatus::Ingesting, 4));
         assert_eq!(image.crop(), Some(Crop::new(1, 1, 5, 5).unwrap()));
         assert_eq!(image.tags(), ["b", "c"], "tags left alone");
-        let jobs = c.jobs_for_image("u").await.unwrap();
-        assert_eq!(jobs.len(), 2);
-        assert_eq!(
-            (jobs[1].kind(), jobs[1].status()),
-            (JobKind::Render, JobStatus::Queued)
-        );
-        assert_eq!(
-            c.assets("u").await.unwrap().len(),
-            1,
-            "old assets stay served"
-        );
+        rerender_queued_old_files_served(c, "u", 1).await;
 
         let stale = c.update_image("u", &crop, Some(3), false, t(3)).await;
         assert!(
