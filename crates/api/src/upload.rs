@@ -32,21 +32,16 @@ pub(crate) struct UploadMeta {
 }
 
 /// The query parameters an image body takes: the fields, and `wait`.
-pub(crate) const UPLOAD_PARAMETERS: [&str; 13] = [
-    "name",
-    "facet",
-    "crop",
-    "tags",
-    "string1",
-    "string2",
-    "string3",
-    "number1",
-    "number2",
-    "number3",
-    "max_unauthorised",
-    "roles",
-    "wait",
-];
+pub(crate) const UPLOAD_PARAMETERS: [&str; fields::FIELD_NAMES.len() + 1] = {
+    let mut names = [""; fields::FIELD_NAMES.len() + 1];
+    let mut i = 0;
+    while i < fields::FIELD_NAMES.len() {
+        names[i] = fields::FIELD_NAMES[i];
+        i += 1;
+    }
+    names[i] = "wait";
+    names
+};
 
 impl UploadMeta {
     /// Sets one field; `Ok(false)` when `key` names none, which the caller
