@@ -50,6 +50,24 @@ fn renamed(i: usize, round: usize) -> ImagePatch {
     }
 }
 
+/// A write that matches no row is answered "not found", full disk or not.
+async fn an_update_of_a_missing_image_is_not_found(catalog: &SqliteCatalog, i: usize) {
+    let miss = catalog
+        .update_image("no-such-image", &renamed(i, i), None, false, Utc::now())
+        .await
+        .unwrap_err();
+    assert!(matches!(miss, CatalogError::NotFound(_)), "{miss}");
+}
+
+/// Bucket `bucket-<i>`, whose public images are at most `i` pixels.
+fn bucket_with_side(i: usize) -> (String, BucketSettings) {
+    let side = BucketSettings {
+        public_max_side: Some(i as i64),
+        feed_max_bytes: None,
+    };
+    (format!("bucket-{i}"), side)
+}
+
 async fn page_count(url: &str) -> i64 {
     let mut conn = SqliteConnection::connect(url).await.unwrap();
     let (pages,): (i64,) = sqlx::query_as("PRAGMA page_count")
@@ -112,16 +130,8 @@ async fn a_full_sqlite_database_refuses_writes_as_full_and_keeps_every_acknowled
                 }
             }
         }
-        let miss = catalog
-            .update_image("no-such-image", &renamed(i, i), None, false, Utc::now())
-            .await
-            .unwrap_err();
-        assert!(matches!(miss, CatalogError::NotFound(_)), "{miss}");
-        let bucket = format!("bucket-{i}");
-        let side = BucketSettings {
-            public_max_side: Some(i as i64),
-            feed_max_bytes: None,
-        };
+        an_update_of_a_missing_image_is_not_found(&catalog, i).await;
+        let (bucket, side) = bucket_with_side(i);
         match catalog.set_bucket_settings(&bucket, side, Utc::now()).await {
             Ok(()) => settings_written.push((bucket, i as i64)),
             Err(e) => {
@@ -234,16 +244,8 @@ async fn a_connection_whose_transaction_sqlite_ended_itself_never_serves_again()
 
     let mut written = Vec::new();
     for i in 0..20 {
-        let miss = catalog
-            .update_image("no-such-image", &renamed(i, i), None, false, Utc::now())
-            .await
-            .unwrap_err();
-        assert!(matches!(miss, CatalogError::NotFound(_)), "{miss}");
-        let bucket = format!("bucket-{i}");
-        let side = BucketSettings {
-            public_max_side: Some(i as i64),
-            feed_max_bytes: None,
-        };
+        an_update_of_a_missing_image_is_not_found(&catalog, i).await;
+        let (bucket, side) = bucket_with_side(i);
         catalog
             .set_bucket_settings(&bucket, side, Utc::now())
             .await
