@@ -26,7 +26,7 @@ use sqlx::Connection;
 #[macro_use]
 mod common;
 
-use common::Db;
+use common::{asset_fp, Db};
 
 // ---------------------------------------------------------------- fixtures
 
@@ -83,21 +83,6 @@ fn with_fields(mut image: NewImage, fields: ImageFields) -> NewImage {
 
 fn asset(style: &str, key: &str) -> NewAsset {
     asset_fp(style, key, "v1")
-}
-
-fn asset_fp(style: &str, key: &str, fingerprint: &str) -> NewAsset {
-    NewAsset {
-        style: style.into(),
-        storage_key: key.into(),
-        size: 10,
-        mimetype: "image/jpeg".into(),
-        width: 100,
-        height: 100,
-        sha256: "cd".repeat(32),
-        upscaled: false,
-        settings_fingerprint: fingerprint.into(),
-        quality: Some(88),
-    }
 }
 
 fn feed_asset(style: &str, side: i64, size: i64, upscaled: bool) -> NewAsset {

@@ -19,7 +19,7 @@ use easel_render::Crop;
 #[macro_use]
 mod common;
 
-use common::Db;
+use common::{asset_fp, Db};
 
 const LEASE_MS: i64 = 60_000;
 /// Two deployments' settings: the running `serve` (88) and a re-render (80).
@@ -41,17 +41,12 @@ fn facts(seed: u8) -> OriginalFacts {
 fn assets(fingerprint: &str) -> Vec<NewAsset> {
     ["original", "regular", "thumb"]
         .into_iter()
-        .map(|style| NewAsset {
-            style: style.into(),
-            storage_key: format!("renders/{style}-{fingerprint}"),
-            size: 10,
-            mimetype: "image/jpeg".into(),
-            width: 100,
-            height: 100,
-            sha256: "cd".repeat(32),
-            upscaled: false,
-            settings_fingerprint: fingerprint.into(),
-            quality: None,
+        .map(|style| {
+            asset_fp(
+                style,
+                &format!("renders/{style}-{fingerprint}"),
+                fingerprint,
+            )
         })
         .collect()
 }

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use easel_catalog::{connect, Catalog};
+use easel_catalog::{connect, Catalog, NewAsset};
 
 /// One test's database, removed by [`Db::finish`] (left behind for a look
 /// when the test panics).
@@ -62,6 +62,22 @@ async fn migrate_twice(catalog: &Arc<dyn Catalog>) {
         .await
         .expect("migrating twice is harmless");
     catalog.ping().await.unwrap();
+}
+
+/// A 100x100 JPEG file of `style` at `key`, rendered with `fingerprint`.
+pub fn asset_fp(style: &str, key: &str, fingerprint: &str) -> NewAsset {
+    NewAsset {
+        style: style.into(),
+        storage_key: key.into(),
+        size: 10,
+        mimetype: "image/jpeg".into(),
+        width: 100,
+        height: 100,
+        sha256: "cd".repeat(32),
+        upscaled: false,
+        settings_fingerprint: fingerprint.into(),
+        quality: Some(88),
+    }
 }
 
 /// Instantiates every case for both backends, plus backend-only tests.
