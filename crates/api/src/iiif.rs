@@ -22,15 +22,15 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use axum::{Extension, Router};
 use bytes::Bytes;
 use easel_catalog::{BucketSettings, Image, ImageStatus};
 use easel_render::iiif::{
-    info_json, render_iiif, sizes_for, IiifError, IiifLimits, IiifPlan, IiifRequest, IiifSize,
+    info_json, render_iiif, sizes_for, IiifLimits, IiifPlan, IiifRequest, IiifSize,
     IIIF_INFO_CONTENT_TYPE, IIIF_PIPELINE_VERSION,
 };
 use easel_render::{sha256_hex, Style, ENGINE_VERSION};
@@ -41,7 +41,6 @@ use tower_http::cors::{Any, CorsLayer};
 
 use crate::access::{decide, edge_at_scale, Access, Wanted};
 use crate::auth::Caller;
-use crate::error::Problem;
 use crate::{ApiError, AppState};
 
 /// The profile every IIIF response links to.
@@ -193,57 +192,6 @@ pub(crate) async fn cors(request: Request, next: Next) -> Response {
     }
 }
 
-/// Everything a IIIF request can answer besides success.
-#[derive(Debug)]
-pub enum Failure {
-    Iiif(IiifError),
-    Api(ApiError),
-}
-
-impl From<ApiError> for Failure {
-    fn from(e: ApiError) -> Self {
-        Failure::Api(e)
-    }
-}
-
-impl From<IiifError> for Failure {
-    fn from(e: IiifError) -> Self {
-        Failure::Iiif(e)
-    }
-}
-
-/// The body of a refused IIIF request (built here until ApiError has an
-/// Iiif variant).
-pub(crate) fn iiif_problem(e: &IiifError) -> Problem<'static> {
-    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let title = if status == StatusCode::NOT_IMPLEMENTED {
-        "Not implemented"
-    } else {
-        "Bad request"
-    };
-    Problem::new(status, e.code(), title, e.to_string())
-}
-
-impl IntoResponse for Failure {
-    fn into_response(self) -> Response {
-        match self {
-            Failure::Api(e) => e.into_response(),
-            Failure::Iiif(e) => {
-                let body = iiif_problem(&e);
-                let status =
-                    StatusCode::from_u16(body.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                let bytes = serde_json::to_vec(&body).unwrap_or_default();
-                let mut response = (status, bytes).into_response();
-                response.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static(crate::PROBLEM_JSON),
-                );
-                response
-            }
-        }
-    }
-}
-
 /// A live image and who asks: deleted images and other buckets' are 404
 /// for IIIF too. What the caller may see of it is [`decide`]d per request,
 /// on the size returned.
@@ -389,14 +337,14 @@ pub(crate) async fn redirect(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Result<Response, Failure> {
+) -> Result<Response, ApiError> {
     find_source(&state, &headers, &id).await?;
     let location = format!("{}/info.json", id_url(&state, &headers, &id));
     Response::builder()
         .status(StatusCode::SEE_OTHER)
         .header(header::LOCATION, location)
         .body(Body::empty())
-        .map_err(|e| ApiError::Internal(e.to_string()).into())
+        .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 /// JSON-LD only when asked for (Image API 3.0 §5.1), plain JSON otherwise.
@@ -438,7 +386,7 @@ pub(crate) async fn info(
     Extension(iiif): Extension<Arc<Iiif>>,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Result<Response, Failure> {
+) -> Result<Response, ApiError> {
     let Source {
         found,
         width,
@@ -521,7 +469,7 @@ pub(crate) async fn info(
         .header(header::VARY, vary)
         .header(header::LINK, format!("<{profile}>;rel=\"profile\""))
         .body(Body::from(bytes))
-        .map_err(|e| ApiError::Internal(e.to_string()).into())
+        .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 /// The object key of a cached IIIF render: `iiif/ab/cd/<sha256>.<ext>`,
@@ -662,7 +610,7 @@ pub(crate) async fn image(
         String,
     )>,
     headers: HeaderMap,
-) -> Result<Response, Failure> {
+) -> Result<Response, ApiError> {
     let source = find_source(&state, &headers, &id).await?;
     let request = IiifRequest::parse(&region, &size, &rotation, &quality_format)?;
     let (width, height) = (source.width, source.height);
@@ -684,15 +632,14 @@ pub(crate) async fn image(
             return Err(ApiError::Unauthenticated(
                 "this size needs an API key: send Authorization: Bearer <key> \
                  (info.json lists the public sizes)",
-            )
-            .into())
+            ))
         }
         access => !access.check(&id)?,
     };
 
     if let Some(served) = stored_style(&state, &source, &plan).await? {
         metrics::counter!("easel_iiif_images_total", "source" => "style").increment(1);
-        return Ok(image_response(served, &canonical, &headers, private)?);
+        return image_response(served, &canonical, &headers, private);
     }
 
     let (key, etag) = cache_key(&state, &source, &plan);
@@ -703,7 +650,7 @@ pub(crate) async fn image(
             mimetype,
             etag,
         };
-        return Ok(image_response(served, &canonical, &headers, private)?);
+        return image_response(served, &canonical, &headers, private);
     }
     if let Some(bytes) = cached(&state, &iiif, &key, &source.sha256).await {
         metrics::counter!("easel_iiif_images_total", "source" => "cache").increment(1);
@@ -712,7 +659,7 @@ pub(crate) async fn image(
             mimetype,
             etag,
         };
-        return Ok(image_response(served, &canonical, &headers, private)?);
+        return image_response(served, &canonical, &headers, private);
     }
 
     let permit = tokio::time::timeout(
@@ -731,7 +678,7 @@ pub(crate) async fn image(
             mimetype,
             etag,
         };
-        return Ok(image_response(served, &canonical, &headers, private)?);
+        return image_response(served, &canonical, &headers, private);
     }
     let original = state
         .store
@@ -767,7 +714,7 @@ pub(crate) async fn image(
         mimetype: rendered.mimetype,
         etag,
     };
-    Ok(image_response(served, &canonical, &headers, private)?)
+    image_response(served, &canonical, &headers, private)
 }
 
 impl Iiif {
@@ -908,6 +855,7 @@ async fn stored_style(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::HeaderValue;
 
     #[test]
     fn ids_are_percent_encoded_in_urls() {

@@ -217,11 +217,7 @@ fn example_problem(id: &str, status: u16) -> Option<crate::error::Problem<'stati
     use easel_render::{Edge, RenderError};
     let iiif = id.starts_with("iiif");
     let api = match status {
-        400 if iiif => {
-            return Some(crate::iiif::iiif_problem(&IiifError::InvalidSize(
-                "200x".into(),
-            )))
-        }
+        400 if iiif => ApiError::Iiif(IiifError::InvalidSize("200x".into())),
         400 => ApiError::unknown_parameters(&["page[sise]"], &["page[size]", "page[number]"]),
         401 => ApiError::Unauthenticated(
             "this endpoint needs an API key: send Authorization: Bearer <key>",
@@ -261,11 +257,7 @@ fn example_problem(id: &str, status: u16) -> Option<crate::error::Problem<'stati
             image_width: 4032,
             image_height: 3024,
         }),
-        501 if iiif => {
-            return Some(crate::iiif::iiif_problem(&IiifError::UnsupportedRotation(
-                "45".into(),
-            )))
-        }
+        501 if iiif => ApiError::Iiif(IiifError::UnsupportedRotation("45".into())),
         503 => ApiError::Unavailable(String::new()),
         507 => ApiError::StorageFull(String::new()),
         _ => return None,
