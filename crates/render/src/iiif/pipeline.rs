@@ -1,20 +1,15 @@
 //! Rendering a plan: the pixels of the oriented original the plan names,
 //! encoded.
 
-use std::fmt;
-use std::io::Cursor;
-
-use fast_image_resize::images::{Image, ImageRef};
-use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
-use image::ImageEncoder;
-
 use super::{IiifFormat, IiifPlan, Quality, Rotation};
 use crate::colour;
 use crate::decode;
+use crate::encode;
 use crate::format;
-use crate::geometry::Area;
-use crate::pixels::Channels;
+use crate::geometry::{Area, Crop};
+use crate::pixels::{Bitmap, Channels};
 use crate::region::{self, RegionRequest, Verify};
+use crate::resize;
 use crate::{RenderError, Settings};
 
 /// An encoded IIIF response.
@@ -24,14 +19,6 @@ pub struct IiifImage {
     pub mimetype: &'static str,
     pub width: u32,
     pub height: u32,
-}
-
-/// A tight 8-bit buffer of 1 (gray) or 3 (RGB) channels.
-struct Pixels {
-    width: u32,
-    height: u32,
-    channels: usize,
-    data: Vec<u8>,
 }
 
 /// Renders a plan from the original's bytes: decode the region (a JPEG
@@ -70,7 +57,7 @@ fn region_pixels(
     original: &[u8],
     plan: &IiifPlan,
     settings: &Settings,
-) -> Result<Pixels, RenderError> {
+) -> Result<Bitmap, RenderError> {
     let probe = format::probe(original, &settings.limits)?;
     let orientation = decode::read_orientation(original, probe.format);
     let (width, height) = orientation.oriented_size(probe.width, probe.height);
@@ -99,54 +86,14 @@ fn region_pixels(
     {
         colour::convert_rect_to_srgb(&mut oriented, &covering, &profile, &mut warnings);
     }
-    let cropped = oriented.crop_to_rgb(&covering, settings.background.0);
+    let rgb = oriented.crop_to_rgb(&covering, settings.background.0);
     drop(oriented);
-    debug_assert_eq!(cropped.channels, Channels::Rgb);
-    let rgb = Pixels {
-        width: cropped.width,
-        height: cropped.height,
-        channels: 3,
-        data: cropped.data,
-    };
     let within = Area {
         x: area.x - covering.x as f64,
         y: area.y - covering.y as f64,
         ..area
     };
-    resize(rgb, &within, plan.width, plan.height)
-}
-
-/// Resizes `area` of `source` (all of it, or a fractional part after a
-/// scaled decode) to `width`x`height`.
-fn resize(source: Pixels, area: &Area, width: u32, height: u32) -> Result<Pixels, RenderError> {
-    let (w, h) = (source.width as f64, source.height as f64);
-    let all = *area
-        == Area {
-            x: 0.0,
-            y: 0.0,
-            width: w,
-            height: h,
-        };
-    if all && (source.width, source.height) == (width, height) {
-        return Ok(source);
-    }
-    let fail = |e: &dyn fmt::Display| RenderError::Resize(e.to_string());
-    let src = ImageRef::new(source.width, source.height, &source.data, PixelType::U8x3)
-        .map_err(|e| fail(&e))?;
-    let mut dst = Image::new(width, height, PixelType::U8x3);
-    let mut options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3));
-    if !all {
-        options = options.crop(area.x, area.y, area.width, area.height);
-    }
-    Resizer::new()
-        .resize(&src, &mut dst, &options)
-        .map_err(|e| fail(&e))?;
-    Ok(Pixels {
-        width,
-        height,
-        channels: 3,
-        data: dst.into_vec(),
-    })
+    resize::area(rgb, &within, plan.width, plan.height)
 }
 
 /// Rec. 709 luma of an sRGB pixel, in 8-bit fixed point (weights sum to 256).
@@ -154,7 +101,7 @@ fn luma(px: &[u8]) -> u8 {
     ((54 * px[0] as u32 + 183 * px[1] as u32 + 19 * px[2] as u32 + 128) >> 8) as u8
 }
 
-fn apply_quality(rgb: Pixels, quality: Quality) -> Pixels {
+fn apply_quality(rgb: Bitmap, quality: Quality) -> Bitmap {
     let threshold = match quality {
         Quality::Default | Quality::Color => return rgb,
         Quality::Gray => None,
@@ -172,23 +119,18 @@ fn apply_quality(rgb: Pixels, quality: Quality) -> Pixels {
             }
         })
         .collect();
-    Pixels {
-        width: rgb.width,
-        height: rgb.height,
-        channels: 1,
-        data,
-    }
+    Bitmap::new(rgb.width, rgb.height, Channels::Gray, data)
 }
 
 /// Mirrors (left-right) first, then rotates clockwise, as the API orders them.
-fn mirror_and_rotate(source: Pixels, mirror: bool, rotation: Rotation) -> Pixels {
+fn mirror_and_rotate(source: Bitmap, mirror: bool, rotation: Rotation) -> Bitmap {
     if !mirror && rotation == Rotation::R0 {
         return source;
     }
     let (w, h, n) = (
         source.width as usize,
         source.height as usize,
-        source.channels,
+        source.channels.count(),
     );
     let (ow, oh) = if rotation.swaps_sides() {
         (h, w)
@@ -212,70 +154,31 @@ fn mirror_and_rotate(source: Pixels, mirror: bool, rotation: Rotation) -> Pixels
             out[d..d + n].copy_from_slice(&source.data[s..s + n]);
         }
     }
-    Pixels {
-        width: ow as u32,
-        height: oh as u32,
-        channels: n,
-        data: out,
-    }
+    Bitmap::new(ow as u32, oh as u32, source.channels, out)
 }
 
-fn encode(pixels: &Pixels, format: IiifFormat, jpeg_quality: u8) -> Result<Vec<u8>, RenderError> {
-    let fail = |e: &dyn fmt::Display| RenderError::Encode {
-        style: format!("iiif.{format}"),
-        reason: e.to_string(),
-    };
-    let gray = pixels.channels == 1;
+/// Encodes with the engine's encoders: libjpeg-turbo (4:2:0, or one
+/// component for gray) at the settings' quality, PNG, lossless WebP.
+fn encode(pixels: &Bitmap, format: IiifFormat, jpeg_quality: u8) -> Result<Vec<u8>, RenderError> {
+    let style = format!("iiif.{format}");
     match format {
         IiifFormat::Jpg => {
-            let (pixel_format, subsamp) = if gray {
-                (turbojpeg::PixelFormat::GRAY, turbojpeg::Subsamp::Gray)
-            } else {
-                (turbojpeg::PixelFormat::RGB, turbojpeg::Subsamp::Sub2x2)
+            let whole = Crop {
+                x: 0,
+                y: 0,
+                width: pixels.width,
+                height: pixels.height,
             };
-            let image = turbojpeg::Image {
-                pixels: pixels.data.as_slice(),
-                width: pixels.width as usize,
-                pitch: pixels.width as usize * pixels.channels,
-                height: pixels.height as usize,
-                format: pixel_format,
-            };
-            let mut compressor = turbojpeg::Compressor::new().map_err(|e| fail(&e))?;
-            compressor
-                .set_quality(jpeg_quality as i32)
-                .map_err(|e| fail(&e))?;
-            compressor.set_subsamp(subsamp).map_err(|e| fail(&e))?;
-            compressor.compress_to_vec(image).map_err(|e| fail(&e))
+            encode::jpeg(pixels, &whole, jpeg_quality, None, &style)
         }
-        IiifFormat::Png | IiifFormat::Webp => {
-            let colour = if gray {
-                image::ExtendedColorType::L8
-            } else {
-                image::ExtendedColorType::Rgb8
-            };
-            let mut out = Vec::new();
-            let written =
-                if format == IiifFormat::Png {
-                    image::codecs::png::PngEncoder::new(Cursor::new(&mut out)).write_image(
-                        &pixels.data,
-                        pixels.width,
-                        pixels.height,
-                        colour,
-                    )
-                } else {
-                    image::codecs::webp::WebPEncoder::new_lossless(Cursor::new(&mut out))
-                        .write_image(&pixels.data, pixels.width, pixels.height, colour)
-                };
-            written.map_err(|e| fail(&e))?;
-            Ok(out)
-        }
+        IiifFormat::Png => encode::png(pixels, None, &style),
+        IiifFormat::Webp => encode::webp_lossless(pixels, &style),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::geometry::Crop;
     use crate::iiif::{IiifError, IiifLimits, IiifRequest};
 
     fn fixture(relative: &str) -> Vec<u8> {
@@ -286,7 +189,7 @@ mod tests {
     /// The region as every IIIF render made it before region decoding:
     /// the whole original decoded at full scale, oriented, cropped, then
     /// resized by Lanczos3.
-    fn whole_decode_pixels(original: &[u8], plan: &IiifPlan) -> Pixels {
+    fn whole_decode_pixels(original: &[u8], plan: &IiifPlan) -> Bitmap {
         let settings = Settings::default();
         let probe = format::probe(original, &settings.limits).unwrap();
         let orientation = decode::read_orientation(original, probe.format);
@@ -302,17 +205,11 @@ mod tests {
         }
         let cropped = oriented.crop_to_rgb(&plan.region, settings.background.0);
         let whole = Area::from(&Crop::new(0, 0, cropped.width, cropped.height).unwrap());
-        let rgb = Pixels {
-            width: cropped.width,
-            height: cropped.height,
-            channels: 3,
-            data: cropped.data,
-        };
-        resize(rgb, &whole, plan.width, plan.height).unwrap()
+        resize::area(cropped, &whole, plan.width, plan.height).unwrap()
     }
 
     /// Per channel: the mean and the largest absolute difference.
-    fn differences(a: &Pixels, b: &Pixels) -> [(f64, u8); 3] {
+    fn differences(a: &Bitmap, b: &Bitmap) -> [(f64, u8); 3] {
         assert_eq!((a.width, a.height), (b.width, b.height));
         let mut sum = [0u64; 3];
         let mut max = [0u8; 3];
