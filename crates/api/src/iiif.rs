@@ -28,11 +28,9 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::{Extension, Router};
 use bytes::Bytes;
+use easel_app::iiif::info::{info_json, sizes_for, IiifSize, IIIF_INFO_CONTENT_TYPE};
 use easel_catalog::{BucketSettings, Image, ImageStatus};
-use easel_render::iiif::{
-    info_json, render_iiif, sizes_for, IiifLimits, IiifPlan, IiifRequest, IiifSize,
-    IIIF_INFO_CONTENT_TYPE, IIIF_PIPELINE_VERSION,
-};
+use easel_render::iiif::{render_iiif, IiifLimits, IiifPlan, IiifRequest, IIIF_PIPELINE_VERSION};
 use easel_render::{sha256_hex, Style, ENGINE_VERSION};
 use easel_storage::StorageError;
 use tokio::sync::Semaphore;

@@ -18,17 +18,13 @@
 //! 3. [`render_iiif`] decodes the part of the original the plan needs, at
 //!    the smallest scale that serves it, and produces the bytes.
 //!
-//! No HTTP here: the API maps an error's kind to a status.
+//! No HTTP here: the API maps an error's kind to a status. What the
+//! service says of itself (`info.json`) is `easel_app::iiif::info`'s.
 
-mod info;
 mod pipeline;
 pub mod plan;
 pub mod request;
 
-pub use info::{
-    info_json, sizes_for, IiifSize, IiifTiles, ImageInfo, IIIF_CONTEXT, IIIF_INFO_CONTENT_TYPE,
-    IIIF_PROTOCOL, TILE_SIZE,
-};
 pub use pipeline::{render_iiif, IiifImage};
 pub use plan::{IiifLimits, IiifPlan};
 pub use request::{

@@ -1,8 +1,10 @@
-//! The `info.json` document (Image API 3.0 §5).
+//! The `info.json` document (Image API 3.0 §5): what the service says of
+//! an image and of itself. The engine plans and renders; describing the
+//! service is the application's.
 
 use serde::Serialize;
 
-use super::{IiifLimits, Size, SizeKind};
+use easel_render::iiif::{IiifLimits, Size, SizeKind};
 
 /// The JSON-LD context of the Image API 3.0.
 pub const IIIF_CONTEXT: &str = "http://iiif.io/api/image/3/context.json";
@@ -114,5 +116,63 @@ pub fn info_json(
             "profileLinkHeader",
             "sizeUpscaling",
         ],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn info_json_describes_the_service() {
+        let limits = IiifLimits::default();
+        let sizes = sizes_for(1000, 1000, &[100, 400, 640, 888, 1400], &limits);
+        let info = info_json("http://h/iiif/3/abc", 1000, 1000, sizes, &limits);
+        let json = serde_json::to_value(&info).unwrap();
+        assert_eq!(json["@context"], "http://iiif.io/api/image/3/context.json");
+        assert_eq!(json["id"], "http://h/iiif/3/abc");
+        assert_eq!(json["type"], "ImageService3");
+        assert_eq!(json["protocol"], "http://iiif.io/api/image");
+        assert_eq!(json["profile"], "level2");
+        assert_eq!(
+            (json["width"].as_u64(), json["height"].as_u64()),
+            (Some(1000), Some(1000))
+        );
+        assert_eq!(json["maxWidth"], limits.max_width);
+        assert_eq!(json["maxHeight"], limits.max_height);
+        assert_eq!(json["maxArea"], limits.max_area);
+        // 1400 would upscale a 1000x1000 image, so it is not offered.
+        let sizes: Vec<(u64, u64)> = json["sizes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| (s["width"].as_u64().unwrap(), s["height"].as_u64().unwrap()))
+            .collect();
+        assert_eq!(sizes, [(100, 100), (400, 400), (640, 640), (888, 888)]);
+        assert_eq!(json["tiles"][0]["width"], 512);
+        assert_eq!(json["tiles"][0]["scaleFactors"], serde_json::json!([1, 2]));
+        assert_eq!(json["extraFormats"], serde_json::json!(["webp"]));
+        assert_eq!(
+            json["extraQualities"],
+            serde_json::json!(["color", "gray", "bitonal"])
+        );
+        let features = json["extraFeatures"].as_array().unwrap();
+        for feature in [
+            "canonicalLinkHeader",
+            "mirroring",
+            "profileLinkHeader",
+            "sizeUpscaling",
+        ] {
+            assert!(features.contains(&feature.into()), "{feature} advertised");
+        }
+        // Non-square images get the full image fitted into each box.
+        let sizes = sizes_for(2000, 1000, &[100, 400], &limits);
+        assert_eq!(
+            sizes
+                .iter()
+                .map(|s| (s.width, s.height))
+                .collect::<Vec<_>>(),
+            [(100, 50), (400, 200)]
+        );
     }
 }
