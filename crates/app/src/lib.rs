@@ -6,7 +6,8 @@
 //!   URL: inspect (format, limits, crop) → hash → claim → put → facts.
 //! - [`keys`]: API keys, their scopes, and which bucket names are valid.
 //! - [`batches`]: what a re-render covers, and opening or resuming a batch.
-//! - [`iiif`]: the IIIF `info.json` document.
+//! - [`iiif`]: the IIIF `info.json` document and the render cache policy
+//!   (keys, touches, the LRU budget).
 //!
 //! Nothing here knows HTTP statuses: each module has its own error type,
 //! which the API maps to problem+json and the CLI prints.
