@@ -9,12 +9,13 @@
 //! never the crop. A request is parsed and resolved by the engine
 //! ([`easel_render::iiif`]); one that is exactly a stored square style is
 //! served from its file, any other is rendered on a blocking thread, at most
-//! [`IiifConfig::max_concurrent_renders`] at a time, and kept in the object
-//! store under a key made of hashes only. The catalogue counts those renders
-//! (`iiif_cache` rows), so the least recently used go once they take more
-//! than [`IiifConfig::cache_budget_bytes`]. Every response under `/iiif/3`,
-//! errors and preflights included, carries `Access-Control-Allow-Origin: *`
-//! ([`cors`]).
+//! [`IiifConfig::max_concurrent_renders`] at a time, and kept by
+//! [`easel_app::iiif::cache`] in the object store under a key made of hashes
+//! only; the least recently used go once they take more than
+//! [`IiifConfig::cache_budget_bytes`]. `info.json` is
+//! [`easel_app::iiif::info`]'s; a refused request is an [`ApiError::Iiif`].
+//! Every response under `/iiif/3`, errors and preflights included, carries
+//! `Access-Control-Allow-Origin: *` ([`cors`]).
 
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
