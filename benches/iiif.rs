@@ -16,7 +16,8 @@
 
 use std::time::{Duration, Instant};
 
-use easel_render::iiif::{render_iiif, IiifLimits, IiifPlan, IiifRequest, TILE_SIZE};
+use easel_app::iiif::info::TILE_SIZE;
+use easel_render::iiif::{render_iiif, IiifLimits, IiifPlan, IiifRequest};
 use easel_render::Settings;
 use serde_json::json;
 

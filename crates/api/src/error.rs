@@ -5,6 +5,7 @@
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use easel_catalog::CatalogError;
+use easel_render::iiif::{IiifError, IiifErrorKind};
 use easel_render::{ErrorKind, RenderError};
 use easel_storage::StorageError;
 use serde::Serialize;
@@ -82,6 +83,10 @@ pub enum ApiError {
     Unprocessable { code: &'static str, detail: String },
     #[error("{0}")]
     UnsupportedMediaType(String),
+    /// A IIIF request the Image API refuses (malformed, beyond the image
+    /// or the limits) or that names a feature this server lacks.
+    #[error(transparent)]
+    Iiif(#[from] IiifError),
 }
 
 impl ApiError {
@@ -213,6 +218,12 @@ impl ApiError {
                 "unsupported-media-type",
                 "Unsupported media type",
             ),
+            ApiError::Iiif(e) => match e.kind() {
+                IiifErrorKind::Invalid => (StatusCode::BAD_REQUEST, e.code(), "Bad request"),
+                IiifErrorKind::Unsupported => {
+                    (StatusCode::NOT_IMPLEMENTED, e.code(), "Not implemented")
+                }
+            },
         }
     }
 }
@@ -467,6 +478,43 @@ mod tests {
         for (error, status, code) in cases {
             let (s, c, _) = ApiError::Render(error).classify();
             assert_eq!((s.as_u16(), c), (status, code));
+        }
+    }
+
+    #[test]
+    fn iiif_refusals_are_400_and_missing_features_501_with_their_codes() {
+        let cases = [
+            (
+                IiifError::InvalidSize("200x".into()),
+                400,
+                "iiif-invalid-size",
+                "Bad request",
+            ),
+            (
+                IiifError::UnsupportedRotation("45".into()),
+                501,
+                "iiif-unsupported-rotation",
+                "Not implemented",
+            ),
+            (
+                IiifError::UnsupportedFormat("tif"),
+                501,
+                "iiif-unsupported-format",
+                "Not implemented",
+            ),
+            (
+                IiifError::ZeroSize {
+                    width: 0,
+                    height: 10,
+                },
+                400,
+                "iiif-zero-size",
+                "Bad request",
+            ),
+        ];
+        for (error, status, code, title) in cases {
+            let (s, c, t) = ApiError::Iiif(error).classify();
+            assert_eq!((s.as_u16(), c, t), (status, code, title));
         }
     }
 

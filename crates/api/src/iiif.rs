@@ -9,39 +9,36 @@
 //! never the crop. A request is parsed and resolved by the engine
 //! ([`easel_render::iiif`]); one that is exactly a stored square style is
 //! served from its file, any other is rendered on a blocking thread, at most
-//! [`IiifConfig::max_concurrent_renders`] at a time, and kept in the object
-//! store under a key made of hashes only. The catalogue counts those renders
-//! (`iiif_cache` rows), so the least recently used go once they take more
-//! than [`IiifConfig::cache_budget_bytes`]. Every response under `/iiif/3`,
-//! errors and preflights included, carries `Access-Control-Allow-Origin: *`
-//! ([`cors`]).
+//! [`IiifConfig::max_concurrent_renders`] at a time, and kept by
+//! [`easel_app::iiif::cache`] in the object store under a key made of hashes
+//! only; the least recently used go once they take more than
+//! [`IiifConfig::cache_budget_bytes`]. `info.json` is
+//! [`easel_app::iiif::info`]'s; a refused request is an [`ApiError::Iiif`].
+//! Every response under `/iiif/3`, errors and preflights included, carries
+//! `Access-Control-Allow-Origin: *` ([`cors`]).
 
-use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use axum::routing::get;
 use axum::{Extension, Router};
 use bytes::Bytes;
+use easel_app::iiif::cache::{CacheEntry, RenderCache};
+use easel_app::iiif::info::{info_json, sizes_for, IiifSize, IIIF_INFO_CONTENT_TYPE};
 use easel_catalog::{BucketSettings, Image, ImageStatus};
-use easel_render::iiif::{
-    info_json, render_iiif, sizes_for, IiifError, IiifLimits, IiifPlan, IiifRequest, IiifSize,
-    IIIF_INFO_CONTENT_TYPE, IIIF_PIPELINE_VERSION,
-};
-use easel_render::{sha256_hex, Style, ENGINE_VERSION};
-use easel_storage::StorageError;
+use easel_render::iiif::{render_iiif, IiifLimits, IiifPlan, IiifRequest};
+use easel_render::Style;
 use tokio::sync::Semaphore;
 use tower::{Layer, ServiceExt};
 use tower_http::cors::{Any, CorsLayer};
 
-use crate::access::{decide, edge_at_scale, Access, Wanted};
+use crate::access::{decide, edge_at_scale, visible_image_with_settings, Access, Wanted};
 use crate::auth::Caller;
-use crate::error::Problem;
 use crate::{ApiError, AppState};
 
 /// The profile every IIIF response links to.
@@ -96,51 +93,7 @@ pub(crate) struct Iiif {
     /// Owned permits: a render whose client went away keeps its slot until
     /// the blocking thread is done, not until the request future is dropped.
     renders: Arc<Semaphore>,
-    touches: Touches,
-}
-
-/// Cache entries remembered by [`Touches`] before the stale ones are dropped.
-const TOUCHES_REMEMBERED: usize = 10_000;
-
-/// When this process last recorded a use of each cache entry.
-#[derive(Debug, Default)]
-struct Touches(Mutex<HashMap<String, Instant>>);
-
-impl Touches {
-    /// Whether a use of `key` at `now` is to be recorded: not if one was
-    /// less than `interval` ago. Notes it when it is, under the same lock,
-    /// so concurrent hits of one entry record it once.
-    fn due(&self, key: &str, now: Instant, interval: Duration) -> bool {
-        let mut last = self.lock();
-        if last
-            .get(key)
-            .is_some_and(|at| now.saturating_duration_since(*at) < interval)
-        {
-            return false;
-        }
-        remember(&mut last, key, now, interval);
-        true
-    }
-
-    /// Remembers a use of `key` at `now`, recorded already.
-    fn note(&self, key: &str, now: Instant, interval: Duration) {
-        remember(&mut self.lock(), key, now, interval);
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Instant>> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-fn remember(last: &mut HashMap<String, Instant>, key: &str, now: Instant, interval: Duration) {
-    if last.len() >= TOUCHES_REMEMBERED {
-        last.retain(|_, at| now.saturating_duration_since(*at) < interval);
-        if last.len() >= TOUCHES_REMEMBERED {
-            // Forgetting costs an early write per entry, nothing more.
-            last.clear();
-        }
-    }
-    last.insert(key.to_string(), now);
+    cache: RenderCache,
 }
 
 /// The IIIF routes with the default [`IiifConfig`].
@@ -151,7 +104,7 @@ pub fn routes() -> Router<AppState> {
 pub fn routes_with(config: IiifConfig) -> Router<AppState> {
     let iiif = Arc::new(Iiif {
         renders: Arc::new(Semaphore::new(config.max_concurrent_renders.max(1))),
-        touches: Touches::default(),
+        cache: RenderCache::new(config.cache_budget_bytes, config.cache_touch_interval),
         config,
     });
     Router::new()
@@ -190,57 +143,6 @@ pub(crate) async fn cors(request: Request, next: Next) -> Response {
     match IIIF_CORS.layer(next).oneshot(request).await {
         Ok(response) => response,
         Err(never) => match never {},
-    }
-}
-
-/// Everything a IIIF request can answer besides success.
-#[derive(Debug)]
-pub enum Failure {
-    Iiif(IiifError),
-    Api(ApiError),
-}
-
-impl From<ApiError> for Failure {
-    fn from(e: ApiError) -> Self {
-        Failure::Api(e)
-    }
-}
-
-impl From<IiifError> for Failure {
-    fn from(e: IiifError) -> Self {
-        Failure::Iiif(e)
-    }
-}
-
-/// The body of a refused IIIF request (built here until ApiError has an
-/// Iiif variant).
-pub(crate) fn iiif_problem(e: &IiifError) -> Problem<'static> {
-    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let title = if status == StatusCode::NOT_IMPLEMENTED {
-        "Not implemented"
-    } else {
-        "Bad request"
-    };
-    Problem::new(status, e.code(), title, e.to_string())
-}
-
-impl IntoResponse for Failure {
-    fn into_response(self) -> Response {
-        match self {
-            Failure::Api(e) => e.into_response(),
-            Failure::Iiif(e) => {
-                let body = iiif_problem(&e);
-                let status =
-                    StatusCode::from_u16(body.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-                let bytes = serde_json::to_vec(&body).unwrap_or_default();
-                let mut response = (status, bytes).into_response();
-                response.headers_mut().insert(
-                    header::CONTENT_TYPE,
-                    HeaderValue::from_static(crate::PROBLEM_JSON),
-                );
-                response
-            }
-        }
     }
 }
 
@@ -295,14 +197,7 @@ pub(crate) async fn find_image(
     id: &str,
 ) -> Result<Found, ApiError> {
     let caller = Caller::from_headers(state, headers).await?;
-    let image = match state.catalog.image(id).await? {
-        Some(image) if image.deleted_at.is_none() => image,
-        _ => return Err(ApiError::ImageNotFound(id.to_string())),
-    };
-    if caller.key().is_some_and(|k| k.bucket != image.bucket) {
-        return Err(ApiError::ImageNotFound(id.to_string()));
-    }
-    let settings = state.catalog.bucket_settings(&image.bucket).await?;
+    let (image, settings) = visible_image_with_settings(state, caller.key(), id).await?;
     let found = Found {
         image,
         settings,
@@ -389,14 +284,14 @@ pub(crate) async fn redirect(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Result<Response, Failure> {
+) -> Result<Response, ApiError> {
     find_source(&state, &headers, &id).await?;
     let location = format!("{}/info.json", id_url(&state, &headers, &id));
     Response::builder()
         .status(StatusCode::SEE_OTHER)
         .header(header::LOCATION, location)
         .body(Body::empty())
-        .map_err(|e| ApiError::Internal(e.to_string()).into())
+        .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 /// JSON-LD only when asked for (Image API 3.0 §5.1), plain JSON otherwise.
@@ -438,7 +333,7 @@ pub(crate) async fn info(
     Extension(iiif): Extension<Arc<Iiif>>,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Result<Response, Failure> {
+) -> Result<Response, ApiError> {
     let Source {
         found,
         width,
@@ -521,38 +416,16 @@ pub(crate) async fn info(
         .header(header::VARY, vary)
         .header(header::LINK, format!("<{profile}>;rel=\"profile\""))
         .body(Body::from(bytes))
-        .map_err(|e| ApiError::Internal(e.to_string()).into())
+        .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
-/// The object key of a cached IIIF render: `iiif/ab/cd/<sha256>.<ext>`,
-/// where the hash covers the engine and IIIF pipeline versions, the
-/// settings, the original's sha256 and the normalised request, and nothing
-/// a user typed.
-fn cache_key(state: &AppState, source: &Source, plan: &IiifPlan) -> (String, String) {
-    let identity = format!(
-        "iiif|{ENGINE_VERSION}|{IIIF_PIPELINE_VERSION}|{}|{}|{}",
-        state.settings.fingerprint(),
-        source.sha256,
-        plan.normalised(source.width, source.height)
-    );
-    let hash = sha256_hex(identity.as_bytes());
-    let key = format!(
-        "iiif/{}/{}/{hash}.{}",
-        &hash[0..2],
-        &hash[2..4],
-        plan.format.extension()
-    );
-    (key, hash)
-}
-
+/// `If-None-Match` against a strong ETag, as the file routes read it
+/// ([`crate::files::etag_matches`]), over every such header sent.
 fn etag_matches(headers: &HeaderMap, tag: &str) -> bool {
     headers
         .get_all(header::IF_NONE_MATCH)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim().trim_start_matches("W/").trim_matches('"'))
-        .any(|t| t == tag || t == "*")
+        .any(|v| crate::files::etag_matches(v, tag))
 }
 
 struct Served {
@@ -635,9 +508,9 @@ fn image_response(
                 ("Access-Control-Allow-Origin" = String, description = "`*`"),
             ),
             content(
-                (crate::openapi::Binary = "image/jpeg"),
-                (crate::openapi::Binary = "image/png"),
-                (crate::openapi::Binary = "image/webp"),
+                (crate::schema::Binary = "image/jpeg"),
+                (crate::schema::Binary = "image/png"),
+                (crate::schema::Binary = "image/webp"),
             )),
         (status = 304, description = "Unchanged (`If-None-Match`)"),
         (status = 400, description = "A malformed region, size, rotation, quality or format, or a request beyond the limits", body = crate::error::Problem, content_type = "application/problem+json"),
@@ -662,7 +535,7 @@ pub(crate) async fn image(
         String,
     )>,
     headers: HeaderMap,
-) -> Result<Response, Failure> {
+) -> Result<Response, ApiError> {
     let source = find_source(&state, &headers, &id).await?;
     let request = IiifRequest::parse(&region, &size, &rotation, &quality_format)?;
     let (width, height) = (source.width, source.height);
@@ -684,18 +557,24 @@ pub(crate) async fn image(
             return Err(ApiError::Unauthenticated(
                 "this size needs an API key: send Authorization: Bearer <key> \
                  (info.json lists the public sizes)",
-            )
-            .into())
+            ))
         }
         access => !access.check(&id)?,
     };
 
     if let Some(served) = stored_style(&state, &source, &plan).await? {
         metrics::counter!("easel_iiif_images_total", "source" => "style").increment(1);
-        return Ok(image_response(served, &canonical, &headers, private)?);
+        return image_response(served, &canonical, &headers, private);
     }
 
-    let (key, etag) = cache_key(&state, &source, &plan);
+    let entry = CacheEntry::of(
+        &state.settings.fingerprint(),
+        &source.sha256,
+        &plan,
+        width,
+        height,
+    );
+    let etag = entry.etag.clone();
     let mimetype = plan.format.mimetype();
     if etag_matches(&headers, &etag) {
         let served = Served {
@@ -703,16 +582,20 @@ pub(crate) async fn image(
             mimetype,
             etag,
         };
-        return Ok(image_response(served, &canonical, &headers, private)?);
+        return image_response(served, &canonical, &headers, private);
     }
-    if let Some(bytes) = cached(&state, &iiif, &key, &source.sha256).await {
+    if let Some(bytes) = iiif
+        .cache
+        .get(&*state.catalog, &state.store, &entry, &source.sha256)
+        .await
+    {
         metrics::counter!("easel_iiif_images_total", "source" => "cache").increment(1);
         let served = Served {
             bytes,
             mimetype,
             etag,
         };
-        return Ok(image_response(served, &canonical, &headers, private)?);
+        return image_response(served, &canonical, &headers, private);
     }
 
     let permit = tokio::time::timeout(
@@ -723,7 +606,11 @@ pub(crate) async fn image(
     .map_err(|_| ApiError::Unavailable("every IIIF render slot is busy".into()))?
     .map_err(|e| ApiError::Internal(format!("render semaphore: {e}")))?;
     // Someone may have rendered it while this request queued.
-    if let Some(bytes) = cached(&state, &iiif, &key, &source.sha256).await {
+    if let Some(bytes) = iiif
+        .cache
+        .get(&*state.catalog, &state.store, &entry, &source.sha256)
+        .await
+    {
         drop(permit);
         metrics::counter!("easel_iiif_images_total", "source" => "cache").increment(1);
         let served = Served {
@@ -731,7 +618,7 @@ pub(crate) async fn image(
             mimetype,
             etag,
         };
-        return Ok(image_response(served, &canonical, &headers, private)?);
+        return image_response(served, &canonical, &headers, private);
     }
     let original = state
         .store
@@ -761,110 +648,27 @@ pub(crate) async fn image(
     metrics::counter!("easel_iiif_images_total", "source" => "render").increment(1);
 
     let bytes = Bytes::from(rendered.bytes);
-    keep(&state, &iiif, &key, &source.sha256, bytes.clone()).await;
+    iiif.cache
+        .put(
+            &*state.catalog,
+            &state.store,
+            &entry,
+            &source.sha256,
+            bytes.clone(),
+        )
+        .await;
     let served = Served {
         bytes,
         mimetype: rendered.mimetype,
         etag,
     };
-    Ok(image_response(served, &canonical, &headers, private)?)
-}
-
-impl Iiif {
-    fn caching(&self) -> bool {
-        self.config.cache_budget_bytes > 0
-    }
-}
-
-/// A cached render, if there is one. A missing object is a miss whatever
-/// the catalogue says (it may have been evicted a moment ago); a failing
-/// store is logged and is a miss too: the render can still answer.
-async fn cached(state: &AppState, iiif: &Iiif, key: &str, source_sha256: &str) -> Option<Bytes> {
-    if !iiif.caching() {
-        return None;
-    }
-    let bytes = match state.store.get(key).await {
-        Ok(bytes) => bytes,
-        Err(StorageError::NotFound { .. }) => return None,
-        Err(e) => {
-            tracing::warn!(error = %e, key = %key, "IIIF cache read failed");
-            return None;
-        }
-    };
-    let interval = iiif.config.cache_touch_interval;
-    if iiif.touches.due(key, Instant::now(), interval) {
-        let interval_ms = i64::try_from(interval.as_millis()).unwrap_or(i64::MAX);
-        // Also adds the row of an object the catalogue lost track of.
-        record_use(state, key, source_sha256, bytes.len(), interval_ms).await;
-    }
-    Some(bytes)
-}
-
-/// Stores a render in the cache, then evicts what no longer fits the budget.
-async fn keep(state: &AppState, iiif: &Iiif, key: &str, source_sha256: &str, bytes: Bytes) {
-    if !iiif.caching() {
-        return;
-    }
-    let size = bytes.len();
-    if let Err(e) = state.store.put(key, bytes).await {
-        // The response is still good; the next request renders again.
-        tracing::warn!(error = %e, key = %key, "could not cache a IIIF render");
-        return;
-    }
-    let interval = iiif.config.cache_touch_interval;
-    iiif.touches.note(key, Instant::now(), interval);
-    if !record_use(state, key, source_sha256, size, 0).await {
-        // An object the catalogue does not count would escape the budget.
-        delete_objects(state, vec![key.to_string()]).await;
-        return;
-    }
-    let budget = i64::try_from(iiif.config.cache_budget_bytes).unwrap_or(i64::MAX);
-    match state.catalog.evict_iiif_cache(budget).await {
-        Ok(evicted) => delete_objects(state, evicted).await,
-        Err(e) => tracing::warn!(error = %e, "could not evict from the IIIF cache"),
-    }
-}
-
-/// Records a use of a cache entry; `false` when the catalogue failed.
-async fn record_use(
-    state: &AppState,
-    key: &str,
-    source_sha256: &str,
-    size: usize,
-    min_interval_ms: i64,
-) -> bool {
-    let size = i64::try_from(size).unwrap_or(i64::MAX);
-    let now = easel_catalog::now_ms();
-    match state
-        .catalog
-        .record_iiif_cache_use(key, source_sha256, size, now, min_interval_ms)
-        .await
-    {
-        Ok(_) => true,
-        Err(e) => {
-            tracing::warn!(error = %e, key = %key, "could not record a IIIF cache entry");
-            false
-        }
-    }
+    image_response(served, &canonical, &headers, private)
 }
 
 /// Deletes the cached renders of the original with `sha256` when no image
-/// has it any more: for a force delete, after the image's row is gone.
-/// Failures are logged: the image is deleted either way, and left-over
-/// renders cost space until they are evicted, not data.
+/// has it any more (see [`easel_app::iiif::cache::forget_renders_of`]).
 pub(crate) async fn forget_renders_of(state: &AppState, sha256: &str) {
-    match state.catalog.forget_iiif_cache_of(sha256).await {
-        Ok(keys) => delete_objects(state, keys).await,
-        Err(e) => tracing::warn!(error = %e, "could not drop the IIIF renders of a deleted image"),
-    }
-}
-
-async fn delete_objects(state: &AppState, keys: Vec<String>) {
-    for key in keys {
-        if let Err(e) = state.store.delete(&key).await {
-            tracing::warn!(error = %e, key = %key, "could not delete a IIIF cache object");
-        }
-    }
+    easel_app::iiif::cache::forget_renders_of(&*state.catalog, &state.store, sha256).await;
 }
 
 /// The stored square style this request is, when the image has no custom
@@ -908,6 +712,7 @@ async fn stored_style(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::HeaderValue;
 
     #[test]
     fn ids_are_percent_encoded_in_urls() {

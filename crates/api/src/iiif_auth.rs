@@ -18,7 +18,7 @@ use serde_json::{json, Value};
 
 use crate::access::Wanted;
 use crate::auth::Caller;
-use crate::iiif::{find_image, id_url, Failure};
+use crate::iiif::{find_image, id_url};
 use crate::{ApiError, AppState};
 
 /// The JSON-LD context of the Authorization Flow 2.0 terms.
@@ -91,7 +91,7 @@ pub(crate) async fn probe(
     State(state): State<AppState>,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Result<Response, Failure> {
+) -> Result<Response, ApiError> {
     let found = find_image(&state, &headers, &id).await?;
     let mut result = json!({
         "@context": AUTH_CONTEXT,

@@ -7,10 +7,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-// `crate::iiif` still names `Binary` here; the IIIF rewrite is to take it
-// from `crate::schema` like every other handler.
-pub(crate) use crate::schema::Binary;
-use crate::schema::{Health, Ready};
+use crate::schema::{Binary, Health, Ready};
 use crate::AppState;
 
 /// The scheme name handlers refer to in `security(("bearer" = []))`.
@@ -172,11 +169,7 @@ fn example_problem(id: &str, status: u16) -> Option<crate::error::Problem<'stati
     use easel_render::{Edge, RenderError};
     let iiif = id.starts_with("iiif");
     let api = match status {
-        400 if iiif => {
-            return Some(crate::iiif::iiif_problem(&IiifError::InvalidSize(
-                "200x".into(),
-            )))
-        }
+        400 if iiif => ApiError::Iiif(IiifError::InvalidSize("200x".into())),
         400 => ApiError::unknown_parameters(&["page[sise]"], &["page[size]", "page[number]"]),
         401 => ApiError::Unauthenticated(
             "this endpoint needs an API key: send Authorization: Bearer <key>",
@@ -216,11 +209,7 @@ fn example_problem(id: &str, status: u16) -> Option<crate::error::Problem<'stati
             image_width: 4032,
             image_height: 3024,
         }),
-        501 if iiif => {
-            return Some(crate::iiif::iiif_problem(&IiifError::UnsupportedRotation(
-                "45".into(),
-            )))
-        }
+        501 if iiif => ApiError::Iiif(IiifError::UnsupportedRotation("45".into())),
         503 => ApiError::Unavailable(String::new()),
         507 => ApiError::StorageFull(String::new()),
         _ => return None,

@@ -7,12 +7,15 @@
 //! - [`keys`]: API keys, their scopes, and which bucket names are valid.
 //! - [`batches`]: what a re-render covers, and opening or resuming a batch.
 //! - [`feed`]: the feed readiness a render's outcome leaves on the image.
+//! - [`iiif`]: the IIIF `info.json` document and the render cache policy
+//!   (keys, touches, the LRU budget).
 //!
 //! Nothing here knows HTTP statuses: each module has its own error type,
 //! which the API maps to problem+json and the CLI prints.
 
 pub mod batches;
 pub mod feed;
+pub mod iiif;
 pub mod keys;
 pub mod originals;
 

@@ -53,6 +53,7 @@ pub(crate) fn convert_rect_to_srgb(
     warnings: &mut Vec<String>,
 ) {
     let layout = match bitmap.channels {
+        Channels::Gray => Layout::Gray,
         Channels::Rgb => Layout::Rgb,
         Channels::Rgba => Layout::Rgba,
     };

@@ -7,7 +7,8 @@ use crate::geometry::Crop;
 use crate::pixels::{Bitmap, Channels};
 use crate::RenderError;
 
-/// Encodes the RGB pixels under `rect` as a baseline 4:2:0 JPEG, straight
+/// Encodes the RGB pixels under `rect` as a baseline 4:2:0 JPEG (gray
+/// pixels as a one-component JPEG), straight
 /// from the bitmap's rows (no copy of the crop).
 pub(crate) fn jpeg(
     bitmap: &Bitmap,
@@ -188,27 +189,29 @@ fn jpeg_with(
     icc: Option<&[u8]>,
     style: &str,
 ) -> Result<Vec<u8>, RenderError> {
-    debug_assert_eq!(bitmap.channels, Channels::Rgb);
+    debug_assert_ne!(bitmap.channels, Channels::Rgba);
     let fail = |e: &dyn std::fmt::Display| RenderError::Encode {
         style: style.to_string(),
         reason: e.to_string(),
     };
+    let (format, subsamp) = match bitmap.channels {
+        Channels::Gray => (turbojpeg::PixelFormat::GRAY, turbojpeg::Subsamp::Gray),
+        _ => (turbojpeg::PixelFormat::RGB, turbojpeg::Subsamp::Sub2x2),
+    };
     let stride = bitmap.stride();
-    let offset = rect.y as usize * stride + rect.x as usize * 3;
+    let offset = rect.y as usize * stride + rect.x as usize * bitmap.channels.count();
     let image = turbojpeg::Image {
         pixels: &bitmap.data[offset..],
         width: rect.width as usize,
         pitch: stride,
         height: rect.height as usize,
-        format: turbojpeg::PixelFormat::RGB,
+        format,
     };
     let mut compressor = turbojpeg::Compressor::new().map_err(|e| fail(&e))?;
     compressor
         .set_quality(quality as i32)
         .map_err(|e| fail(&e))?;
-    compressor
-        .set_subsamp(turbojpeg::Subsamp::Sub2x2)
-        .map_err(|e| fail(&e))?;
+    compressor.set_subsamp(subsamp).map_err(|e| fail(&e))?;
     compressor.set_optimize(optimize).map_err(|e| fail(&e))?;
     let encoded = compressor.compress_to_vec(image).map_err(|e| fail(&e))?;
     match icc {
@@ -238,14 +241,40 @@ pub(crate) fn png(
         // An encoder that cannot embed a profile still writes valid pixels.
         let _ = encoder.set_icc_profile(icc.to_vec());
     }
-    let colour = match bitmap.channels {
-        Channels::Rgb => image::ExtendedColorType::Rgb8,
-        Channels::Rgba => image::ExtendedColorType::Rgba8,
-    };
     encoder
-        .write_image(&bitmap.data, bitmap.width, bitmap.height, colour)
+        .write_image(
+            &bitmap.data,
+            bitmap.width,
+            bitmap.height,
+            colour_type(bitmap.channels),
+        )
         .map_err(fail)?;
     Ok(out)
+}
+
+/// Encodes a whole bitmap as lossless WebP (the `image` crate's encoder).
+pub(crate) fn webp_lossless(bitmap: &Bitmap, style: &str) -> Result<Vec<u8>, RenderError> {
+    let mut out = Vec::new();
+    image::codecs::webp::WebPEncoder::new_lossless(&mut out)
+        .write_image(
+            &bitmap.data,
+            bitmap.width,
+            bitmap.height,
+            colour_type(bitmap.channels),
+        )
+        .map_err(|e| RenderError::Encode {
+            style: style.to_string(),
+            reason: e.to_string(),
+        })?;
+    Ok(out)
+}
+
+fn colour_type(channels: Channels) -> image::ExtendedColorType {
+    match channels {
+        Channels::Gray => image::ExtendedColorType::L8,
+        Channels::Rgb => image::ExtendedColorType::Rgb8,
+        Channels::Rgba => image::ExtendedColorType::Rgba8,
+    }
 }
 
 /// A stored file's facts, read back from its own header: what a podcast

@@ -4,6 +4,9 @@ use crate::geometry::{Crop, Orientation};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Channels {
+    /// Luma alone: what IIIF's `gray` and `bitonal` qualities encode; no
+    /// decoder produces it.
+    Gray = 1,
     Rgb = 3,
     Rgba = 4,
 }
@@ -79,6 +82,11 @@ impl Bitmap {
             let row = &self.data[start..start + crop.width as usize * n];
             match self.channels {
                 Channels::Rgb => out.extend_from_slice(row),
+                Channels::Gray => {
+                    for &y in row {
+                        out.extend_from_slice(&[y, y, y]);
+                    }
+                }
                 Channels::Rgba => {
                     for px in row.chunks_exact(4) {
                         out.extend_from_slice(&over(px, background));
@@ -100,8 +108,19 @@ impl Bitmap {
             channels,
             mut data,
         } = self;
-        if channels == Channels::Rgb {
-            return Bitmap::new(width, height, channels, data);
+        match channels {
+            Channels::Rgb => return Bitmap::new(width, height, channels, data),
+            Channels::Gray => {
+                let gray = Bitmap::new(width, height, channels, data);
+                let whole = Crop {
+                    x: 0,
+                    y: 0,
+                    width,
+                    height,
+                };
+                return gray.crop_to_rgb(&whole, background);
+            }
+            Channels::Rgba => {}
         }
         let pixels = width as usize * height as usize;
         // Pixel i moves from 4i to 3i: never over a pixel not yet read.

@@ -263,7 +263,7 @@ fn render_unguarded(
     let (pixels, rect) = match oriented.channels {
         Channels::Rgb => (oriented, local),
         Channels::Rgba if local == all => (oriented.into_rgb(settings.background.0), local),
-        Channels::Rgba => {
+        Channels::Rgba | Channels::Gray => {
             let flat = oriented.crop_to_rgb(&local, settings.background.0);
             drop(oriented);
             (flat, Crop::new(0, 0, crop.width, crop.height)?)

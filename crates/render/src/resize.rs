@@ -1,9 +1,10 @@
-//! Square resizes with fast_image_resize (SIMD convolution).
+//! Resizes with fast_image_resize (SIMD convolution): the square styles
+//! and IIIF's regions, with one filter.
 
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 
-use crate::geometry::Crop;
+use crate::geometry::{Area, Crop};
 use crate::pixels::{Bitmap, Channels};
 use crate::RenderError;
 
@@ -22,21 +23,50 @@ pub(crate) fn reach(from: u32, to: u32) -> u32 {
 
 /// Resizes the RGB pixels under `rect` to `side`x`side`.
 pub(crate) fn square(source: &Bitmap, rect: &Crop, side: u32) -> Result<Bitmap, RenderError> {
+    convolve(source, Some(&Area::from(rect)), side, side)
+}
+
+/// Resizes `area` of the RGB `source` (all of it, or a fractional part
+/// after a scaled decode) to `width`x`height`: IIIF's regions. The whole
+/// bitmap at its own size is returned as it is.
+pub(crate) fn area(
+    source: Bitmap,
+    area: &Area,
+    width: u32,
+    height: u32,
+) -> Result<Bitmap, RenderError> {
+    let whole = Area {
+        x: 0.0,
+        y: 0.0,
+        width: source.width as f64,
+        height: source.height as f64,
+    };
+    if *area != whole {
+        return convolve(&source, Some(area), width, height);
+    }
+    if (source.width, source.height) == (width, height) {
+        return Ok(source);
+    }
+    convolve(&source, None, width, height)
+}
+
+fn convolve(
+    source: &Bitmap,
+    crop: Option<&Area>,
+    width: u32,
+    height: u32,
+) -> Result<Bitmap, RenderError> {
     debug_assert_eq!(source.channels, Channels::Rgb);
     let fail = |e: &dyn std::fmt::Display| RenderError::Resize(e.to_string());
     let src = ImageRef::new(source.width, source.height, &source.data, PixelType::U8x3)
         .map_err(|e| fail(&e))?;
-    let mut dst = Image::new(side, side, PixelType::U8x3);
-    let options = ResizeOptions::new()
-        .resize_alg(ResizeAlg::Convolution(FILTER))
-        .crop(
-            rect.x as f64,
-            rect.y as f64,
-            rect.width as f64,
-            rect.height as f64,
-        );
+    let mut dst = Image::new(width, height, PixelType::U8x3);
+    let mut options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FILTER));
+    if let Some(a) = crop {
+        options = options.crop(a.x, a.y, a.width, a.height);
+    }
     Resizer::new()
         .resize(&src, &mut dst, &options)
         .map_err(|e| fail(&e))?;
-    Ok(Bitmap::new(side, side, Channels::Rgb, dst.into_vec()))
+    Ok(Bitmap::new(width, height, Channels::Rgb, dst.into_vec()))
 }

@@ -218,6 +218,12 @@ pub fn render_key(sha256: &str, extension: &str) -> String {
     fanned("renders", sha256, Some(extension))
 }
 
+/// The storage key of a cached IIIF render: `iiif/ab/cd/<sha256>.<ext>`,
+/// named by the hash of what made it (see `easel_app::iiif::cache`).
+pub fn iiif_render_key(sha256: &str, extension: &str) -> String {
+    fanned("iiif", sha256, Some(extension))
+}
+
 fn fanned(prefix: &str, sha256: &str, extension: Option<&str>) -> String {
     // Callers pass hex digests; anything else is a bug, but keys must stay
     // path-safe even then, so non-hex characters are dropped.
@@ -560,6 +566,10 @@ mod tests {
     fn keys_come_from_the_hash_only() {
         assert_eq!(original_key(SHA), format!("originals/ab/cd/{SHA}"));
         assert_eq!(render_key(SHA, "jpg"), format!("renders/ab/cd/{SHA}.jpg"));
+        assert_eq!(
+            iiif_render_key(SHA, "webp"),
+            format!("iiif/ab/cd/{SHA}.webp")
+        );
         let hostile = original_key("../../etc/passwd");
         assert!(
             !hostile.contains("..") && hostile.matches('/').count() == 3,
