@@ -118,6 +118,9 @@ struct Inner {
     bytes: Option<Cache<Arc<str>, Stored, ByLength>>,
     byte_budget: u64,
     warm: Option<Cache<Box<str>, Arc<Warm>>>,
+    /// Woken by every [`ServeCache::invalidate`]: a render this process
+    /// committed ends a `?wait=true` at once instead of at its next poll.
+    changed: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for ServeCache {
@@ -166,6 +169,7 @@ impl ServeCache {
                 bytes,
                 byte_budget,
                 warm,
+                changed: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -179,6 +183,14 @@ impl ServeCache {
         if let Some(warm) = &self.inner.warm {
             warm.clear();
         }
+        self.inner.changed.notify_waiters();
+    }
+
+    /// Completes at the next [`ServeCache::invalidate`] after this call.
+    pub(crate) fn changed(&self) -> std::pin::Pin<Box<tokio::sync::futures::Notified<'_>>> {
+        let mut changed = Box::pin(self.inner.changed.notified());
+        changed.as_mut().enable();
+        changed
     }
 
     /// Whether warm answers are kept at all.
