@@ -89,10 +89,10 @@ pub(crate) struct WorkerTuning {
     #[arg(long, env = "EASEL_THREADS", default_value_t = 0)]
     threads: usize,
     /// Seconds a claimed job stays leased without renewal.
-    #[arg(long, env = "EASEL_LEASE_SECS", default_value_t = 60)]
+    #[arg(long, env = "EASEL_LEASE_SECS", default_value_t = WorkerConfig::default().lease.as_secs())]
     lease_secs: u64,
     /// Attempts before a job is given up (storage errors are retried).
-    #[arg(long, env = "EASEL_MAX_ATTEMPTS", default_value_t = 5)]
+    #[arg(long, env = "EASEL_MAX_ATTEMPTS", default_value_t = WorkerConfig::default().max_attempts)]
     max_attempts: i64,
     /// Let origin URLs reach private, loopback and link-local addresses
     /// (refused by default: a client could otherwise make us fetch from
@@ -100,14 +100,14 @@ pub(crate) struct WorkerTuning {
     #[arg(long, env = "EASEL_ORIGIN_ALLOW_PRIVATE", default_value_t = false)]
     origin_allow_private: bool,
     /// Longest time, in seconds, to fetch one origin URL.
-    #[arg(long, env = "EASEL_ORIGIN_TIMEOUT_SECS", default_value_t = 60)]
+    #[arg(long, env = "EASEL_ORIGIN_TIMEOUT_SECS", default_value_t = OriginConfig::default().total_timeout.as_secs())]
     origin_timeout_secs: u64,
     /// Redirects followed when fetching an origin URL.
-    #[arg(long, env = "EASEL_ORIGIN_MAX_REDIRECTS", default_value_t = 5)]
+    #[arg(long, env = "EASEL_ORIGIN_MAX_REDIRECTS", default_value_t = OriginConfig::default().max_redirects)]
     origin_max_redirects: usize,
     /// Origin URLs fetched at once, apart from the render loops (a slow
     /// origin holds one of these, never a render loop).
-    #[arg(long, env = "EASEL_ORIGIN_FETCHES", default_value_t = 4)]
+    #[arg(long, env = "EASEL_ORIGIN_FETCHES", default_value_t = WorkerConfig::default().origin_fetches)]
     origin_fetches: usize,
     /// Bytes of memory this process's renders (worker loops and IIIF) may
     /// hold at once, as estimated from each image's header; renders wait
@@ -148,22 +148,22 @@ pub struct ServeArgs {
     #[arg(long, env = "EASEL_ALIAS_MAX_AGE_SECS", default_value_t = easel_api::DEFAULT_ALIAS_MAX_AGE.as_secs())]
     alias_max_age_secs: u64,
     /// Longest wait, in seconds, for `POST /v1/images?wait=true`.
-    #[arg(long, env = "EASEL_WAIT_TIMEOUT_SECS", default_value_t = 60)]
+    #[arg(long, env = "EASEL_WAIT_TIMEOUT_SECS", default_value_t = ApiConfig::default().wait_timeout.as_secs())]
     wait_timeout_secs: u64,
     /// Largest `page[size]` of `GET /v1/images` (the default size is 25).
-    #[arg(long, env = "EASEL_MAX_PAGE_SIZE", default_value_t = 100, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    #[arg(long, env = "EASEL_MAX_PAGE_SIZE", default_value_t = ApiConfig::default().max_page_size, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     max_page_size: u64,
     /// IIIF: largest width of a rendered region (info.json `maxWidth`).
-    #[arg(long, env = "EASEL_IIIF_MAX_WIDTH", default_value_t = 4000)]
+    #[arg(long, env = "EASEL_IIIF_MAX_WIDTH", default_value_t = IiifConfig::default().limits.max_width)]
     iiif_max_width: u32,
     /// IIIF: largest height (info.json `maxHeight`).
-    #[arg(long, env = "EASEL_IIIF_MAX_HEIGHT", default_value_t = 4000)]
+    #[arg(long, env = "EASEL_IIIF_MAX_HEIGHT", default_value_t = IiifConfig::default().limits.max_height)]
     iiif_max_height: u32,
     /// IIIF: largest pixel count (info.json `maxArea`).
-    #[arg(long, env = "EASEL_IIIF_MAX_AREA", default_value_t = 16_000_000)]
+    #[arg(long, env = "EASEL_IIIF_MAX_AREA", default_value_t = IiifConfig::default().limits.max_area)]
     iiif_max_area: u64,
     /// IIIF: on-demand renders at once; more wait, then get a 503.
-    #[arg(long, env = "EASEL_IIIF_MAX_RENDERS", default_value_t = 2)]
+    #[arg(long, env = "EASEL_IIIF_MAX_RENDERS", default_value_t = IiifConfig::default().max_concurrent_renders)]
     iiif_max_renders: usize,
     /// IIIF: bytes of on-demand renders kept in the object store; the least
     /// recently used go first. 0 keeps none.
@@ -174,7 +174,7 @@ pub struct ServeArgs {
     #[arg(long, env = "EASEL_LINGER_MAX_BYTES", default_value_t = easel_api::DEFAULT_LINGER_MAX_BYTES)]
     linger_max_bytes: u64,
     /// Longest time, in seconds, spent reading such a body.
-    #[arg(long, env = "EASEL_LINGER_SECS", default_value_t = 30)]
+    #[arg(long, env = "EASEL_LINGER_SECS", default_value_t = ApiConfig::default().linger_timeout.as_secs())]
     linger_secs: u64,
     /// Bytes of style files kept in memory to serve them without reading
     /// the store (each file at most an eighth of it); 0 keeps none.
