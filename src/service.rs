@@ -18,11 +18,11 @@ use easel_origin::OriginConfig;
 use easel_render::iiif::IiifLimits;
 use easel_render::Settings;
 use easel_storage::BlobStore;
-use easel_worker::reaper::Reaper;
-use easel_worker::{OnCommit, Retention, Worker, WorkerConfig};
+use easel_worker::supervise::{self, spawn_reaper, Loops as WorkerLoops};
+use easel_worker::{OnCommit, Retention, WorkerConfig};
 
 use crate::engine_args::EngineArgs;
-use tokio::sync::{watch, Notify};
+use tokio::sync::Notify;
 
 #[derive(Clone, Copy, Debug, clap::ValueEnum)]
 pub enum LogFormat {
@@ -76,9 +76,6 @@ impl RetentionArgs {
 /// has: a second loop can fill those gaps (`benches/serve.sh` measures
 /// uploads against the render-bound limit).
 const DEFAULT_WORKERS: usize = 2;
-
-/// How often a process deletes what is due (and ends grace periods).
-const REAP_INTERVAL: Duration = Duration::from_secs(30);
 
 /// How workers run.
 #[derive(clap::Args, Debug, Clone)]
@@ -391,23 +388,8 @@ pub(crate) async fn open(common: &CommonArgs) -> anyhow::Result<(Arc<dyn Catalog
     Ok((catalog, store))
 }
 
-/// The worker loops of this process and the switch that stops them.
-pub(crate) struct WorkerLoops {
-    stop: watch::Sender<bool>,
-    handles: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl WorkerLoops {
-    /// Lets each loop finish its current job, then waits for them all.
-    pub(crate) async fn stop(self) {
-        tracing::info!("stopping workers after their current job");
-        let _ = self.stop.send(true);
-        for handle in self.handles {
-            let _ = handle.await;
-        }
-    }
-}
-
+/// The worker loops of this process, configured from its flags (see
+/// [`easel_worker::supervise`]).
 #[allow(clippy::too_many_arguments)] // the process's shared parts, each its own
 pub(crate) async fn spawn_workers(
     count: usize,
@@ -419,81 +401,33 @@ pub(crate) async fn spawn_workers(
     wake: &Arc<Notify>,
     on_commit: OnCommit,
 ) -> anyhow::Result<WorkerLoops> {
-    let (stop, stopped) = watch::channel(false);
-    if count == 0 {
-        return Ok(WorkerLoops {
-            stop,
-            handles: Vec::new(),
-        });
-    }
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(tuning.threads)
-        .thread_name(|i| format!("easel-render-{i}"))
-        .build()
-        .context("cannot start the render thread pool")?;
-    let base = Worker::new(
-        worker_name(0),
-        catalog.clone(),
-        store.clone(),
-        settings.clone(),
-        Arc::new(pool),
-        WorkerConfig {
-            lease: Duration::from_secs(tuning.lease_secs.max(1)),
-            max_attempts: tuning.max_attempts.max(1),
-            origin: OriginConfig {
-                total_timeout: Duration::from_secs(tuning.origin_timeout_secs.max(1)),
-                max_redirects: tuning.origin_max_redirects,
-                allow_private: tuning.origin_allow_private,
-                max_bytes: settings.limits.max_bytes,
-                ..OriginConfig::default()
-            },
-            retention: tuning.retention.retention(),
-            origin_fetches: tuning.origin_fetches.max(1),
-            memory: memory.clone(),
-            on_commit,
-            ..WorkerConfig::default()
+    let config = WorkerConfig {
+        lease: Duration::from_secs(tuning.lease_secs.max(1)),
+        max_attempts: tuning.max_attempts.max(1),
+        origin: OriginConfig {
+            total_timeout: Duration::from_secs(tuning.origin_timeout_secs.max(1)),
+            max_redirects: tuning.origin_max_redirects,
+            allow_private: tuning.origin_allow_private,
+            max_bytes: settings.limits.max_bytes,
+            ..OriginConfig::default()
         },
+        retention: tuning.retention.retention(),
+        origin_fetches: tuning.origin_fetches.max(1),
+        memory: memory.clone(),
+        on_commit,
+        ..WorkerConfig::default()
+    };
+    supervise::spawn_loops(
+        count,
+        tuning.threads,
+        config,
+        catalog,
+        store,
+        settings,
+        wake,
     )
-    .context("cannot start the worker")?
-    .with_wake(wake.clone());
-    // A worker of this machine killed mid-job (kill -9, OOM) left leases
-    // that would hold its jobs for up to --lease-secs: take them over now.
-    if let Err(e) = base.reclaim_jobs_of_dead_workers(&host_name()).await {
-        tracing::warn!(error = %e, "could not look for the jobs of dead workers");
-    }
-    let handles = (0..count)
-        .map(|i| tokio::spawn(base.named(worker_name(i)).run(stopped.clone())))
-        .collect();
-    Ok(WorkerLoops { stop, handles })
-}
-
-/// The reaper of this process (see `easel_worker::reaper`): every API node
-/// and worker process runs one; several at once are safe.
-pub(crate) fn spawn_reaper(
-    catalog: &Arc<dyn Catalog>,
-    store: &BlobStore,
-    retention: Retention,
-) -> WorkerLoops {
-    let (stop, stopped) = watch::channel(false);
-    let reaper = Reaper::new(catalog.clone(), store.clone(), retention);
-    let handle = tokio::spawn(reaper.run(REAP_INTERVAL, stopped));
-    WorkerLoops {
-        stop,
-        handles: vec![handle],
-    }
-}
-
-/// Unique per loop across machines: the lease owner in the jobs table,
-/// `<host>-<pid>-<loop>`, which is how a restarted worker finds the jobs of
-/// a dead one (`Worker::reclaim_jobs_of_dead_workers`).
-fn worker_name(index: usize) -> String {
-    format!("{}-{}-{index}", host_name(), std::process::id())
-}
-
-fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "easel".into())
+    .await
+    .context("cannot start the workers")
 }
 
 async fn shutdown_signal() {

@@ -23,6 +23,7 @@
 //! hand-over to the render loops ends the claim.
 
 pub mod reaper;
+pub mod supervise;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -152,6 +153,8 @@ pub enum WorkerError {
     Catalog(#[from] CatalogError),
     #[error("cannot build the origin fetcher: {0}")]
     Origin(#[from] easel_origin::OriginError),
+    #[error("cannot start the render thread pool: {0}")]
+    Pool(String),
 }
 
 /// One worker; clone it to run several loops that share the rayon pool.
