@@ -1681,3 +1681,78 @@ async fn the_file_cache_keeps_to_its_budget_and_serves_what_it_cannot_keep() {
     }
     assert!(served >= 4, "{image}");
 }
+
+/// The `easel_serve_cache_total` counter with these labels, from /metrics.
+async fn metric(app: &TestApp, series: &str) -> f64 {
+    let text = app.get("/metrics").await.text().await.unwrap();
+    text.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Issue 14: a file URL asked again while its lookup is kept is answered
+/// ahead of the router, with the very headers and bytes the route sent
+/// (its 304 too), counted in the request metrics, and with the
+/// `Content-Location` of the host it was asked by.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_warm_file_url_answers_as_the_route_did_and_is_counted() {
+    let app = TestApp::spawn_with(TestOptions {
+        lookup_ttl: Duration::from_secs(600),
+        ..TestOptions::default()
+    })
+    .await;
+    let image = upload_wait(&app, distinct_png(44, 300), "").await;
+    let id = text(&image["id"], "id").to_string();
+    let alias = app.url(&format!("/v1/images/{id}/styles/thumb"));
+    let versioned = text(&asset(&image, "thumb")["url"], "url").to_string();
+    let warm_hits = "easel_serve_cache_total{cache=\"answer\",result=\"hit\"}";
+    let counted = "easel_http_requests_total{method=\"GET\",route=\"/v1/images/{id}/styles/{style}\",status=\"200\"}";
+    let without_date = |response: &reqwest::Response| {
+        let mut headers = response.headers().clone();
+        headers.remove("date");
+        headers
+    };
+    for url in [&alias, &versioned] {
+        // The first GET reads the store, the second keeps its answer.
+        let cold = get(&app.anonymous, url, &[]).await;
+        let cold_headers = without_date(&cold);
+        let cold_body = cold.bytes().await.unwrap();
+        assert_eq!(get(&app.anonymous, url, &[]).await.status(), 200);
+        let (hits, requests) = (metric(&app, warm_hits).await, metric(&app, counted).await);
+        for _ in 0..5 {
+            let warm = get(&app.anonymous, url, &[]).await;
+            assert_eq!(warm.status(), 200, "{url}");
+            assert_eq!(without_date(&warm), cold_headers, "{url}");
+            assert_eq!(warm.bytes().await.unwrap(), cold_body, "{url}");
+        }
+        assert!(
+            metric(&app, warm_hits).await >= hits + 5.0,
+            "{url}: warm answers"
+        );
+        if url == &alias {
+            assert!(
+                metric(&app, counted).await >= requests + 5.0,
+                "each one counted"
+            );
+        }
+        let etag = header_of(&get(&app.anonymous, url, &[]).await, "etag");
+        let not_modified = get(&app.anonymous, url, &[("if-none-match", &etag)]).await;
+        assert_eq!(not_modified.status(), 304);
+        let mut expected = cold_headers.clone();
+        expected.remove("content-type");
+        expected.remove("content-length");
+        let mut got = without_date(&not_modified);
+        got.remove("content-length");
+        assert_eq!(got, expected, "{url}: the route's 304");
+        // Another Host: the alias points at its own versioned URL there.
+        let elsewhere = get(&app.anonymous, url, &[("host", "img.example:8443")]).await;
+        assert_eq!(elsewhere.status(), 200);
+        if url == &alias {
+            assert!(
+                header_of(&elsewhere, "content-location").starts_with("http://img.example:8443/"),
+                "{:?}",
+                elsewhere.headers()
+            );
+        }
+    }
+}

@@ -1,11 +1,13 @@
 //! Serving stored files: validators, caching and byte ranges.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::Response;
 
+use crate::serve_cache::WarmFile;
 use crate::{ApiError, AppState};
 
 /// What a response needs to know about a stored object.
@@ -79,9 +81,16 @@ pub async fn serve(
 
     if let Some(inm) = headers.get(header::IF_NONE_MATCH) {
         if etag_matches(inm, file.sha256) {
-            return base(StatusCode::NOT_MODIFIED)
+            let mut response = base(StatusCode::NOT_MODIFIED)
                 .body(Body::empty())
-                .map_err(|e| ApiError::Internal(e.to_string()));
+                .map_err(|e| ApiError::Internal(e.to_string()))?;
+            let cache = &state.config.serve_cache;
+            if cache.keeps_warm() && cache.cached(file.key, file.sha256).is_some() {
+                if let Some(warm) = WarmFile::of(&file) {
+                    response.extensions_mut().insert(warm);
+                }
+            }
+            return Ok(response);
         }
     }
 
@@ -127,6 +136,10 @@ pub async fn serve(
             .header(header::CONTENT_LENGTH, file.size)
             .body(Body::empty()),
         None => {
+            // Bytes the file cache holds under this sha256, of a file
+            // anyone may have: the next GET of this URL can be answered
+            // ahead of the router (crate::warm).
+            let warm = cached.is_some().then(|| WarmFile::of(&file)).flatten();
             let bytes = match cached {
                 Some(bytes) => bytes,
                 None => {
@@ -137,12 +150,28 @@ pub async fn serve(
                         .await?
                 }
             };
-            base(StatusCode::OK)
+            let mut response = base(StatusCode::OK)
                 .header(header::CONTENT_LENGTH, bytes.len())
-                .body(Body::from(bytes))
+                .body(Body::from(bytes));
+            if let (Ok(response), Some(warm)) = (&mut response, warm) {
+                response.extensions_mut().insert(warm);
+            }
+            response
         }
     };
     response.map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+impl WarmFile {
+    /// A file anyone may have, whose bytes the file cache holds: the next
+    /// GET of its URL can be answered ahead of the router (crate::warm).
+    fn of(file: &StoredFile<'_>) -> Option<WarmFile> {
+        file.public.then(|| WarmFile {
+            key: Arc::from(file.key),
+            sha256: Arc::from(file.sha256),
+            mimetype: HeaderValue::from_str(file.mimetype).ok(),
+        })
+    }
 }
 
 /// `If-None-Match` / `If-Range` against our strong ETag. Weak validators

@@ -26,6 +26,7 @@ mod schema;
 pub mod serve_cache;
 mod upload;
 mod view;
+mod warm;
 mod write;
 
 use std::future::Future;
@@ -267,16 +268,19 @@ fn method_label(method: &axum::http::Method) -> &'static str {
 /// The API bound to a socket, ready to serve.
 pub struct Application {
     listener: tokio::net::TcpListener,
-    router: Router,
+    front: warm::WarmFront,
 }
 
 impl Application {
     /// Binds `addr` (`127.0.0.1:0` picks a free port).
     pub async fn bind(addr: SocketAddr, state: AppState) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
+        // With request logs on, every request goes through the router's
+        // trace layer.
+        let warm = (!state.config.log_requests).then(|| state.config.serve_cache.clone());
         Ok(Application {
             listener,
-            router: router(state),
+            front: warm::WarmFront::new(warm, router(state)),
         })
     }
 
@@ -289,8 +293,11 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(shutdown)
-            .await
+        axum::serve(
+            self.listener,
+            axum::ServiceExt::<Request>::into_make_service(self.front),
+        )
+        .with_graceful_shutdown(shutdown)
+        .await
     }
 }

@@ -12,10 +12,12 @@
 //!   sha256 (the ETag), so a node never serves bytes under another file's
 //!   ETag. Bytes are checked against their sha256 before they are kept.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::http::{HeaderMap, HeaderValue};
 use bytes::Bytes;
 use easel_catalog::{BucketSettings, Image, MediaAsset};
 use quick_cache::sync::Cache;
@@ -55,6 +57,39 @@ struct Lookup {
     resolved: Arc<Resolved>,
 }
 
+tokio::task_local! {
+    /// The generation and time of the lookup a request's answer was built
+    /// from, set by [`ServeCache::resolve`] inside [`crate::warm`]'s scope.
+    static LOOKUP_OF_REQUEST: Cell<Option<(u64, Instant)>>;
+}
+
+/// A public file URL's answer, kept so that the next GET of the same URL
+/// (same `Host`, same `X-Forwarded-Proto`: they make the
+/// `Content-Location`) gets it without the router.
+pub(crate) struct Warm {
+    generation: u64,
+    at: Instant,
+    pub host: Option<HeaderValue>,
+    pub forwarded_proto: Option<HeaderValue>,
+    key: Arc<str>,
+    pub sha256: Arc<str>,
+    /// The 200's headers, as the route sent them.
+    pub ok: HeaderMap,
+    /// The same without the body's `Content-Type` and `Content-Length`,
+    /// as the route sends a 304.
+    pub not_modified: HeaderMap,
+}
+
+/// What [`crate::files::serve`] tells [`crate::warm`] about a full public
+/// 200 or a 304 (a response extension): the file, held by the file cache.
+#[derive(Clone)]
+pub(crate) struct WarmFile {
+    pub key: Arc<str>,
+    pub sha256: Arc<str>,
+    /// What a 200 sends as `Content-Type`.
+    pub mimetype: Option<HeaderValue>,
+}
+
 #[derive(Clone)]
 struct Stored {
     sha256: Arc<str>,
@@ -82,6 +117,10 @@ struct Inner {
     generation: AtomicU64,
     bytes: Option<Cache<Arc<str>, Stored, ByLength>>,
     byte_budget: u64,
+    warm: Option<Cache<Box<str>, Arc<Warm>>>,
+    /// Woken by every [`ServeCache::invalidate`]: a render this process
+    /// committed ends a `?wait=true` at once instead of at its next poll.
+    changed: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for ServeCache {
@@ -109,6 +148,8 @@ impl ServeCache {
     pub fn new(byte_budget: u64, lookup_ttl: Duration, lookup_entries: usize) -> Self {
         let lookups =
             (!lookup_ttl.is_zero() && lookup_entries > 0).then(|| Cache::new(lookup_entries));
+        // Warm answers come from lookups and point into the file cache.
+        let warm = (lookups.is_some() && byte_budget > 0).then(|| Cache::new(lookup_entries));
         // A file bigger than a shard's share of the budget is never kept,
         // so a few shards: the biggest style files still fit.
         let bytes = (byte_budget > 0).then(|| {
@@ -127,6 +168,8 @@ impl ServeCache {
                 generation: AtomicU64::new(0),
                 bytes,
                 byte_budget,
+                warm,
+                changed: tokio::sync::Notify::new(),
             }),
         }
     }
@@ -137,6 +180,105 @@ impl ServeCache {
         if let Some(lookups) = &self.inner.lookups {
             lookups.clear();
         }
+        if let Some(warm) = &self.inner.warm {
+            warm.clear();
+        }
+        self.inner.changed.notify_waiters();
+    }
+
+    /// Completes at the next [`ServeCache::invalidate`] after this call.
+    pub(crate) fn changed(&self) -> std::pin::Pin<Box<tokio::sync::futures::Notified<'_>>> {
+        let mut changed = Box::pin(self.inner.changed.notified());
+        changed.as_mut().enable();
+        changed
+    }
+
+    /// Whether warm answers are kept at all.
+    pub(crate) fn keeps_warm(&self) -> bool {
+        self.inner.warm.is_some()
+    }
+
+    /// The warm answer of `path` and its bytes, while its lookup would
+    /// still be used and the file cache still holds its bytes.
+    pub(crate) fn warm(&self, path: &str) -> Option<(Arc<Warm>, Bytes)> {
+        let warm = self.inner.warm.as_ref()?.get(path)?;
+        if warm.generation != self.inner.generation.load(Ordering::Acquire)
+            || warm.at.elapsed() >= self.inner.lookup_ttl
+        {
+            return None;
+        }
+        let bytes = self.cached(&warm.key, &warm.sha256)?;
+        Some((warm, bytes))
+    }
+
+    /// Runs a request with room for [`ServeCache::resolve`] to note the
+    /// lookup its answer comes from; returns that lookup's generation and
+    /// time too, if there was one.
+    pub(crate) async fn noting_lookup<F: std::future::Future>(
+        future: F,
+    ) -> (F::Output, Option<(u64, Instant)>) {
+        LOOKUP_OF_REQUEST
+            .scope(Cell::new(None), async {
+                let output = future.await;
+                (output, LOOKUP_OF_REQUEST.with(Cell::get))
+            })
+            .await
+    }
+
+    /// Keeps the answer of `path` (a 200 or a 304 with `headers`), built
+    /// from the lookup `lookup`, unless a write happened since.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn keep_warm(
+        &self,
+        path: &str,
+        (generation, at): (u64, Instant),
+        file: WarmFile,
+        host: Option<HeaderValue>,
+        forwarded_proto: Option<HeaderValue>,
+        status: axum::http::StatusCode,
+        headers: HeaderMap,
+    ) {
+        use axum::http::{header, StatusCode};
+        let Some(warm) = &self.inner.warm else {
+            return;
+        };
+        if generation != self.inner.generation.load(Ordering::Acquire) {
+            return;
+        }
+        // The route's 304 is its 200 without the body's two headers.
+        let (ok, not_modified) = match status {
+            StatusCode::OK => {
+                let mut not_modified = headers.clone();
+                not_modified.remove(header::CONTENT_TYPE);
+                not_modified.remove(header::CONTENT_LENGTH);
+                (headers, not_modified)
+            }
+            StatusCode::NOT_MODIFIED => {
+                let (Some(mimetype), Some(bytes)) =
+                    (file.mimetype, self.cached(&file.key, &file.sha256))
+                else {
+                    return;
+                };
+                let mut ok = headers.clone();
+                ok.insert(header::CONTENT_TYPE, mimetype);
+                ok.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+                (ok, headers)
+            }
+            _ => return,
+        };
+        warm.insert(
+            Box::from(path),
+            Arc::new(Warm {
+                generation,
+                at,
+                host,
+                forwarded_proto,
+                key: file.key,
+                sha256: file.sha256,
+                ok,
+                not_modified,
+            }),
+        );
     }
 
     /// The cached resolution of `target` of image `id`, else `resolve`'s,
@@ -160,6 +302,7 @@ impl ServeCache {
             if hit.generation == generation && hit.at.elapsed() < self.inner.lookup_ttl {
                 metrics::counter!("easel_serve_cache_total", "cache" => "lookup", "result" => "hit")
                     .increment(1);
+                note_lookup(hit.generation, hit.at);
                 return Ok(hit.resolved);
             }
         }
@@ -179,6 +322,7 @@ impl ServeCache {
                     resolved: resolved.clone(),
                 },
             );
+            note_lookup(generation, at);
         }
         Ok(resolved)
     }
@@ -248,6 +392,19 @@ impl ServeCache {
     pub fn byte_budget(&self) -> u64 {
         self.inner.byte_budget
     }
+}
+
+/// Notes the lookup the request's answer is built from (the oldest, if
+/// several), when [`ServeCache::noting_lookup`] runs it.
+fn note_lookup(generation: u64, at: Instant) {
+    let _ = LOOKUP_OF_REQUEST.try_with(|noted| {
+        let older = match noted.get() {
+            Some((g, earlier)) if earlier <= at => (g.min(generation), earlier),
+            Some((g, _)) => (g.min(generation), at),
+            None => (generation, at),
+        };
+        noted.set(Some(older));
+    });
 }
 
 #[cfg(test)]

@@ -486,8 +486,8 @@ fn multipart_error(e: axum::extract::multipart::MultipartError, limit: u64) -> A
 }
 
 /// Polls until the worker is done with the image or the wait times out.
-/// Polling the catalogue (not an in-process signal) works whether the
-/// worker is embedded or another process.
+/// Polling the catalogue works whether the worker is embedded or another
+/// process; a render this process commits cuts the poll's sleep short.
 async fn wait_for_render(
     state: &AppState,
     image: easel_catalog::Image,
@@ -495,6 +495,7 @@ async fn wait_for_render(
 ) -> Result<(StatusCode, easel_catalog::Image), ApiError> {
     let deadline = tokio::time::Instant::now() + state.config.wait_timeout;
     let mut latest = image;
+    let mut committed = state.config.serve_cache.changed();
     loop {
         if latest.status() != ImageStatus::Ingesting {
             // Done: a create says 201, a replace keeps its 200.
@@ -508,7 +509,11 @@ async fn wait_for_render(
         if tokio::time::Instant::now() >= deadline {
             return Ok((accepted, latest));
         }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        tokio::select! {
+            _ = &mut committed => {}
+            _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => {}
+        }
+        committed = state.config.serve_cache.changed();
         if let Some(image) = state.catalog.image(&latest.id).await? {
             latest = image;
         }

@@ -289,7 +289,7 @@ fn render_unguarded(
 
     let (clock, keep, rgb) = (&clock, &keep, &pixels);
     rayon::scope(|scope| {
-        scope.spawn(move |_| {
+        let encode_regular = move |_: &rayon::Scope<'_>| {
             let (encoded, took) = StageClock::time(&clock.encode, || {
                 encode::jpeg(
                     rgb,
@@ -311,7 +311,11 @@ fn render_unguarded(
                 .at_quality(settings.jpeg_quality)
                 .took(took)
             }))
-        });
+        };
+        // The largest square's resize holds a scratch image half the crop's
+        // size beside the crop and the square: the whole-crop encode starts
+        // once that is freed, so that its output does not add to the peak.
+        let mut encode_regular = Some(encode_regular);
         let square = rect.inner_square();
         let mut plan: Vec<Style> = Style::RENDERED
             .into_iter()
@@ -387,6 +391,12 @@ fn render_unguarded(
                 }),
                 Err(e) => keep(Err(e)),
             }
+            if let Some(encode) = encode_regular.take() {
+                scope.spawn(encode);
+            }
+        }
+        if let Some(encode) = encode_regular.take() {
+            scope.spawn(encode);
         }
     });
 
