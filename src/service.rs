@@ -139,32 +139,6 @@ impl WorkerTuning {
     }
 }
 
-/// The defaults of `ApiConfig` that its flags show.
-struct ApiDefaults {
-    wait_timeout: Duration,
-    max_page_size: u64,
-    linger_timeout: Duration,
-}
-
-/// Read once: an `ApiConfig` makes its caches, and clap asks for each
-/// default every time it builds the commands.
-fn api_defaults() -> &'static ApiDefaults {
-    static DEFAULTS: std::sync::OnceLock<ApiDefaults> = std::sync::OnceLock::new();
-    DEFAULTS.get_or_init(|| {
-        let config = ApiConfig::default();
-        ApiDefaults {
-            wait_timeout: config.wait_timeout,
-            max_page_size: config.max_page_size,
-            linger_timeout: config.linger_timeout,
-        }
-    })
-}
-
-/// IIIF's limits as the engine sets them by default, which the flags show.
-fn iiif_limits() -> IiifLimits {
-    IiifLimits::default()
-}
-
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
     #[command(flatten)]
@@ -190,19 +164,19 @@ pub struct ServeArgs {
     #[arg(long, env = "EASEL_ALIAS_MAX_AGE_SECS", default_value_t = easel_api::DEFAULT_ALIAS_MAX_AGE.as_secs())]
     alias_max_age_secs: u64,
     /// Longest wait, in seconds, for `POST /v1/images?wait=true`.
-    #[arg(long, env = "EASEL_WAIT_TIMEOUT_SECS", default_value_t = api_defaults().wait_timeout.as_secs())]
+    #[arg(long, env = "EASEL_WAIT_TIMEOUT_SECS", default_value_t = easel_api::DEFAULT_WAIT_TIMEOUT.as_secs())]
     wait_timeout_secs: u64,
     /// Largest `page[size]` of `GET /v1/images` (the default size is 25).
-    #[arg(long, env = "EASEL_MAX_PAGE_SIZE", default_value_t = api_defaults().max_page_size, value_parser = clap::value_parser!(u64).range(1..=10_000))]
+    #[arg(long, env = "EASEL_MAX_PAGE_SIZE", default_value_t = easel_api::DEFAULT_MAX_PAGE_SIZE, value_parser = clap::value_parser!(u64).range(1..=10_000))]
     max_page_size: u64,
     /// IIIF: largest width of a rendered region (info.json `maxWidth`).
-    #[arg(long, env = "EASEL_IIIF_MAX_WIDTH", default_value_t = iiif_limits().max_width)]
+    #[arg(long, env = "EASEL_IIIF_MAX_WIDTH", default_value_t = IiifLimits::default().max_width)]
     iiif_max_width: u32,
     /// IIIF: largest height (info.json `maxHeight`).
-    #[arg(long, env = "EASEL_IIIF_MAX_HEIGHT", default_value_t = iiif_limits().max_height)]
+    #[arg(long, env = "EASEL_IIIF_MAX_HEIGHT", default_value_t = IiifLimits::default().max_height)]
     iiif_max_height: u32,
     /// IIIF: largest pixel count (info.json `maxArea`).
-    #[arg(long, env = "EASEL_IIIF_MAX_AREA", default_value_t = iiif_limits().max_area)]
+    #[arg(long, env = "EASEL_IIIF_MAX_AREA", default_value_t = IiifLimits::default().max_area)]
     iiif_max_area: u64,
     /// IIIF: on-demand renders at once; more wait, then get a 503.
     #[arg(long, env = "EASEL_IIIF_MAX_RENDERS", default_value_t = IiifConfig::default().max_concurrent_renders)]
@@ -216,7 +190,7 @@ pub struct ServeArgs {
     #[arg(long, env = "EASEL_LINGER_MAX_BYTES", default_value_t = easel_api::DEFAULT_LINGER_MAX_BYTES)]
     linger_max_bytes: u64,
     /// Longest time, in seconds, spent reading such a body.
-    #[arg(long, env = "EASEL_LINGER_SECS", default_value_t = api_defaults().linger_timeout.as_secs())]
+    #[arg(long, env = "EASEL_LINGER_SECS", default_value_t = easel_api::DEFAULT_LINGER_TIMEOUT.as_secs())]
     linger_secs: u64,
     /// Bytes of style files kept in memory to serve them without reading
     /// the store (each file at most an eighth of it); 0 keeps none.

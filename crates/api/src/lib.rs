@@ -91,11 +91,11 @@ impl Default for ApiConfig {
             public_url: String::new(),
             alias_max_age: DEFAULT_ALIAS_MAX_AGE,
             retention: easel_catalog::Retention::default(),
-            wait_timeout: Duration::from_secs(60),
-            max_page_size: 100,
+            wait_timeout: DEFAULT_WAIT_TIMEOUT,
+            max_page_size: DEFAULT_MAX_PAGE_SIZE,
             iiif: iiif::IiifConfig::default(),
             linger_max_bytes: DEFAULT_LINGER_MAX_BYTES,
-            linger_timeout: Duration::from_secs(30),
+            linger_timeout: DEFAULT_LINGER_TIMEOUT,
             render_memory: easel_budget::MemoryBudget::default(),
             serve_cache: serve_cache::ServeCache::default(),
             log_requests: false,
@@ -125,6 +125,15 @@ impl AppState {
         format!("{base}{path}")
     }
 }
+
+/// The default [`ApiConfig::wait_timeout`].
+pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The default [`ApiConfig::max_page_size`].
+pub const DEFAULT_MAX_PAGE_SIZE: u64 = 100;
+
+/// The default [`ApiConfig::linger_timeout`].
+pub const DEFAULT_LINGER_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The default [`ApiConfig::linger_max_bytes`]: 128 MiB, twice the default
 /// upload limit, so a client that sends somewhat more than the limit still
