@@ -53,11 +53,9 @@ fn serve(state: &AppState, headers: &HeaderMap, path: &str) -> Result<Response, 
     let Some(file) = Files::get(path) else {
         return Err(ApiError::RouteNotFound(format!("/console/{path}")));
     };
-    let etag = format!("\"{}\"", hex::encode(file.metadata.sha256_hash()));
-    let fresh = headers
-        .get(header::IF_NONE_MATCH)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.split(',').any(|tag| tag.trim() == etag));
+    let sha256 = hex::encode(file.metadata.sha256_hash());
+    let etag = format!("\"{sha256}\"");
+    let fresh = crate::files::none_match(headers, &sha256);
     let mut response = if fresh {
         StatusCode::NOT_MODIFIED.into_response()
     } else {

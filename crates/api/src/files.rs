@@ -79,19 +79,17 @@ pub async fn serve(
     };
     let head = method == Method::HEAD;
 
-    if let Some(inm) = headers.get(header::IF_NONE_MATCH) {
-        if etag_matches(inm, file.sha256) {
-            let mut response = base(StatusCode::NOT_MODIFIED)
-                .body(Body::empty())
-                .map_err(|e| ApiError::Internal(e.to_string()))?;
-            let cache = &state.config.serve_cache;
-            if cache.keeps_warm() && cache.cached(file.key, file.sha256).is_some() {
-                if let Some(warm) = WarmFile::of(&file) {
-                    response.extensions_mut().insert(warm);
-                }
+    if none_match(headers, file.sha256) {
+        let mut response = base(StatusCode::NOT_MODIFIED)
+            .body(Body::empty())
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        let cache = &state.config.serve_cache;
+        if cache.keeps_warm() && cache.cached(file.key, file.sha256).is_some() {
+            if let Some(warm) = WarmFile::of(&file) {
+                response.extensions_mut().insert(warm);
             }
-            return Ok(response);
         }
+        return Ok(response);
     }
 
     // If-Range: only honour the range if the client's copy is this one.
@@ -172,6 +170,15 @@ impl WarmFile {
             mimetype: HeaderValue::from_str(file.mimetype).ok(),
         })
     }
+}
+
+/// Whether any `If-None-Match` header names `sha256`: a client may send
+/// the list in several headers (RFC 9110 5.3), not only comma-separated.
+pub(crate) fn none_match(headers: &HeaderMap, sha256: &str) -> bool {
+    headers
+        .get_all(header::IF_NONE_MATCH)
+        .iter()
+        .any(|value| etag_matches(value, sha256))
 }
 
 /// `If-None-Match` / `If-Range` against our strong ETag. Weak validators
@@ -269,5 +276,16 @@ mod tests {
         assert!(m("\"x\", \"abc\""));
         assert!(m("*"));
         assert!(!m("\"abd\""));
+    }
+
+    #[test]
+    fn if_none_match_is_read_from_every_header_sent() {
+        let mut headers = HeaderMap::new();
+        for tag in ["\"x\", \"y\"", "W/\"abc\""] {
+            headers.append(header::IF_NONE_MATCH, HeaderValue::from_static(tag));
+        }
+        assert!(none_match(&headers, "abc"));
+        assert!(!none_match(&headers, "ab"));
+        assert!(!none_match(&HeaderMap::new(), "abc"));
     }
 }

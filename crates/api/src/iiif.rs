@@ -39,6 +39,7 @@ use tower_http::cors::{Any, CorsLayer};
 
 use crate::access::{decide, edge_at_scale, visible_image_with_settings, Access, Wanted};
 use crate::auth::Caller;
+use crate::files::none_match;
 use crate::{ApiError, AppState};
 
 /// The profile every IIIF response links to.
@@ -419,15 +420,6 @@ pub(crate) async fn info(
         .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
-/// `If-None-Match` against a strong ETag, as the file routes read it
-/// ([`crate::files::etag_matches`]), over every such header sent.
-fn etag_matches(headers: &HeaderMap, tag: &str) -> bool {
-    headers
-        .get_all(header::IF_NONE_MATCH)
-        .iter()
-        .any(|v| crate::files::etag_matches(v, tag))
-}
-
 struct Served {
     bytes: Bytes,
     mimetype: &'static str,
@@ -456,7 +448,7 @@ fn image_response(
     } else {
         builder.header(header::CACHE_CONTROL, IMAGE_CACHE_CONTROL)
     };
-    if etag_matches(headers, &served.etag) {
+    if none_match(headers, &served.etag) {
         return builder
             .status(StatusCode::NOT_MODIFIED)
             .body(Body::empty())
@@ -576,7 +568,7 @@ pub(crate) async fn image(
     );
     let etag = entry.etag.clone();
     let mimetype = plan.format.mimetype();
-    if etag_matches(&headers, &etag) {
+    if none_match(&headers, &etag) {
         let served = Served {
             bytes: Bytes::new(),
             mimetype,
@@ -712,7 +704,6 @@ async fn stored_style(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use axum::http::HeaderValue;
 
     #[test]
     fn ids_are_percent_encoded_in_urls() {
@@ -721,16 +712,5 @@ mod tests {
             "67352ccc-d1b0-11e1-89ae-279075081939"
         );
         assert_eq!(encode_segment("a/b c"), "a%2Fb%20c");
-    }
-
-    #[test]
-    fn etags_match_quoted_weak_and_listed() {
-        let mut headers = HeaderMap::new();
-        headers.insert(
-            header::IF_NONE_MATCH,
-            HeaderValue::from_static("\"x\", W/\"abc\""),
-        );
-        assert!(etag_matches(&headers, "abc"));
-        assert!(!etag_matches(&headers, "ab"));
     }
 }

@@ -26,7 +26,7 @@ use axum::response::Response;
 use axum::Router;
 use tower::Service;
 
-use crate::files::etag_matches;
+use crate::files::none_match;
 use crate::serve_cache::{ServeCache, WarmFile};
 
 /// The router, behind the warm answers.
@@ -130,9 +130,7 @@ fn answer(cache: &ServeCache, request: &Request) -> Option<Response> {
     {
         return None;
     }
-    let not_modified = headers
-        .get(header::IF_NONE_MATCH)
-        .is_some_and(|inm| etag_matches(inm, &warm.sha256));
+    let not_modified = none_match(headers, &warm.sha256);
     let (status, headers, body) = if not_modified {
         (
             StatusCode::NOT_MODIFIED,
