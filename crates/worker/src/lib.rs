@@ -769,15 +769,21 @@ impl Worker {
             settings_fingerprint: fingerprint.clone(),
             quality: None,
         }];
-        for (file, key) in rendition.files.iter_mut().zip(&keys) {
-            let key = key.clone();
-            self.store
-                .put_if_absent(&key, Bytes::from(std::mem::take(&mut file.bytes)))
-                .await
-                .map_err(Stored::Storage)?;
+        let puts = rendition.files.iter_mut().zip(&keys).map(|(file, key)| {
+            let bytes = Bytes::from(std::mem::take(&mut file.bytes));
+            self.store.put_if_absent(key, bytes)
+        });
+        // All at once: on S3 each put is a round trip, and the loop's next
+        // render waits for them. Every put has ended before an error goes
+        // back, since the caller then ends the claim: no write may land
+        // after that.
+        for stored in futures_util::future::join_all(puts).await {
+            stored.map_err(Stored::Storage)?;
+        }
+        for (file, key) in rendition.files.iter().zip(&keys) {
             assets.push(NewAsset {
                 style: file.style.as_str().to_string(),
-                storage_key: key,
+                storage_key: key.clone(),
                 size: file.size as i64,
                 mimetype: file.mimetype.to_string(),
                 width: i64::from(file.width),
