@@ -251,7 +251,7 @@ cat <<EOF
   "backends": "postgres+s3 (moto)",
   "image": "3000x3000 JPEG q90 (olympus_e-p3 centre crop, distinct per upload)",
   "threads_per_worker_process": "one per core (EASEL_THREADS=0)",
-  "loops_per_worker_process": "${SCALE_LOOPS:-the binary's default}",
+  "loops_per_worker_process": "${SCALE_LOOPS:-default}",
   "workers": [$runs_json],
   "rerender": $rerender_json,
   "rerender_image": "320x320 JPEG q85, distinct, already rendered once"
