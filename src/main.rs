@@ -171,6 +171,21 @@ mod tests {
 
     use super::Cli;
 
+    #[test]
+    fn the_purge_delay_index_is_mimallocs_and_the_services_default_takes() {
+        // SAFETY: reads and sets one integer option; the worst a wrong
+        // index does is change another option of this test process.
+        let get = || unsafe { libmimalloc_sys::mi_option_get(super::MI_OPTION_PURGE_DELAY) };
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+            return; // the environment wins, by design
+        }
+        // mimalloc v3's default for purge_delay; another option, or v2
+        // (10 ms), has another value.
+        assert_eq!(get(), 1000);
+        super::keep_freed_memory_between_renders();
+        assert_eq!(get(), super::SERVICE_PURGE_DELAY_MS);
+    }
+
     /// The README's configuration table: flag -> (variable, default cell).
     fn readme_settings() -> BTreeMap<String, (String, String)> {
         let readme = include_str!("../README.md");
