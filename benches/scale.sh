@@ -2,7 +2,9 @@
 # Scale-out throughput on PostgreSQL + S3 (the running ci-services):
 #
 #   1. images per minute for 3000x3000 JPEGs (distinct, cut from the olympus
-#      fixture) with 1, 2 and 3 `easel worker` processes: the uploads are
+#      fixture) with 1, 2 and 3 `easel worker` processes, each with the
+#      binary's default worker loops (SCALE_LOOPS=N sets them; until issue
+#      14's third round every process ran one loop): the uploads are
 #      queued first (serve with EASEL_WORKERS=0), then the clock runs from
 #      starting the workers until no image is `ingesting`;
 #   2. re-render throughput of RERENDER stored (already rendered) small
@@ -186,7 +188,11 @@ for workers in 1 2 3; do
     started="$(now)"
     worker_pids=()
     for i in $(seq 1 "$workers"); do
-        EASEL_WORKERS=1 run_easel "worker-w$workers-$i" worker &
+        if [ -n "${SCALE_LOOPS:-}" ]; then
+            EASEL_WORKERS="$SCALE_LOOPS" run_easel "worker-w$workers-$i" worker &
+        else
+            run_easel "worker-w$workers-$i" worker &
+        fi
         worker_pids+=($!)
         pids+=($!)
     done
@@ -245,6 +251,7 @@ cat <<EOF
   "backends": "postgres+s3 (moto)",
   "image": "3000x3000 JPEG q90 (olympus_e-p3 centre crop, distinct per upload)",
   "threads_per_worker_process": "one per core (EASEL_THREADS=0)",
+  "loops_per_worker_process": "${SCALE_LOOPS:-default}",
   "workers": [$runs_json],
   "rerender": $rerender_json,
   "rerender_image": "320x320 JPEG q85, distinct, already rendered once"

@@ -528,7 +528,7 @@ impl Worker {
         // Tells a slow fetch from a slow render in the logs.
         tracing::info!(worker = %self.id, job = job.id, image = %image_id, bytes = original.len(), memory, "rendering");
         let started = Instant::now();
-        let rendition = match self.render(original, crop, settings, reservation).await {
+        let mut rendition = match self.render(original, crop, settings, reservation).await {
             Ok(Ok(rendition)) => rendition,
             Ok(Err(e)) => {
                 if e.kind() == easel_render::ErrorKind::Internal {
@@ -542,7 +542,7 @@ impl Worker {
         record_render_metrics(&rendition, started.elapsed());
 
         let holder = claim_holder(&self.id, "render", job.id);
-        let stored = match self.store_files(&holder, &facts, &rendition).await {
+        let stored = match self.store_files(&holder, &facts, &mut rendition).await {
             Ok(stored) => stored,
             Err(e) => {
                 self.release(&holder).await;
@@ -738,12 +738,13 @@ impl Worker {
     }
 
     /// Claims the rendered files' keys, then stores them; returns their
-    /// rows and the keys claimed.
+    /// rows and the keys claimed. The files' bytes move into the store
+    /// (uncopied); the rendition keeps their facts.
     async fn store_files(
         &self,
         holder: &str,
         image: &OriginalFacts,
-        rendition: &Rendition,
+        rendition: &mut Rendition,
     ) -> Result<(Vec<NewAsset>, Vec<String>), Stored> {
         let keys: Vec<String> = rendition
             .files
@@ -768,15 +769,21 @@ impl Worker {
             settings_fingerprint: fingerprint.clone(),
             quality: None,
         }];
+        let puts = rendition.files.iter_mut().zip(&keys).map(|(file, key)| {
+            let bytes = Bytes::from(std::mem::take(&mut file.bytes));
+            self.store.put_if_absent(key, bytes)
+        });
+        // All at once: on S3 each put is a round trip, and the loop's next
+        // render waits for them. Every put has ended before an error goes
+        // back, since the caller then ends the claim: no write may land
+        // after that.
+        for stored in futures_util::future::join_all(puts).await {
+            stored.map_err(Stored::Storage)?;
+        }
         for (file, key) in rendition.files.iter().zip(&keys) {
-            let key = key.clone();
-            self.store
-                .put_if_absent(&key, Bytes::copy_from_slice(&file.bytes))
-                .await
-                .map_err(Stored::Storage)?;
             assets.push(NewAsset {
                 style: file.style.as_str().to_string(),
-                storage_key: key,
+                storage_key: key.clone(),
                 size: file.size as i64,
                 mimetype: file.mimetype.to_string(),
                 width: i64::from(file.width),
