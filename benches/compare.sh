@@ -7,7 +7,10 @@
 #
 # usage: benches/compare.sh [RUNS] [IMAGE]
 # Prints a table, the ratio Easel/libvips and the ratio Easel/floor; raw
-# JSON stays in $OUT.
+# JSON stays in $OUT. EASEL_BASELINE=path/to/another/easel adds whole
+# processes timed round by round, interleaved (`floor --once`, this
+# `easel render --threads 1`, the other's), ROUNDS rounds (default 20):
+# a loaded machine slows all three alike.
 # Not part of CI: numbers, not assertions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,6 +56,26 @@ hyperfine -N -w 1 -r "$RUNS" --export-json "$OUT/processes.json" \
   -n "floor" "$FLOOR --once $IMG 85" \
   -n "djpeg full decode" "djpeg -outfile /dev/null $IMG" >/dev/null
 
+if [ -n "${EASEL_BASELINE:-}" ]; then
+  mkdir -p "$OUT/baseline1"
+  "$PY" - "$OUT" "${ROUNDS:-20}" "$IMG" "$FLOOR" "$EASEL" "$(realpath "$EASEL_BASELINE")" <<'PY'
+import json, subprocess, sys, time
+out, rounds, img, floor, easel, baseline = sys.argv[1:]
+commands = {
+    "floor --once": [floor, "--once", img, "85"],
+    "easel t1": [easel, "render", img, "--out", f"{out}/easel1", "--threads", "1", "--quality", "85"],
+    "baseline t1": [baseline, "render", img, "--out", f"{out}/baseline1", "--threads", "1", "--quality", "85"],
+}
+times = {name: [] for name in commands}
+for _ in range(int(rounds)):
+    for name, command in commands.items():
+        start = time.perf_counter()
+        subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+        times[name].append(time.perf_counter() - start)
+json.dump(times, open(f"{out}/interleaved.json", "w"))
+PY
+fi
+
 "$PY" - "$OUT" <<'PY'
 import json, statistics, sys
 out = sys.argv[1]
@@ -81,5 +104,16 @@ print(f"floor (one thread): {floor['floor_ms']['min']:.1f} ms in-process "
       f"encode {floor['encode_ms']['min']:.1f}), {floor_process*1e3:.1f} ms as a process")
 print(f"  easel t1 / floor: in-process {engine['total_min_ms']/floor['floor_ms']['min']:.3f}, "
       f"whole process {easel1/floor_process:.3f}")
+try:
+    rounds = json.load(open(f"{out}/interleaved.json"))
+except FileNotFoundError:
+    rounds = None
+if rounds:
+    print(f"\ninterleaved whole processes, {len(rounds['easel t1'])} rounds:")
+    for name, times in rounds.items():
+        print(f"  {name:<14} min {min(times)*1e3:7.1f} ms  median {statistics.median(times)*1e3:7.1f} ms")
+    for name in ("easel t1", "baseline t1"):
+        print(f"  {name} / floor: min {min(rounds[name])/min(rounds['floor --once']):.3f}, "
+              f"median {statistics.median(rounds[name])/statistics.median(rounds['floor --once']):.3f}")
 print(f"\nraw JSON in {out}")
 PY
