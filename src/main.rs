@@ -49,8 +49,8 @@ fn keep_freed_memory_between_renders() {
 /// (`benches/worker-rss.sh`, `benches/serve.sh`). Only this process is
 /// affected, not the system's setting. Not for a one-shot `render` or
 /// `bench`: there the huge pages are the cheaper way to fault in buffers
-/// used once (19,000 page faults instead of about 2,000 for the 12 MP
-/// photo, about 6% of the render's CPU; `benches/compare.sh`).
+/// used once (19,000 page faults instead of 3,150 for the 12 MP photo,
+/// about a tenth of the render's CPU; `benches/compare.sh`).
 fn no_transparent_huge_pages() {
     #[cfg(target_os = "linux")]
     {
