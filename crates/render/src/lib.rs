@@ -39,6 +39,7 @@ mod strip;
 mod style;
 mod tiff;
 
+pub use bytes::Bytes;
 pub use encode::{describe, ColourModel, FileFacts};
 pub use error::{ErrorKind, RenderError};
 pub use feed::FeedChoice;

@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -174,16 +175,22 @@ impl StageClock {
 
 /// Renders every style that applies. Runs its parallel parts on the current
 /// rayon pool: install a pool of one thread for a single-threaded render.
+///
+/// The original is taken as [`Bytes`] (a `Vec<u8>` converts without a
+/// copy) so that `stripped-original`, when it is the original's bytes
+/// without metadata, is cut from it without copying it first; and a
+/// caller that hands over its only reference has it freed with the render.
 pub fn render(
-    original: &[u8],
+    original: impl Into<Bytes>,
     crop: Option<Crop>,
     settings: &Settings,
 ) -> Result<Rendition, RenderError> {
-    crate::guard::guarded(original, || render_unguarded(original, crop, settings))
+    let original = original.into();
+    crate::guard::guarded(&original, || render_unguarded(&original, crop, settings))
 }
 
 fn render_unguarded(
-    original: &[u8],
+    original: &Bytes,
     crop: Option<Crop>,
     settings: &Settings,
 ) -> Result<Rendition, RenderError> {
@@ -473,7 +480,7 @@ fn resize_reach(crop: &Crop, settings: &Settings) -> u32 {
 /// the ICC profile kept. `oriented` is the whole oriented image, which
 /// [`strips_losslessly`] says when it is not needed; `size` is its size.
 fn stripped_original(
-    original: &[u8],
+    original: &Bytes,
     format: Format,
     orientation: Orientation,
     (oriented, size): (Option<&Bitmap>, (u32, u32)),

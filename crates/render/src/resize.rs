@@ -27,13 +27,16 @@ pub(crate) fn square(source: &Bitmap, rect: &Crop, side: u32) -> Result<Bitmap, 
     convolve(source, Some(&Area::from(rect)), side, side)
 }
 
-/// Columns per vertical-pass strip in [`square_in_place`]: a strip's
-/// output (256 x 3000 x 3 bytes, 2.3 MB at most) is the only scratch.
-const STRIP_COLUMNS: u32 = 256;
+/// Columns per vertical-pass strip, and rows per horizontal-pass band, in
+/// [`square_in_place`]: each is written to a scratch of its own first
+/// (1024 x 3000 x 3 bytes, 9.2 MB at most, one per thread). Narrower
+/// strips read each source row from a page of its own and made the
+/// vertical pass slower than the two-pass resize; at 1024 it is faster.
+const STRIP: u32 = 1024;
 
-/// [`square`] for the last use of `source`: the same bytes, without a
-/// scratch image as large as the two passes' intermediate (half the crop
-/// for a 2:1 shrink, 54 MB for a 6000 px square) beside the crop.
+/// [`square`] for the last use of `source`: the same bytes, made in
+/// `source`'s own buffer instead of beside it in a new intermediate (half
+/// the crop for a 2:1 shrink, 54 MB for a 6000 px square) and a new output.
 ///
 /// fast_image_resize makes a shrink in two passes, vertical then
 /// horizontal, through an intermediate as wide as the columns the
@@ -41,15 +44,26 @@ const STRIP_COLUMNS: u32 = 256;
 /// gives the same bytes as inside the two-pass resize: the coefficients
 /// depend only on the source's size, the crop and the output's size, and
 /// every column of a vertical pass (every row of a horizontal one) is
-/// computed on its own. So the vertical pass runs in strips of columns, and
-/// each strip's output overwrites the top rows of its own columns in
-/// `source` (no other strip reads them); the horizontal pass then reads
-/// those rows. Both passes split their work over the current rayon pool.
+/// computed on its own. So:
+/// 1. the vertical pass runs in strips of columns, each overwriting the
+///    top `side` rows of its own columns (no other strip reads them);
+/// 2. the horizontal pass runs in bands of those rows, each band's output
+///    written to the front of the buffer, over rows already read (an
+///    output row is no longer than a source row).
+///
+/// The square keeps the crop's allocation (its length cut to the square's)
+/// until it is dropped. Both passes share their strips and bands out over
+/// the current rayon pool.
 pub(crate) fn square_in_place(
-    mut source: Bitmap,
+    source: Bitmap,
     rect: &Crop,
     side: u32,
 ) -> Result<Bitmap, RenderError> {
+    in_place(source, rect, side, STRIP)
+}
+
+/// [`square_in_place`] in strips and bands of `strip` columns and rows.
+fn in_place(mut source: Bitmap, rect: &Crop, side: u32, strip: u32) -> Result<Bitmap, RenderError> {
     // Only a shrink both ways has an intermediate, and only an RGB
     // bitmap's rows are the layout written here.
     if side >= rect.width || side >= rect.height || source.channels != Channels::Rgb {
@@ -58,40 +72,43 @@ pub(crate) fn square_in_place(
     let fail = |e: &dyn std::fmt::Display| RenderError::Resize(e.to_string());
     let (width, height) = (source.width, source.height);
     let stride = source.stride();
-    // Every column the horizontal pass reads (see `reach`).
-    let margin = reach(rect.width, side);
-    let first = rect.x.saturating_sub(margin);
-    let end = (rect.x + rect.width + margin).min(width);
-    let strips: Vec<(u32, u32)> = (first..end)
-        .step_by(STRIP_COLUMNS as usize)
-        .map(|x| (x, STRIP_COLUMNS.min(end - x)))
-        .collect();
-    let vertical = |source: &[u8], (x, columns): (u32, u32)| -> Result<Vec<u8>, RenderError> {
-        let src = ImageRef::new(width, height, source, PixelType::U8x3).map_err(|e| fail(&e))?;
-        let mut dst = Image::new(columns, side, PixelType::U8x3);
-        let options = ResizeOptions::new()
-            .resize_alg(ResizeAlg::Convolution(FILTER))
-            .crop(
-                f64::from(x),
-                f64::from(rect.y),
-                f64::from(columns),
-                f64::from(rect.height),
-            );
-        Resizer::new()
-            .resize(&src, &mut dst, &options)
-            .map_err(|e| fail(&e))?;
-        Ok(dst.into_vec())
-    };
     let threads = rayon::current_num_threads().max(1);
-    for batch in strips.chunks(threads) {
+    let options = |x: u32, y: u32, w: u32, h: u32| {
+        ResizeOptions::new()
+            .resize_alg(ResizeAlg::Convolution(FILTER))
+            .crop(f64::from(x), f64::from(y), f64::from(w), f64::from(h))
+    };
+    // Runs one pass on a part of `pixels` (`rows` rows of `stride` bytes)
+    // into a scratch image `out_width` x `out_height`.
+    let pass = |pixels: &[u8], rows: u32, out: (u32, u32), crop: ResizeOptions| {
+        let src = ImageRef::new(width, rows, pixels, PixelType::U8x3).map_err(|e| fail(&e))?;
+        let mut dst = Image::new(out.0, out.1, PixelType::U8x3);
+        Resizer::new()
+            .resize(&src, &mut dst, &crop)
+            .map_err(|e| fail(&e))?;
+        Ok::<_, RenderError>(dst.into_vec())
+    };
+    let parts = |first: u32, end: u32| -> Vec<(u32, u32)> {
+        (first..end)
+            .step_by(strip as usize)
+            .map(|at| (at, strip.min(end - at)))
+            .collect()
+    };
+
+    // 1. Every column the horizontal pass reads (see `reach`), down to `side` rows.
+    let margin = reach(rect.width, side);
+    let columns = parts(
+        rect.x.saturating_sub(margin),
+        (rect.x + rect.width + margin).min(width),
+    );
+    for batch in columns.chunks(threads) {
         let data = &source.data;
         let outputs: Vec<Vec<u8>> = batch
             .par_iter()
-            .map(|&strip| vertical(data, strip))
+            .map(|&(x, w)| pass(data, height, (w, side), options(x, rect.y, w, rect.height)))
             .collect::<Result<_, _>>()?;
-        for (&(x, columns), output) in batch.iter().zip(outputs) {
-            let at = x as usize * 3;
-            let row_bytes = columns as usize * 3;
+        for (&(x, w), output) in batch.iter().zip(outputs) {
+            let (at, row_bytes) = (x as usize * 3, w as usize * 3);
             for (y, row) in output.chunks_exact(row_bytes).enumerate() {
                 let start = y * stride + at;
                 source.data[start..start + row_bytes].copy_from_slice(row);
@@ -99,33 +116,22 @@ pub(crate) fn square_in_place(
         }
     }
 
-    // The top `side` rows now hold the vertical pass: shrink them across,
-    // in bands of output rows.
-    let top = &source.data[..side as usize * stride];
-    let src = ImageRef::new(width, side, top, PixelType::U8x3).map_err(|e| fail(&e))?;
-    let mut out = vec![0u8; side as usize * side as usize * 3];
-    let band = side.div_ceil(threads as u32).max(1);
-    out.par_chunks_mut(band as usize * side as usize * 3)
-        .enumerate()
-        .try_for_each(|(i, rows)| {
-            let y = i as u32 * band;
-            let count = (rows.len() / (side as usize * 3)) as u32;
-            let mut dst =
-                Image::from_slice_u8(side, count, rows, PixelType::U8x3).map_err(|e| fail(&e))?;
-            let options = ResizeOptions::new()
-                .resize_alg(ResizeAlg::Convolution(FILTER))
-                .crop(
-                    f64::from(rect.x),
-                    f64::from(y),
-                    f64::from(rect.width),
-                    f64::from(count),
-                );
-            Resizer::new()
-                .resize(&src, &mut dst, &options)
-                .map_err(|e| fail(&e))
-        })?;
-    drop(source);
-    Ok(Bitmap::new(side, side, Channels::Rgb, out))
+    // 2. Those rows across, to the front of the buffer.
+    let out_row = side as usize * 3;
+    for batch in parts(0, side).chunks(threads) {
+        let top = &source.data[..side as usize * stride];
+        let outputs: Vec<Vec<u8>> = batch
+            .par_iter()
+            .map(|&(y, h)| pass(top, side, (side, h), options(rect.x, y, rect.width, h)))
+            .collect::<Result<_, _>>()?;
+        for (&(y, _), output) in batch.iter().zip(outputs) {
+            let start = y as usize * out_row;
+            source.data[start..start + output.len()].copy_from_slice(&output);
+        }
+    }
+    let mut data = source.data;
+    data.truncate(side as usize * out_row);
+    Ok(Bitmap::new(side, side, Channels::Rgb, data))
 }
 
 /// Resizes `area` of the RGB `source` (all of it, or a fractional part
@@ -210,7 +216,8 @@ mod tests {
             (530, 800, (0, 131, 530, 530), 529),
             (777, 777, (11, 0, 766, 766), 17),
         ];
-        for threads in [1, 3] {
+        // The real strips, and narrow ones so that every case has several.
+        for (threads, strip) in [(1, STRIP), (1, 64), (3, 100), (2, 7)] {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
                 .build()
@@ -220,12 +227,12 @@ mod tests {
                 let rect = Crop::new(x, y, w, h).unwrap();
                 let two_pass = square(&source, &rect, side).unwrap();
                 let in_place = pool
-                    .install(|| square_in_place(source, &rect, side))
+                    .install(|| in_place(source, &rect, side, strip))
                     .unwrap();
                 assert_eq!((in_place.width, in_place.height), (side, side));
                 assert!(
                     in_place.data == two_pass.data,
-                    "case {i} on {threads} threads: the pixels differ"
+                    "case {i} on {threads} threads in strips of {strip}: the pixels differ"
                 );
             }
         }

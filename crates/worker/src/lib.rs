@@ -731,7 +731,7 @@ impl Worker {
         tokio::task::spawn_blocking(move || {
             // Held by the thread: given back when the pixels are.
             let _memory = memory;
-            pool.install(|| easel_render::render(&original, crop, &settings))
+            pool.install(|| easel_render::render(original, crop, &settings))
         })
         .await
         .map_err(|e| format!("the render engine crashed: {e}"))
