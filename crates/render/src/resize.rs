@@ -79,15 +79,18 @@ fn in_place(mut source: Bitmap, rect: &Crop, side: u32, strip: u32) -> Result<Bi
             .crop(f64::from(x), f64::from(y), f64::from(w), f64::from(h))
     };
     // Runs one pass on a part of `pixels` (`rows` rows of `stride` bytes)
-    // into a scratch image `out_width` x `out_height`.
-    let pass = |pixels: &[u8], rows: u32, out: (u32, u32), crop: ResizeOptions| {
+    // into `scratch`, as an image `out.0` x `out.1`.
+    let pass = |pixels: &[u8], rows: u32, out: (u32, u32), crop, scratch: &mut Vec<u8>| {
         let src = ImageRef::new(width, rows, pixels, PixelType::U8x3).map_err(|e| fail(&e))?;
-        let mut dst = Image::new(out.0, out.1, PixelType::U8x3);
+        scratch.resize(out.0 as usize * out.1 as usize * 3, 0);
+        let mut dst =
+            Image::from_slice_u8(out.0, out.1, scratch, PixelType::U8x3).map_err(|e| fail(&e))?;
         Resizer::new()
             .resize(&src, &mut dst, &crop)
-            .map_err(|e| fail(&e))?;
-        Ok::<_, RenderError>(dst.into_vec())
+            .map_err(|e| fail(&e))
     };
+    // One per thread, reused by every strip and band.
+    let mut scratch: Vec<Vec<u8>> = vec![Vec::new(); threads];
     let parts = |first: u32, end: u32| -> Vec<(u32, u32)> {
         (first..end)
             .step_by(strip as usize)
@@ -103,11 +106,14 @@ fn in_place(mut source: Bitmap, rect: &Crop, side: u32, strip: u32) -> Result<Bi
     );
     for batch in columns.chunks(threads) {
         let data = &source.data;
-        let outputs: Vec<Vec<u8>> = batch
+        batch
             .par_iter()
-            .map(|&(x, w)| pass(data, height, (w, side), options(x, rect.y, w, rect.height)))
-            .collect::<Result<_, _>>()?;
-        for (&(x, w), output) in batch.iter().zip(outputs) {
+            .zip(scratch.par_iter_mut())
+            .try_for_each(|(&(x, w), out)| {
+                let crop = options(x, rect.y, w, rect.height);
+                pass(data, height, (w, side), crop, out)
+            })?;
+        for (&(x, w), output) in batch.iter().zip(&scratch) {
             let (at, row_bytes) = (x as usize * 3, w as usize * 3);
             for (y, row) in output.chunks_exact(row_bytes).enumerate() {
                 let start = y * stride + at;
@@ -120,13 +126,16 @@ fn in_place(mut source: Bitmap, rect: &Crop, side: u32, strip: u32) -> Result<Bi
     let out_row = side as usize * 3;
     for batch in parts(0, side).chunks(threads) {
         let top = &source.data[..side as usize * stride];
-        let outputs: Vec<Vec<u8>> = batch
+        batch
             .par_iter()
-            .map(|&(y, h)| pass(top, side, (side, h), options(rect.x, y, rect.width, h)))
-            .collect::<Result<_, _>>()?;
-        for (&(y, _), output) in batch.iter().zip(outputs) {
+            .zip(scratch.par_iter_mut())
+            .try_for_each(|(&(y, h), out)| {
+                pass(top, side, (side, h), options(rect.x, y, rect.width, h), out)
+            })?;
+        for (&(y, h), output) in batch.iter().zip(&scratch) {
+            let output = &output[..h as usize * out_row];
             let start = y as usize * out_row;
-            source.data[start..start + output.len()].copy_from_slice(&output);
+            source.data[start..start + output.len()].copy_from_slice(output);
         }
     }
     let mut data = source.data;
