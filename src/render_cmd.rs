@@ -50,7 +50,7 @@ pub fn render(args: RenderArgs) -> anyhow::Result<()> {
     let rendition = args
         .engine
         .pool()?
-        .install(|| easel_render::render(&original, args.crop, &settings))
+        .install(|| easel_render::render(original, args.crop, &settings))
         .with_context(|| format!("{}", args.input.display()))?;
 
     std::fs::create_dir_all(&args.out)
@@ -210,9 +210,9 @@ pub fn bench(args: BenchArgs) -> anyhow::Result<()> {
         peak_rss_bytes: None,
     };
     for path in &files {
-        let original = read_original(path, settings.limits.max_bytes)?;
+        let original = easel_render::Bytes::from(read_original(path, settings.limits.max_bytes)?);
         let render = || {
-            pool.install(|| easel_render::render(&original, None, &settings))
+            pool.install(|| easel_render::render(original.clone(), None, &settings))
                 .with_context(|| format!("{}", path.display()))
         };
         // The first render in a process pays for page faults and lazy tables;

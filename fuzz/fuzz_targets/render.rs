@@ -31,7 +31,7 @@ fuzz_target!(|data: &[u8]| {
     if let Err(e) = inspect(data, &settings) {
         sound(&e);
     }
-    match render(data, None, &settings) {
+    match render(data.to_vec(), None, &settings) {
         Ok(rendition) => {
             for file in &rendition.files {
                 assert_eq!(file.size, file.bytes.len() as u64);

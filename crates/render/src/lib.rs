@@ -13,9 +13,10 @@
 //!    the rest) to 8-bit;
 //! 4. orient; keep a metadata-free `stripped-original`;
 //! 5. convert the crop to sRGB (ICC via moxcms, CMYK), flatten alpha;
-//! 6. encode `regular`, resize each square (fast_image_resize, Lanczos3) and
-//!    encode it, in parallel on the current rayon pool; the feed candidates
-//!    (`square-3000`, `itunes`) are held to the feed byte budget;
+//! 6. encode `regular`, then resize each square (fast_image_resize, Lanczos3;
+//!    the largest in the crop's own buffer, its last use) and encode it, in
+//!    parallel on the current rayon pool; the feed candidates (`square-3000`,
+//!    `itunes`) are held to the feed byte budget;
 //! 7. choose the feed file and check it from its own header ([`feed`]).
 
 mod colour;
@@ -38,6 +39,7 @@ mod strip;
 mod style;
 mod tiff;
 
+pub use bytes::Bytes;
 pub use encode::{describe, ColourModel, FileFacts};
 pub use error::{ErrorKind, RenderError};
 pub use feed::FeedChoice;

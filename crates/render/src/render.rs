@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
@@ -174,16 +175,22 @@ impl StageClock {
 
 /// Renders every style that applies. Runs its parallel parts on the current
 /// rayon pool: install a pool of one thread for a single-threaded render.
+///
+/// The original is taken as [`Bytes`] (a `Vec<u8>` converts without a
+/// copy) so that `stripped-original`, when it is the original's bytes
+/// without metadata, is cut from it without copying it first; and a
+/// caller that hands over its only reference has it freed with the render.
 pub fn render(
-    original: &[u8],
+    original: impl Into<Bytes>,
     crop: Option<Crop>,
     settings: &Settings,
 ) -> Result<Rendition, RenderError> {
-    crate::guard::guarded(original, || render_unguarded(original, crop, settings))
+    let original = original.into();
+    crate::guard::guarded(&original, || render_unguarded(&original, crop, settings))
 }
 
 fn render_unguarded(
-    original: &[u8],
+    original: &Bytes,
     crop: Option<Crop>,
     settings: &Settings,
 ) -> Result<Rendition, RenderError> {
@@ -287,48 +294,53 @@ fn render_unguarded(
         }
     };
 
-    let (clock, keep, rgb) = (&clock, &keep, &pixels);
+    // `regular` first: the crop's last use is then the largest square's
+    // resize, which shrinks it in its own buffer (`resize::square_in_place`)
+    // instead of beside a scratch image half its size.
+    let (encoded, took) = StageClock::time(&clock.encode, || {
+        encode::jpeg(
+            &pixels,
+            &rect,
+            settings.jpeg_quality,
+            None,
+            Style::Regular.as_str(),
+        )
+    });
+    keep(encoded.map(|bytes| {
+        RenderedFile::new(
+            Style::Regular,
+            bytes,
+            Format::Jpeg,
+            rect.width,
+            rect.height,
+            false,
+        )
+        .at_quality(settings.jpeg_quality)
+        .took(took)
+    }));
+
+    let square = rect.inner_square();
+    let mut plan: Vec<Style> = Style::RENDERED
+        .into_iter()
+        .filter(|s| s.square_side().is_some() && s.applies_to_crop(crop.width, crop.height))
+        .collect();
+    plan.sort_by_key(|s| std::cmp::Reverse(s.square_side()));
+    let (clock, keep) = (&clock, &keep);
+    let mut crop_pixels = Some(pixels);
     rayon::scope(|scope| {
-        let encode_regular = move |_: &rayon::Scope<'_>| {
-            let (encoded, took) = StageClock::time(&clock.encode, || {
-                encode::jpeg(
-                    rgb,
-                    &rect,
-                    settings.jpeg_quality,
-                    None,
-                    Style::Regular.as_str(),
-                )
-            });
-            keep(encoded.map(|bytes| {
-                RenderedFile::new(
-                    Style::Regular,
-                    bytes,
-                    Format::Jpeg,
-                    rect.width,
-                    rect.height,
-                    false,
-                )
-                .at_quality(settings.jpeg_quality)
-                .took(took)
-            }))
-        };
-        // The largest square's resize holds a scratch image half the crop's
-        // size beside the crop and the square: the whole-crop encode starts
-        // once that is freed, so that its output does not add to the peak.
-        let mut encode_regular = Some(encode_regular);
-        let square = rect.inner_square();
-        let mut plan: Vec<Style> = Style::RENDERED
-            .into_iter()
-            .filter(|s| s.square_side().is_some() && s.applies_to_crop(crop.width, crop.height))
-            .collect();
-        plan.sort_by_key(|s| std::cmp::Reverse(s.square_side()));
         // Squares are resized from the crop unless `resize_cascade` asks for
         // each to come from the next larger one (see the bench for both).
         let mut larger: Option<std::sync::Arc<Bitmap>> = None;
-        for style in plan {
+        for (i, &style) in plan.iter().enumerate() {
             let side = style.square_side().unwrap_or_default();
-            let (resized, resize_took) = StageClock::time(&clock.resize, || match &larger {
-                Some(previous) if settings.resize_cascade && previous.width >= side => {
+            let from_larger = larger
+                .as_ref()
+                .filter(|previous| settings.resize_cascade && previous.width >= side);
+            // The crop's last use gives its buffer to the resize.
+            let last_use =
+                from_larger.is_none() && (settings.resize_cascade || i + 1 == plan.len());
+            let (resized, resize_took) = StageClock::time(&clock.resize, || match from_larger {
+                Some(previous) => {
                     let whole = Crop {
                         x: 0,
                         y: 0,
@@ -337,7 +349,14 @@ fn render_unguarded(
                     };
                     resize::square(previous, &whole, side)
                 }
-                _ => resize::square(rgb, &square, side),
+                None if last_use => match crop_pixels.take() {
+                    Some(rgb) => resize::square_in_place(rgb, &square, side),
+                    None => Err(RenderError::Resize("the crop was already used up".into())),
+                },
+                None => match &crop_pixels {
+                    Some(rgb) => resize::square(rgb, &square, side),
+                    None => Err(RenderError::Resize("the crop was already used up".into())),
+                },
             });
             match resized.map(std::sync::Arc::new) {
                 Ok(bitmap) => scope.spawn({
@@ -389,22 +408,20 @@ fn render_unguarded(
                         }))
                     }
                 }),
-                Err(e) => keep(Err(e)),
+                // The render fails with the first error: no further square.
+                Err(e) => {
+                    keep(Err(e));
+                    break;
+                }
             }
-            if let Some(encode) = encode_regular.take() {
-                scope.spawn(encode);
-            }
-        }
-        if let Some(encode) = encode_regular.take() {
-            scope.spawn(encode);
         }
     });
+    drop(crop_pixels);
 
     if let Some(e) = first_error.into_inner().unwrap_or_else(|e| e.into_inner()) {
         return Err(e);
     }
     let mut files = rendered.into_inner().unwrap_or_else(|e| e.into_inner());
-    drop(pixels);
     if !whole {
         let (file, took) = strip(None)?;
         timings.strip = took;
@@ -463,7 +480,7 @@ fn resize_reach(crop: &Crop, settings: &Settings) -> u32 {
 /// the ICC profile kept. `oriented` is the whole oriented image, which
 /// [`strips_losslessly`] says when it is not needed; `size` is its size.
 fn stripped_original(
-    original: &[u8],
+    original: &Bytes,
     format: Format,
     orientation: Orientation,
     (oriented, size): (Option<&Bitmap>, (u32, u32)),

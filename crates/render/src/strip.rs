@@ -17,8 +17,8 @@ use crate::RenderError;
 
 /// Strips metadata from an original whose pixels need no change. Returns
 /// `None` for formats kept only by re-encoding (GIF, TIFF).
-pub(crate) fn strip(bytes: &[u8], format: Format) -> Result<Option<Vec<u8>>, RenderError> {
-    let input = Bytes::copy_from_slice(bytes);
+pub(crate) fn strip(original: &Bytes, format: Format) -> Result<Option<Vec<u8>>, RenderError> {
+    let (input, bytes) = (original.clone(), original.as_ref());
     let corrupt = |e: img_parts::Error| RenderError::corrupt(format.name(), e);
     let out = match format {
         Format::Jpeg => strip_jpeg(input).map_err(corrupt)?,

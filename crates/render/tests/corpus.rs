@@ -61,7 +61,7 @@ fn grid_means(square: &RgbImage, n: u32) -> Vec<[f64; 3]> {
 fn check(bytes: &[u8], want: &Value) -> Option<String> {
     let settings = Settings::default();
     let expect = want["expect"].as_str().unwrap();
-    let rendered = easel_render::render(bytes, None, &settings);
+    let rendered = easel_render::render(bytes.to_vec(), None, &settings);
     if expect != "ok" {
         return match rendered {
             Ok(_) => Some(format!("rendered, but must be refused with {expect}")),

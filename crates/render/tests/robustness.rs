@@ -36,7 +36,7 @@ fn render_catching(
     settings: &Settings,
 ) -> Result<Result<Rendition, RenderError>, String> {
     catch_unwind(AssertUnwindSafe(|| {
-        easel_render::render(bytes, None, settings)
+        easel_render::render(bytes.to_vec(), None, settings)
     }))
     .map_err(|panic| {
         panic

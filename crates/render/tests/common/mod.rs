@@ -28,12 +28,12 @@ pub fn render(bytes: &[u8], crop: Option<Crop>) -> Rendition {
 }
 
 pub fn render_with(bytes: &[u8], crop: Option<Crop>, settings: &Settings) -> Rendition {
-    easel_render::render(bytes, crop, settings)
+    easel_render::render(bytes.to_vec(), crop, settings)
         .unwrap_or_else(|e| panic!("render failed with {}: {e}", e.code()))
 }
 
 pub fn render_err(bytes: &[u8], crop: Option<Crop>, settings: &Settings) -> RenderError {
-    match easel_render::render(bytes, crop, settings) {
+    match easel_render::render(bytes.to_vec(), crop, settings) {
         Ok(r) => panic!(
             "expected an error, got {} files for a {}x{} image",
             r.files.len(),
