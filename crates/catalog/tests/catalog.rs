@@ -2822,7 +2822,11 @@ mod cases {
         let now = ms(LATER);
         let keys = strings(&["renders/m1", "renders/m2", "renders/m3"]);
         assert_eq!(
-            sorted(c.schedule_deletions(&keys, "sweep", now, now).await.unwrap()),
+            sorted(
+                c.schedule_deletions(&keys, "sweep", now, now)
+                    .await
+                    .unwrap()
+            ),
             keys
         );
         // The middle key's deletion is running when a render claims all three.
