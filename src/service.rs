@@ -261,6 +261,12 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 alias_max_age,
                 retention,
                 wait_timeout: Duration::from_secs(args.wait_timeout_secs),
+                // This process's own renders wake the waits when they commit.
+                wait_poll: if args.workers > 0 {
+                    easel_api::EMBEDDED_WAIT_POLL
+                } else {
+                    easel_api::DEFAULT_WAIT_POLL
+                },
                 max_page_size: args.max_page_size,
                 iiif: IiifConfig {
                     limits: IiifLimits {
