@@ -151,8 +151,8 @@ pub struct ServeArgs {
     #[arg(long, env = "EASEL_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// Embedded worker loops; 0 leaves rendering to `easel worker` processes.
-    /// Two by default: while one loop stores and commits a render, the
-    /// other can render.
+    /// Three by default: while one loop claims, stores and commits, two
+    /// renders keep both cores of a 2-core machine busy.
     #[arg(long, env = "EASEL_WORKERS", default_value_t = DEFAULT_LOOPS)]
     workers: usize,
     /// Prefix for links and Location headers, e.g. https://img.example.com;
