@@ -151,8 +151,8 @@ pub struct ServeArgs {
     #[arg(long, env = "EASEL_LISTEN", default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
     /// Embedded worker loops; 0 leaves rendering to `easel worker` processes.
-    /// Two by default: while one loop stores and commits a render, the
-    /// other can render.
+    /// Three by default: while one loop claims, stores and commits, two
+    /// renders keep both cores of a 2-core machine busy.
     #[arg(long, env = "EASEL_WORKERS", default_value_t = DEFAULT_LOOPS)]
     workers: usize,
     /// Prefix for links and Location headers, e.g. https://img.example.com;
@@ -261,6 +261,12 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
                 alias_max_age,
                 retention,
                 wait_timeout: Duration::from_secs(args.wait_timeout_secs),
+                // This process's own renders wake the waits when they commit.
+                wait_poll: if args.workers > 0 {
+                    easel_api::EMBEDDED_WAIT_POLL
+                } else {
+                    easel_api::DEFAULT_WAIT_POLL
+                },
                 max_page_size: args.max_page_size,
                 iiif: IiifConfig {
                     limits: IiifLimits {

@@ -460,6 +460,39 @@ async fn multipart_fields_name_facet_tags_and_crop_are_recorded() {
     assert_eq!(done["status"], "finished");
 }
 
+/// Beside embedded workers a wait polls the catalogue only rarely: the
+/// worker's commit, or the failure it records, must end the wait itself.
+/// Here neither the poll (an hour) nor the wait's own end (five minutes)
+/// comes before the minute the test allows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wait_ends_when_the_worker_commits_the_render_or_records_its_failure() {
+    let app = TestApp::spawn_with(TestOptions {
+        wait_poll: Duration::from_secs(3600),
+        wait_timeout: Duration::from_secs(300),
+        ..TestOptions::default()
+    })
+    .await;
+    let woken = Duration::from_secs(60);
+    let failed = tokio::time::timeout(
+        woken,
+        app.upload_multipart(fixture("corrupt/truncated_image.png"), &[], "?wait=true"),
+    )
+    .await
+    .expect("the recorded failure did not end the wait");
+    assert_eq!(failed.status(), 201);
+    let failed: Value = failed.json().await.unwrap();
+    assert_eq!(failed["status"], "error", "{failed}");
+    let rendered = tokio::time::timeout(
+        woken,
+        app.upload_multipart(fixture("jpeg/hopper_orientation_6.jpg"), &[], "?wait=true"),
+    )
+    .await
+    .expect("the committed render did not end the wait");
+    assert_eq!(rendered.status(), 201);
+    let rendered: Value = rendered.json().await.unwrap();
+    assert_eq!(rendered["status"], "finished", "{rendered}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_truncated_file_ends_in_error_with_a_reason_and_its_styles_say_why() {
     let app = TestApp::spawn().await;

@@ -600,6 +600,49 @@ step('a key without image:write sees no upload control and cannot edit', async (
   assert.equal(await page.$('#rerender'), null, 'no Re-render');
 });
 
+step('a page that loads while the address changes shows the page it changed to', async () => {
+  // A reload signs in again (GET /v1/key) before it draws anything; the
+  // address changing meanwhile starts the newer page's own sign-in. Here
+  // the first sign-in answers last, as it may on a busy machine: it must
+  // not draw its stale page over the newer one.
+  let release;
+  const released = new Promise((resolve) => {
+    release = resolve;
+  });
+  const isKey = (r) => new URL(r.url()).pathname === '/v1/key';
+  let held = false;
+  const hold = (request) => {
+    if (request.isInterceptResolutionHandled()) return;
+    if (!held && isKey(request)) {
+      held = true;
+      released.then(() => request.continue());
+    } else {
+      request.continue();
+    }
+  };
+  await page.setRequestInterception(true);
+  page.on('request', hold);
+  try {
+    const signingIn = page.waitForRequest(isKey);
+    await page.reload();
+    await signingIn;
+    assert.ok(held, 'the reload signed in again');
+    await go('#/');
+    const card = `article.card[data-id="${imageId}"] .thumb-image`;
+    await page.waitForSelector(card);
+    const answered = page.waitForResponse(isKey);
+    release();
+    await answered;
+    await page.waitForNetworkIdle({idleTime: 300});
+    assert.equal(await page.$('main .loading'), null, 'the first sign-in drew its stale page');
+    assert.ok(await page.$(card), 'the library is still shown');
+  } finally {
+    release();
+    page.off('request', hold);
+    await page.setRequestInterception(false);
+  }
+});
+
 step('every view is readable at 375 px wide', async () => {
   await page.setViewport({width: 375, height: 812, isMobile: true, hasTouch: true});
   for (const [hash, ready, name] of [

@@ -43,6 +43,10 @@ pub struct TestOptions {
     pub lookup_ttl: Duration,
     /// The API's file cache budget.
     pub serve_cache_bytes: u64,
+    /// How long `?wait=true` waits, and how often it reads the image again
+    /// when no commit woke it.
+    pub wait_timeout: Duration,
+    pub wait_poll: Duration,
 }
 
 impl Default for TestOptions {
@@ -59,6 +63,9 @@ impl Default for TestOptions {
             feed_max_bytes: Settings::default().feed_max_bytes,
             lookup_ttl: Duration::ZERO,
             serve_cache_bytes: easel_api::serve_cache::DEFAULT_CACHE_BYTES,
+            // Generous: the machine running the tests may be busy compiling.
+            wait_timeout: Duration::from_secs(300),
+            wait_poll: easel_api::DEFAULT_WAIT_POLL,
         }
     }
 }
@@ -212,8 +219,8 @@ impl TestApp {
             config: Arc::new(ApiConfig {
                 public_url: String::new(),
                 retention: options.retention,
-                // Generous: the machine running the tests may be busy compiling.
-                wait_timeout: Duration::from_secs(300),
+                wait_timeout: options.wait_timeout,
+                wait_poll: options.wait_poll,
                 max_page_size: 100,
                 iiif: options.iiif.clone(),
                 serve_cache,

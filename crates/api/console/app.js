@@ -88,11 +88,17 @@ async function route() {
     try {
       await signIn(session.key);
     } catch (error) {
+      if (controller.signal.aborted) return;
       // A revoked key, or the server is down: say which, offer to sign in again.
       main.replaceChildren(problemBox(error),
         h('p', null, h('button', {type: 'button', onclick: signOut}, 'Sign in with another key')));
       return;
     }
+    // The address changed while this sign-in was out, and a newer route
+    // drew (or is drawing) that page: drawing this one now would cover it
+    // with a view whose requests are already cancelled ("Loading images…"
+    // for good, when this sign-in answered last).
+    if (controller.signal.aborted) return;
   }
   const {path, query} = location();
   const match = ROUTES.map(([pattern, view, entry]) => [pattern.exec(path), view, entry]).find(([m]) => m);

@@ -65,6 +65,10 @@ pub struct ApiConfig {
     pub retention: easel_catalog::Retention,
     /// How long `?wait=true` waits for the render before answering 202.
     pub wait_timeout: Duration,
+    /// How often a `?wait=true` reads its image again when no commit of
+    /// this process woke it: the only way it sees a render committed by
+    /// another process.
+    pub wait_poll: Duration,
     /// The largest `page[size]` of a list.
     pub max_page_size: u64,
     /// IIIF Image API limits and on-demand render bounds.
@@ -92,6 +96,7 @@ impl Default for ApiConfig {
             alias_max_age: DEFAULT_ALIAS_MAX_AGE,
             retention: easel_catalog::Retention::default(),
             wait_timeout: DEFAULT_WAIT_TIMEOUT,
+            wait_poll: DEFAULT_WAIT_POLL,
             max_page_size: DEFAULT_MAX_PAGE_SIZE,
             iiif: iiif::IiifConfig::default(),
             linger_max_bytes: DEFAULT_LINGER_MAX_BYTES,
@@ -128,6 +133,15 @@ impl AppState {
 
 /// The default [`ApiConfig::wait_timeout`].
 pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The default [`ApiConfig::wait_poll`], for a process whose renders are
+/// all done elsewhere.
+pub const DEFAULT_WAIT_POLL: Duration = Duration::from_millis(50);
+
+/// [`ApiConfig::wait_poll`] beside embedded worker loops, whose commits wake
+/// every wait at once: polling each waiting upload 20 times a second cost
+/// the uploads' own CPU and catalogue round trips.
+pub const EMBEDDED_WAIT_POLL: Duration = Duration::from_secs(1);
 
 /// The default [`ApiConfig::max_page_size`].
 pub const DEFAULT_MAX_PAGE_SIZE: u64 = 100;

@@ -519,7 +519,7 @@ async fn wait_for_render(
         }
         tokio::select! {
             _ = &mut committed => {}
-            _ = tokio::time::sleep(std::time::Duration::from_millis(50)) => {}
+            _ = tokio::time::sleep_until(deadline.min(tokio::time::Instant::now() + state.config.wait_poll)) => {}
         }
         committed = state.config.serve_cache.changed();
         if let Some(image) = state.catalog.image(&latest.id).await? {

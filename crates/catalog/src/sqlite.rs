@@ -80,10 +80,11 @@ impl SqliteCatalog {
         let in_memory = url.contains(":memory:") || url.contains("mode=memory");
         let pool = SqlitePoolOptions::new()
             .max_connections(if in_memory { 1 } else { 8 })
+            // Checked once, on the way back: an idle connection runs
+            // nothing, so it is still outside a transaction when next
+            // acquired. A check on acquire as well cost every query one
+            // more round trip to the connection's thread.
             .after_release(|conn, _: PoolConnectionMetadata| {
-                Box::pin(async move { Ok(outside_transaction(conn).await) })
-            })
-            .before_acquire(|conn, _: PoolConnectionMetadata| {
                 Box::pin(async move { Ok(outside_transaction(conn).await) })
             })
             .connect_with(options)

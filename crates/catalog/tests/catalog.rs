@@ -197,6 +197,7 @@ both! {
         a_claim_cancels_a_pending_deletion_and_its_commit_ends_it,
         a_commit_whose_claim_lapsed_or_was_never_taken_is_refused,
         a_deletion_starts_only_on_what_nothing_holds_and_claims_wait_for_it,
+        a_claim_of_several_keys_cancels_their_schedules_and_waits_for_a_running_deletion,
     ],
     sqlite_only: {
         #[tokio::test]
@@ -2813,6 +2814,54 @@ mod cases {
         create(c, image, 0).await;
         assert_eq!(c.begin_deletion(&key, lease + 1).await.unwrap(), None);
         assert!(c.due_deletions(i64::MAX, 10).await.unwrap().is_empty());
+    }
+
+    pub async fn a_claim_of_several_keys_cancels_their_schedules_and_waits_for_a_running_deletion(
+        c: &Arc<dyn Catalog>,
+    ) {
+        let now = ms(LATER);
+        let keys = strings(&["renders/m1", "renders/m2", "renders/m3"]);
+        assert_eq!(
+            sorted(
+                c.schedule_deletions(&keys, "sweep", now, now)
+                    .await
+                    .unwrap()
+            ),
+            keys
+        );
+        // The middle key's deletion is running when a render claims all three.
+        let lease = c
+            .begin_deletion(&keys[1], now)
+            .await
+            .unwrap()
+            .expect("due, unreferenced and unclaimed");
+        let ended = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let deleter = {
+            let (c, key, ended) = (c.clone(), keys[1].clone(), ended.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                ended.store(true, std::sync::atomic::Ordering::SeqCst);
+                c.end_deletion(&key, lease).await.unwrap();
+            })
+        };
+        c.claim_objects("render", &keys, now + 1).await.unwrap();
+        assert!(
+            ended.load(std::sync::atomic::Ordering::SeqCst),
+            "the claim went through while a deletion of one of its keys ran"
+        );
+        deleter.await.unwrap();
+        // The other two schedules were cancelled, and all three are held.
+        assert!(c.due_deletions(i64::MAX, 10).await.unwrap().is_empty());
+        assert!(c
+            .schedule_deletions(&keys, "sweep", now + 2, now + 2)
+            .await
+            .unwrap()
+            .is_empty());
+        // Given up: every key is scheduled again.
+        assert_eq!(
+            sorted(c.release_claims("render", now + 3, now + 3).await.unwrap()),
+            keys
+        );
     }
 
     pub async fn the_iiif_cache_keeps_the_most_recently_used_within_its_budget(

@@ -80,7 +80,8 @@ pub struct WorkerConfig {
     /// each render reserves its estimate before it decodes.
     pub memory: easel_budget::MemoryBudget,
     /// Called with the image's id after each render this worker commits,
-    /// so the process's file lookups drop what it replaced.
+    /// so the process's file lookups drop what it replaced, and after each
+    /// failure it records: either ends a `?wait=true` of this process.
     pub on_commit: OnCommit,
 }
 
@@ -815,6 +816,7 @@ impl Worker {
                 Utc::now(),
             )
             .await?;
+        self.config.on_commit.call(&job.image_id);
         Ok(Outcome::Failed {
             image_id: job.image_id.clone(),
             code: code.to_string(),

@@ -18,11 +18,14 @@ use tokio::task::JoinHandle;
 use crate::reaper::Reaper;
 use crate::{Retention, Worker, WorkerConfig, WorkerError};
 
-/// Worker loops of a process. A render's decode, the cascade's last steps
-/// and storing the files run on fewer threads than the pool has: a second
-/// loop can fill those gaps (`benches/serve.sh` measures uploads against
-/// the render-bound limit).
-pub const DEFAULT_LOOPS: usize = 2;
+/// Worker loops of a process. A render's decode and the cascade's last
+/// steps run on fewer threads than the pool has, and a loop spends a tenth
+/// of each job outside the render (claiming, reading the original, storing
+/// the files, committing). With two loops the pool often had one render to
+/// work on; a third keeps a render queued in the pool for whichever thread
+/// frees up (`benches/serve.sh` measures uploads against the render-bound
+/// limit). The memory budget still bounds what renders hold at once.
+pub const DEFAULT_LOOPS: usize = 3;
 
 /// How often a process deletes what is due (and ends grace periods).
 pub const REAP_INTERVAL: Duration = Duration::from_secs(30);

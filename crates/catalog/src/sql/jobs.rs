@@ -4,9 +4,10 @@
 //! Compiled once per backend (see the end of `sqlite.rs` and `postgres.rs`).
 
 use chrono::{DateTime, Utc};
+use sqlx::QueryBuilder;
 
 use super::common::{record_original, schedule, settle_claim, Tx};
-use super::Backend;
+use super::{Backend, Db};
 use crate::sql::{CLAIMABLE_JOB, JOB_COLUMNS};
 use crate::{
     CatalogError, ClaimFilter, FeedReadiness, Finish, FinishedJob, Job, JobQueue, OriginalFacts,
@@ -203,26 +204,28 @@ impl JobQueue for Backend {
         .bind(&job.image_id)
         .fetch_all(&mut *tx)
         .await?;
-        for asset in finish.assets {
-            sqlx::query(
-                "INSERT INTO media_assets (image_id, style, storage_key, size, mimetype, width, height, \
-                 sha256, upscaled, settings_fingerprint, quality, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            )
-            .bind(&job.image_id)
-            .bind(&asset.style)
-            .bind(&asset.storage_key)
-            .bind(asset.size)
-            .bind(&asset.mimetype)
-            .bind(asset.width)
-            .bind(asset.height)
-            .bind(&asset.sha256)
-            .bind(asset.upscaled)
-            .bind(&asset.settings_fingerprint)
-            .bind(asset.quality)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        if !finish.assets.is_empty() {
+            // One statement for every style: each statement is a round
+            // trip to the connection inside the write lock.
+            let mut insert: QueryBuilder<Db> = QueryBuilder::new(
+                "INSERT INTO media_assets (image_id, style, storage_key, size, mimetype, width, \
+                 height, sha256, upscaled, settings_fingerprint, quality, created_at) ",
+            );
+            insert.push_values(finish.assets, |mut row, asset| {
+                row.push_bind(&job.image_id)
+                    .push_bind(&asset.style)
+                    .push_bind(&asset.storage_key)
+                    .push_bind(asset.size)
+                    .push_bind(&asset.mimetype)
+                    .push_bind(asset.width)
+                    .push_bind(asset.height)
+                    .push_bind(&asset.sha256)
+                    .push_bind(asset.upscaled)
+                    .push_bind(&asset.settings_fingerprint)
+                    .push_bind(asset.quality)
+                    .push_bind(now);
+            });
+            insert.build().execute(&mut *tx).await?;
         }
         // The files replaced keep serving their versioned URLs for
         // the grace period: a feed read before the change must

@@ -4,7 +4,9 @@
 //! Compiled once per backend (see the end of `sqlite.rs` and `postgres.rs`).
 
 use super::common::{lock_object, references, schedule};
-use super::Backend;
+use sqlx::QueryBuilder;
+
+use super::{Backend, Db};
 use crate::sql::distinct_sorted;
 use crate::{CatalogError, ObjectLedger, CLAIM_TTL_MS, CLAIM_WAIT_MS, DELETION_LEASE_MS};
 
@@ -17,42 +19,49 @@ impl ObjectLedger for Backend {
         now_ms: i64,
     ) -> Result<(), CatalogError> {
         let keys = distinct_sorted(keys);
+        if keys.is_empty() {
+            return Ok(());
+        }
         let mut waited = 0;
         loop {
             let mut tx = self.pool.begin().await?;
-            let mut busy = None;
             for key in &keys {
                 lock_object(&mut tx, key).await?;
-                // Cancels a pending deletion, or takes over one whose
-                // deleter died.
-                sqlx::query(
-                    "DELETE FROM object_deletions WHERE storage_key = $1 \
-                     AND (deleting_until IS NULL OR deleting_until < $2)",
-                )
-                .bind(key)
-                .bind(now_ms)
-                .execute(&mut *tx)
-                .await?;
-                let (running,): (i64,) =
-                    sqlx::query_as("SELECT COUNT(*) FROM object_deletions WHERE storage_key = $1")
-                        .bind(key)
-                        .fetch_one(&mut *tx)
-                        .await?;
-                if running > 0 {
-                    busy = Some(key.to_string());
-                    break;
-                }
-                sqlx::query(
-                    "INSERT INTO object_claims (storage_key, holder, expires_at) VALUES ($1, $2, $3) \
-                     ON CONFLICT (storage_key, holder) DO UPDATE SET expires_at = $3",
-                )
-                .bind(key)
-                .bind(holder)
-                .bind(now_ms + CLAIM_TTL_MS)
-                .execute(&mut *tx)
-                .await?;
             }
-            let Some(key) = busy else {
+            // Set-wise, not key by key: each statement is a round trip to
+            // the connection inside the write lock, and a render claims
+            // every style's file at once.
+            // Cancels pending deletions, or takes over those whose deleter
+            // died.
+            let mut cancel: QueryBuilder<Db> =
+                QueryBuilder::new("DELETE FROM object_deletions WHERE storage_key IN (");
+            push_keys(&mut cancel, &keys);
+            cancel
+                .push(") AND (deleting_until IS NULL OR deleting_until < ")
+                .push_bind(now_ms)
+                .push(")");
+            cancel.build().execute(&mut *tx).await?;
+            let mut running: QueryBuilder<Db> = QueryBuilder::new(
+                "SELECT storage_key FROM object_deletions WHERE storage_key IN (",
+            );
+            push_keys(&mut running, &keys);
+            running.push(") ORDER BY storage_key LIMIT 1");
+            let busy: Option<(String,)> = running.build_query_as().fetch_optional(&mut *tx).await?;
+            if busy.is_none() {
+                let mut claim: QueryBuilder<Db> = QueryBuilder::new(
+                    "INSERT INTO object_claims (storage_key, holder, expires_at) ",
+                );
+                claim.push_values(&keys, |mut row, key| {
+                    row.push_bind(*key)
+                        .push_bind(holder)
+                        .push_bind(now_ms + CLAIM_TTL_MS);
+                });
+                claim.push(
+                    " ON CONFLICT (storage_key, holder) DO UPDATE SET expires_at = excluded.expires_at",
+                );
+                claim.build().execute(&mut *tx).await?;
+            }
+            let Some((key,)) = busy else {
                 tx.commit().await?;
                 return Ok(());
             };
@@ -210,5 +219,13 @@ impl ObjectLedger for Backend {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+}
+
+/// `keys` as the bound list of an `IN (...)`.
+fn push_keys<'a>(qb: &mut QueryBuilder<'a, Db>, keys: &[&'a str]) {
+    let mut list = qb.separated(", ");
+    for key in keys {
+        list.push_bind(*key);
     }
 }
