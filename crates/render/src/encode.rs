@@ -1,5 +1,7 @@
 //! Encoders: libjpeg-turbo for JPEG, the `image` crate for PNG.
 
+use std::ffi::{c_int, CStr};
+
 use image::ImageEncoder;
 use img_parts::{Bytes, ImageICC};
 
@@ -133,17 +135,18 @@ impl Sample {
     fn of(bitmap: &Bitmap, rect: &Crop) -> Sample {
         let stride = bitmap.stride();
         let row_bytes = rect.width as usize * 3;
-        let mut data = Vec::new();
-        let mut rows = 0u32;
-        let mut band_start = 0;
-        while band_start < rect.height {
-            let band_end = (band_start + SAMPLE_BAND).min(rect.height);
-            for y in band_start..band_end {
-                let at = (rect.y + y) as usize * stride + rect.x as usize * 3;
-                data.extend_from_slice(&bitmap.data[at..at + row_bytes]);
-            }
-            rows += band_end - band_start;
-            band_start += SAMPLE_BAND * SAMPLE_EVERY;
+        let bands = || {
+            (0..rect.height)
+                .step_by((SAMPLE_BAND * SAMPLE_EVERY) as usize)
+                .map(|start| start..(start + SAMPLE_BAND).min(rect.height))
+        };
+        let rows: u32 = bands().map(|band| band.len() as u32).sum();
+        // Sized up front: grown from empty, a 3000 px square's sample was
+        // copied again at every doubling, into fresh pages each time.
+        let mut data = Vec::with_capacity(rows as usize * row_bytes);
+        for y in bands().flatten() {
+            let at = (rect.y + y) as usize * stride + rect.x as usize * 3;
+            data.extend_from_slice(&bitmap.data[at..at + row_bytes]);
         }
         Sample {
             bitmap: Bitmap::new(rect.width, rows, Channels::Rgb, data),
@@ -200,20 +203,23 @@ fn jpeg_with(
     };
     let stride = bitmap.stride();
     let offset = rect.y as usize * stride + rect.x as usize * bitmap.channels.count();
-    let image = turbojpeg::Image {
-        pixels: &bitmap.data[offset..],
-        width: rect.width as usize,
-        pitch: stride,
-        height: rect.height as usize,
-        format,
-    };
-    let mut compressor = turbojpeg::Compressor::new().map_err(|e| fail(&e))?;
-    compressor
-        .set_quality(quality as i32)
+    let pixels = &bitmap.data[offset..];
+    let rows = (rect.height as usize).saturating_sub(1) * stride;
+    let width = rect.width as usize * format.size();
+    if rect.width == 0 || rect.height == 0 || pixels.len() < rows + width {
+        return Err(fail(&"the rectangle is outside the bitmap"));
+    }
+    let encoded = Compressor::new()
+        .and_then(|c| {
+            c.set(turbojpeg_sys::TJPARAM_TJPARAM_QUALITY, c_int::from(quality))?;
+            c.set(turbojpeg_sys::TJPARAM_TJPARAM_SUBSAMP, subsamp as c_int)?;
+            c.set(
+                turbojpeg_sys::TJPARAM_TJPARAM_OPTIMIZE,
+                c_int::from(optimize),
+            )?;
+            c.compress(pixels, rect.width, stride, rect.height, format, subsamp)
+        })
         .map_err(|e| fail(&e))?;
-    compressor.set_subsamp(subsamp).map_err(|e| fail(&e))?;
-    compressor.set_optimize(optimize).map_err(|e| fail(&e))?;
-    let encoded = compressor.compress_to_vec(image).map_err(|e| fail(&e))?;
     match icc {
         None => Ok(encoded),
         Some(icc) => {
@@ -222,6 +228,110 @@ fn jpeg_with(
             jpeg.set_icc_profile(Some(Bytes::copy_from_slice(icc)));
             Ok(jpeg.encoder().bytes().to_vec())
         }
+    }
+}
+
+/// A TurboJPEG compressor that writes into a `Vec` sized for the worst
+/// case up front (`tj3JPEGBufSize`), destroyed on drop.
+///
+/// The `turbojpeg` crate's `compress_to_vec` lets TurboJPEG grow its own
+/// buffer from 4 KB, doubling and copying (glibc's `malloc`, so each new
+/// buffer is fresh pages), then copies the result into a new `Vec`: a
+/// 1.6 MB `regular` was written about three times over, all into pages the
+/// kernel had to zero first. Here the encoder writes once, into the `Vec`
+/// the file keeps. Only the pages written are ever touched: the rest of
+/// the capacity costs address space, not memory.
+struct Compressor(turbojpeg_sys::tjhandle);
+
+impl Compressor {
+    fn new() -> Result<Self, String> {
+        // SAFETY: tj3Init has no preconditions; a null handle is checked.
+        let handle =
+            unsafe { turbojpeg_sys::tj3Init(turbojpeg_sys::TJINIT_TJINIT_COMPRESS as c_int) };
+        if handle.is_null() {
+            return Err("TurboJPEG error: cannot create a compressor".into());
+        }
+        Ok(Compressor(handle))
+    }
+
+    /// The message of the last failure, worded as the `turbojpeg` crate
+    /// words it, so files fail as they did through the crate.
+    fn error(&self) -> String {
+        // SAFETY: the handle is live; TurboJPEG returns a NUL-terminated
+        // string it owns, copied out before the next call.
+        let message = unsafe { CStr::from_ptr(turbojpeg_sys::tj3GetErrorStr(self.0)) };
+        format!("TurboJPEG error: {}", message.to_string_lossy())
+    }
+
+    fn check(&self, status: c_int) -> Result<(), String> {
+        if status == 0 {
+            Ok(())
+        } else {
+            Err(self.error())
+        }
+    }
+
+    fn set(&self, param: turbojpeg_sys::TJPARAM, value: c_int) -> Result<(), String> {
+        // SAFETY: a plain value on a live handle.
+        self.check(unsafe { turbojpeg_sys::tj3Set(self.0, param as c_int, value) })
+    }
+
+    /// Compresses `height` rows of `width` pixels, `pitch` bytes apart
+    /// (the caller checked that `pixels` holds them).
+    fn compress(
+        &self,
+        pixels: &[u8],
+        width: u32,
+        pitch: usize,
+        height: u32,
+        format: turbojpeg::PixelFormat,
+        subsamp: turbojpeg::Subsamp,
+    ) -> Result<Vec<u8>, String> {
+        let too_large = || "TurboJPEG error: the image is too large".to_string();
+        let (w, h) = (
+            c_int::try_from(width).map_err(|_| too_large())?,
+            c_int::try_from(height).map_err(|_| too_large())?,
+        );
+        let pitch = c_int::try_from(pitch).map_err(|_| too_large())?;
+        // SAFETY: plain values; 0 means TurboJPEG refused them.
+        let bound = unsafe { turbojpeg_sys::tj3JPEGBufSize(w, h, subsamp as c_int) };
+        if bound == 0 {
+            return Err(self.error());
+        }
+        let mut out: Vec<u8> = Vec::with_capacity(bound as usize);
+        let mut buffer = out.as_mut_ptr();
+        let mut size = bound;
+        // The buffer is TurboJPEG's to fill, never to reallocate or free.
+        self.set(turbojpeg_sys::TJPARAM_TJPARAM_NOREALLOC, 1)?;
+        // SAFETY: `pixels` holds `h` rows of `pitch` bytes (the last one
+        // `w` pixels long); `buffer` is `size` writable bytes, the most a
+        // JPEG of this size can take, and stays where it is (NOREALLOC).
+        self.check(unsafe {
+            turbojpeg_sys::tj3Compress8(
+                self.0,
+                pixels.as_ptr(),
+                w,
+                pitch,
+                h,
+                format as c_int,
+                &mut buffer,
+                &mut size,
+            )
+        })?;
+        if buffer != out.as_mut_ptr() || size > bound {
+            return Err("TurboJPEG error: the output left its buffer".into());
+        }
+        // SAFETY: TurboJPEG wrote `size` bytes from the start of the buffer.
+        unsafe { out.set_len(size as usize) };
+        out.shrink_to_fit();
+        Ok(out)
+    }
+}
+
+impl Drop for Compressor {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from tj3Init and is destroyed only here.
+        unsafe { turbojpeg_sys::tj3Destroy(self.0) };
     }
 }
 
@@ -338,4 +448,97 @@ pub fn describe(bytes: &[u8]) -> Option<FileFacts> {
         });
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Noise over a gradient, so every block codes differently.
+    fn noisy(width: u32, height: u32, channels: Channels) -> Bitmap {
+        let n = channels.count() as u32;
+        let mut state = 0x9E37_79B9_u32;
+        let data = (0..width * height * n)
+            .map(|i| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                ((i / n % width + i / n / width) as u8 / 2).wrapping_add((state >> 27) as u8)
+            })
+            .collect();
+        Bitmap::new(width, height, channels, data)
+    }
+
+    /// What `jpeg_with` wrote before it had its own compressor: the
+    /// `turbojpeg` crate's, growing its own buffer.
+    fn through_the_crate(bitmap: &Bitmap, rect: &Crop, quality: u8, optimize: bool) -> Vec<u8> {
+        let (format, subsamp) = match bitmap.channels {
+            Channels::Gray => (turbojpeg::PixelFormat::GRAY, turbojpeg::Subsamp::Gray),
+            _ => (turbojpeg::PixelFormat::RGB, turbojpeg::Subsamp::Sub2x2),
+        };
+        let stride = bitmap.stride();
+        let offset = rect.y as usize * stride + rect.x as usize * bitmap.channels.count();
+        let mut compressor = turbojpeg::Compressor::new().unwrap();
+        compressor.set_quality(quality as i32).unwrap();
+        compressor.set_subsamp(subsamp).unwrap();
+        compressor.set_optimize(optimize).unwrap();
+        compressor
+            .compress_to_vec(turbojpeg::Image {
+                pixels: &bitmap.data[offset..],
+                width: rect.width as usize,
+                pitch: stride,
+                height: rect.height as usize,
+                format,
+            })
+            .unwrap()
+    }
+
+    #[test]
+    fn the_preallocated_encoder_writes_the_bytes_the_crate_wrote() {
+        // Whole bitmaps and rectangles inside them (pitch wider than the
+        // rows), odd sizes, one pixel, gray, plain and optimised tables.
+        let cases = [
+            (
+                noisy(640, 480, Channels::Rgb),
+                Crop::new(0, 0, 640, 480).unwrap(),
+            ),
+            (
+                noisy(641, 479, Channels::Rgb),
+                Crop::new(17, 3, 601, 470).unwrap(),
+            ),
+            (noisy(1, 1, Channels::Rgb), Crop::new(0, 0, 1, 1).unwrap()),
+            (
+                noisy(333, 250, Channels::Gray),
+                Crop::new(5, 9, 300, 211).unwrap(),
+            ),
+        ];
+        for (i, (bitmap, rect)) in cases.iter().enumerate() {
+            for quality in [1, 70, 88, 100] {
+                for optimize in [false, true] {
+                    let ours = jpeg_with(bitmap, rect, quality, optimize, None, "test").unwrap();
+                    let theirs = through_the_crate(bitmap, rect, quality, optimize);
+                    assert!(
+                        ours == theirs,
+                        "case {i} at quality {quality}, optimised {optimize}: the bytes differ"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_rectangle_outside_the_bitmap_is_an_error_not_a_read_past_it() {
+        let bitmap = noisy(64, 64, Channels::Rgb);
+        let rect = Crop {
+            x: 10,
+            y: 10,
+            width: 60,
+            height: 60,
+        };
+        let result = jpeg_with(&bitmap, &rect, 88, false, None, "t");
+        assert!(
+            matches!(result, Err(RenderError::Encode { .. })),
+            "{result:?}"
+        );
+    }
 }

@@ -331,14 +331,18 @@ fn render_unguarded(
         // Squares are resized from the crop unless `resize_cascade` asks for
         // each to come from the next larger one (see the bench for both).
         let mut larger: Option<std::sync::Arc<Bitmap>> = None;
+        // One resizer for every square: its intermediate is allocated once.
+        let mut resizer = resize::Resizer::new();
         for (i, &style) in plan.iter().enumerate() {
             let side = style.square_side().unwrap_or_default();
             let from_larger = larger
                 .as_ref()
                 .filter(|previous| settings.resize_cascade && previous.width >= side);
-            // The crop's last use gives its buffer to the resize.
+            // The crop's last use frees it: a large crop gives its buffer
+            // to the resize.
             let last_use =
                 from_larger.is_none() && (settings.resize_cascade || i + 1 == plan.len());
+            let used_up = || RenderError::Resize("the crop was already used up".into());
             let (resized, resize_took) = StageClock::time(&clock.resize, || match from_larger {
                 Some(previous) => {
                     let whole = Crop {
@@ -347,15 +351,18 @@ fn render_unguarded(
                         width: previous.width,
                         height: previous.height,
                     };
-                    resize::square(previous, &whole, side)
+                    resize::square_with(&mut resizer, previous, &whole, side)
                 }
                 None if last_use => match crop_pixels.take() {
-                    Some(rgb) => resize::square_in_place(rgb, &square, side),
-                    None => Err(RenderError::Resize("the crop was already used up".into())),
+                    Some(rgb) if resize::in_place_for(&square) => {
+                        resize::square_in_place(rgb, &square, side)
+                    }
+                    Some(rgb) => resize::square_in_crop(rgb, &square, side),
+                    None => Err(used_up()),
                 },
                 None => match &crop_pixels {
-                    Some(rgb) => resize::square(rgb, &square, side),
-                    None => Err(RenderError::Resize("the crop was already used up".into())),
+                    Some(rgb) => resize::square_with(&mut resizer, rgb, &square, side),
+                    None => Err(used_up()),
                 },
             });
             match resized.map(std::sync::Arc::new) {
