@@ -9,9 +9,16 @@
 # 1. uploads UPLOADS (default 96) distinct copies of the 12 MP camera photo
 #    with `?wait=true`, 4 clients: uploads per minute, against the render-bound
 #    limit max(60000/t2, 2 x 60000/t1) from `easel bench` (t1, t2: ms per
-#    image on 1 and 2 threads) measured in the same run. 96 (~10 s) measures
-#    the steady rate: in 32 (~3.5 s, the default until issue 14's last
-#    round) the ramp-up and the last render, alone on the cores, weigh more;
+#    image on 1 and 2 threads, each the minimum of 5 runs) measured in the
+#    same run. `easel bench` runs just before and just after the uploads and
+#    t1, t2 are the means of the two, so a slow moment of the machine
+#    (a one-off t1 moved 158-190 ms between runs) weighs half as much; both
+#    limits are printed, and t1's median beside its minimum (not part of
+#    the limit). Also the serve process's CPU time and page faults
+#    per upload, and the CPUs it kept busy, over the uploads (from /proc).
+#    96 (~10 s) measures the steady rate: in 32 (~3.5 s, the default until
+#    issue 14's third round) the ramp-up and the last render, alone on the
+#    cores, weigh more;
 # 2. wrk -t1 -c32 for SECONDS (default 10) on thumb and itunes, by versioned
 #    URL and by alias, and the 304 (`If-None-Match`) case; nginx serves the
 #    same bytes (with its own ETag) in the same run;
@@ -72,8 +79,16 @@ rate() { # url [header] -> requests per second (wrk -t1 -c32)
     awk '/Requests\/sec/ {print $2}' "$WORK/wrk.out"
 }
 
-bench_ms() { # threads -> ms per image (minimum of 5 runs)
-    "$1" bench --json --runs 5 --threads "$2" "$PHOTO" | jq '.files[0].total_min_ms'
+bench_ms() { # binary threads -> ms per image: the minimum of 5 runs, then their median
+    "$1" bench --json --runs 5 --threads "$2" "$PHOTO" | jq -r '.files[0] | "\(.total_min_ms) \(.total_median_ms)"'
+}
+
+limit_of() { # t1 t2 -> the render-bound limit, images per minute
+    echo "a = 60000 / $2; b = 2 * 60000 / $1; if (a > b) a else b" | bc -l
+}
+
+serve_cpu() { # -> the serve process's CPU ticks (user + system) and page faults
+    awk '{print $14 + $15, $10 + $12}' "/proc/$SERVE_PID/stat"
 }
 
 run_binary() { # label binary -> JSON object
@@ -87,16 +102,29 @@ run_binary() { # label binary -> JSON object
     key=$(EASEL_DATA_DIR="$data" "$bin" keys create --scopes image:read,image:write)
     auth="Authorization: Bearer $key"
 
-    local t1 t2 start end
-    t1=$(bench_ms "$bin" 1)
-    t2=$(bench_ms "$bin" 2)
+    local t1_pre t2_pre t1_post t2_post start end cpu_start cpu_end
+    local t1_pre_median t1_post_median
+    read -r t1_pre t1_pre_median < <(bench_ms "$bin" 1)
+    read -r t2_pre _ < <(bench_ms "$bin" 2)
+    cpu_start=$(serve_cpu)
     start=$(date +%s.%N)
     seq "$UPLOADS" | xargs -P 4 -I{} curl -fs -o /dev/null -H "$auth" -H 'content-type: image/jpeg' \
         --data-binary "@$WORK/uploads/{}.jpg" "$base/v1/images?wait=true"
     end=$(date +%s.%N)
-    local per_minute limit
+    cpu_end=$(serve_cpu)
+    read -r t1_post t1_post_median < <(bench_ms "$bin" 1)
+    read -r t2_post _ < <(bench_ms "$bin" 2)
+    local per_minute t1 t2 limit limit_pre limit_post cpu_ms faults
     per_minute=$(echo "$UPLOADS * 60 / ($end - $start)" | bc -l)
-    limit=$(echo "a = 60000 / $t2; b = 2 * 60000 / $t1; if (a > b) a else b" | bc -l)
+    t1=$(echo "($t1_pre + $t1_post) / 2" | bc -l)
+    t2=$(echo "($t2_pre + $t2_post) / 2" | bc -l)
+    limit=$(limit_of "$t1" "$t2")
+    limit_pre=$(limit_of "$t1_pre" "$t2_pre")
+    limit_post=$(limit_of "$t1_post" "$t2_post")
+    read -r cpu_ms faults < <(echo "$cpu_start $cpu_end" | awk -v n="$UPLOADS" -v hz="$(getconf CLK_TCK)" \
+        '{printf "%.1f %.0f\n", ($3 - $1) * 1000 / hz / n, ($4 - $2) / n}')
+    local busy
+    busy=$(awk -v ms="$cpu_ms" -v n="$UPLOADS" -v s="$start" -v e="$end" 'BEGIN {printf "%.3f", ms * n / 1000 / (e - s)}')
 
     local image id
     image=$(curl -fs -H "$auth" -H 'content-type: image/jpeg' --data-binary "@$PHOTO" "$base/v1/images?wait=true")
@@ -123,12 +151,22 @@ run_binary() { # label binary -> JSON object
     SERVE_PID=""
     jq -n --arg name "$label" \
         --argjson t1 "$t1" --argjson t2 "$t2" --argjson per_minute "$per_minute" --argjson limit "$limit" \
+        --argjson t1_pre "$t1_pre" --argjson t2_pre "$t2_pre" --argjson t1_post "$t1_post" --argjson t2_post "$t2_post" \
+        --argjson limit_pre "$limit_pre" --argjson limit_post "$limit_post" \
+        --argjson t1_median "$(echo "($t1_pre_median + $t1_post_median) / 2" | bc -l)" \
+        --argjson cpu_ms "$cpu_ms" --argjson faults "$faults" --argjson busy "$busy" \
         --argjson thumb_v "$r_thumb_v" --argjson thumb_a "$r_thumb_a" \
         --argjson itunes_v "$r_itunes_v" --argjson itunes_a "$r_itunes_a" \
         --argjson r304 "$r_304" --argjson hwm "$hwm" \
         '{($name): {
             uploads: {per_minute: $per_minute, render_bound_limit_per_minute: $limit,
-                      ratio: ($per_minute / $limit), bench_t1_ms: $t1, bench_t2_ms: $t2},
+                      ratio: ($per_minute / $limit), bench_t1_ms: $t1, bench_t2_ms: $t2,
+                      limit_before_uploads: $limit_pre, limit_after_uploads: $limit_post,
+                      bench_before_uploads_ms: {t1: $t1_pre, t2: $t2_pre},
+                      bench_after_uploads_ms: {t1: $t1_post, t2: $t2_post},
+                      bench_t1_median_ms: $t1_median,
+                      serve_cpu_ms_per_upload: $cpu_ms, serve_page_faults_per_upload: $faults,
+                      serve_cpus_busy: $busy},
             req_per_s: {thumb_versioned: $thumb_v, thumb_alias: $thumb_a,
                         itunes_versioned: $itunes_v, itunes_alias: $itunes_a,
                         thumb_alias_304: $r304},

@@ -45,12 +45,17 @@ fn keep_freed_memory_between_renders() {
 /// A render's buffers are tens of megabytes, freed and taken again per
 /// image. With transparent huge pages the kernel zeroes and counts them
 /// 2 MiB at a time, touched or not: on a 6000x6000 JPEG the worker's peak
-/// RSS was 20 MiB higher and an upload spent ~9% more CPU
-/// (`benches/worker-rss.sh`, `benches/serve.sh`). Only this process is
-/// affected, not the system's setting. Not for a one-shot `render` or
-/// `bench`: there the huge pages are the cheaper way to fault in buffers
-/// used once (19,000 page faults instead of 3,150 for the 12 MP photo,
-/// about a tenth of the render's CPU; `benches/compare.sh`).
+/// RSS was 20-26 MiB higher (225 MiB against 199-205, 238 is the limit)
+/// and its render ~0.3 s slower (`benches/worker-rss.sh`). Only this
+/// process is affected, not the system's setting. Not for a one-shot
+/// `render` or `bench`: there the huge pages are the cheaper way to fault
+/// in buffers used once (19,000 page faults instead of 3,150 for the 12 MP
+/// photo, about a tenth of the render's CPU; `benches/compare.sh`). Nor
+/// for `serve`, whose renders follow each other: since freed memory stays
+/// 10 s, they reuse the huge pages instead of zeroing new ones: an upload
+/// of the 12 MP photo took 24-87 page faults instead of ~900-1,500 and
+/// 3-12% less CPU (alternated batches of 48; ~9% more when the delay was
+/// 1 s), for 20-90 MiB more peak RSS.
 fn no_transparent_huge_pages() {
     #[cfg(target_os = "linux")]
     {
@@ -71,6 +76,15 @@ struct Cli {
     config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// Whether a command runs with the system's transparent huge pages (see
+/// [`no_transparent_huge_pages`] for why the others turn them off).
+fn keeps_transparent_huge_pages(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Render(_) | Command::Bench(_) | Command::Serve(_)
+    )
 }
 
 #[derive(Subcommand)]
@@ -103,7 +117,8 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     if matches!(cli.command, Command::Render(_) | Command::Bench(_)) {
         quiet_panics();
-    } else {
+    }
+    if !keeps_transparent_huge_pages(&cli.command) {
         no_transparent_huge_pages();
     }
     if matches!(
@@ -171,7 +186,7 @@ fn apply_config_file() -> anyhow::Result<()> {
 mod tests {
     use std::collections::BTreeMap;
 
-    use clap::CommandFactory;
+    use clap::{CommandFactory, Parser};
 
     use super::Cli;
 
@@ -188,6 +203,20 @@ mod tests {
         assert_eq!(get(), 1000);
         super::keep_freed_memory_between_renders();
         assert_eq!(get(), super::SERVICE_PURGE_DELAY_MS);
+    }
+
+    #[test]
+    fn serve_render_and_bench_keep_huge_pages_and_the_worker_commands_turn_them_off() {
+        let keeps = |args: &[&str]| {
+            let cli = Cli::try_parse_from(args).unwrap();
+            super::keeps_transparent_huge_pages(&cli.command)
+        };
+        assert!(keeps(&["easel", "serve"]));
+        assert!(keeps(&["easel", "bench"]));
+        assert!(keeps(&["easel", "render", "in.jpg", "--out", "out"]));
+        assert!(!keeps(&["easel", "worker"]));
+        assert!(!keeps(&["easel", "rerender", "--all"]));
+        assert!(!keeps(&["easel", "migrate"]));
     }
 
     /// The README's configuration table: flag -> (variable, default cell).
