@@ -1,12 +1,13 @@
 //! Encoders: libjpeg-turbo for JPEG, the `image` crate for PNG.
 
-use std::ffi::{c_int, CStr};
+use std::ffi::c_int;
 
 use image::ImageEncoder;
 use img_parts::{Bytes, ImageICC};
 
 use crate::geometry::Crop;
 use crate::pixels::{Bitmap, Channels};
+use crate::turbo::Handle;
 use crate::RenderError;
 
 /// Encodes the RGB pixels under `rect` as a baseline 4:2:0 JPEG (gray
@@ -241,39 +242,17 @@ fn jpeg_with(
 /// kernel had to zero first. Here the encoder writes once, into the `Vec`
 /// the file keeps. Only the pages written are ever touched: the rest of
 /// the capacity costs address space, not memory.
-struct Compressor(turbojpeg_sys::tjhandle);
+struct Compressor(Handle);
 
 impl Compressor {
     fn new() -> Result<Self, String> {
-        // SAFETY: tj3Init has no preconditions; a null handle is checked.
-        let handle =
-            unsafe { turbojpeg_sys::tj3Init(turbojpeg_sys::TJINIT_TJINIT_COMPRESS as c_int) };
-        if handle.is_null() {
-            return Err("TurboJPEG error: cannot create a compressor".into());
-        }
-        Ok(Compressor(handle))
-    }
-
-    /// The message of the last failure, worded as the `turbojpeg` crate
-    /// words it, so files fail as they did through the crate.
-    fn error(&self) -> String {
-        // SAFETY: the handle is live; TurboJPEG returns a NUL-terminated
-        // string it owns, copied out before the next call.
-        let message = unsafe { CStr::from_ptr(turbojpeg_sys::tj3GetErrorStr(self.0)) };
-        format!("TurboJPEG error: {}", message.to_string_lossy())
-    }
-
-    fn check(&self, status: c_int) -> Result<(), String> {
-        if status == 0 {
-            Ok(())
-        } else {
-            Err(self.error())
-        }
+        Handle::compressor().map(Compressor)
     }
 
     fn set(&self, param: turbojpeg_sys::TJPARAM, value: c_int) -> Result<(), String> {
         // SAFETY: a plain value on a live handle.
-        self.check(unsafe { turbojpeg_sys::tj3Set(self.0, param as c_int, value) })
+        self.0
+            .check(unsafe { turbojpeg_sys::tj3Set(self.0 .0, param as c_int, value) })
     }
 
     /// Compresses `height` rows of `width` pixels, `pitch` bytes apart
@@ -296,7 +275,7 @@ impl Compressor {
         // SAFETY: plain values; 0 means TurboJPEG refused them.
         let bound = unsafe { turbojpeg_sys::tj3JPEGBufSize(w, h, subsamp as c_int) };
         if bound == 0 {
-            return Err(self.error());
+            return Err(self.0.error());
         }
         let mut out: Vec<u8> = Vec::with_capacity(bound as usize);
         let mut buffer = out.as_mut_ptr();
@@ -306,9 +285,9 @@ impl Compressor {
         // SAFETY: `pixels` holds `h` rows of `pitch` bytes (the last one
         // `w` pixels long); `buffer` is `size` writable bytes, the most a
         // JPEG of this size can take, and stays where it is (NOREALLOC).
-        self.check(unsafe {
+        self.0.check(unsafe {
             turbojpeg_sys::tj3Compress8(
-                self.0,
+                self.0 .0,
                 pixels.as_ptr(),
                 w,
                 pitch,
@@ -325,13 +304,6 @@ impl Compressor {
         unsafe { out.set_len(size as usize) };
         out.shrink_to_fit();
         Ok(out)
-    }
-}
-
-impl Drop for Compressor {
-    fn drop(&mut self) {
-        // SAFETY: the handle came from tj3Init and is destroyed only here.
-        unsafe { turbojpeg_sys::tj3Destroy(self.0) };
     }
 }
 

@@ -38,6 +38,7 @@ mod settings;
 mod strip;
 mod style;
 mod tiff;
+mod turbo;
 
 pub use bytes::Bytes;
 pub use encode::{describe, ColourModel, FileFacts};

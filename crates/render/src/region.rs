@@ -16,13 +16,14 @@
 //! margin keeps those edge pixels out of the region, and the pixels inside
 //! are the ones a whole decode gives.
 
-use std::ffi::{c_int, CStr};
+use std::ffi::c_int;
 use std::time::{Duration, Instant};
 
 use crate::decode::{self, Decoded};
 use crate::format::{Format, Probe};
 use crate::geometry::{Area, Crop, Orientation};
 use crate::pixels::Bitmap;
+use crate::turbo::Handle;
 use crate::RenderError;
 
 /// How much of the file must be read for the decode to succeed.
@@ -217,45 +218,6 @@ fn oriented_window(
     }
 }
 
-/// A TurboJPEG decompressor, destroyed on drop.
-struct Decompressor(turbojpeg_sys::tjhandle);
-
-impl Decompressor {
-    fn new() -> Result<Self, String> {
-        // SAFETY: tj3Init has no preconditions; a null handle is checked.
-        let handle =
-            unsafe { turbojpeg_sys::tj3Init(turbojpeg_sys::TJINIT_TJINIT_DECOMPRESS as c_int) };
-        if handle.is_null() {
-            return Err("TurboJPEG error: cannot create a decompressor".into());
-        }
-        Ok(Decompressor(handle))
-    }
-
-    /// The message of the last failure, worded as the `turbojpeg` crate
-    /// words it, so both decode paths fail alike.
-    fn error(&self) -> String {
-        // SAFETY: the handle is live; TurboJPEG returns a NUL-terminated
-        // string it owns, copied out before the next call.
-        let message = unsafe { CStr::from_ptr(turbojpeg_sys::tj3GetErrorStr(self.0)) };
-        format!("TurboJPEG error: {}", message.to_string_lossy())
-    }
-
-    fn check(&self, status: c_int) -> Result<(), String> {
-        if status == 0 {
-            Ok(())
-        } else {
-            Err(self.error())
-        }
-    }
-}
-
-impl Drop for Decompressor {
-    fn drop(&mut self) {
-        // SAFETY: the handle came from tj3Init and is destroyed only here.
-        unsafe { turbojpeg_sys::tj3Destroy(self.0) };
-    }
-}
-
 /// Decodes `window` of `jpeg` into `out` (tightly packed rows of `format`).
 /// Errors carry TurboJPEG's message, warnings included: libjpeg-turbo's
 /// warnings mean damaged data, as in a whole decode.
@@ -269,7 +231,7 @@ pub(crate) fn decompress_window(
     if out.len() < pitch * window.height as usize {
         return Err("TurboJPEG error: the output buffer is too small for the window".into());
     }
-    let d = Decompressor::new()?;
+    let d = Handle::decompressor()?;
     // SAFETY: the pointer and length describe `jpeg`, alive for the call.
     d.check(unsafe {
         turbojpeg_sys::tj3DecompressHeader(d.0, jpeg.as_ptr(), jpeg.len() as turbojpeg_sys::size_t)

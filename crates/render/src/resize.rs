@@ -292,26 +292,29 @@ mod tests {
         Bitmap::new(width, height, Channels::Rgb, data)
     }
 
+    /// (bitmap width, height, crop, side) for the byte-identity tests:
+    /// whole squares, crops with room around them and at the edges, odd
+    /// sizes, widths that are not a multiple of a strip, shrinks by 2, by a
+    /// fraction and by a lot.
+    type Square = (u32, u32, (u32, u32, u32, u32), u32);
+    const SQUARES: [Square; 6] = [
+        (600, 600, (0, 0, 600, 600), 300),
+        (601, 599, (0, 0, 599, 599), 400),
+        (900, 700, (150, 20, 640, 640), 333),
+        (1100, 520, (3, 7, 510, 510), 100),
+        (530, 800, (0, 131, 530, 530), 529),
+        (777, 777, (11, 0, 766, 766), 17),
+    ];
+
     #[test]
     fn the_in_place_square_is_byte_identical_to_the_two_pass_resize() {
-        // (bitmap width, height, crop, side): whole squares, crops with
-        // room around them and at the edges, odd sizes, widths that are
-        // not a multiple of a strip, shrinks by 2, by a fraction and by a lot.
-        let cases = [
-            (600, 600, (0, 0, 600, 600), 300),
-            (601, 599, (0, 0, 599, 599), 400),
-            (900, 700, (150, 20, 640, 640), 333),
-            (1100, 520, (3, 7, 510, 510), 100),
-            (530, 800, (0, 131, 530, 530), 529),
-            (777, 777, (11, 0, 766, 766), 17),
-        ];
         // The real strips, and narrow ones so that every case has several.
         for (threads, strip) in [(1, STRIP), (1, 64), (3, 100), (2, 7)] {
             let pool = rayon::ThreadPoolBuilder::new()
                 .num_threads(threads)
                 .build()
                 .unwrap();
-            for (i, &(width, height, (x, y, w, h), side)) in cases.iter().enumerate() {
+            for (i, &(width, height, (x, y, w, h), side)) in SQUARES.iter().enumerate() {
                 let source = noisy(width, height, i as u32 + 1);
                 let rect = Crop::new(x, y, w, h).unwrap();
                 let two_pass = square(&source, &rect, side).unwrap();
@@ -329,18 +332,15 @@ mod tests {
 
     #[test]
     fn the_square_made_in_the_crops_buffer_is_byte_identical_to_the_two_pass_resize() {
-        let cases = [
-            (600, 600, (0, 0, 600, 600), 300),
-            (601, 599, (0, 0, 599, 599), 400),
-            (900, 700, (150, 20, 640, 640), 333),
-            (1100, 520, (3, 7, 510, 510), 100),
-            (530, 800, (0, 131, 530, 530), 529),
-            (777, 777, (11, 0, 766, 766), 17),
+        // The shared geometries, then the photo's (3069 px wide: its crop's
+        // columns from the iMCU boundary) and squares not smaller than
+        // the crop, which fall back to the plain resize.
+        let extra = [
             (3069, 3024, (21, 0, 3024, 3024), 3000),
             (300, 200, (50, 0, 200, 200), 200),
             (300, 200, (50, 0, 200, 200), 250),
         ];
-        for (i, &(width, height, (x, y, w, h), side)) in cases.iter().enumerate() {
+        for (i, &(width, height, (x, y, w, h), side)) in SQUARES.iter().chain(&extra).enumerate() {
             let source = noisy(width, height, i as u32 + 1);
             let rect = Crop::new(x, y, w, h).unwrap();
             let two_pass = square(&source, &rect, side).unwrap();
