@@ -65,15 +65,10 @@ pub(crate) fn square_in_crop(
     rect: &Crop,
     side: u32,
 ) -> Result<Bitmap, RenderError> {
-    if side >= rect.width || side >= rect.height || source.channels != Channels::Rgb {
+    if !shrinks_rgb(&source, rect, side) {
         return square(&source, rect, side);
     }
     let fail = |e: &dyn std::fmt::Display| RenderError::Resize(e.to_string());
-    let options = |x: u32, y: u32, w: u32, h: u32| {
-        ResizeOptions::new()
-            .resize_alg(ResizeAlg::Convolution(FILTER))
-            .crop(f64::from(x), f64::from(y), f64::from(w), f64::from(h))
-    };
     let margin = reach(rect.width, side);
     let left = rect.x.saturating_sub(margin);
     let columns = (rect.x + rect.width + margin).min(source.width) - left;
@@ -86,7 +81,7 @@ pub(crate) fn square_in_crop(
         .resize(
             &src,
             &mut between,
-            &options(left, rect.y, columns, rect.height),
+            &cropped(left, rect.y, columns, rect.height),
         )
         .map_err(|e| fail(&e))?;
 
@@ -97,13 +92,28 @@ pub(crate) fn square_in_crop(
         .resize(
             &between,
             &mut dst,
-            &options(rect.x - left, 0, rect.width, side),
+            &cropped(rect.x - left, 0, rect.width, side),
         )
         .map_err(|e| fail(&e))?;
     drop(between);
     let mut data = source.data;
     data.truncate(len);
     Ok(Bitmap::new(side, side, Channels::Rgb, data))
+}
+
+/// Whether `side` shrinks `rect` both ways in an RGB bitmap: only such a
+/// resize has an intermediate to do without, and only an RGB bitmap's rows
+/// are the layout the square-in-the-crop paths write.
+fn shrinks_rgb(source: &Bitmap, rect: &Crop, side: u32) -> bool {
+    side < rect.width && side < rect.height && source.channels == Channels::Rgb
+}
+
+/// The convolution of every resize here, cropped to a rectangle of whole
+/// pixels.
+fn cropped(x: u32, y: u32, w: u32, h: u32) -> ResizeOptions {
+    ResizeOptions::new()
+        .resize_alg(ResizeAlg::Convolution(FILTER))
+        .crop(f64::from(x), f64::from(y), f64::from(w), f64::from(h))
 }
 
 /// Columns per vertical-pass strip, and rows per horizontal-pass band, in
@@ -143,20 +153,13 @@ pub(crate) fn square_in_place(
 
 /// [`square_in_place`] in strips and bands of `strip` columns and rows.
 fn in_place(mut source: Bitmap, rect: &Crop, side: u32, strip: u32) -> Result<Bitmap, RenderError> {
-    // Only a shrink both ways has an intermediate, and only an RGB
-    // bitmap's rows are the layout written here.
-    if side >= rect.width || side >= rect.height || source.channels != Channels::Rgb {
+    if !shrinks_rgb(&source, rect, side) {
         return square(&source, rect, side);
     }
     let fail = |e: &dyn std::fmt::Display| RenderError::Resize(e.to_string());
     let (width, height) = (source.width, source.height);
     let stride = source.stride();
     let threads = rayon::current_num_threads().max(1);
-    let options = |x: u32, y: u32, w: u32, h: u32| {
-        ResizeOptions::new()
-            .resize_alg(ResizeAlg::Convolution(FILTER))
-            .crop(f64::from(x), f64::from(y), f64::from(w), f64::from(h))
-    };
     // Runs one pass on a part of `pixels` (`rows` rows of `stride` bytes)
     // into `scratch`, as an image `out.0` x `out.1`.
     let pass = |pixels: &[u8], rows: u32, out: (u32, u32), crop, scratch: &mut Vec<u8>| {
@@ -189,7 +192,7 @@ fn in_place(mut source: Bitmap, rect: &Crop, side: u32, strip: u32) -> Result<Bi
             .par_iter()
             .zip(scratch.par_iter_mut())
             .try_for_each(|(&(x, w), out)| {
-                let crop = options(x, rect.y, w, rect.height);
+                let crop = cropped(x, rect.y, w, rect.height);
                 pass(data, height, (w, side), crop, out)
             })?;
         for (&(x, w), output) in batch.iter().zip(&scratch) {
@@ -209,7 +212,7 @@ fn in_place(mut source: Bitmap, rect: &Crop, side: u32, strip: u32) -> Result<Bi
             .par_iter()
             .zip(scratch.par_iter_mut())
             .try_for_each(|(&(y, h), out)| {
-                pass(top, side, (side, h), options(rect.x, y, rect.width, h), out)
+                pass(top, side, (side, h), cropped(rect.x, y, rect.width, h), out)
             })?;
         for (&(y, h), output) in batch.iter().zip(&scratch) {
             let output = &output[..h as usize * out_row];
