@@ -4,8 +4,11 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context};
-use easel_render::{Crop, Rendition, Settings};
+use easel_render::{Crop, Format, Rendition, Settings, Style};
 use serde::Serialize;
+
+/// The facts of every file `easel render` wrote, beside them.
+const MANIFEST: &str = "assets.json";
 
 /// Engine settings plus the size of the render pool.
 #[derive(clap::Args, Debug)]
@@ -55,18 +58,44 @@ pub fn render(args: RenderArgs) -> anyhow::Result<()> {
 
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("cannot create {}", args.out.display()))?;
+    remove_earlier_output(&args.out)?;
     for file in &rendition.files {
         let path = args.out.join(file.file_name());
         std::fs::write(&path, &file.bytes)
             .with_context(|| format!("cannot write {}", path.display()))?;
     }
-    let manifest = args.out.join("assets.json");
+    let manifest = args.out.join(MANIFEST);
     std::fs::write(&manifest, serde_json::to_vec_pretty(&rendition.files)?)
         .with_context(|| format!("cannot write {}", manifest.display()))?;
 
     print_table(&rendition);
     for warning in &rendition.warnings {
         eprintln!("warning: {warning}");
+    }
+    Ok(())
+}
+
+/// Removes what an earlier `easel render` into the same folder wrote
+/// (`<style>.<ext>` and `assets.json`), and nothing else, so that no stale
+/// style (say, a `square-3000` the new image is too small for) sits beside
+/// the new manifest. The new files are then written as new files: on ext4,
+/// truncating a file that had data and writing it again starts its
+/// writeback at once (`auto_da_alloc`), which made writing the 12 MP
+/// photo's 6.6 MB of styles over an earlier render's take 9 ms instead of
+/// 2 (`benches/compare.sh` renders into one folder again and again).
+fn remove_earlier_output(out: &Path) -> anyhow::Result<()> {
+    let styles = Style::RENDERED.into_iter().flat_map(|style| {
+        Format::ALL
+            .into_iter()
+            .map(move |format| format!("{style}.{}", format.extension()))
+    });
+    for name in styles.chain(std::iter::once(MANIFEST.to_string())) {
+        let path = out.join(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("cannot replace {}", path.display())),
+        }
     }
     Ok(())
 }

@@ -19,6 +19,14 @@ pub enum Format {
 }
 
 impl Format {
+    pub const ALL: [Format; 5] = [
+        Format::Jpeg,
+        Format::Png,
+        Format::Webp,
+        Format::Gif,
+        Format::Tiff,
+    ];
+
     /// Identifies the format from the first bytes; the name and the declared
     /// content type of an upload are never trusted.
     pub fn sniff(bytes: &[u8]) -> Result<Format, RenderError> {
