@@ -126,7 +126,12 @@ fn decode_jpeg(
         turbojpeg::PixelFormat::RGB
     };
     let pitch = width * format.size();
-    let mut pixels = vec![0u8; pitch * height];
+    // A window is decoded into uninitialised memory (see
+    // `decompress_window`); the turbojpeg crate's whole decode takes a slice.
+    let mut pixels = match window {
+        Some(_) => Vec::new(),
+        None => vec![0u8; pitch * height],
+    };
     let mut decompress = |jpeg: &[u8]| match window {
         None => turbojpeg::Decompressor::new()
             .and_then(|mut d| {

@@ -218,19 +218,24 @@ fn oriented_window(
     }
 }
 
-/// Decodes `window` of `jpeg` into `out` (tightly packed rows of `format`).
-/// Errors carry TurboJPEG's message, warnings included: libjpeg-turbo's
-/// warnings mean damaged data, as in a whole decode.
+/// Decodes `window` of `jpeg` into `out`, which it replaces with the
+/// window's pixels (tightly packed rows of `format`). Errors carry
+/// TurboJPEG's message, warnings included: libjpeg-turbo's warnings mean
+/// damaged data, as in a whole decode; `out` is then left empty.
+///
+/// TurboJPEG writes into `out`'s spare capacity, which is never zeroed
+/// first: every byte is written by a decode that succeeds, and zeroing the
+/// 12 MP photo's 27 MB crop beforehand cost ~2 ms of a 190 ms render.
 pub(crate) fn decompress_window(
     jpeg: &[u8],
     window: &JpegWindow,
     format: turbojpeg::PixelFormat,
-    out: &mut [u8],
+    out: &mut Vec<u8>,
 ) -> Result<(), String> {
     let pitch = window.width as usize * format.size();
-    if out.len() < pitch * window.height as usize {
-        return Err("TurboJPEG error: the output buffer is too small for the window".into());
-    }
+    let len = pitch * window.height as usize;
+    out.clear();
+    out.reserve_exact(len);
     let d = Handle::decompressor()?;
     // SAFETY: the pointer and length describe `jpeg`, alive for the call.
     d.check(unsafe {
@@ -270,8 +275,9 @@ pub(crate) fn decompress_window(
         // TurboJPEG checks the region against the scaled image.
         d.check(unsafe { turbojpeg_sys::tj3SetCroppingRegion(d.0, region) })?;
     }
-    // SAFETY: `out` holds `window.height` rows of `pitch` bytes (checked
-    // above), which is what TurboJPEG writes for this scale and region.
+    // SAFETY: `out`'s buffer has room for `window.height` rows of `pitch`
+    // bytes (reserved above), which is what TurboJPEG writes for this scale
+    // and region; it writes through the pointer and reads nothing there.
     d.check(unsafe {
         turbojpeg_sys::tj3Decompress8(
             d.0,
@@ -281,7 +287,12 @@ pub(crate) fn decompress_window(
             pitch as c_int,
             format as c_int,
         )
-    })
+    })?;
+    // SAFETY: the decode succeeded, so TurboJPEG wrote every one of those
+    // rows (a warning, such as data ending early, is an error above), and
+    // `len` is within the capacity reserved.
+    unsafe { out.set_len(len) };
+    Ok(())
 }
 
 fn gcd(a: u32, b: u32) -> u32 {
