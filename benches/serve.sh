@@ -15,7 +15,12 @@
 #    (a one-off t1 moved 158-190 ms between runs) weighs half as much; both
 #    limits are printed, and t1's median beside its minimum (not part of
 #    the limit). Also the serve process's CPU time and page faults
-#    per upload, and the CPUs it kept busy, over the uploads (from /proc).
+#    per upload, and the CPUs it kept busy, over the uploads (from /proc);
+#    and where the machine's two cores went per upload: serve's render
+#    threads, the rest of serve, other processes (the curl clients, the
+#    kernel's writeback and journal threads) and idle (/proc/stat). When
+#    idle is near zero the rate is 2 cores over the machine's CPU per
+#    upload, whatever serve's own CPUs-busy figure says.
 #    96 (~10 s) measures the steady rate: in 32 (~3.5 s, the default until
 #    issue 14's third round) the ramp-up and the last render, alone on the
 #    cores, weigh more;
@@ -91,6 +96,22 @@ serve_cpu() { # -> the serve process's CPU ticks (user + system) and page faults
     awk '{print $14 + $15, $10 + $12}' "/proc/$SERVE_PID/stat"
 }
 
+render_cpu() { # -> CPU ticks of serve's render threads (easel-render-*)
+    local total=0 task name ticks
+    for task in /proc/"$SERVE_PID"/task/*; do
+        name=$(cat "$task/comm" 2>/dev/null) || continue
+        case "$name" in easel-render-*)
+            ticks=$(awk '{print $14 + $15}' "$task/stat" 2>/dev/null) || continue
+            total=$((total + ticks)) ;;
+        esac
+    done
+    echo "$total"
+}
+
+machine_cpu() { # -> the whole machine's busy and idle ticks (idle includes iowait)
+    awk '/^cpu / {print $2 + $3 + $4 + $7 + $8 + $9, $5 + $6}' /proc/stat
+}
+
 run_binary() { # label binary -> JSON object
     local label=$1 bin=$2 data="$WORK/data-$1"
     rm -rf "$data"
@@ -103,14 +124,19 @@ run_binary() { # label binary -> JSON object
     auth="Authorization: Bearer $key"
 
     local t1_pre t2_pre t1_post t2_post start end cpu_start cpu_end
+    local render_start render_end machine_start machine_end
     local t1_pre_median t1_post_median
     read -r t1_pre t1_pre_median < <(bench_ms "$bin" 1)
     read -r t2_pre _ < <(bench_ms "$bin" 2)
     cpu_start=$(serve_cpu)
+    render_start=$(render_cpu)
+    machine_start=$(machine_cpu)
     start=$(date +%s.%N)
     seq "$UPLOADS" | xargs -P 4 -I{} curl -fs -o /dev/null -H "$auth" -H 'content-type: image/jpeg' \
         --data-binary "@$WORK/uploads/{}.jpg" "$base/v1/images?wait=true"
     end=$(date +%s.%N)
+    machine_end=$(machine_cpu)
+    render_end=$(render_cpu)
     cpu_end=$(serve_cpu)
     read -r t1_post t1_post_median < <(bench_ms "$bin" 1)
     read -r t2_post _ < <(bench_ms "$bin" 2)
@@ -125,6 +151,14 @@ run_binary() { # label binary -> JSON object
         '{printf "%.1f %.0f\n", ($3 - $1) * 1000 / hz / n, ($4 - $2) / n}')
     local busy
     busy=$(awk -v ms="$cpu_ms" -v n="$UPLOADS" -v s="$start" -v e="$end" 'BEGIN {printf "%.3f", ms * n / 1000 / (e - s)}')
+    # Where both cores went, per upload: serve's render threads, the rest
+    # of serve, everything else on the machine (the curl clients, the
+    # kernel's writeback and journal threads), and idle.
+    local render_ms others_ms idle_ms machine_busy
+    read -r render_ms others_ms idle_ms machine_busy < <(echo "$render_start $render_end $machine_start $machine_end" |
+        awk -v n="$UPLOADS" -v hz="$(getconf CLK_TCK)" -v serve="$cpu_ms" -v s="$start" -v e="$end" \
+            '{ms = 1000 / hz / n; busy = ($5 - $3) * ms
+              printf "%.1f %.1f %.1f %.3f\n", ($2 - $1) * ms, busy - serve, ($6 - $4) * ms, busy * n / 1000 / (e - s)}')
 
     local image id
     image=$(curl -fs -H "$auth" -H 'content-type: image/jpeg' --data-binary "@$PHOTO" "$base/v1/images?wait=true")
@@ -155,6 +189,8 @@ run_binary() { # label binary -> JSON object
         --argjson limit_pre "$limit_pre" --argjson limit_post "$limit_post" \
         --argjson t1_median "$(echo "($t1_pre_median + $t1_post_median) / 2" | bc -l)" \
         --argjson cpu_ms "$cpu_ms" --argjson faults "$faults" --argjson busy "$busy" \
+        --argjson render_ms "$render_ms" --argjson others_ms "$others_ms" --argjson idle_ms "$idle_ms" \
+        --argjson machine_busy "$machine_busy" \
         --argjson thumb_v "$r_thumb_v" --argjson thumb_a "$r_thumb_a" \
         --argjson itunes_v "$r_itunes_v" --argjson itunes_a "$r_itunes_a" \
         --argjson r304 "$r_304" --argjson hwm "$hwm" \
@@ -166,7 +202,11 @@ run_binary() { # label binary -> JSON object
                       bench_after_uploads_ms: {t1: $t1_post, t2: $t2_post},
                       bench_t1_median_ms: $t1_median,
                       serve_cpu_ms_per_upload: $cpu_ms, serve_page_faults_per_upload: $faults,
-                      serve_cpus_busy: $busy},
+                      serve_cpus_busy: $busy,
+                      serve_render_threads_cpu_ms_per_upload: $render_ms,
+                      other_processes_cpu_ms_per_upload: $others_ms,
+                      machine_idle_cpu_ms_per_upload: $idle_ms,
+                      machine_cpus_busy: $machine_busy},
             req_per_s: {thumb_versioned: $thumb_v, thumb_alias: $thumb_a,
                         itunes_versioned: $itunes_v, itunes_alias: $itunes_a,
                         thumb_alias_304: $r304},
