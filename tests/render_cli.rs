@@ -7,12 +7,11 @@ fn fixture(relative: &str) -> String {
     format!("{}/fixtures/{relative}", env!("CARGO_MANIFEST_DIR"))
 }
 
-/// Runs `easel render FILE` into a temporary folder: success, stdout, stderr.
-fn render(file: &str) -> (bool, String, String) {
-    let out = tempfile::tempdir().expect("temp dir");
+/// Runs `easel render FILE --out OUT` on one thread: success, stdout, stderr.
+fn render_into(file: &str, out: &std::path::Path) -> (bool, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_easel"))
         .args(["render", &fixture(file), "--out"])
-        .arg(out.path())
+        .arg(out)
         .args(["--threads", "1"])
         .output()
         .expect("run easel");
@@ -21,6 +20,12 @@ fn render(file: &str) -> (bool, String, String) {
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+/// [`render_into`] a temporary folder.
+fn render(file: &str) -> (bool, String, String) {
+    let out = tempfile::tempdir().expect("temp dir");
+    render_into(file, out.path())
 }
 
 #[test]
@@ -50,17 +55,8 @@ fn easel_render_refuses_in_one_line_naming_the_true_reason() {
 fn easel_render_into_a_used_folder_leaves_only_the_new_styles_and_the_users_files() {
     let out = tempfile::tempdir().expect("temp dir");
     let run = |file: &str| {
-        let output = Command::new(env!("CARGO_BIN_EXE_easel"))
-            .args(["render", &fixture(file), "--out"])
-            .arg(out.path())
-            .args(["--threads", "1"])
-            .output()
-            .expect("run easel");
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let (ok, _, stderr) = render_into(file, out.path());
+        assert!(ok, "{stderr}");
     };
     let names = || {
         let mut names: Vec<String> = std::fs::read_dir(out.path())
