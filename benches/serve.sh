@@ -8,11 +8,11 @@
 # alternated), on the embedded defaults and default settings:
 # 1. uploads UPLOADS (default 96) distinct copies of the 12 MP camera photo
 #    with `?wait=true`, 4 clients keeping their connections (4 curl
-#    processes, each with UPLOADS/4 requests): uploads per minute, against the render-bound
-#    limit max(60000/t2, 2 x 60000/t1) from `easel bench` (t1, t2: ms per
-#    image on 1 and 2 threads, each the minimum of 5 runs) measured in the
-#    same run. `easel bench` runs just before and just after the uploads and
-#    t1, t2 are the means of the two, so a slow moment of the machine
+#    processes, each with UPLOADS/4 requests): uploads per minute, against
+#    the render-bound limit max(60000/t2, 2 x 60000/t1) from `easel bench`
+#    (t1, t2: ms per image on 1 and 2 threads, each the minimum of 5 runs)
+#    measured in the same run. `easel bench` runs just before and just
+#    after the uploads and t1, t2 are the means of the two, so a slow moment of the machine
 #    (a one-off t1 moved 158-190 ms between runs) weighs half as much; both
 #    limits are printed, and t1's median beside its minimum (not part of
 #    the limit). Also the serve process's CPU time and page faults
@@ -95,8 +95,8 @@ upload_all() {
     for client in 0 1 2 3; do
         : >"$WORK/client$client.cfg"
         for ((i = client + 1; i <= UPLOADS; i += 4)); do
-            [ -s "$WORK/client$client.cfg" ] && echo next >>"$WORK/client$client.cfg"
             {
+                ((i > client + 1)) && echo next
                 echo "url = \"$base/v1/images?wait=true\""
                 echo "header = \"$auth\""
                 echo 'header = "content-type: image/jpeg"'
