@@ -3,6 +3,7 @@
 #
 #   benches/serve.sh [SECONDS] [UPLOADS]
 #   EASEL_BEFORE=/tmp/easel-main-release benches/serve.sh   # also an older binary
+#   WARMUP=0 benches/serve.sh                                # no warm-up uploads
 #
 # For each binary (this checkout's release build, and EASEL_BEFORE when set,
 # alternated), on the embedded defaults and default settings:
@@ -22,6 +23,11 @@
 #    kernel's writeback and journal threads) and idle (/proc/stat). When
 #    idle is near zero the rate is 2 cores over the machine's CPU per
 #    upload, whatever serve's own CPUs-busy figure says.
+#    Before them each server takes WARMUP (default 8, two per client)
+#    uploads that are not counted, as `easel bench` leaves its first run
+#    out of t1: a fresh process's first renders fault in their buffers and
+#    took ~2x (bench's first run 400 ms against 195). Their rate is printed
+#    apart (`warmup_per_minute`).
 #    96 (~10 s) measures the steady rate: in 32 (~3.5 s, the default until
 #    issue 14's third round) the ramp-up and the last render, alone on the
 #    cores, weigh more;
@@ -35,6 +41,7 @@ set -euo pipefail
 
 SECS=${1:-10}
 UPLOADS=${2:-96}
+WARMUP=${WARMUP:-8}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PHOTO="$ROOT/fixtures/photo/olympus_e-p3_4032x3024.jpg"
 PORT=18090
@@ -69,9 +76,12 @@ if [ -n "${EASEL_BEFORE:-}" ]; then BINARIES=("before=$EASEL_BEFORE" "after=$AFT
 
 # Distinct bytes per upload (a counter after the JPEG's end), so nothing is
 # deduplicated and every upload renders.
-mkdir -p "$WORK/uploads"
+mkdir -p "$WORK/uploads" "$WORK/warmup"
 for i in $(seq "$UPLOADS"); do
     { cat "$PHOTO"; printf 'easel-bench-%08d' "$i"; } >"$WORK/uploads/$i.jpg"
+done
+for i in $(seq "$WARMUP"); do
+    { cat "$PHOTO"; printf 'easel-warm-%08d' "$i"; } >"$WORK/warmup/$i.jpg"
 done
 
 rate() { # url [header] -> requests per second (wrk -t1 -c32)
@@ -90,22 +100,23 @@ rate() { # url [header] -> requests per second (wrk -t1 -c32)
 # file (`next` between them). One curl process per upload, as until the
 # sixth round, spent ~11 ms of CPU per upload on this 2-core machine on
 # starting curl and a connection, CPU the renders then lacked.
-upload_all() {
-    local base=$1 auth=$2 client i pids=()
+upload_all() { # base auth folder count
+    local base=$1 auth=$2 folder=$3 count=$4 client i pids=()
     for client in 0 1 2 3; do
         : >"$WORK/client$client.cfg"
-        for ((i = client + 1; i <= UPLOADS; i += 4)); do
+        for ((i = client + 1; i <= count; i += 4)); do
             {
                 ((i > client + 1)) && echo next
                 echo "url = \"$base/v1/images?wait=true\""
                 echo "header = \"$auth\""
                 echo 'header = "content-type: image/jpeg"'
-                echo "data-binary = \"@$WORK/uploads/$i.jpg\""
+                echo "data-binary = \"@$folder/$i.jpg\""
                 echo 'output = "/dev/null"'
                 echo fail
                 echo silent
             } >>"$WORK/client$client.cfg"
         done
+        [ -s "$WORK/client$client.cfg" ] || continue
         curl --fail-early -K "$WORK/client$client.cfg" &
         pids+=($!)
     done
@@ -156,13 +167,20 @@ run_binary() { # label binary -> JSON object
     local t1_pre t2_pre t1_post t2_post start end cpu_start cpu_end
     local render_start render_end machine_start machine_end
     local t1_pre_median t1_post_median
+    local warm_start warm_end warmup_per_minute=null
+    if ((WARMUP > 0)); then
+        warm_start=$(date +%s.%N)
+        upload_all "$base" "$auth" "$WORK/warmup" "$WARMUP"
+        warm_end=$(date +%s.%N)
+        warmup_per_minute=$(echo "$WARMUP * 60 / ($warm_end - $warm_start)" | bc -l)
+    fi
     read -r t1_pre t1_pre_median < <(bench_ms "$bin" 1)
     read -r t2_pre _ < <(bench_ms "$bin" 2)
     cpu_start=$(serve_cpu)
     render_start=$(render_cpu)
     machine_start=$(machine_cpu)
     start=$(date +%s.%N)
-    upload_all "$base" "$auth"
+    upload_all "$base" "$auth" "$WORK/uploads" "$UPLOADS"
     end=$(date +%s.%N)
     machine_end=$(machine_cpu)
     render_end=$(render_cpu)
@@ -217,6 +235,7 @@ run_binary() { # label binary -> JSON object
         --argjson t1_pre "$t1_pre" --argjson t2_pre "$t2_pre" --argjson t1_post "$t1_post" --argjson t2_post "$t2_post" \
         --argjson limit_pre "$limit_pre" --argjson limit_post "$limit_post" \
         --argjson t1_median "$(echo "($t1_pre_median + $t1_post_median) / 2" | bc -l)" \
+        --argjson warmup_per_minute "$warmup_per_minute" \
         --argjson cpu_ms "$cpu_ms" --argjson faults "$faults" --argjson busy "$busy" \
         --argjson render_ms "$render_ms" --argjson others_ms "$others_ms" --argjson idle_ms "$idle_ms" \
         --argjson machine_busy "$machine_busy" \
@@ -225,7 +244,8 @@ run_binary() { # label binary -> JSON object
         --argjson r304 "$r_304" --argjson hwm "$hwm" \
         '{($name): {
             uploads: {per_minute: $per_minute, render_bound_limit_per_minute: $limit,
-                      ratio: ($per_minute / $limit), bench_t1_ms: $t1, bench_t2_ms: $t2,
+                      ratio: ($per_minute / $limit), bench_t1_ms: $t1,
+                      warmup_per_minute: $warmup_per_minute, bench_t2_ms: $t2,
                       limit_before_uploads: $limit_pre, limit_after_uploads: $limit_post,
                       bench_before_uploads_ms: {t1: $t1_pre, t2: $t2_pre},
                       bench_after_uploads_ms: {t1: $t1_post, t2: $t2_post},

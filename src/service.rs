@@ -246,6 +246,7 @@ pub fn serve(args: ServeArgs) -> anyhow::Result<()> {
         let invalidate = serve_cache.clone();
         let on_commit = OnCommit::new(move |_| invalidate.invalidate());
         let pool = args.tuning.pool(args.workers, &settings, on_commit);
+        let store = Loops::handing_over(store, &pool);
         // The one budget of this process: IIIF renders share the loops'.
         let memory = pool.worker.memory.clone();
         let workers = Loops::start_workers(&catalog, &store, &settings, &wake, pool).await?;
@@ -309,6 +310,7 @@ pub fn worker(args: WorkerArgs) -> anyhow::Result<()> {
         let pool = args
             .tuning
             .pool(args.workers.max(1), &settings, OnCommit::default());
+        let store = Loops::handing_over(store, &pool);
         let workers = Loops::start_workers(&catalog, &store, &settings, &wake, pool).await?;
         let reaper = Loops::start_reaper(&catalog, &store, args.tuning.retention.retention());
         shutdown_signal().await;

@@ -852,6 +852,59 @@ async fn the_easel_binary_serves_on_embedded_defaults_from_env_vars() {
     );
 }
 
+/// `easel serve` hands an upload's original to its own render loop in
+/// memory instead of reading it back from the store, and stores it all
+/// the same: the stored object is the upload, byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_renders_an_upload_from_the_bytes_it_stored_and_keeps_the_original() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let (_serve, base) = easel_serve(&data, &[]).await;
+    let (_, client) = easel_key(&data);
+    let handovers = |text: &str, from: &str| -> u64 {
+        let series = format!("easel_original_handovers_total{{from=\"{from}\"}} ");
+        text.lines()
+            .find_map(|line| line.strip_prefix(&series))
+            .map_or(0, |n| n.trim().parse().unwrap())
+    };
+    let original = fixture("jpeg/exif_iptc_nokia.jpg");
+    for round in 1..=2u64 {
+        // Distinct bytes each time (after the JPEG's end), so both render.
+        let mut upload = original.clone();
+        upload.extend_from_slice(format!("round {round}").as_bytes());
+        let response = client
+            .post(format!("{base}/v1/images?wait=true"))
+            .header("content-type", "image/jpeg")
+            .body(upload.clone())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 201);
+        let image: Value = response.json().await.unwrap();
+        assert_eq!(image["status"], "finished", "{image}");
+        let id = image["id"].as_str().unwrap();
+        let stored = client
+            .get(format!("{base}/v1/images/{id}"))
+            .header("accept", "application/octet-stream")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(stored.status(), 200);
+        assert_eq!(stored.bytes().await.unwrap(), upload, "the stored original");
+
+        let metrics = client
+            .get(format!("{base}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        assert_eq!(handovers(&metrics, "memory"), round, "{metrics}");
+        assert_eq!(handovers(&metrics, "store"), 0, "{metrics}");
+    }
+}
+
 /// Scale-out shape: an API with no embedded worker, and `easel worker`
 /// processes sharing its database and store.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -28,6 +28,8 @@
 //! error answers `true` to [`StorageError::is_unavailable`], which the API
 //! turns into `503` with `Retry-After`.
 
+mod handover;
+
 use std::ops::Range;
 use std::path::Path as FsPath;
 use std::sync::Arc;
@@ -245,6 +247,9 @@ pub struct BlobStore {
     /// Shared, not owned: every request clones the store (in the API's
     /// state), and a `String` here was an allocation per request.
     description: Arc<str>,
+    /// Originals stored by this process, for its render loops (see
+    /// [`BlobStore::with_handover`]); shared by every clone.
+    handover: Option<Arc<handover::Handover>>,
 }
 
 impl BlobStore {
@@ -376,6 +381,7 @@ impl BlobStore {
         Ok(BlobStore {
             inner,
             description: description.into(),
+            handover: None,
         })
     }
 
@@ -386,6 +392,7 @@ impl BlobStore {
         Ok(BlobStore {
             inner: Arc::new(fs),
             description: format!("file://{}", dir.display()).into(),
+            handover: None,
         })
     }
 
@@ -393,6 +400,7 @@ impl BlobStore {
         BlobStore {
             inner: Arc::new(InMemory::new()),
             description: "memory://".into(),
+            handover: None,
         }
     }
 
@@ -434,13 +442,54 @@ impl BlobStore {
         writer.finish().await.map(|_| ())
     }
 
+    /// This store, and its clones from now on, keeping what
+    /// [`BlobStore::put_if_absent`] stores (originals) in memory for
+    /// [`BlobStore::take_or_get`], up to `budget_bytes` at once and each
+    /// for at most `ttl`: for a process whose render loops read back the
+    /// originals it stores (see `handover.rs`).
+    pub fn with_handover(mut self, budget_bytes: u64, ttl: Duration) -> Self {
+        self.handover = Some(Arc::new(handover::Handover::new(budget_bytes, ttl)));
+        self
+    }
+
+    /// Bytes the hand-over holds now (0 without one).
+    pub fn handover_bytes(&self) -> u64 {
+        self.handover.as_ref().map_or(0, |h| h.held_bytes())
+    }
+
     /// Writes a content-addressed object unless it is already there: the
     /// key is the hash, so an existing object has these very bytes.
     pub async fn put_if_absent(&self, key: &str, bytes: Bytes) -> Result<bool, StorageError> {
-        match self.size(key).await {
-            Ok(size) if size == bytes.len() as u64 => Ok(false),
-            Ok(_) | Err(StorageError::NotFound { .. }) => self.put(key, bytes).await.map(|()| true),
-            Err(e) => Err(e),
+        let written = match self.size(key).await {
+            Ok(size) if size == bytes.len() as u64 => false,
+            Ok(_) | Err(StorageError::NotFound { .. }) => {
+                self.put(key, bytes.clone()).await?;
+                true
+            }
+            Err(e) => return Err(e),
+        };
+        if let Some(handover) = &self.handover {
+            handover.offer(key, &bytes);
+        }
+        Ok(written)
+    }
+
+    /// An object's bytes: those the hand-over holds, taken (once), when
+    /// this process stored it a moment ago; else read from the store.
+    pub async fn take_or_get(&self, key: &str) -> Result<Bytes, StorageError> {
+        match self.handover.as_ref().and_then(|h| h.take(key)) {
+            Some(bytes) => {
+                metrics::counter!("easel_original_handovers_total", "from" => "memory")
+                    .increment(1);
+                Ok(bytes)
+            }
+            None => {
+                if self.handover.is_some() {
+                    metrics::counter!("easel_original_handovers_total", "from" => "store")
+                        .increment(1);
+                }
+                self.get(key).await
+            }
         }
     }
 
@@ -478,6 +527,9 @@ impl BlobStore {
     /// Deletes an object. Deleting one that is not there is not an error
     /// (S3 does not say, and a retried force-delete must succeed).
     pub async fn delete(&self, key: &str) -> Result<(), StorageError> {
+        if let Some(handover) = &self.handover {
+            handover.forget(key);
+        }
         let path = Path::from(key);
         match self.inner.delete(&path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
@@ -603,6 +655,47 @@ mod tests {
             Err(StorageError::NotFound { .. })
         ));
         store.ping().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_stored_original_is_handed_over_once_then_read_from_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let objects = dir.path().join("objects");
+        let store = BlobStore::local(&objects)
+            .unwrap()
+            .with_handover(1024, Duration::from_secs(60));
+        let key = original_key(SHA);
+        let (first, second) = (Bytes::from_static(b"first"), Bytes::from_static(b"again"));
+        assert!(store.put_if_absent(&key, first.clone()).await.unwrap());
+        // Stored all the same: the hand-over is beside the store.
+        assert_eq!(std::fs::read(objects.join(&key)).unwrap(), b"first");
+        assert_eq!(store.handover_bytes(), 5);
+
+        // A clone shares it; the file is gone behind the store's back, so
+        // these bytes can only come from memory.
+        std::fs::remove_file(objects.join(&key)).unwrap();
+        assert_eq!(store.clone().take_or_get(&key).await.unwrap(), first);
+        assert_eq!(store.handover_bytes(), 0);
+        assert!(matches!(
+            store.take_or_get(&key).await,
+            Err(StorageError::NotFound { .. })
+        ));
+
+        // What the store deletes is not handed out afterwards.
+        store.put_if_absent(&key, second).await.unwrap();
+        store.delete(&key).await.unwrap();
+        assert_eq!(store.handover_bytes(), 0);
+        assert!(matches!(
+            store.take_or_get(&key).await,
+            Err(StorageError::NotFound { .. })
+        ));
+
+        // Without a hand-over nothing is held; take_or_get reads the store.
+        let plain = BlobStore::local(&objects).unwrap();
+        plain.put_if_absent(&key, first.clone()).await.unwrap();
+        assert_eq!(plain.handover_bytes(), 0);
+        assert_eq!(plain.take_or_get(&key).await.unwrap(), first);
+        assert_eq!(plain.take_or_get(&key).await.unwrap(), first);
     }
 
     #[tokio::test]

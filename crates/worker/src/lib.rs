@@ -453,7 +453,7 @@ impl Worker {
         };
         let crop = image.crop();
         let (original, facts) = match (job.kind(), image.original()) {
-            (JobKind::Render, Some(stored)) => match self.store.get(stored.key).await {
+            (JobKind::Render, Some(stored)) => match self.store.take_or_get(stored.key).await {
                 Ok(bytes) => match image.original_facts() {
                     Some(facts) => (bytes, facts),
                     None => {

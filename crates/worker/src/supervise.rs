@@ -27,6 +27,16 @@ use crate::{Retention, Worker, WorkerConfig, WorkerError};
 /// limit). The memory budget still bounds what renders hold at once.
 pub const DEFAULT_LOOPS: usize = 3;
 
+/// How long an original a process stored stays in memory for its own
+/// render loops ([`Loops::handing_over`]): a job queued longer reads it
+/// from the store.
+pub const HANDOVER_TTL: Duration = Duration::from_secs(30);
+
+/// The share of the render memory budget that originals awaiting this
+/// process's render loops may hold: an eighth, 128 MiB of the default 1
+/// GiB (~40 camera photos).
+pub const HANDOVER_BUDGET_DIVISOR: u64 = 8;
+
 /// How often a process deletes what is due (and ends grace periods).
 pub const REAP_INTERVAL: Duration = Duration::from_secs(30);
 
@@ -97,6 +107,19 @@ impl Loops {
             .map(|i| tokio::spawn(base.named(worker_name(i)).run(stopped.clone())))
             .collect();
         Ok(Loops { stop, handles })
+    }
+
+    /// `store` for a process that runs `config`'s loops: with them, the
+    /// originals it stores (uploads, origin fetches) stay in memory for a
+    /// loop to take instead of reading them back, within an eighth of the
+    /// render memory budget and [`HANDOVER_TTL`]; without loops, unchanged.
+    /// Give the result to the loops and the API alike.
+    pub fn handing_over(store: BlobStore, config: &PoolConfig) -> BlobStore {
+        if config.loops == 0 {
+            return store;
+        }
+        let budget = config.worker.memory.total_bytes() / HANDOVER_BUDGET_DIVISOR;
+        store.with_handover(budget, HANDOVER_TTL)
     }
 
     /// Starts the reaper of this process (see [`crate::reaper`]): every API
