@@ -861,11 +861,17 @@ async fn serve_renders_an_upload_from_the_bytes_it_stored_and_keeps_the_original
     let data = dir.path().join("data");
     let (_serve, base) = easel_serve(&data, &[]).await;
     let (_, client) = easel_key(&data);
-    let handovers = |text: &str, from: &str| -> u64 {
-        let series = format!("easel_original_handovers_total{{from=\"{from}\"}} ");
+    let series = |text: &str, name: &str| -> u64 {
+        let name = format!("{name} ");
         text.lines()
-            .find_map(|line| line.strip_prefix(&series))
+            .find_map(|line| line.strip_prefix(&name))
             .map_or(0, |n| n.trim().parse().unwrap())
+    };
+    let handovers = |text: &str, from: &str| {
+        series(
+            text,
+            &format!("easel_original_handovers_total{{from=\"{from}\"}}"),
+        )
     };
     let original = fixture("jpeg/exif_iptc_nokia.jpg");
     for round in 1..=2u64 {
@@ -902,6 +908,12 @@ async fn serve_renders_an_upload_from_the_bytes_it_stored_and_keeps_the_original
             .unwrap();
         assert_eq!(handovers(&metrics, "memory"), round, "{metrics}");
         assert_eq!(handovers(&metrics, "store"), 0, "{metrics}");
+        // Taken, and the rendered files were never held.
+        assert_eq!(
+            series(&metrics, "easel_original_handover_bytes"),
+            0,
+            "{metrics}"
+        );
     }
 }
 

@@ -93,7 +93,7 @@ pub async fn store(
         claim: Some(holder),
         ..facts
     };
-    if let Err(e) = store.put_if_absent(&facts.original_key, bytes).await {
+    if let Err(e) = store.put_original(&facts.original_key, bytes).await {
         release(catalog, retention, &facts).await;
         return Err(e.into());
     }

@@ -35,7 +35,19 @@ impl Held {
     fn remove(&mut self, key: &str) -> Option<Bytes> {
         let (bytes, _) = self.entries.remove(key)?;
         self.bytes -= bytes.len() as u64;
+        self.report();
         Some(bytes)
+    }
+
+    fn insert(&mut self, key: &str, bytes: &Bytes, at: Instant) {
+        self.bytes += bytes.len() as u64;
+        self.entries.insert(key.to_string(), (bytes.clone(), at));
+        self.report();
+    }
+
+    /// What `/metrics` shows: bytes held that no render has taken yet.
+    fn report(&self) {
+        metrics::gauge!("easel_original_handover_bytes").set(self.bytes as f64);
     }
 }
 
@@ -69,8 +81,7 @@ impl Handover {
         }
         held.remove(key);
         if held.bytes + size <= self.budget_bytes {
-            held.bytes += size;
-            held.entries.insert(key.to_string(), (bytes.clone(), now));
+            held.insert(key, bytes, now);
         }
     }
 

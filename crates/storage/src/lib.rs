@@ -443,7 +443,7 @@ impl BlobStore {
     }
 
     /// This store, and its clones from now on, keeping what
-    /// [`BlobStore::put_if_absent`] stores (originals) in memory for
+    /// [`BlobStore::put_original`] stores in memory for
     /// [`BlobStore::take_or_get`], up to `budget_bytes` at once and each
     /// for at most `ttl`: for a process whose render loops read back the
     /// originals it stores (see `handover.rs`).
@@ -460,17 +460,24 @@ impl BlobStore {
     /// Writes a content-addressed object unless it is already there: the
     /// key is the hash, so an existing object has these very bytes.
     pub async fn put_if_absent(&self, key: &str, bytes: Bytes) -> Result<bool, StorageError> {
-        let written = match self.size(key).await {
-            Ok(size) if size == bytes.len() as u64 => false,
-            Ok(_) | Err(StorageError::NotFound { .. }) => {
-                self.put(key, bytes.clone()).await?;
-                true
-            }
-            Err(e) => return Err(e),
-        };
-        if let Some(handover) = &self.handover {
-            handover.offer(key, &bytes);
+        match self.size(key).await {
+            Ok(size) if size == bytes.len() as u64 => Ok(false),
+            Ok(_) | Err(StorageError::NotFound { .. }) => self.put(key, bytes).await.map(|()| true),
+            Err(e) => Err(e),
         }
+    }
+
+    /// [`BlobStore::put_if_absent`] for an original that a render will
+    /// read next: once stored, the hand-over (if any) holds its bytes for
+    /// [`BlobStore::take_or_get`]. Rendered files go through
+    /// `put_if_absent`: nothing reads them back, and they would only fill
+    /// the hand-over's budget.
+    pub async fn put_original(&self, key: &str, bytes: Bytes) -> Result<bool, StorageError> {
+        let Some(handover) = &self.handover else {
+            return self.put_if_absent(key, bytes).await;
+        };
+        let written = self.put_if_absent(key, bytes.clone()).await?;
+        handover.offer(key, &bytes);
         Ok(written)
     }
 
@@ -666,7 +673,11 @@ mod tests {
             .with_handover(1024, Duration::from_secs(60));
         let key = original_key(SHA);
         let (first, second) = (Bytes::from_static(b"first"), Bytes::from_static(b"again"));
-        assert!(store.put_if_absent(&key, first.clone()).await.unwrap());
+        // A rendered file is not held: nothing reads it back.
+        let rendered = render_key(SHA, "jpg");
+        assert!(store.put_if_absent(&rendered, first.clone()).await.unwrap());
+        assert_eq!(store.handover_bytes(), 0);
+        assert!(store.put_original(&key, first.clone()).await.unwrap());
         // Stored all the same: the hand-over is beside the store.
         assert_eq!(std::fs::read(objects.join(&key)).unwrap(), b"first");
         assert_eq!(store.handover_bytes(), 5);
@@ -682,7 +693,7 @@ mod tests {
         ));
 
         // What the store deletes is not handed out afterwards.
-        store.put_if_absent(&key, second).await.unwrap();
+        store.put_original(&key, second).await.unwrap();
         store.delete(&key).await.unwrap();
         assert_eq!(store.handover_bytes(), 0);
         assert!(matches!(
@@ -692,7 +703,7 @@ mod tests {
 
         // Without a hand-over nothing is held; take_or_get reads the store.
         let plain = BlobStore::local(&objects).unwrap();
-        plain.put_if_absent(&key, first.clone()).await.unwrap();
+        plain.put_original(&key, first.clone()).await.unwrap();
         assert_eq!(plain.handover_bytes(), 0);
         assert_eq!(plain.take_or_get(&key).await.unwrap(), first);
         assert_eq!(plain.take_or_get(&key).await.unwrap(), first);
