@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{asset, TestApp, TestOptions};
+use common::{asset, metric_in, TestApp, TestOptions};
 use easel_catalog::Retention;
 use serde_json::Value;
 
@@ -1684,10 +1684,7 @@ async fn the_file_cache_keeps_to_its_budget_and_serves_what_it_cannot_keep() {
 
 /// The `easel_serve_cache_total` counter with these labels, from /metrics.
 async fn metric(app: &TestApp, series: &str) -> f64 {
-    let text = app.get("/metrics").await.text().await.unwrap();
-    text.lines()
-        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
-        .unwrap_or(0.0)
+    metric_in(&app.get("/metrics").await.text().await.unwrap(), series)
 }
 
 /// Issue 14: a file URL asked again while its lookup is kept is answered

@@ -7,8 +7,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use common::{
-    asset, dimensions, easel, easel_key, easel_serve, fixture, header, id_of, png_bomb, problem,
-    TestApp, TestOptions,
+    asset, dimensions, easel, easel_key, easel_serve, fixture, header, id_of, metric_in, png_bomb,
+    problem, TestApp, TestOptions,
 };
 use easel_catalog::now_ms;
 use easel_worker::Outcome;
@@ -861,15 +861,9 @@ async fn serve_renders_an_upload_from_the_bytes_it_stored_and_keeps_the_original
     let data = dir.path().join("data");
     let (_serve, base) = easel_serve(&data, &[]).await;
     let (_, client) = easel_key(&data);
-    let series = |text: &str, name: &str| -> u64 {
-        let name = format!("{name} ");
-        text.lines()
-            .find_map(|line| line.strip_prefix(&name))
-            .map_or(0, |n| n.trim().parse().unwrap())
-    };
-    let handovers = |text: &str, from: &str| {
-        series(
-            text,
+    let handovers = |page: &str, from: &str| {
+        metric_in(
+            page,
             &format!("easel_original_handovers_total{{from=\"{from}\"}}"),
         )
     };
@@ -906,12 +900,12 @@ async fn serve_renders_an_upload_from_the_bytes_it_stored_and_keeps_the_original
             .text()
             .await
             .unwrap();
-        assert_eq!(handovers(&metrics, "memory"), round, "{metrics}");
-        assert_eq!(handovers(&metrics, "store"), 0, "{metrics}");
+        assert_eq!(handovers(&metrics, "memory"), round as f64, "{metrics}");
+        assert_eq!(handovers(&metrics, "store"), 0.0, "{metrics}");
         // Taken, and the rendered files were never held.
         assert_eq!(
-            series(&metrics, "easel_original_handover_bytes"),
-            0,
+            metric_in(&metrics, "easel_original_handover_bytes"),
+            0.0,
             "{metrics}"
         );
     }

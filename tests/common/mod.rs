@@ -595,6 +595,14 @@ pub fn easel_key(data: &Path) -> (String, reqwest::Client) {
     (key, client)
 }
 
+/// The value of one series (name and labels, as `/metrics` prints them)
+/// in a Prometheus text page; 0 when the page has no such line yet.
+pub fn metric_in(page: &str, series: &str) -> f64 {
+    page.lines()
+        .find_map(|line| line.strip_prefix(series)?.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
 /// Starts `easel serve` on port 0 and returns it with its base URL, read
 /// from the line it prints on stdout.
 pub async fn easel_serve(data: &Path, extra: &[(&str, &str)]) -> (ChildGuard, String) {
