@@ -892,14 +892,7 @@ async fn serve_renders_an_upload_from_the_bytes_it_stored_and_keeps_the_original
         assert_eq!(stored.status(), 200);
         assert_eq!(stored.bytes().await.unwrap(), upload, "the stored original");
 
-        let metrics = client
-            .get(format!("{base}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
+        let metrics = get_text(&client, format!("{base}/metrics")).await;
         assert_eq!(handovers(&metrics, "memory"), round as f64, "{metrics}");
         assert_eq!(handovers(&metrics, "store"), 0.0, "{metrics}");
         // Taken, and the rendered files were never held.
@@ -1029,6 +1022,10 @@ async fn refusing_store() -> easel_storage::BlobStore {
 /// The JSON at `url` (of a running `easel serve`).
 async fn get_json(client: &reqwest::Client, url: String) -> Value {
     client.get(url).send().await.unwrap().json().await.unwrap()
+}
+
+async fn get_text(client: &reqwest::Client, url: String) -> String {
+    client.get(url).send().await.unwrap().text().await.unwrap()
 }
 
 /// An app without workers, and the id of one upload waiting for them.
