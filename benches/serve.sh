@@ -243,9 +243,9 @@ run_binary() { # label binary -> JSON object
         --argjson itunes_v "$r_itunes_v" --argjson itunes_a "$r_itunes_a" \
         --argjson r304 "$r_304" --argjson hwm "$hwm" \
         '{($name): {
-            uploads: {per_minute: $per_minute, render_bound_limit_per_minute: $limit,
-                      ratio: ($per_minute / $limit), bench_t1_ms: $t1,
-                      warmup_per_minute: $warmup_per_minute, bench_t2_ms: $t2,
+            uploads: {per_minute: $per_minute, warmup_per_minute: $warmup_per_minute,
+                      render_bound_limit_per_minute: $limit,
+                      ratio: ($per_minute / $limit), bench_t1_ms: $t1, bench_t2_ms: $t2,
                       limit_before_uploads: $limit_pre, limit_after_uploads: $limit_post,
                       bench_before_uploads_ms: {t1: $t1_pre, t2: $t2_pre},
                       bench_after_uploads_ms: {t1: $t1_post, t2: $t2_post},
