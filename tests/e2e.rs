@@ -833,19 +833,8 @@ async fn the_easel_binary_serves_on_embedded_defaults_from_env_vars() {
             .status(),
         200
     );
-    let response = client
-        .post(format!("{base}/v1/images?wait=true"))
-        .header("content-type", "image/jpeg")
-        .body(fixture("jpeg/hopper_orientation_6.jpg"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let image: Value = response.json().await.unwrap();
-    assert_eq!(
-        image["status"], "finished",
-        "the embedded worker rendered it"
-    );
+    // The embedded worker renders it.
+    upload_jpeg_and_wait(&client, &base, fixture("jpeg/hopper_orientation_6.jpg")).await;
     assert!(
         data.join("objects").join("originals").is_dir(),
         "objects under $EASEL_DATA_DIR/objects"
@@ -872,16 +861,7 @@ async fn serve_renders_an_upload_from_the_bytes_it_stored_and_keeps_the_original
         // Distinct bytes each time (after the JPEG's end), so both render.
         let mut upload = original.clone();
         upload.extend_from_slice(format!("round {round}").as_bytes());
-        let response = client
-            .post(format!("{base}/v1/images?wait=true"))
-            .header("content-type", "image/jpeg")
-            .body(upload.clone())
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(response.status(), 201);
-        let image: Value = response.json().await.unwrap();
-        assert_eq!(image["status"], "finished", "{image}");
+        let image = upload_jpeg_and_wait(&client, &base, upload.clone()).await;
         let id = image["id"].as_str().unwrap();
         let stored = client
             .get(format!("{base}/v1/images/{id}"))
@@ -1026,6 +1006,22 @@ async fn get_json(client: &reqwest::Client, url: String) -> Value {
 
 async fn get_text(client: &reqwest::Client, url: String) -> String {
     client.get(url).send().await.unwrap().text().await.unwrap()
+}
+
+/// Uploads a JPEG to the `easel serve` at `base` with `?wait=true`: a 201
+/// with the image rendered (`finished`), which it returns.
+async fn upload_jpeg_and_wait(client: &reqwest::Client, base: &str, jpeg: Vec<u8>) -> Value {
+    let response = client
+        .post(format!("{base}/v1/images?wait=true"))
+        .header("content-type", "image/jpeg")
+        .body(jpeg)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let image: Value = response.json().await.unwrap();
+    assert_eq!(image["status"], "finished", "{image}");
+    image
 }
 
 /// An app without workers, and the id of one upload waiting for them.
