@@ -473,11 +473,10 @@ impl BlobStore {
     /// `put_if_absent`: nothing reads them back, and they would only fill
     /// the hand-over's budget.
     pub async fn put_original(&self, key: &str, bytes: Bytes) -> Result<bool, StorageError> {
-        let Some(handover) = &self.handover else {
-            return self.put_if_absent(key, bytes).await;
-        };
         let written = self.put_if_absent(key, bytes.clone()).await?;
-        handover.offer(key, &bytes);
+        if let Some(handover) = &self.handover {
+            handover.offer(key, &bytes);
+        }
         Ok(written)
     }
 
